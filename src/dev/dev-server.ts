@@ -1,0 +1,134 @@
+/**
+ * The embedded Temporal dev server: `temporal server start-dev` on loopback,
+ * with SQLite persistence and this project's search attributes registered.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { connect as connectSocket } from 'node:net';
+import { Connection } from '@temporalio/client';
+import { SEARCH_ATTRIBUTES } from '../domain/constants';
+import { resolveTemporalCli } from './temporal-cli';
+
+export interface DevServerOptions {
+  /** gRPC port; 0 or undefined picks a free one. */
+  port?: number;
+  /** Web UI port; 0 picks a free one; `false` disables the UI (headless). */
+  uiPort?: number | false;
+  /** SQLite file for persistence across restarts; in-memory when omitted. */
+  dbFilename?: string;
+  /** Namespaces to create besides `default`. */
+  namespaces?: string[];
+  /** Server log level (default `error`). */
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** Where server output goes (default: discarded). */
+  onOutput?: (chunk: string) => void;
+  /** Milliseconds to wait for the frontend to accept connections (default 60 000). */
+  startTimeoutMs?: number;
+}
+
+export interface DevServer {
+  /** `host:port` of the gRPC frontend. */
+  address: string;
+  /** Web UI address, or undefined when headless. */
+  uiUrl?: string;
+  process: ChildProcess;
+  /** Stops the server (SIGTERM, then SIGKILL after 5 s). */
+  stop(): Promise<void>;
+}
+
+/** Finds a free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolvePort(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connectSocket({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      res(true);
+    });
+    s.once('error', () => res(false));
+  });
+}
+
+/**
+ * Starts a dev server and waits until its frontend is reachable.
+ *
+ * @throws Error with the server's last output when it exits or does not come up in time.
+ */
+export async function startDevServer(opts: DevServerOptions = {}): Promise<DevServer> {
+  const cli = resolveTemporalCli();
+  const port = opts.port || (await freePort());
+  const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', opts.logLevel ?? 'error'];
+  let uiUrl: string | undefined;
+  if (opts.uiPort === false) args.push('--headless');
+  else {
+    const uiPort = opts.uiPort || (await freePort());
+    args.push('--ui-port', String(uiPort));
+    uiUrl = `http://127.0.0.1:${uiPort}`;
+  }
+  if (opts.dbFilename) args.push('--db-filename', opts.dbFilename);
+  for (const ns of opts.namespaces ?? []) args.push('--namespace', ns);
+  for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${name}=${type}`);
+  // Keep history-size budgets small enough that continue-as-new paths are exercised realistically.
+  const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let tail = '';
+  const onData = (b: Buffer) => {
+    const s = b.toString();
+    tail = (tail + s).slice(-4000);
+    opts.onOutput?.(s);
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => (exited = code));
+  const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
+  while (!(await canConnect(port))) {
+    if (exited !== undefined) throw new Error(`temporal dev server exited with code ${exited} before it was ready:\n${tail}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`temporal dev server did not accept connections on 127.0.0.1:${port} in time:\n${tail}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const address = `127.0.0.1:${port}`;
+  // The port opens before the namespace and search attributes are ready; wait for both.
+  const conn = await Connection.connect({ address, connectTimeout: 5_000 });
+  try {
+    for (;;) {
+      try {
+        const sa = await conn.operatorService.listSearchAttributes({ namespace: 'default' });
+        if (Object.keys(SEARCH_ATTRIBUTES).every((k) => k in (sa.customAttributes ?? {}))) break;
+      } catch {
+        /* not ready yet */
+      }
+      if (exited !== undefined) throw new Error(`temporal dev server exited with code ${exited}:\n${tail}`);
+      if (Date.now() > deadline) throw new Error(`temporal dev server at ${address} did not become ready in time:\n${tail}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    await conn.close();
+  }
+  return {
+    address,
+    uiUrl,
+    process: child,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const done = new Promise<void>((r) => child.once('exit', () => r()));
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await done;
+      clearTimeout(t);
+    },
+  };
+}

@@ -1,0 +1,181 @@
+/**
+ * The service registry: which services exist, how to reach and probe them,
+ * what they depend on, and which credentials they share. This module holds the
+ * schema (zod) and the normalized types every layer uses; durations are parsed
+ * once here into milliseconds (`...Ms` fields).
+ *
+ * Secret values never appear in a registry: credentials are references.
+ */
+import { z } from 'zod';
+import { tryParseDuration } from './duration';
+
+export const SERVICE_TYPES = ['database', 'api', 'webhook', 'storage', 'messaging', 'make'] as const;
+export type ServiceType = (typeof SERVICE_TYPES)[number];
+
+const SLUG = /^[a-z0-9][a-z0-9-]*$/;
+const slug = z.string().regex(SLUG, 'must be a slug: lowercase letters, digits and "-", starting with a letter or digit');
+
+/** A duration string ("30s") parsed to milliseconds. */
+export const durationMs = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  if (typeof v === 'number') {
+    if (Number.isFinite(v) && v >= 0) return Math.round(v);
+    ctx.addIssue({ code: 'custom', message: `invalid duration ${v}: must be >= 0` });
+    return z.NEVER;
+  }
+  const ms = tryParseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `invalid duration "${v}": use a number and a unit, e.g. 500ms, 30s, 5m, 1h, 7d` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const httpUrl = z.string().refine((u) => {
+  try {
+    const p = new URL(u);
+    return p.protocol === 'http:' || p.protocol === 'https:' || p.protocol === 'tcp:';
+  } catch {
+    return false;
+  }
+}, 'must be an absolute http://, https:// or tcp:// URL');
+
+/** A status code (200) or a class/range ("2xx", "200-299"). */
+const statusMatcher = z.union([
+  z.number().int().min(100).max(599),
+  z.string().regex(/^[1-5]xx$|^\d{3}-\d{3}$|^\d{3}$/, 'must be a status code, a class like "2xx" or a range like "200-299"'),
+]);
+
+export const endpointSchema = z.strictObject({
+  url: httpUrl,
+  /** Relative share of traffic for smooth weighted round-robin; default 1. */
+  weight: z.number().int().min(1).max(1000).default(1),
+});
+
+export const bodyRuleSchema = z.strictObject({
+  /** JSONPath into the response body, e.g. `$.status`. */
+  path: z.string().min(1),
+  equals: z.unknown().optional(),
+  exists: z.boolean().optional(),
+  matches: z.string().optional(),
+});
+
+export const healthCheckSchema = z.strictObject({
+  /** `http` (default) or `tcp` (connect only). */
+  type: z.enum(['http', 'tcp']).default('http'),
+  path: z.string().startsWith('/').optional(),
+  url: httpUrl.optional(),
+  method: z.enum(['GET', 'HEAD', 'POST']).default('GET'),
+  interval: durationMs.default(30_000),
+  timeout: durationMs.default(2_000),
+  expect: z
+    .strictObject({
+      status: z.array(statusMatcher).min(1).default([200]),
+      maxResponseTime: durationMs.optional(),
+      body: z.array(bodyRuleSchema).default([]),
+      certificateExpiresAfter: durationMs.optional(),
+    })
+    .default({ status: [200], body: [] }),
+  failureThreshold: z.number().int().min(1).max(100).default(3),
+  successThreshold: z.number().int().min(1).max(100).default(2),
+});
+
+export const rateLimitSchema = z.strictObject({
+  perSecond: z.number().int().positive().optional(),
+  perMinute: z.number().int().positive().optional(),
+  maxConcurrent: z.number().int().positive().optional(),
+});
+
+export const slaSchema = z.strictObject({
+  /** Availability target in percent, e.g. 99.9. */
+  availability: z.number().gt(0).max(100).optional(),
+  latencyP95: durationMs.optional(),
+});
+
+export const authSchema = z.strictObject({
+  /** How the credential is presented: `bearer` (Authorization: Bearer), `basic`, `header` (custom header), `make` (Authorization: Token). */
+  scheme: z.enum(['bearer', 'basic', 'header', 'make']).default('bearer'),
+  header: z.string().optional(),
+  username: z.string().optional(),
+});
+
+/**
+ * How a service takes part in rotation. `http` follows the HTTP rotation
+ * contract in README; other providers read their own keys (kept loose here and
+ * validated by the provider).
+ */
+export const rotationSchema = z
+  .object({
+    provider: z.enum(['http', 'postgres', 'redis', 'make']),
+    /** Base URL of the rotation endpoints; defaults to the service's first endpoint. */
+    baseUrl: httpUrl.optional(),
+  })
+  .catchall(z.unknown());
+
+export const serviceSchema = z.strictObject({
+  id: slug,
+  name: z.string().optional(),
+  type: z.enum(SERVICE_TYPES),
+  endpoints: z.array(endpointSchema).min(1),
+  dependsOn: z.array(slug).default([]),
+  credential: slug.optional(),
+  auth: authSchema.optional(),
+  healthCheck: healthCheckSchema.optional(),
+  /** Breaker options; validated by `src/domain/breaker`. */
+  circuitBreaker: z.record(z.string(), z.unknown()).optional(),
+  rateLimit: rateLimitSchema.optional(),
+  sla: slaSchema.optional(),
+  rotation: rotationSchema.optional(),
+  /** Expected duration of one install+verify step, for critical-path estimates. */
+  expectedDuration: durationMs.optional(),
+  tags: z.array(z.string()).default([]),
+});
+
+export const credentialSchema = z.strictObject({
+  id: slug,
+  /** The service that mints and revokes this credential. */
+  issuer: slug,
+  consumers: z.array(slug).default([]),
+  provider: z.enum(['http', 'postgres', 'redis', 'make']).default('http'),
+  gracePeriod: durationMs.default(3_600_000),
+  schedule: durationMs.optional(),
+});
+
+export const registrySchema = z.strictObject({
+  version: z.number().int().optional(),
+  services: z.array(serviceSchema).default([]),
+  credentials: z.array(credentialSchema).default([]),
+});
+
+export type Endpoint = z.output<typeof endpointSchema>;
+export type HealthCheck = z.output<typeof healthCheckSchema>;
+export type ServiceSpec = z.output<typeof serviceSchema>;
+export type CredentialSpec = z.output<typeof credentialSchema>;
+export type RegistryDocument = z.output<typeof registrySchema>;
+
+/**
+ * A loaded, validated registry with its content hash. This is what workflows
+ * receive as their snapshot (JSON-serialisable; no secrets).
+ */
+export interface Registry extends RegistryDocument {
+  /** sha256 (hex, first 16 chars) of the source text: the registry version workflows record. */
+  versionHash: string;
+  /** Where it was loaded from, for error messages. */
+  source: string;
+}
+
+/** Looks a service up by id; throws an Error naming the id and the source when absent. */
+export function getService(registry: Registry, id: string): ServiceSpec {
+  const s = registry.services.find((x) => x.id === id);
+  if (!s) throw new Error(`unknown service "${id}" in registry ${registry.source}`);
+  return s;
+}
+
+/** Looks a credential up by id; throws an Error naming the id and the source when absent. */
+export function getCredential(registry: Registry, id: string): CredentialSpec {
+  const c = registry.credentials.find((x) => x.id === id);
+  if (!c) {
+    const known = registry.credentials.map((x) => x.id).join(', ') || 'none';
+    throw new Error(`unknown credential "${id}" in registry ${registry.source} (known: ${known})`);
+  }
+  return c;
+}

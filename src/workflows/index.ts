@@ -1,0 +1,5 @@
+/**
+ * The workflow bundle's entry: re-exports every workflow and its message definitions.
+ * Workflow code imports only `@temporalio/workflow`, `src/domain` and types.
+ */
+export {};
