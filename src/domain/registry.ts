@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { tryParseDuration } from './duration';
+import { makeConfigSchema } from './make';
 
 export const SERVICE_TYPES = ['database', 'api', 'webhook', 'storage', 'messaging', 'make'] as const;
 export type ServiceType = (typeof SERVICE_TYPES)[number];
@@ -128,6 +129,8 @@ export const serviceSchema = z.strictObject({
   /** Expected duration of one install+verify step, for critical-path estimates. */
   expectedDuration: durationMs.optional(),
   tags: z.array(z.string()).default([]),
+  /** Make.com organization, team, connections, scenarios and hooks of a `type: make` service (see src/domain/make.ts). */
+  make: makeConfigSchema.optional(),
 });
 
 export const credentialSchema = z.strictObject({
