@@ -123,11 +123,11 @@ const clip = (s: string): string => (s.length > MAX_TEXT ? `${s.slice(0, MAX_TEX
 export function parseMakeError(status: number, method: string, path: string, body: unknown): MakeErrorInfo {
   const info: MakeErrorInfo = { status, method: method.toUpperCase(), path: path.split('?')[0]!, suberrors: [] };
   let b: unknown = body;
-  if (typeof b === 'string') {
+  if (typeof body === 'string') {
     try {
-      b = JSON.parse(b);
+      b = JSON.parse(body);
     } catch {
-      if (b.trim()) info.detail = clip(b.trim());
+      if (body.trim()) info.detail = clip(body.trim());
       return info;
     }
   }
