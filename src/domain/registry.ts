@@ -112,6 +112,30 @@ export const rotationSchema = z
   })
   .catchall(z.unknown());
 
+/**
+ * A maintenance window: alerts are silenced while it is open; probes keep
+ * measuring (the time is excluded from availability). See src/domain/health.ts.
+ */
+export const maintenanceWindowSchema = z.strictObject({
+  /** Local wall-clock start in `timezone`, without offset: `2026-12-01T02:00`. */
+  start: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/, 'must be a local date-time like 2026-12-01T02:00 (no offset; see timezone)'),
+  duration: durationMs.refine((ms) => ms > 0, 'must be longer than 0'),
+  /** IANA time zone the start is written in, e.g. `Europe/Berlin`; default UTC. */
+  timezone: z
+    .string()
+    .default('UTC')
+    .refine((tz) => {
+      try {
+        new Intl.DateTimeFormat('en-US', { timeZone: tz });
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be an IANA time zone such as UTC or Europe/Berlin'),
+  /** `none` (once), or repeat every day, week (same weekday) or month (same day of month). */
+  recurrence: z.enum(['none', 'daily', 'weekly', 'monthly']).default('none'),
+});
+
 export const serviceSchema = z.strictObject({
   id: slug,
   name: z.string().optional(),
@@ -129,6 +153,8 @@ export const serviceSchema = z.strictObject({
   /** Expected duration of one install+verify step, for critical-path estimates. */
   expectedDuration: durationMs.optional(),
   tags: z.array(z.string()).default([]),
+  /** Maintenance windows: alerts silenced, measuring continues. */
+  maintenance: z.array(maintenanceWindowSchema).default([]),
   /** Make.com organization, team, connections, scenarios and hooks of a `type: make` service (see src/domain/make.ts). */
   make: makeConfigSchema.optional(),
 });
@@ -152,6 +178,7 @@ export const registrySchema = z.strictObject({
 export type Endpoint = z.output<typeof endpointSchema>;
 export type HealthCheck = z.output<typeof healthCheckSchema>;
 export type ServiceSpec = z.output<typeof serviceSchema>;
+export type MaintenanceWindow = z.output<typeof maintenanceWindowSchema>;
 export type CredentialSpec = z.output<typeof credentialSchema>;
 export type RegistryDocument = z.output<typeof registrySchema>;
 
