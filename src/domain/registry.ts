@@ -7,7 +7,7 @@
  * Secret values never appear in a registry: credentials are references.
  */
 import { z } from 'zod';
-import { tryParseDuration } from './duration';
+import { formatDuration, tryParseDuration } from './duration';
 import { makeConfigSchema } from './make';
 
 export const SERVICE_TYPES = ['database', 'api', 'webhook', 'storage', 'messaging', 'make'] as const;
@@ -16,8 +16,8 @@ export type ServiceType = (typeof SERVICE_TYPES)[number];
 const SLUG = /^[a-z0-9][a-z0-9-]*$/;
 const slug = z.string().regex(SLUG, 'must be a slug: lowercase letters, digits and "-", starting with a letter or digit');
 
-/** A duration string ("30s") parsed to milliseconds. */
-export const durationMs = z.union([z.string(), z.number()]).transform((v, ctx) => {
+/** A duration string ("30s") parsed to milliseconds; a bare number is taken as milliseconds. */
+export const durationMs = z.union([z.string(), z.number()], { error: 'must be a duration such as 500ms, 30s, 5m, 1h or 7d' }).transform((v, ctx) => {
   if (typeof v === 'number') {
     if (Number.isFinite(v) && v >= 0) return Math.round(v);
     ctx.addIssue({ code: 'custom', message: `invalid duration ${v}: must be >= 0` });
@@ -40,11 +40,26 @@ const httpUrl = z.string().refine((u) => {
   }
 }, 'must be an absolute http://, https:// or tcp:// URL');
 
+/** A duration that must be longer than zero (intervals, timeouts, schedules). */
+const positiveDurationMs = durationMs.refine((ms) => ms > 0, 'must be longer than 0');
+
 /** A status code (200) or a class/range ("2xx", "200-299"). */
-const statusMatcher = z.union([
-  z.number().int().min(100).max(599),
-  z.string().regex(/^[1-5]xx$|^\d{3}-\d{3}$|^\d{3}$/, 'must be a status code, a class like "2xx" or a range like "200-299"'),
-]);
+const statusMatcher = z.union(
+  [
+    z.number().int().min(100).max(599),
+    z
+      .string()
+      .regex(/^[1-5]xx$|^\d{3}-\d{3}$|^\d{3}$/, 'must be a status code, a class like "2xx" or a range like "200-299"')
+      .refine((s) => {
+        const m = /^(\d{3})(?:-(\d{3}))?$/.exec(s);
+        if (!m) return true;
+        const lo = Number(m[1]);
+        const hi = m[2] === undefined ? lo : Number(m[2]);
+        return lo >= 100 && hi <= 599 && lo <= hi;
+      }, 'must be a status code or a range within 100-599, low end first'),
+  ],
+  { error: 'must be a status code (200), a class like "2xx" or a range like "200-299"' },
+);
 
 export const endpointSchema = z.strictObject({
   url: httpUrl,
@@ -63,11 +78,15 @@ export const bodyRuleSchema = z.strictObject({
 export const healthCheckSchema = z.strictObject({
   /** `http` (default) or `tcp` (connect only). */
   type: z.enum(['http', 'tcp']).default('http'),
+  /** Path on the service's endpoints, e.g. `/health`; give this or `url`, not both. */
   path: z.string().startsWith('/').optional(),
+  /** A full URL to probe instead of `path` on the endpoints. */
   url: httpUrl.optional(),
   method: z.enum(['GET', 'HEAD', 'POST']).default('GET'),
-  interval: durationMs.default(30_000),
-  timeout: durationMs.default(2_000),
+  /** Time between probes, ms; default 30s. */
+  interval: positiveDurationMs.default(30_000),
+  /** Time a probe may take before it fails, ms; default 2s; must be shorter than `interval`. */
+  timeout: positiveDurationMs.default(2_000),
   expect: z
     .strictObject({
       status: z.array(statusMatcher).min(1).default([200]),
@@ -78,6 +97,21 @@ export const healthCheckSchema = z.strictObject({
     .default({ status: [200], body: [] }),
   failureThreshold: z.number().int().min(1).max(100).default(3),
   successThreshold: z.number().int().min(1).max(100).default(2),
+}).superRefine((hc, ctx) => {
+  if (hc.path !== undefined && hc.url !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['url'], message: 'give either path or url, not both' });
+  }
+  if (hc.timeout >= hc.interval) {
+    ctx.addIssue({ code: 'custom', path: ['timeout'], message: `timeout (${formatDuration(hc.timeout)}) must be shorter than interval (${formatDuration(hc.interval)})` });
+  }
+  const max = hc.expect.maxResponseTime;
+  if (max !== undefined && max > hc.timeout) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['expect', 'maxResponseTime'],
+      message: `maxResponseTime (${formatDuration(max)}) is longer than timeout (${formatDuration(hc.timeout)}), so it never applies: lower it or raise timeout`,
+    });
+  }
 });
 
 export const rateLimitSchema = z.strictObject({
@@ -137,11 +171,19 @@ export const maintenanceWindowSchema = z.strictObject({
 });
 
 export const serviceSchema = z.strictObject({
+  /** Unique slug, `[a-z0-9][a-z0-9-]*`. */
   id: slug,
+  /** Display name. */
   name: z.string().optional(),
+  /** Free text for operators. */
+  description: z.string().optional(),
+  /** Owning team or person, shown in alerts. */
+  owner: z.string().optional(),
   type: z.enum(SERVICE_TYPES),
   endpoints: z.array(endpointSchema).min(1),
+  /** Ids of services this one needs: they are updated before it and their failure impacts it. */
   dependsOn: z.array(slug).default([]),
+  /** Id of the credential used when calling this service. */
   credential: slug.optional(),
   auth: authSchema.optional(),
   healthCheck: healthCheckSchema.optional(),
@@ -150,7 +192,10 @@ export const serviceSchema = z.strictObject({
   rateLimit: rateLimitSchema.optional(),
   sla: slaSchema.optional(),
   rotation: rotationSchema.optional(),
-  /** Expected duration of one install+verify step, for critical-path estimates. */
+  /**
+   * Expected duration of one install+verify step on this service, ms, for
+   * critical-path estimates; absent means {@link DEFAULT_EXPECTED_DURATION_MS}.
+   */
   expectedDuration: durationMs.optional(),
   tags: z.array(z.string()).default([]),
   /** Maintenance windows: alerts silenced, measuring continues. */
@@ -160,13 +205,18 @@ export const serviceSchema = z.strictObject({
 });
 
 export const credentialSchema = z.strictObject({
+  /** Unique slug, `[a-z0-9][a-z0-9-]*`. */
   id: slug,
+  description: z.string().optional(),
   /** The service that mints and revokes this credential. */
   issuer: slug,
+  /** Services that present or accept it and must receive each new version; never the issuer. */
   consumers: z.array(slug).default([]),
   provider: z.enum(['http', 'postgres', 'redis', 'make']).default('http'),
+  /** How long the PREVIOUS version keeps working after a rotation, ms; default 1h. */
   gracePeriod: durationMs.default(3_600_000),
-  schedule: durationMs.optional(),
+  /** Rotate automatically this often, ms; absent means on demand only. */
+  schedule: positiveDurationMs.optional(),
 });
 
 export const registrySchema = z.strictObject({
@@ -191,6 +241,25 @@ export interface Registry extends RegistryDocument {
   versionHash: string;
   /** Where it was loaded from, for error messages. */
   source: string;
+}
+
+/** Expected duration of a service's rotation step when `expectedDuration` is absent: 1s. */
+export const DEFAULT_EXPECTED_DURATION_MS = 1_000;
+
+/** A service's expected step duration in ms (`expectedDuration`, else {@link DEFAULT_EXPECTED_DURATION_MS}). */
+export function expectedDurationMs(service: Pick<ServiceSpec, 'expectedDuration'>): number {
+  return service.expectedDuration ?? DEFAULT_EXPECTED_DURATION_MS;
+}
+
+/**
+ * The services a rotation of `credentialId` touches: its issuer first, then
+ * its consumers in file order. Order them with `planBatches(registry.services, ids)`.
+ *
+ * @throws Error naming the id and the known ids when the credential is absent.
+ */
+export function credentialServiceIds(registry: Registry, credentialId: string): string[] {
+  const c = getCredential(registry, credentialId);
+  return [c.issuer, ...c.consumers.filter((id) => id !== c.issuer)];
 }
 
 /** Looks a service up by id; throws an Error naming the id and the source when absent. */
