@@ -1,0 +1,141 @@
+/**
+ * `integration-agent dev [--registry FILE] [--once] [--json]` (also `npm start`):
+ * the whole agent on one machine — an embedded Temporal dev server with its
+ * Web UI, a worker, the demo fleet (without --registry), one health sweep and
+ * one rotation of every credential, printed. Keeps running until Ctrl-C,
+ * unless --once.
+ */
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import type { Client } from '@temporalio/client';
+import { startDevServer, freePort, type DevServer } from '../../../dev/dev-server';
+import { startFleet, type Fleet } from '../../../dev/fleet';
+import { EXAMPLE_BEHAVIOURS, fleetSpecsFromRegistry } from '../../../dev/example-fleet';
+import { workflowIds } from '../../../domain/constants';
+import { loadConfig } from '../../../worker/config';
+import { createLogger } from '../../../worker/logger';
+import { createAgentWorker, type AgentWorker } from '../../../worker/worker';
+import { connectClient } from '../../connect';
+import { startSweepAndWait, type SweepResult } from '../../sweep';
+import { emit } from '../context';
+import { formatTable } from '../table';
+import { formatSweep } from './sweep';
+import { openRegistry, resolveRegistryPath } from '../registry-source';
+
+export type RotationStatus = 'completed' | 'rolled_back' | 'needs_attention' | 'failed';
+
+export interface DevRotation {
+  credentialId: string;
+  workflowId: string;
+  status: RotationStatus;
+  versionId?: string;
+  error?: string;
+}
+
+/** The `--json` document of `dev`. */
+export interface DevReport {
+  temporal: { address: string; uiUrl?: string; namespace: string };
+  registry: { source: string; version: string };
+  sweep: SweepResult;
+  rotations: DevRotation[];
+}
+
+async function portOr(preferred: number): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => freePort().then(resolve));
+    s.listen(preferred, '127.0.0.1', () => s.close(() => resolve(preferred)));
+  });
+}
+
+async function rotateOne(client: Client, taskQueue: string, credentialId: string): Promise<DevRotation> {
+  const workflowId = workflowIds.rotation(credentialId);
+  try {
+    const handle = await client.workflow.start('rotateCredential', { taskQueue, workflowId, args: [{ credentialId }] });
+    const r = (await handle.result()) as { status: RotationStatus; versionId?: string; error?: string };
+    return { credentialId, workflowId, status: r.status, versionId: r.versionId, ...(r.error ? { error: r.error } : {}) };
+  } catch (err) {
+    return { credentialId, workflowId, status: 'failed', error: (err as Error).message.split('\n')[0] };
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('dev')
+    .description('run everything locally: Temporal dev server + Web UI, a worker, the demo services, a sweep and a rotation')
+    .option('--registry <file>', 'registry to use (default: examples/services.yaml, and start its demo services)')
+    .option('--once', 'exit after the first sweep and rotations')
+    .option('--json', 'print one JSON document')
+    .option('--port <n>', 'Temporal gRPC port (default 7233, or a free one)', (v) => Number.parseInt(v, 10))
+    .option('--ui-port <n>', 'Web UI port (default 8233, or a free one)', (v) => Number.parseInt(v, 10))
+    .action(async (opts: { registry?: string; once?: boolean; json?: boolean; port?: number; uiPort?: number }) => {
+      const base = loadConfig({ LOG_LEVEL: 'warn', ...process.env });
+      const logger = createLogger(base.logLevel, 2 as never);
+      const say = (msg: string) => {
+        if (!opts.json) process.stdout.write(`${msg}\n`);
+      };
+      const registryPath = resolveRegistryPath(opts.registry);
+      const registry = openRegistry(registryPath, logger);
+      let fleet: Fleet | undefined;
+      let server: DevServer | undefined;
+      let agent: AgentWorker | undefined;
+      let running: Promise<void> | undefined;
+      let client: Client | undefined;
+      let stopping: Promise<void> | undefined;
+      const stop = () =>
+        (stopping ??= (async () => {
+          agent?.worker.shutdown();
+          await running?.catch(() => undefined);
+          await client?.connection.close().catch(() => undefined);
+          await server?.stop();
+          await fleet?.close();
+          registry.close();
+        })());
+      try {
+        if (!opts.registry) {
+          fleet = await startFleet(fleetSpecsFromRegistry(registry.current(), EXAMPLE_BEHAVIOURS));
+          say(`demo services: ${[...fleet.services.values()].map((s) => `${s.id} ${s.url}`).join(', ')}`);
+        }
+        const port = opts.port ?? (await portOr(7233));
+        const uiPort = opts.uiPort ?? (await portOr(port === 7233 ? 8233 : port + 1000));
+        server = await startDevServer({ port, uiPort, dbFilename: join(base.dataDir, 'temporal-dev.db') });
+        say(`Temporal dev server on ${server.address}; Web UI: ${server.uiUrl}`);
+        const config = { ...base, address: server.address, tls: undefined, apiKey: undefined };
+        agent = await createAgentWorker({ config, registry, logger });
+        running = agent.run();
+        client = await connectClient(config);
+
+        const sweep = await startSweepAndWait(client, { taskQueue: config.taskQueue });
+        say(formatSweep(sweep));
+        const rotations: DevRotation[] = [];
+        for (const c of registry.current().credentials) rotations.push(await rotateOne(client, config.taskQueue, c.id));
+        say(
+          formatTable(
+            ['CREDENTIAL', 'STATUS', 'VERSION', 'WORKFLOW'],
+            rotations.map((r) => [r.credentialId, r.status, r.versionId ?? '-', r.workflowId + (r.error ? ` (${r.error})` : '')]),
+          ),
+        );
+        const report: DevReport = {
+          temporal: { address: server.address, uiUrl: server.uiUrl, namespace: config.namespace },
+          registry: { source: registryPath, version: registry.current().versionHash },
+          sweep,
+          rotations,
+        };
+        if (opts.json) emit(opts, report, () => '');
+        const ok = rotations.every((r) => r.status === 'completed');
+        if (!opts.once) {
+          say(`\nRunning. Inspect the runs in the Web UI: ${server.uiUrl}  (Ctrl-C to stop)`);
+          await new Promise<void>((resolve) => {
+            process.once('SIGINT', resolve);
+            process.once('SIGTERM', resolve);
+            running!.then(resolve, resolve);
+          });
+        }
+        await stop();
+        process.exitCode = ok ? 0 : 1;
+      } finally {
+        await stop();
+      }
+    });
+}

@@ -1,0 +1,34 @@
+/**
+ * `integration-agent sweep [--json]`: run one health sweep now and print its result.
+ * Exit 0 when the sweep ran (whatever the services' health), 1 when it could not.
+ */
+import type { Command } from 'commander';
+import { connectClient } from '../../connect';
+import { startSweepAndWait, type SweepResult } from '../../sweep';
+import { loadConfig } from '../../../worker/config';
+import { emit } from '../context';
+import { formatTable } from '../table';
+
+/** The human form of a sweep result: one row per service. */
+export function formatSweep(result: SweepResult): string {
+  const rows = result.services.map((s) => [s.id, s.status, s.latencyMs === null ? '-' : `${Math.round(s.latencyMs)}ms`, s.rootCause ?? s.failureKind ?? s.detail ?? '']);
+  return `sweep ${result.workflowId} (registry ${result.registryVersion})\n` + formatTable(['SERVICE', 'STATUS', 'LATENCY', 'CAUSE'], rows);
+}
+
+export function register(program: Command): void {
+  program
+    .command('sweep')
+    .description('probe every service in the registry now (through Temporal) and print each status')
+    .option('--concurrency <n>', 'probes at once', (v) => Number.parseInt(v, 10))
+    .option('--json', 'print the result as JSON')
+    .action(async (opts: { json?: boolean; concurrency?: number }) => {
+      const config = loadConfig();
+      const client = await connectClient(config);
+      try {
+        const result = await startSweepAndWait(client, { taskQueue: config.taskQueue, concurrency: opts.concurrency });
+        emit(opts, result, () => formatSweep(result));
+      } finally {
+        await client.connection.close();
+      }
+    });
+}

@@ -1,0 +1,50 @@
+/**
+ * `integration-agent`: the command line for people and scripts.
+ * Every command takes `--json`; user errors print one line and exit non-zero
+ * (no stack traces; set INTEGRATION_AGENT_DEBUG=1 to see one).
+ */
+import { Command, CommanderError } from 'commander';
+import { CliError } from './context';
+import { register as registerDev } from './commands/dev';
+import { register as registerWorker } from './commands/worker';
+import { register as registerSweep } from './commands/sweep';
+import { register as registerCodecServer } from './commands/codec-server';
+
+/** Builds the program with every command registered (exported for tests). */
+export function buildProgram(): Command {
+  const program = new Command('integration-agent')
+    .description('Keeps a fleet of external services healthy and their credentials fresh, on Temporal.')
+    .version(require('../../../package.json').version as string)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  for (const register of [registerDev, registerWorker, registerSweep, registerCodecServer]) register(program);
+  return program;
+}
+
+/** Turns any error into one line a user can act on. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const grpcDetails = (err as { details?: string }).details;
+    const first = (grpcDetails || err.message).split('\n')[0];
+    if (err.name === 'WorkflowNotFoundError') return `workflow not found: ${first}`;
+    if (err.name === 'RegistryValidationError') return err.message; // one problem per line, by design
+    return first ?? String(err);
+  }
+  return String(err);
+}
+
+/** Runs the CLI with `argv` and exits the process with the command's code. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    process.stderr.write(`integration-agent: ${describeError(err)}\n`);
+    if (process.env.INTEGRATION_AGENT_DEBUG) console.error(err);
+    process.exitCode = err instanceof CliError ? err.exitCode : 1;
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Process configuration from the environment, validated once at start
+ * (zod). Errors name the variable, the value and what is expected.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import type { ConnectionOptions } from '@temporalio/client';
+import type { NativeConnectionOptions } from '@temporalio/worker';
+import { DEFAULT_TASK_QUEUE } from '../domain/constants';
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port, e.g. localhost:7233');
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const envSchema = z.object({
+  TEMPORAL_ADDRESS: hostPort.default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default(DEFAULT_TASK_QUEUE),
+  /** Turn TLS on without client certificates (Temporal Cloud with an API key does this by itself). */
+  TEMPORAL_TLS: bool.optional(),
+  TEMPORAL_TLS_CERT: z.string().optional(),
+  TEMPORAL_TLS_KEY: z.string().optional(),
+  TEMPORAL_TLS_CA: z.string().optional(),
+  TEMPORAL_TLS_SERVER_NAME: z.string().optional(),
+  TEMPORAL_API_KEY: z.string().optional(),
+  INTEGRATION_AGENT_DATA_DIR: z.string().optional(),
+  INTEGRATION_AGENT_REGISTRY: z.string().optional(),
+  /** `host:port` for the worker's Prometheus /metrics (application and SDK metrics). */
+  METRICS_ADDRESS: hostPort.optional(),
+  /** `host:port` for the Temporal SDK core's own Prometheus endpoint (task slots, poll latency...). */
+  SDK_METRICS_ADDRESS: hostPort.optional(),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** Activities run at once per worker process. */
+  MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().min(1).max(10_000).default(200),
+});
+
+export type Config = {
+  address: string;
+  namespace: string;
+  taskQueue: string;
+  tls?: { clientCertPath?: string; clientKeyPath?: string; caPath?: string; serverName?: string };
+  apiKey?: string;
+  dataDir: string;
+  registryPath?: string;
+  metricsAddress?: string;
+  sdkMetricsAddress?: string;
+  logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
+  maxConcurrentActivities: number;
+};
+
+/** Thrown for configuration the user must fix; the message lists every problem. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The per-user default data dir: `$XDG_DATA_HOME/integration-agent` or `~/.local/share/integration-agent`. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'integration-agent');
+}
+
+/**
+ * Reads and validates the configuration.
+ * @throws ConfigError listing each bad variable with its value (API keys are never echoed).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const r = envSchema.safeParse(env);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => {
+      const name = String(i.path[0]);
+      const shown = name === 'TEMPORAL_API_KEY' ? '(hidden)' : JSON.stringify(env[name]);
+      return `${name}=${shown}: ${i.message}`;
+    });
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const e = r.data;
+  if (Boolean(e.TEMPORAL_TLS_CERT) !== Boolean(e.TEMPORAL_TLS_KEY)) {
+    throw new ConfigError('invalid configuration: TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS client certificate and its key)');
+  }
+  const wantsTls = e.TEMPORAL_TLS || e.TEMPORAL_TLS_CERT || e.TEMPORAL_TLS_CA || e.TEMPORAL_TLS_SERVER_NAME;
+  return {
+    address: e.TEMPORAL_ADDRESS,
+    namespace: e.TEMPORAL_NAMESPACE,
+    taskQueue: e.TEMPORAL_TASK_QUEUE,
+    tls: wantsTls
+      ? { clientCertPath: e.TEMPORAL_TLS_CERT, clientKeyPath: e.TEMPORAL_TLS_KEY, caPath: e.TEMPORAL_TLS_CA, serverName: e.TEMPORAL_TLS_SERVER_NAME }
+      : undefined,
+    apiKey: e.TEMPORAL_API_KEY,
+    dataDir: e.INTEGRATION_AGENT_DATA_DIR || defaultDataDir(env),
+    registryPath: e.INTEGRATION_AGENT_REGISTRY,
+    metricsAddress: e.METRICS_ADDRESS,
+    sdkMetricsAddress: e.SDK_METRICS_ADDRESS,
+    logLevel: e.LOG_LEVEL,
+    maxConcurrentActivities: e.MAX_CONCURRENT_ACTIVITIES,
+  };
+}
+
+function readFile(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
+}
+
+function tlsOptions(config: Config) {
+  if (!config.tls && !config.apiKey) return undefined;
+  if (!config.tls) return true as const; // API key: TLS with system roots.
+  const t = config.tls;
+  return {
+    serverNameOverride: t.serverName,
+    serverRootCACertificate: t.caPath ? readFile(t.caPath, 'TEMPORAL_TLS_CA') : undefined,
+    clientCertPair:
+      t.clientCertPath && t.clientKeyPath
+        ? { crt: readFile(t.clientCertPath, 'TEMPORAL_TLS_CERT'), key: readFile(t.clientKeyPath, 'TEMPORAL_TLS_KEY') }
+        : undefined,
+  };
+}
+
+/** Options for `Connection.connect` (client side). */
+export function clientConnectionOptions(config: Config): ConnectionOptions {
+  return { address: config.address, tls: tlsOptions(config), apiKey: config.apiKey, connectTimeout: 10_000 };
+}
+
+/** Options for `NativeConnection.connect` (worker side). */
+export function workerConnectionOptions(config: Config): NativeConnectionOptions {
+  return { address: config.address, tls: tlsOptions(config), apiKey: config.apiKey };
+}

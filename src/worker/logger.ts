@@ -1,0 +1,49 @@
+/**
+ * Logging: pino with redaction of anything that may hold secret material,
+ * and an adapter that lets the Temporal SDK (message-first) log through it.
+ */
+import pino, { type Logger } from 'pino';
+import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
+
+/** Keys whose values are replaced by `[redacted]` wherever they appear (two levels deep). */
+export const REDACT_KEYS = ['secret', 'password', 'token', 'apiKey', 'authorization', 'Authorization', 'cookie', 'privateKey', 'data'];
+
+/**
+ * @param level pino level.
+ * @param destination where lines go (default stdout; the CLI passes stderr so `--json` stdout stays clean).
+ */
+export function createLogger(level: string, destination: pino.DestinationStream = pino.destination(1)): Logger {
+  const paths = REDACT_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers.${k.toLowerCase()}`]);
+  return pino({ level, base: { pid: process.pid }, redact: { paths, censor: '[redacted]' } }, destination);
+}
+
+const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
+  TRACE: 'trace',
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARN: 'warn',
+  ERROR: 'error',
+};
+
+/** The SDK's Logger interface (`log(level, message, meta)`) on top of pino (`(meta, message)`). */
+export class PinoSdkLogger implements SdkLogger {
+  constructor(private readonly pino: Logger) {}
+  log(level: LogLevel, message: string, meta?: LogMetadata): void {
+    this.pino[LEVELS[level]](meta ?? {}, message);
+  }
+  trace(message: string, meta?: LogMetadata): void {
+    this.log('TRACE', message, meta);
+  }
+  debug(message: string, meta?: LogMetadata): void {
+    this.log('DEBUG', message, meta);
+  }
+  info(message: string, meta?: LogMetadata): void {
+    this.log('INFO', message, meta);
+  }
+  warn(message: string, meta?: LogMetadata): void {
+    this.log('WARN', message, meta);
+  }
+  error(message: string, meta?: LogMetadata): void {
+    this.log('ERROR', message, meta);
+  }
+}
