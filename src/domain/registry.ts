@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { formatDuration, tryParseDuration } from './duration';
 import { makeConfigSchema } from './make';
+import { breakerOptionsSchema } from './breaker';
 
 export const SERVICE_TYPES = ['database', 'api', 'webhook', 'storage', 'messaging', 'make'] as const;
 export type ServiceType = (typeof SERVICE_TYPES)[number];
@@ -187,8 +188,8 @@ export const serviceSchema = z.strictObject({
   credential: slug.optional(),
   auth: authSchema.optional(),
   healthCheck: healthCheckSchema.optional(),
-  /** Breaker options; validated by `src/domain/breaker`. */
-  circuitBreaker: z.record(z.string(), z.unknown()).optional(),
+  /** Breaker options (resilience4j names, durations as strings), normalized to `BreakerOptions`; see docs/breakers.md. */
+  circuitBreaker: breakerOptionsSchema.optional(),
   rateLimit: rateLimitSchema.optional(),
   sla: slaSchema.optional(),
   rotation: rotationSchema.optional(),
