@@ -1,0 +1,255 @@
+import fc from 'fast-check';
+import {
+  evaluateHook,
+  evaluateScenario,
+  formatMakeError,
+  makeApiBaseUrl,
+  makeConfigSchema,
+  makeConnectionData,
+  makeNextOffset,
+  makePageQuery,
+  makePagesNeeded,
+  makeRateLimitPerMinute,
+  overallMakeStatus,
+  parseMakeError,
+  webhookBackoffMs,
+  webhookEndpointIndex,
+  webhookIdempotencyKey,
+  webhookRetryPolicy,
+  type MakeScenario,
+} from '../../src/domain/make';
+import { parseRegistry } from '../../src/domain/registry-parse';
+
+describe('zone base URL', () => {
+  test.each([
+    ['eu1', 'https://eu1.make.com/api/v2'],
+    ['eu2', 'https://eu2.make.com/api/v2'],
+    ['us1', 'https://us1.make.com/api/v2'],
+    ['us2', 'https://us2.make.com/api/v2'],
+    ['eu1.make.com', 'https://eu1.make.com/api/v2'],
+    ['acme.make.cloud', 'https://acme.make.cloud/api/v2'],
+    ['https://acme.make.cloud/', 'https://acme.make.cloud/api/v2'],
+    ['http://127.0.0.1:4010', 'http://127.0.0.1:4010/api/v2'],
+    ['http://127.0.0.1:4010/api/v2', 'http://127.0.0.1:4010/api/v2'],
+  ])('%s -> %s', (zone, base) => expect(makeApiBaseUrl(zone)).toBe(base));
+
+  test('a bad zone is refused with a message naming it', () => {
+    expect(() => makeApiBaseUrl('eu 1')).toThrow(/invalid Make zone "eu 1"/);
+    expect(() => makeApiBaseUrl('https://x.make.com/?a=1')).toThrow(RangeError);
+  });
+});
+
+describe('plan limits', () => {
+  test('documented figures per plan, the lowest when unknown', () => {
+    expect(makeRateLimitPerMinute({ plan: 'core' })).toBe(60);
+    expect(makeRateLimitPerMinute({ plan: 'pro' })).toBe(120);
+    expect(makeRateLimitPerMinute({ plan: 'teams' })).toBe(240);
+    expect(makeRateLimitPerMinute({ plan: 'enterprise' })).toBe(1000);
+    expect(makeRateLimitPerMinute({})).toBe(60);
+  });
+  test('license.apiLimit beats the plan; an explicit figure beats both', () => {
+    expect(makeRateLimitPerMinute({ plan: 'core', licenseApiLimit: 300 })).toBe(300);
+    expect(makeRateLimitPerMinute({ plan: 'core', licenseApiLimit: 300, apiLimitPerMinute: 30 })).toBe(30);
+  });
+  test('a non-positive figure is refused naming the option', () => {
+    expect(() => makeRateLimitPerMinute({ apiLimitPerMinute: 0 })).toThrow(/apiLimitPerMinute 0/);
+    expect(() => makeRateLimitPerMinute({ licenseApiLimit: 1.5 })).toThrow(/license.apiLimit 1.5/);
+  });
+});
+
+describe('Make error bodies', () => {
+  test('detail, message, code and suberrors become one readable line with a hint', () => {
+    const info = parseMakeError(400, 'get', '/connections?teamId=42', {
+      detail: 'Validation failed for 1 parameter(s).',
+      message: 'Bad Request',
+      code: 'SC400',
+      suberrors: [{ message: "Missing value of required parameter 'teamId'.", code: 'IM006' }],
+    });
+    expect(info).toEqual({
+      status: 400,
+      method: 'GET',
+      path: '/connections',
+      code: 'SC400',
+      message: 'Bad Request',
+      detail: 'Validation failed for 1 parameter(s).',
+      suberrors: ["Missing value of required parameter 'teamId'. (IM006)"],
+    });
+    const line = formatMakeError(info, 'service make-prod');
+    expect(line).toBe(
+      "Make API GET /connections (service make-prod) failed: 400 Bad Request: Validation failed for 1 parameter(s). [SC400] (Missing value of required parameter 'teamId'. (IM006)) — check the request against the Make API documentation",
+    );
+  });
+  test('401 tells the user to check the token; text bodies and junk are tolerated', () => {
+    expect(formatMakeError(parseMakeError(401, 'GET', '/users/me', '{"detail":"Invalid credentials.","message":"Access denied","code":"SC401"}'))).toMatch(
+      /401 Access denied: Invalid credentials\. \[SC401\] — check the Make API token/,
+    );
+    expect(parseMakeError(502, 'GET', '/x', '<html>bad gateway</html>').detail).toBe('<html>bad gateway</html>');
+    expect(parseMakeError(500, 'GET', '/x', [1, 2]).suberrors).toEqual([]);
+    expect(parseMakeError(500, 'GET', '/x', 'x'.repeat(1000)).detail!.length).toBeLessThanOrEqual(301);
+  });
+});
+
+describe('pagination maths', () => {
+  test('page query uses pg[offset] and pg[limit] and refuses bad values', () => {
+    expect(makePageQuery(20, 10)).toEqual({ 'pg[offset]': '20', 'pg[limit]': '10' });
+    expect(() => makePageQuery(-1, 10)).toThrow(/pg\[offset\] -1/);
+    expect(() => makePageQuery(0, 0)).toThrow(/pg\[limit\] 0/);
+    expect(() => makePageQuery(0, 10_001)).toThrow(/pg\[limit\] 10001/);
+  });
+  test('walking pages visits every item exactly once and asks for the predicted number of pages', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 500 }), fc.integer({ min: 1, max: 60 }), (total, limit) => {
+        const seen: number[] = [];
+        let requests = 0;
+        let offset: number | undefined = 0;
+        while (offset !== undefined) {
+          requests++;
+          const got = Math.max(0, Math.min(limit, total - offset));
+          for (let i = 0; i < got; i++) seen.push(offset + i);
+          offset = makeNextOffset(offset, limit, got);
+        }
+        expect(seen).toEqual(Array.from({ length: total }, (_, i) => i));
+        expect(requests).toBe(makePagesNeeded(total, limit));
+      }),
+    );
+  });
+});
+
+describe('registry make block', () => {
+  const yaml = (extra: string) => `
+services:
+  - id: crm-api
+    type: api
+    endpoints: [{ url: http://127.0.0.1:1 }]
+  - id: make-prod
+    type: make
+    endpoints: [{ url: https://eu1.make.com/api/v2 }]
+    credential: make-token
+    make:
+      zone: eu1
+      organizationId: 11
+      teamId: 22
+      plan: pro
+      connections:
+        - { id: 128, standsFor: crm-api, credential: crm-key, dataField: apiKey, data: { baseUrl: "https://crm" } }
+      scenarios:
+        - { id: 111, connections: [${extra}] }
+      hooks: [{ id: 5 }]
+credentials:
+  - { id: make-token, issuer: make-prod }
+  - { id: crm-key, issuer: crm-api, consumers: [make-prod] }
+`;
+  test('parses with defaults', () => {
+    const r = parseRegistry(yaml('128'), 'services.yaml');
+    if (!r.ok) throw new Error(JSON.stringify(r.problems));
+    const m = r.registry.services[1]!.make!;
+    expect(m.scenarios[0]).toEqual({ id: 111, connections: [128], expectActive: true });
+    expect(m.recentExecutions).toBe(10);
+    expect(m.connections[0]!.data).toEqual({ baseUrl: 'https://crm' });
+  });
+  test('a scenario naming an unlisted connection is a problem with its path and line', () => {
+    const r = parseRegistry(yaml('999'), 'services.yaml');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.problems.map((p) => p.path)).toContain('services[1].make.scenarios[0].connections[0]');
+    expect(r.problems.find((p) => p.path.includes('connections[0]'))!.message).toMatch(/connection 999 is not listed/);
+  });
+  test('a bad zone is a problem on make.zone', () => {
+    const bad = makeConfigSchema.safeParse({ zone: 'eu 1', organizationId: 1, teamId: 1 });
+    expect(bad.success).toBe(false);
+    expect(bad.error!.issues[0]!.path).toEqual(['zone']);
+  });
+});
+
+describe('connection data for set-data', () => {
+  test('the secret goes under dataField next to the static fields', () => {
+    expect(makeConnectionData({ id: 1, dataField: 'apiKey', data: { baseUrl: 'u' } }, 's3cret')).toEqual({ baseUrl: 'u', apiKey: 's3cret' });
+  });
+  test('without dataField a JSON object secret is the data; anything else is refused without echoing the secret', () => {
+    expect(makeConnectionData({ id: 1, data: {} }, '{"user":"a","password":"b"}')).toEqual({ user: 'a', password: 'b' });
+    let msg = '';
+    try {
+      makeConnectionData({ id: 7, data: {} }, 'plain-secret-value');
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toMatch(/connection 7.*dataField/);
+    expect(msg).not.toContain('plain-secret-value');
+  });
+});
+
+describe('health evaluation', () => {
+  const scenario = (over: Partial<MakeScenario> = {}): MakeScenario => ({ id: 1, name: 's', islinked: true, isPaused: false, isinvalid: false, ...over });
+  const cfg = { id: 1, connections: [128], expectActive: true };
+  const conns = [{ id: 128, standsFor: 'crm-api', data: {} }];
+  const log = (status: number) => ({ status, timestamp: '2026-01-01T00:00:00Z' });
+
+  test('inactive, invalid and missing scenarios are unhealthy with the reason', () => {
+    expect(evaluateScenario(cfg, scenario({ islinked: false }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
+    expect(evaluateScenario(cfg, scenario({ isinvalid: true }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is invalid' });
+    expect(evaluateScenario(cfg, undefined, [], conns, new Set())).toMatchObject({ status: 'unhealthy' });
+    expect(evaluateScenario({ ...cfg, expectActive: false }, scenario({ islinked: false }), [], conns, new Set()).status).toBe('healthy');
+  });
+  test('failing recent executions: latest failed is unhealthy, older failures degrade', () => {
+    expect(evaluateScenario(cfg, scenario(), [log(3), log(1)], conns, new Set())).toMatchObject({ status: 'unhealthy' });
+    expect(evaluateScenario(cfg, scenario(), [log(1), log(3), log(2)], conns, new Set())).toMatchObject({
+      status: 'degraded',
+      reason: '1 failed and 1 warning of 3 recent executions',
+    });
+    expect(evaluateScenario(cfg, scenario(), [log(1), log(1)], conns, new Set()).status).toBe('healthy');
+  });
+  test('a scenario whose connection stands for an unhealthy service is impacted, naming the root cause', () => {
+    expect(evaluateScenario(cfg, scenario(), [log(1)], conns, new Set(['crm-api']))).toMatchObject({ status: 'impacted', rootCause: ['crm-api'] });
+    expect(evaluateScenario(cfg, scenario(), [log(1)], conns, new Set(['other'])).status).toBe('healthy');
+  });
+  test('hooks: disabled, gone, unreachable, full queue', () => {
+    const h = { id: 5, name: 'h', enabled: true, gone: false, queueCount: 0, queueLimit: 10, url: 'http://x/hook/a' };
+    expect(evaluateHook(5, h, true).status).toBe('healthy');
+    expect(evaluateHook(5, { ...h, enabled: false }, true)).toMatchObject({ status: 'unhealthy', reason: 'hook is disabled' });
+    expect(evaluateHook(5, { ...h, gone: true }, true).status).toBe('unhealthy');
+    expect(evaluateHook(5, h, false).reason).toMatch(/not reachable/);
+    expect(evaluateHook(5, { ...h, queueCount: 10 }, true).status).toBe('degraded');
+    expect(evaluateHook(5, undefined, undefined).status).toBe('unhealthy');
+  });
+  test('overall status is the worst part', () => {
+    const p = (status: 'healthy' | 'impacted' | 'degraded' | 'unhealthy') => ({ kind: 'hook' as const, id: '1', status });
+    expect(overallMakeStatus([])).toBe('unknown');
+    expect(overallMakeStatus([p('healthy'), p('impacted')])).toBe('impacted');
+    expect(overallMakeStatus([p('impacted'), p('degraded')])).toBe('degraded');
+    expect(overallMakeStatus([p('degraded'), p('unhealthy'), p('healthy')])).toBe('unhealthy');
+  });
+});
+
+describe('webhook delivery maths', () => {
+  test('backoff is whole ms within [0, cap] and reaches the cap with random near 1', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 200 }),
+        fc.double({ min: 0, max: 0.999999, noNaN: true }),
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.double({ min: 1, max: 10, noNaN: true }),
+        (retry, r, initial, coefficient) => {
+          const p = webhookRetryPolicy({ initialIntervalMs: initial, backoffCoefficient: coefficient, maximumIntervalMs: initial + 50_000 });
+          const d = webhookBackoffMs(retry, p, r);
+          expect(Number.isInteger(d)).toBe(true);
+          expect(d).toBeGreaterThanOrEqual(0);
+          expect(d).toBeLessThanOrEqual(p.maximumIntervalMs);
+        },
+      ),
+    );
+    const p = webhookRetryPolicy({ initialIntervalMs: 100, backoffCoefficient: 2, maximumIntervalMs: 1000 });
+    expect(webhookBackoffMs(1, p, 0.999)).toBe(99);
+    expect(webhookBackoffMs(3, p, 0.999)).toBe(399);
+    expect(webhookBackoffMs(30, p, 0.999)).toBe(999);
+  });
+  test('policy options are validated by name', () => {
+    expect(() => webhookRetryPolicy({ maximumAttempts: 0 })).toThrow(/maximumAttempts 0/);
+    expect(() => webhookRetryPolicy({ backoffCoefficient: 0.5 })).toThrow(/backoffCoefficient 0.5/);
+    expect(() => webhookRetryPolicy({ initialIntervalMs: 10, maximumIntervalMs: 5 })).toThrow(/maximumIntervalMs 5/);
+  });
+  test('each failure fails over to the next endpoint, wrapping round; the key is stable per subscriber', () => {
+    expect([1, 2, 3, 4, 5].map((a) => webhookEndpointIndex(a, 2))).toEqual([0, 1, 0, 1, 0]);
+    expect(webhookIdempotencyKey('evt-1', 'crm')).toBe(webhookIdempotencyKey('evt-1', 'crm'));
+    expect(webhookIdempotencyKey('evt-1', 'crm')).not.toBe(webhookIdempotencyKey('evt-1', 'erp'));
+  });
+});
