@@ -9,4 +9,5 @@ module.exports = {
   testTimeout: 60000,
   // One dev server for the whole run (see test/setup/global-setup.ts); files share it.
   maxWorkers: 1,
+  reporters: ['default', '<rootDir>/test/setup/summary-reporter.js'],
 };
