@@ -4,16 +4,20 @@
  * Each area has its own factory; this composes them.
  */
 import { createRegistryActivities, type RegistrySource } from './registry';
+import { createProbeActivities, type ProbeDeps } from './probes';
 
 export interface ActivityDeps {
   registry: RegistrySource;
   /** Folder for local state (credential store, embedded database). */
   dataDir: string;
+  /** Health probes: extra trusted CAs, clock (optional). */
+  probes?: ProbeDeps;
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createRegistryActivities(deps.registry),
+    ...createProbeActivities(deps.probes),
   };
 }
 

@@ -2,4 +2,4 @@
  * The workflow bundle's entry: re-exports every workflow and its message definitions.
  * Workflow code imports only `@temporalio/workflow`, `src/domain` and types.
  */
-export {};
+export * from './sweep';

@@ -1,0 +1,384 @@
+/**
+ * Health evaluation, pure: judging one probe against a service's `expect`
+ * rules, dependency-aware status with root cause, hysteresis, the availability
+ * rule, alert decisions and maintenance windows. Time is always an argument
+ * (epoch milliseconds); nothing here reads a clock, so workflows, activities
+ * and property tests share it. See docs/health.md for the rules in prose.
+ */
+import type { HealthCheck, MaintenanceWindow, ServiceSpec } from './registry';
+import { healthCheckSchema } from './registry';
+
+/** The status of a service, as the sweep and the per-service entity report it. */
+export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy' | 'impacted' | 'unknown' | 'maintenance';
+
+export const HEALTH_STATUSES: readonly HealthStatus[] = ['healthy', 'degraded', 'unhealthy', 'impacted', 'unknown', 'maintenance'];
+
+/** Why a probe failed. `slow` is a response slower than `expect.maxResponseTime`. */
+export type ProbeFailureKind = 'timeout' | 'connection_refused' | 'dns' | 'tls' | 'status' | 'body' | 'slow' | 'other';
+
+/**
+ * The verdict of one probe, in application/health+json terms
+ * (draft-inadarei-api-health-check: pass/warn/fail), plus `inconclusive` when
+ * no result exists (the prober itself failed): an inconclusive result is never
+ * read as healthy.
+ */
+export type ProbeVerdict = 'pass' | 'warn' | 'fail' | 'inconclusive';
+
+/** What a probe activity observed on the wire, before any judgment. */
+export interface ProbeObservation {
+  /** Epoch ms when the probe started. */
+  startedAt: number;
+  /** Wall time from start to the full response (or the failure), ms. */
+  latencyMs: number;
+  /** Set when no (complete) response arrived. */
+  error?: { kind: ProbeFailureKind; message: string };
+  /** HTTP status code, when a response arrived. */
+  status?: number;
+  /** Response Content-Type (media type only, lower case). */
+  contentType?: string;
+  /** Body could not be parsed as JSON although rules or health+json needed it. */
+  bodyParseError?: string;
+  /** For each `expect.body` rule, in order, the values its JSONPath matched. */
+  bodyMatches?: unknown[][];
+  /** The `status` member of an application/health+json body. */
+  healthJsonStatus?: string;
+  /** Leaf certificate `notAfter` of the TLS connection actually used, epoch ms. */
+  certNotAfter?: number;
+}
+
+/** One judged probe result (JSON-serialisable; carries no secrets). */
+export interface ProbeResult {
+  serviceId: string;
+  verdict: ProbeVerdict;
+  latencyMs: number;
+  /** Epoch ms when the probe started. */
+  startedAt: number;
+  status?: number;
+  failureKind?: ProbeFailureKind;
+  /** One line for humans: what failed and the value seen. */
+  detail?: string;
+  /** Whole days until the served leaf certificate expires (floor; negative when expired). */
+  certDaysLeft?: number;
+  /** True when the service was inside a maintenance window at `startedAt`. */
+  maintenance?: boolean;
+}
+
+const DAY_MS = 86_400_000;
+
+/** The registry's health check for a service, with schema defaults when it declares none. */
+export function effectiveHealthCheck(service: Pick<ServiceSpec, 'healthCheck'>): HealthCheck {
+  return service.healthCheck ?? healthCheckSchema.parse({});
+}
+
+/**
+ * Does `status` satisfy one registry status matcher: a code (`200`, `"204"`),
+ * a class (`"2xx"`) or an inclusive range (`"200-299"`)?
+ */
+export function statusMatches(status: number, matcher: number | string): boolean {
+  if (typeof matcher === 'number') return status === matcher;
+  const m = matcher.trim();
+  if (/^[1-5]xx$/.test(m)) return Math.floor(status / 100) === Number(m[0]);
+  const range = /^(\d{3})-(\d{3})$/.exec(m);
+  if (range) return status >= Number(range[1]) && status <= Number(range[2]);
+  return /^\d{3}$/.test(m) && status === Number(m);
+}
+
+/**
+ * Maps an application/health+json `status` (draft-inadarei-api-health-check-06 §3.1:
+ * "pass" with aliases "ok"/"up", "fail" with "error"/"down", and "warn") to a verdict.
+ * Unknown values are `fail`: a body we cannot read is not a pass.
+ */
+export function healthJsonVerdict(status: string): 'pass' | 'warn' | 'fail' {
+  switch (status.toLowerCase()) {
+    case 'pass':
+    case 'ok':
+    case 'up':
+      return 'pass';
+    case 'warn':
+      return 'warn';
+    default:
+      return 'fail';
+  }
+}
+
+/** Whole days left until `notAfter` at `now` (floor; negative once expired). */
+export function certDaysLeft(notAfter: number, now: number): number {
+  return Math.floor((notAfter - now) / DAY_MS);
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  if (Object.is(a, b)) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  return ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v);
+  return s === undefined ? String(v) : s.length > 80 ? s.slice(0, 77) + '...' : s;
+}
+
+/**
+ * Judges one observation against a health check's `expect` rules.
+ *
+ * Order: transport error, status code, body (JSON parse, JSONPath rules,
+ * health+json status), response time (`slow`), certificate days left.
+ * The first failing rule decides the failure kind; `warn` (health+json "warn",
+ * or a certificate expiring before `expect.certificateExpiresAfter`) gives
+ * a degraded verdict.
+ *
+ * @param now epoch ms used for certificate days left.
+ */
+export function evaluateProbe(serviceId: string, check: HealthCheck, obs: ProbeObservation, now: number): ProbeResult {
+  const base: ProbeResult = { serviceId, verdict: 'pass', latencyMs: obs.latencyMs, startedAt: obs.startedAt };
+  if (obs.status !== undefined) base.status = obs.status;
+  if (obs.certNotAfter !== undefined) base.certDaysLeft = certDaysLeft(obs.certNotAfter, now);
+  const fail = (failureKind: ProbeFailureKind, detail: string): ProbeResult => ({ ...base, verdict: 'fail', failureKind, detail });
+  if (obs.error) return fail(obs.error.kind, obs.error.message);
+  if (check.type === 'http') {
+    if (obs.status === undefined) return fail('other', 'no response status');
+    const allowed = check.expect.status;
+    if (!allowed.some((m) => statusMatches(obs.status!, m))) {
+      return fail('status', `status ${obs.status}, expected ${allowed.join(' or ')}`);
+    }
+    if (obs.bodyParseError) return fail('body', `body is not JSON: ${obs.bodyParseError}`);
+    const rules = check.expect.body;
+    for (let i = 0; i < rules.length; i++) {
+      const rule = rules[i]!;
+      const found = obs.bodyMatches?.[i] ?? [];
+      if (rule.exists !== undefined && (found.length > 0) !== rule.exists) {
+        return fail('body', `${rule.path} ${rule.exists ? 'is missing' : 'exists but must not'}`);
+      }
+      if (rule.equals !== undefined && !found.some((v) => deepEqual(v, rule.equals))) {
+        return fail('body', `${rule.path} is ${found.length ? show(found[0]) : 'missing'}, expected ${show(rule.equals)}`);
+      }
+      if (rule.matches !== undefined) {
+        let re: RegExp;
+        try {
+          re = new RegExp(rule.matches);
+        } catch {
+          return fail('body', `${rule.path}: invalid pattern ${show(rule.matches)} in registry`);
+        }
+        if (!found.some((v) => re.test(typeof v === 'string' ? v : JSON.stringify(v)))) {
+          return fail('body', `${rule.path} is ${found.length ? show(found[0]) : 'missing'}, expected to match /${rule.matches}/`);
+        }
+      }
+    }
+  }
+  const max = check.expect.maxResponseTime;
+  if (max !== undefined && obs.latencyMs > max) return fail('slow', `responded in ${Math.round(obs.latencyMs)}ms, limit ${max}ms`);
+  if (obs.healthJsonStatus !== undefined) {
+    const v = healthJsonVerdict(obs.healthJsonStatus);
+    if (v === 'fail') return { ...base, verdict: 'fail', failureKind: 'body', detail: `health+json status "${obs.healthJsonStatus}"` };
+    if (v === 'warn') {
+      base.verdict = 'warn';
+      base.detail = `health+json status "${obs.healthJsonStatus}"`;
+    }
+  }
+  const minLeftMs = check.expect.certificateExpiresAfter;
+  if (minLeftMs !== undefined && obs.certNotAfter !== undefined) {
+    if (obs.certNotAfter <= now) return fail('tls', `certificate expired ${-base.certDaysLeft!} day(s) ago`);
+    if (obs.certNotAfter - now < minLeftMs) {
+      return { ...base, verdict: 'warn', failureKind: 'tls', detail: `certificate expires in ${base.certDaysLeft} day(s), wanted more than ${Math.floor(minLeftMs / DAY_MS)}` };
+    }
+  }
+  return base;
+}
+
+/** What a probe activity needs about one service (a slice of the registry snapshot). */
+export interface ProbeTarget {
+  id: string;
+  /** Absolute URL probed: `healthCheck.url`, else the first endpoint + `healthCheck.path`. */
+  url: string;
+  check: HealthCheck;
+  maintenance: MaintenanceWindow[];
+}
+
+/** The probe target of a service: its effective check and the URL it probes. */
+export function probeTarget(service: Pick<ServiceSpec, 'id' | 'endpoints' | 'healthCheck' | 'maintenance'>): ProbeTarget {
+  const check = effectiveHealthCheck(service);
+  let url = check.url;
+  if (!url) {
+    const ep = new URL(service.endpoints[0]!.url);
+    if (check.path) {
+      const [p, q] = check.path.split('?', 2) as [string, string | undefined];
+      ep.pathname = p;
+      ep.search = q ? `?${q}` : '';
+    }
+    url = ep.toString();
+  }
+  if (url.startsWith('tcp:') && check.type !== 'tcp') return { id: service.id, url, check: { ...check, type: 'tcp' }, maintenance: service.maintenance ?? [] };
+  return { id: service.id, url, check, maintenance: service.maintenance ?? [] };
+}
+
+/** A result standing in for a probe that produced none (activity failed or timed out). */
+export function inconclusiveResult(serviceId: string, startedAt: number, detail: string): ProbeResult {
+  return { serviceId, verdict: 'inconclusive', latencyMs: 0, startedAt, detail };
+}
+
+// ---------------------------------------------------------------------------
+// Dependency graph: impact and root cause
+
+/**
+ * Every service that depends on `id`, directly or transitively (sorted).
+ * `nodes` maps id -> dependsOn; unknown ids and cycles are tolerated.
+ */
+export function dependentsOf(nodes: ReadonlyArray<{ id: string; dependsOn: readonly string[] }>, id: string): string[] {
+  const rev = new Map<string, string[]>();
+  for (const n of nodes) for (const d of n.dependsOn) (rev.get(d) ?? rev.set(d, []).get(d)!).push(n.id);
+  const out = new Set<string>();
+  const stack = [id];
+  while (stack.length) {
+    for (const m of rev.get(stack.pop()!) ?? []) {
+      if (m !== id && !out.has(m)) {
+        out.add(m);
+        stack.push(m);
+      }
+    }
+  }
+  return [...out].sort();
+}
+
+/** A service's sweep status after the dependency graph is applied. */
+export interface ClassifiedService {
+  id: string;
+  status: HealthStatus;
+  /** For `impacted`: the failing service(s) at the root, sorted; `rootCause` is the first. */
+  rootCauses?: string[];
+  /** For a root cause: every service that depends on it, transitively (sorted). */
+  impacts?: string[];
+}
+
+/**
+ * Dependency-aware status of one sweep (Gatus/Uptime Kuma have no equivalent;
+ * the rule is ours, see docs/health.md):
+ * - in maintenance -> `maintenance` (measured, never alerted);
+ * - a (transitive) dependency failed -> `impacted`, root causes = the failing
+ *   dependencies that have no failing dependency of their own;
+ * - else verdict pass -> `healthy`, warn -> `degraded`, fail -> `unhealthy`,
+ *   inconclusive -> `unknown`.
+ * A failing root cause gets `impacts`: all its transitive dependents.
+ * Unknown (inconclusive) dependencies impact nobody.
+ */
+export function classifySweep(
+  nodes: ReadonlyArray<{ id: string; dependsOn: readonly string[] }>,
+  results: ReadonlyMap<string, Pick<ProbeResult, 'verdict' | 'maintenance'>>,
+): Map<string, ClassifiedService> {
+  const deps = new Map(nodes.map((n) => [n.id, n.dependsOn]));
+  const failing = (id: string) => results.get(id)?.verdict === 'fail' && !results.get(id)?.maintenance;
+  const memo = new Map<string, Set<string>>();
+  // Failing transitive dependencies of id (not including id).
+  const failingDeps = (id: string, visiting: Set<string>): Set<string> => {
+    const cached = memo.get(id);
+    if (cached) return cached;
+    const out = new Set<string>();
+    visiting.add(id);
+    for (const d of deps.get(id) ?? []) {
+      if (visiting.has(d) || !deps.has(d)) continue;
+      if (failing(d)) out.add(d);
+      for (const x of failingDeps(d, visiting)) out.add(x);
+    }
+    visiting.delete(id);
+    memo.set(id, out);
+    return out;
+  };
+  const out = new Map<string, ClassifiedService>();
+  for (const n of nodes) {
+    const r = results.get(n.id);
+    if (r?.maintenance) {
+      out.set(n.id, { id: n.id, status: 'maintenance' });
+      continue;
+    }
+    const fdeps = failingDeps(n.id, new Set());
+    if (fdeps.size > 0) {
+      const roots = [...fdeps].filter((d) => failingDeps(d, new Set()).size === 0).sort();
+      out.set(n.id, { id: n.id, status: 'impacted', rootCauses: roots.length ? roots : [...fdeps].sort() });
+      continue;
+    }
+    const status: HealthStatus =
+      r === undefined ? 'unknown' : r.verdict === 'pass' ? 'healthy' : r.verdict === 'warn' ? 'degraded' : r.verdict === 'fail' ? 'unhealthy' : 'unknown';
+    const c: ClassifiedService = { id: n.id, status };
+    if (status === 'unhealthy') c.impacts = dependentsOf(nodes, n.id);
+    out.set(n.id, c);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Maintenance windows
+
+/** Offset of `tz` from UTC at instant `ms`, in ms (local = utc + offset). */
+function tzOffsetMs(ms: number, tz: string): number {
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone: tz,
+    hourCycle: 'h23',
+    year: 'numeric',
+    month: 'numeric',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: 'numeric',
+    second: 'numeric',
+  }).formatToParts(new Date(ms));
+  const n = (t: string) => Number(parts.find((p) => p.type === t)!.value);
+  const local = Date.UTC(n('year'), n('month') - 1, n('day'), n('hour'), n('minute'), n('second'));
+  return local - Math.floor(ms / 1000) * 1000;
+}
+
+/**
+ * The UTC instant of a local wall-clock time in `tz` (month 1-12). In a DST
+ * gap the time moves forward by the gap; in a repeated hour the later
+ * instant is taken.
+ */
+export function zonedTimeToUtc(y: number, mo: number, d: number, h: number, mi: number, s: number, tz: string): number {
+  const guess = Date.UTC(y, mo - 1, d, h, mi, s);
+  const o1 = tzOffsetMs(guess, tz);
+  const o2 = tzOffsetMs(guess - o1, tz);
+  return o1 === o2 ? guess - o1 : guess - o2;
+}
+
+/** Local calendar date (y, m, d) at instant `ms` in `tz`. */
+function localDate(ms: number, tz: string): { y: number; m: number; d: number } {
+  const local = new Date(ms + tzOffsetMs(ms, tz));
+  return { y: local.getUTCFullYear(), m: local.getUTCMonth() + 1, d: local.getUTCDate() };
+}
+
+/**
+ * The occurrence of `w` open at instant `at` (epoch ms), as `[startMs, endMs)`,
+ * or undefined. Occurrences repeat on the local calendar of `w.timezone`
+ * (daily: every day at the start's wall time; weekly: same weekday; monthly:
+ * same day of month, skipped in months without it), never before `w.start`.
+ */
+export function openMaintenanceOccurrence(w: MaintenanceWindow, at: number): [number, number] | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?$/.exec(w.start);
+  if (!m) throw new RangeError(`maintenance window start "${w.start}": expected a local date-time like 2026-12-01T02:00`);
+  const [y, mo, d, h, mi, s] = [1, 2, 3, 4, 5, 6].map((i) => Number(m[i] ?? 0)) as [number, number, number, number, number, number];
+  const tz = w.timezone;
+  const first = zonedTimeToUtc(y, mo, d, h, mi, s, tz);
+  const hit = (start: number): [number, number] | undefined => (start >= first && start <= at && at < start + w.duration ? [start, start + w.duration] : undefined);
+  if (w.recurrence === 'none') return hit(first);
+  if (at < first) return undefined;
+  const today = localDate(at, tz);
+  const dayMs = 86_400_000;
+  // Walk back over local calendar days far enough to cover the duration.
+  const backDays = Math.ceil(w.duration / dayMs) + (w.recurrence === 'weekly' ? 7 : w.recurrence === 'monthly' ? 31 : 1);
+  const startWeekday = new Date(Date.UTC(y, mo - 1, d)).getUTCDay();
+  for (let k = 0; k <= backDays; k++) {
+    const cal = new Date(Date.UTC(today.y, today.m - 1, today.d - k));
+    const cy = cal.getUTCFullYear();
+    const cm = cal.getUTCMonth() + 1;
+    const cd = cal.getUTCDate();
+    if (w.recurrence === 'weekly' && cal.getUTCDay() !== startWeekday) continue;
+    if (w.recurrence === 'monthly' && cd !== d) continue;
+    const occ = hit(zonedTimeToUtc(cy, cm, cd, h, mi, s, tz));
+    if (occ) return occ;
+  }
+  return undefined;
+}
+
+/** True when any window is open at `at` (epoch ms). */
+export function inMaintenance(windows: readonly MaintenanceWindow[], at: number): boolean {
+  return windows.some((w) => openMaintenanceOccurrence(w, at) !== undefined);
+}

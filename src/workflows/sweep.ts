@@ -1,0 +1,138 @@
+/**
+ * `healthSweep`: one pass over every service in the registry snapshot. Probes
+ * run in chunk activities (each probing its services in parallel and
+ * heartbeating per result), at most `concurrency` probes in flight overall;
+ * the dependency graph then turns failures into `unhealthy` roots and
+ * `impacted` dependents. Started by the Temporal Schedule (`schedule apply`)
+ * or on demand by `runSweep`.
+ */
+import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities';
+import {
+  classifySweep,
+  inconclusiveResult,
+  probeTarget,
+  type HealthStatus,
+  type ProbeFailureKind,
+  type ProbeResult,
+  type ProbeTarget,
+  type ProbeVerdict,
+} from '../domain/health';
+
+export interface HealthSweepInput {
+  /** Probes in flight at once, 1..1000; default 50. */
+  concurrency?: number;
+  /** Services per probe activity, 1..1000; default min(25, concurrency). 1 = one activity per service. */
+  chunkSize?: number;
+  /** Record the results (history store, per-service status workflows); default true. */
+  publish?: boolean;
+}
+
+/** One service in a sweep's result. */
+export interface SweepServiceResult {
+  id: string;
+  status: HealthStatus;
+  verdict: ProbeVerdict;
+  latencyMs: number;
+  /** For `impacted`: the first failing service at the root of its dependencies. */
+  rootCause?: string;
+  rootCauses?: string[];
+  /** For an `unhealthy` root cause: every service depending on it. */
+  impacts?: string[];
+  failureKind?: ProbeFailureKind;
+  detail?: string;
+  httpStatus?: number;
+  certDaysLeft?: number;
+}
+
+export interface HealthSweepResult {
+  workflowId: string;
+  registryVersion: string;
+  /** ISO time the sweep started (workflow time). */
+  startedAt: string;
+  /** Sweep wall time, ms (workflow time). */
+  durationMs: number;
+  services: SweepServiceResult[];
+  counts: Record<HealthStatus, number>;
+}
+
+export const DEFAULT_SWEEP_CONCURRENCY = 50;
+export const DEFAULT_SWEEP_CHUNK_SIZE = 25;
+
+const { snapshotRegistry } = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } });
+
+function intOption(name: string, value: unknown, dflt: number, max: number): number {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
+    throw ApplicationFailure.nonRetryable(`healthSweep: option ${name} must be an integer in 1..${max}, got ${JSON.stringify(value)}`, 'InvalidOption');
+  }
+  return value;
+}
+
+/** Splits targets into chunks of `size`. */
+function chunk<T>(xs: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < xs.length; i += size) out.push(xs.slice(i, i + size));
+  return out;
+}
+
+export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthSweepResult> {
+  const concurrency = intOption('concurrency', input.concurrency, DEFAULT_SWEEP_CONCURRENCY, 1000);
+  const chunkSize = Math.min(intOption('chunkSize', input.chunkSize, Math.min(DEFAULT_SWEEP_CHUNK_SIZE, concurrency), 1000), concurrency);
+  const t0 = Date.now();
+  const registry = await snapshotRegistry();
+  const targets: ProbeTarget[] = registry.services.map((s) => probeTarget(s));
+  const chunks = chunk(targets, chunkSize);
+  const lanes = Math.max(1, Math.floor(concurrency / chunkSize));
+  const results = new Map<string, ProbeResult>();
+
+  let next = 0;
+  const lane = async () => {
+    while (next < chunks.length) {
+      const batch = chunks[next++]!;
+      const maxTimeoutMs = Math.max(...batch.map((t) => t.check.timeout));
+      // Each probe is bounded by its own timeout; the activity gets that plus slack.
+      const { probeServices } = proxyActivities<Activities>({
+        startToCloseTimeout: maxTimeoutMs + 15_000,
+        heartbeatTimeout: maxTimeoutMs + 10_000,
+        retry: { maximumAttempts: 3, initialInterval: '1s' },
+      });
+      try {
+        for (const r of await probeServices({ targets: batch, concurrency: batch.length })) results.set(r.serviceId, r);
+      } catch (err) {
+        // The prober failed, not the services: their results are inconclusive, never healthy.
+        const why = `no probe result: ${(err as Error).message}`.slice(0, 200);
+        for (const t of batch) results.set(t.id, inconclusiveResult(t.id, Date.now(), why));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(lanes, chunks.length) }, lane));
+
+  const classified = classifySweep(registry.services, results);
+  const counts = { healthy: 0, degraded: 0, unhealthy: 0, impacted: 0, unknown: 0, maintenance: 0 } as Record<HealthStatus, number>;
+  const services: SweepServiceResult[] = registry.services.map((s) => {
+    const r = results.get(s.id) ?? inconclusiveResult(s.id, t0, 'no probe result');
+    const c = classified.get(s.id)!;
+    counts[c.status]++;
+    const out: SweepServiceResult = { id: s.id, status: c.status, verdict: r.verdict, latencyMs: Math.round(r.latencyMs * 10) / 10 };
+    if (c.rootCauses?.length) {
+      out.rootCause = c.rootCauses[0]!;
+      out.rootCauses = c.rootCauses;
+    }
+    if (c.impacts?.length) out.impacts = c.impacts;
+    if (r.failureKind) out.failureKind = r.failureKind;
+    if (r.detail) out.detail = r.detail;
+    if (r.status !== undefined) out.httpStatus = r.status;
+    if (r.certDaysLeft !== undefined) out.certDaysLeft = r.certDaysLeft;
+    return out;
+  });
+
+  return {
+    workflowId: workflowInfo().workflowId,
+    registryVersion: registry.versionHash,
+    startedAt: new Date(t0).toISOString(),
+    durationMs: Date.now() - t0,
+    services,
+    counts,
+  };
+}
