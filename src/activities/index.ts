@@ -4,20 +4,34 @@
  * Each area has its own factory; this composes them.
  */
 import { createRegistryActivities, type RegistrySource } from './registry';
+import { createDiagnosticsActivities } from './diagnostics';
 import { createProbeActivities, type ProbeDeps } from './probes';
+import { SqliteCredentialStore, type CredentialStore } from './credential-store';
+import { createRotationActivities, type RotationPreflightChecks } from './rotation';
+import type { RotationProvider } from './providers';
 
 export interface ActivityDeps {
   registry: RegistrySource;
   /** Folder for local state (credential store, embedded database). */
   dataDir: string;
+  /** Stable id of this worker process (`host:pid`): breaker quorum, outcome reporter, diagnostics. */
+  reporterId?: string;
   /** Health probes: extra trusted CAs, clock (optional). */
   probes?: ProbeDeps;
+  /** Rotation: the credential store (default: the embedded SQLite store in dataDir), providers, preflight views. */
+  rotation?: { store?: CredentialStore; providers?: Record<string, RotationProvider>; preflight?: RotationPreflightChecks };
 }
 
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createRegistryActivities(deps.registry),
+    ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
     ...createProbeActivities(deps.probes),
+    ...createRotationActivities({
+      store: deps.rotation?.store ?? new SqliteCredentialStore({ dataDir: deps.dataDir }),
+      providers: deps.rotation?.providers,
+      preflight: deps.rotation?.preflight,
+    }),
   };
 }
 

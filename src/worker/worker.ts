@@ -73,7 +73,7 @@ export async function createAgentWorker(deps: {
     throw new Error(`cannot connect to Temporal at ${config.address} (namespace ${config.namespace}): ${(err as Error).message}. Is the server running? Set TEMPORAL_ADDRESS to point elsewhere.`);
   }
   const reporterId = deps.reporterId ?? `${hostname()}:${process.pid}`;
-  const activities = createActivities({ registry: deps.registry, dataDir: config.dataDir });
+  const activities = createActivities({ registry: deps.registry, dataDir: config.dataDir, reporterId });
   const worker = await Worker.create({
     connection,
     namespace: config.namespace,

@@ -3,3 +3,6 @@
  * Workflow code imports only `@temporalio/workflow`, `src/domain` and types.
  */
 export * from './sweep';
+export * from './rotation';
+export * from './diagnostics';
+export * from './breaker';
