@@ -160,7 +160,7 @@ function makeHint(status: number): string {
     case 404:
       return 'check the id in the registry: it does not exist in this zone/team';
     case 429:
-      return "the organization's API limit per minute was exceeded; lower rateLimit.perMinute or wait";
+      return "the organization's API limit per minute was exceeded; it will be retried — set make.apiLimitPerMinute below the plan's figure when other clients share the organization";
     default:
       return status >= 500 ? 'Make is failing; it will be retried' : 'check the request against the Make API documentation';
   }

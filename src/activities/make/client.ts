@@ -1,0 +1,306 @@
+/**
+ * The Make API client (Make API v2, developers.make.com/api-documentation).
+ *
+ * Every call goes through a {@link MakeTransport}; in the worker that is the
+ * API coordinator (pooled undici, the service's own limits, `Authorization:
+ * Token <token>` read from the credential store, call outcomes to the
+ * breakers). On top of it this client adds what is Make's own:
+ *
+ * - the organization's API limit per minute, shared by every registry service
+ *   that points at the same organization ({@link MakeOrganizationLimits});
+ * - pagination with `pg[offset]` / `pg[limit]` behind async iterators;
+ * - Make's error body `{ detail, message, code, suberrors }` turned into a
+ *   {@link MakeApiError} whose message says what failed and what to do.
+ *
+ * The token never passes through this file: the transport adds it.
+ */
+import { performance } from 'node:perf_hooks';
+import { Admission, type Release } from '../coordinator/admission';
+import {
+  formatMakeError,
+  isRetryableMakeStatus,
+  makeNextOffset,
+  makePageQuery,
+  MAKE_DEFAULT_PAGE_LIMIT,
+  parseMakeError,
+  type MakeConnection,
+  type MakeErrorInfo,
+  type MakeExecution,
+  type MakeHook,
+  type MakeScenario,
+  type MakeScenarioLog,
+} from '../../domain/make';
+
+/** One call to the Make API, relative to the zone's API base (`https://eu1.make.com/api/v2`). */
+export interface MakeCall {
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  /** Path with its query string, e.g. `/connections?teamId=42&pg%5Boffset%5D=0`. */
+  path: string;
+  json?: unknown;
+  /** Sent as `Idempotency-Key`; lets the transport retry a POST. */
+  idempotencyKey?: string;
+  timeoutMs?: number;
+}
+
+/** The answer to a {@link MakeCall}: any status (errors are the client's to read), body parsed as JSON when it is JSON. */
+export interface MakeReply {
+  status: number;
+  body: unknown;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/**
+ * Sends calls to one Make service's API. Must add `Authorization: Token <token>`
+ * and must resolve (not throw) on HTTP error statuses; throws only on
+ * transport failures (connection refused, timeout, abort).
+ */
+export interface MakeTransport {
+  send(call: MakeCall, signal?: AbortSignal): Promise<MakeReply>;
+}
+
+/** A failed Make API call. `message` is one readable line (never holds the token or connection data). */
+export class MakeApiError extends Error {
+  readonly retryable: boolean;
+  constructor(
+    readonly info: MakeErrorInfo,
+    readonly serviceId: string,
+    /** From `Retry-After`, when Make sent one. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(formatMakeError(info, `service ${serviceId}`));
+    this.name = 'MakeApiError';
+    this.retryable = isRetryableMakeStatus(info.status);
+  }
+}
+
+/**
+ * The per-organization API limit, shared across every client of this worker
+ * process: Make counts requests per organization, whatever token or registry
+ * service sends them. A strict sliding log (src/domain/rate-limit.ts): at most
+ * `perMinute` starts in any 60 s. In-process only; with several worker
+ * processes give each a share (`make.apiLimitPerMinute`).
+ */
+export class MakeOrganizationLimits {
+  private readonly byOrg = new Map<number, { perMinute: number; admission: Admission }>();
+
+  private readonly windowMs: number;
+
+  /**
+   * @param opts.windowMs Make's window, ms; 60000 (one minute) by default, shorter in tests.
+   * @param opts.marginMs added to the window on our side, ms (default 1000): a
+   *   request admitted here reaches Make a little later (connection set-up,
+   *   queues), so counting over a slightly longer window keeps the requests
+   *   Make sees within its window too.
+   * @throws RangeError naming the option when a value is not finite or negative.
+   */
+  constructor(opts: { windowMs?: number; marginMs?: number } = {}) {
+    const windowMs = opts.windowMs ?? 60_000;
+    const marginMs = opts.marginMs ?? 1_000;
+    if (!Number.isFinite(windowMs) || windowMs <= 0) throw new RangeError(`invalid windowMs ${windowMs}: must be > 0`);
+    if (!Number.isFinite(marginMs) || marginMs < 0) throw new RangeError(`invalid marginMs ${marginMs}: must be >= 0`);
+    this.windowMs = windowMs + marginMs;
+  }
+
+  /**
+   * Sets (or changes) an organization's limit; a change takes effect for calls
+   * not yet admitted.
+   * @throws RangeError naming the value when perMinute is not an integer >= 1.
+   */
+  set(organizationId: number, perMinute: number): void {
+    if (!Number.isInteger(perMinute) || perMinute < 1) throw new RangeError(`invalid Make API limit ${perMinute} for organization ${organizationId}: must be an integer >= 1`);
+    const cur = this.byOrg.get(organizationId);
+    if (cur?.perMinute === perMinute) return;
+    this.byOrg.set(organizationId, { perMinute, admission: new Admission([{ limit: perMinute, windowMs: this.windowMs }], undefined) });
+  }
+
+  /** The limit in force, or undefined when none was set. */
+  get(organizationId: number): number | undefined {
+    return this.byOrg.get(organizationId)?.perMinute;
+  }
+
+  /** Waits for the organization's next free start (no wait when no limit was set). */
+  async acquire(organizationId: number, signal: AbortSignal | undefined, deadlineMs: number): Promise<Release> {
+    const a = this.byOrg.get(organizationId);
+    if (!a) return () => {};
+    return a.admission.acquire(signal ?? new AbortController().signal, performance.now() + deadlineMs);
+  }
+}
+
+export interface MakeClientOptions {
+  /** Registry service id, for messages. */
+  serviceId: string;
+  organizationId: number;
+  transport: MakeTransport;
+  /** Shared per-organization limits; without it only the transport's limits apply. */
+  limits?: MakeOrganizationLimits;
+  /** Page size for listings, [1, 10000]. Default 100. */
+  pageLimit?: number;
+  /** Per-call deadline, ms. Default 30000. */
+  timeoutMs?: number;
+}
+
+const qs = (q: Record<string, string | number | boolean | undefined>): string => {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) if (v !== undefined) p.set(k, String(v));
+  const s = p.toString();
+  return s ? `?${s}` : '';
+};
+
+/**
+ * Typed access to the Make endpoints this project uses. Every method throws
+ * {@link MakeApiError} on an HTTP error status and passes transport errors through.
+ */
+export class MakeClient {
+  readonly serviceId: string;
+  readonly organizationId: number;
+  private readonly transport: MakeTransport;
+  private readonly limits?: MakeOrganizationLimits;
+  private readonly pageLimit: number;
+  private readonly timeoutMs: number;
+
+  constructor(opts: MakeClientOptions) {
+    this.serviceId = opts.serviceId;
+    this.organizationId = opts.organizationId;
+    this.transport = opts.transport;
+    this.limits = opts.limits;
+    this.pageLimit = opts.pageLimit ?? MAKE_DEFAULT_PAGE_LIMIT;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    makePageQuery(0, this.pageLimit); // validates pageLimit
+    if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new RangeError(`invalid timeoutMs ${this.timeoutMs}: must be > 0`);
+  }
+
+  /**
+   * One call; resolves with the parsed body of a 2xx answer.
+   * @param exempt true for calls Make does not count against the organization limit (`POST /scenarios/{id}/run`).
+   * @throws MakeApiError on any other status.
+   */
+  async call<T>(call: MakeCall, signal?: AbortSignal, exempt = false): Promise<T> {
+    const timeoutMs = call.timeoutMs ?? this.timeoutMs;
+    const release = exempt || !this.limits ? () => {} : await this.limits.acquire(this.organizationId, signal, timeoutMs);
+    let reply: MakeReply;
+    try {
+      reply = await this.transport.send({ ...call, timeoutMs }, signal);
+    } finally {
+      release();
+    }
+    if (reply.status >= 200 && reply.status < 300) return reply.body as T;
+    const ra = reply.headers['retry-after'];
+    const seconds = typeof ra === 'string' && /^\d+$/.test(ra.trim()) ? Number(ra) * 1000 : undefined;
+    throw new MakeApiError(parseMakeError(reply.status, call.method, call.path, reply.body), this.serviceId, seconds);
+  }
+
+  /**
+   * Every item of a paginated listing, page by page (`pg[offset]`, `pg[limit]`),
+   * until a page comes back shorter than the page size.
+   * @param key the body member holding the items, e.g. `connections`.
+   */
+  async *paginate<T>(path: string, key: string, query: Record<string, string | number | undefined>, signal?: AbortSignal): AsyncGenerator<T> {
+    let offset: number | undefined = 0;
+    while (offset !== undefined) {
+      const body: Record<string, unknown> = await this.call<Record<string, unknown>>(
+        { method: 'GET', path: `${path}${qs({ ...query, ...makePageQuery(offset, this.pageLimit) })}` },
+        signal,
+      );
+      const items = body?.[key];
+      if (!Array.isArray(items)) {
+        throw new MakeApiError(
+          { status: 200, method: 'GET', path, detail: `answer has no "${key}" array`, suberrors: [] },
+          this.serviceId,
+        );
+      }
+      for (const it of items) yield it as T;
+      offset = makeNextOffset(offset, this.pageLimit, items.length);
+    }
+  }
+
+  /** Collects an async iterator into an array. */
+  static async all<T>(it: AsyncIterable<T>): Promise<T[]> {
+    const out: T[] = [];
+    for await (const x of it) out.push(x);
+    return out;
+  }
+
+  /** `GET /users/me`: the token's user (checks the token). */
+  async me(signal?: AbortSignal): Promise<{ id: number; name?: string }> {
+    return (await this.call<{ authUser: { id: number; name?: string } }>({ method: 'GET', path: '/users/me' }, signal)).authUser;
+  }
+
+  /** `GET /organizations/{id}`: the organization, with `license.apiLimit` (requests per minute). */
+  async organization(signal?: AbortSignal): Promise<{ id: number; name?: string; license?: { apiLimit?: number } }> {
+    return (await this.call<{ organization: { id: number; name?: string; license?: { apiLimit?: number } } }>({ method: 'GET', path: `/organizations/${this.organizationId}` }, signal)).organization;
+  }
+
+  /** `GET /connections?teamId=`: every connection of a team. */
+  connections(teamId: number, signal?: AbortSignal): AsyncGenerator<MakeConnection> {
+    return this.paginate<MakeConnection>('/connections', 'connections', { teamId }, signal);
+  }
+
+  /** `GET /connections/{id}`. */
+  async connection(id: number, signal?: AbortSignal): Promise<MakeConnection> {
+    return (await this.call<{ connection: MakeConnection }>({ method: 'GET', path: `/connections/${id}` }, signal)).connection;
+  }
+
+  /** `POST /connections/{id}/test`: Make re-checks the stored data against the app. */
+  async testConnection(id: number, signal?: AbortSignal): Promise<boolean> {
+    const r = await this.call<{ verified?: boolean }>({ method: 'POST', path: `/connections/${id}/test` }, signal);
+    return r.verified === true;
+  }
+
+  /** `GET /connections/{id}/editable-data-schema`: the fields `set-data` takes. */
+  async editableDataSchema(id: number, signal?: AbortSignal): Promise<Array<{ name: string; type?: string; required?: boolean }>> {
+    const r = await this.call<{ parameters?: Array<{ name: string; type?: string; required?: boolean }> }>({ method: 'GET', path: `/connections/${id}/editable-data-schema` }, signal);
+    return r.parameters ?? [];
+  }
+
+  /**
+   * `POST /connections/{id}/set-data`: replaces the connection's data (missing
+   * fields become empty). Errors never echo `data`.
+   */
+  async setConnectionData(id: number, data: Record<string, unknown>, idempotencyKey?: string, signal?: AbortSignal): Promise<boolean> {
+    const r = await this.call<{ changed?: boolean }>({ method: 'POST', path: `/connections/${id}/set-data`, json: data, idempotencyKey }, signal);
+    return r.changed !== false;
+  }
+
+  /** `GET /scenarios?teamId=`. */
+  scenarios(teamId: number, signal?: AbortSignal): AsyncGenerator<MakeScenario> {
+    return this.paginate<MakeScenario>('/scenarios', 'scenarios', { teamId }, signal);
+  }
+
+  /** `GET /scenarios/{id}`. */
+  async scenario(id: number, signal?: AbortSignal): Promise<MakeScenario> {
+    return (await this.call<{ scenario: MakeScenario }>({ method: 'GET', path: `/scenarios/${id}` }, signal)).scenario;
+  }
+
+  /** `GET /scenarios/{id}/logs`: the newest `count` execution logs, newest first. */
+  async scenarioLogs(id: number, count: number, signal?: AbortSignal): Promise<MakeScenarioLog[]> {
+    const r = await this.call<{ scenarioLogs?: MakeScenarioLog[] }>(
+      { method: 'GET', path: `/scenarios/${id}/logs${qs({ 'pg[sortDir]': 'desc', ...makePageQuery(0, count) })}` },
+      signal,
+    );
+    return r.scenarioLogs ?? [];
+  }
+
+  /**
+   * `POST /scenarios/{id}/run` with `responsive: false`: starts a run and
+   * returns its execution id at once (follow it with {@link execution}).
+   * Make does not count runs against the organization limit.
+   */
+  async runScenario(id: number, data: Record<string, unknown> | undefined, signal?: AbortSignal): Promise<{ executionId: string }> {
+    return this.call<{ executionId: string }>({ method: 'POST', path: `/scenarios/${id}/run`, json: { ...(data ? { data } : {}), responsive: false } }, signal, true);
+  }
+
+  /** `GET /scenarios/{scenarioId}/executions/{executionId}`: `RUNNING`, then `SUCCESS`, `WARNING` or `ERROR`. */
+  async execution(scenarioId: number, executionId: string, signal?: AbortSignal): Promise<MakeExecution> {
+    return this.call<MakeExecution>({ method: 'GET', path: `/scenarios/${scenarioId}/executions/${encodeURIComponent(executionId)}` }, signal);
+  }
+
+  /** `GET /hooks?teamId=`. */
+  hooks(teamId: number, signal?: AbortSignal): AsyncGenerator<MakeHook> {
+    return this.paginate<MakeHook>('/hooks', 'hooks', { teamId }, signal);
+  }
+
+  /** `GET /hooks/{id}`. */
+  async hook(id: number, signal?: AbortSignal): Promise<MakeHook> {
+    return (await this.call<{ hook: MakeHook }>({ method: 'GET', path: `/hooks/${id}` }, signal)).hook;
+  }
+}
