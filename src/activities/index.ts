@@ -9,6 +9,7 @@ import { createProbeActivities, type ProbeDeps } from './probes';
 import { SqliteCredentialStore, type CredentialStore } from './credential-store';
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
 import type { RotationProvider } from './providers';
+import { createCoordinatorActivities, CoordinatorError, type Coordinator } from './coordinator';
 
 export interface ActivityDeps {
   registry: RegistrySource;
@@ -20,6 +21,8 @@ export interface ActivityDeps {
   probes?: ProbeDeps;
   /** Rotation: the credential store (default: the embedded SQLite store in dataDir), providers, preflight views. */
   rotation?: { store?: CredentialStore; providers?: Record<string, RotationProvider>; preflight?: RotationPreflightChecks };
+  /** The process's API coordinator (`createCoordinator`, closed by the worker on shutdown); without it `callService` fails non-retryably. */
+  coordinator?: Coordinator;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -32,7 +35,24 @@ export function createActivities(deps: ActivityDeps) {
       providers: deps.rotation?.providers,
       preflight: deps.rotation?.preflight,
     }),
+    ...createCoordinatorActivities(deps.coordinator ?? missingCoordinator),
   };
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/** Stands in when the worker was built without a coordinator: every call fails with a message saying so. */
+const missingCoordinator: Coordinator = {
+  async request(serviceId, req) {
+    throw new CoordinatorError({
+      serviceId,
+      method: req.method ?? 'GET',
+      path: req.path,
+      kind: 'other',
+      retryable: false,
+      notSent: true,
+      detail: 'this worker has no API coordinator: pass deps.coordinator (createCoordinator) to createActivities',
+    });
+  },
+  async close() {},
+};

@@ -1,0 +1,154 @@
+/**
+ * Per-service admission in this worker process: the strict sliding-log rate
+ * limit (`src/domain/rate-limit.ts`) plus a cap on calls in flight, served
+ * first-in first-out. Every HTTP request the coordinator sends takes one
+ * admission, failover tries and Temporal retries included.
+ *
+ * At most one timer exists per service, and only while someone waits; an
+ * aborted waiter is removed at once, so nothing is left behind.
+ */
+import { performance } from 'node:perf_hooks';
+import { SlidingLogLimiter, type WindowLimit } from '../../domain/rate-limit';
+
+/** Releases the in-flight slot; call exactly once when the call has ended. */
+export type Release = () => void;
+
+/** Thrown when the rate limit cannot admit before the caller's deadline. */
+export class AdmissionDeadlineError extends Error {
+  readonly code = 'RATE_LIMITED';
+  constructor(readonly retryAfterMs: number) {
+    super(`rate limit would delay the call past its deadline (next start in ${Math.ceil(retryAfterMs)} ms)`);
+    this.name = 'AdmissionDeadlineError';
+  }
+}
+
+interface Waiter {
+  resolve: (release: Release) => void;
+  reject: (err: unknown) => void;
+  /** performance.now() value after which waiting is pointless. */
+  deadline: number;
+  signal: AbortSignal;
+  onAbort: () => void;
+}
+
+const NOOP: Release = () => {};
+
+export class Admission {
+  private readonly limiter: SlidingLogLimiter | undefined;
+  private active = 0;
+  private readonly queue: Waiter[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
+
+  /**
+   * @param windows rate windows (empty: no rate limit).
+   * @param maxConcurrent calls in flight at once (undefined: no cap); an integer >= 1.
+   * @throws RangeError naming the option and value when maxConcurrent is not an integer >= 1.
+   */
+  constructor(
+    windows: readonly WindowLimit[],
+    private readonly maxConcurrent: number | undefined,
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    if (maxConcurrent !== undefined && (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)) {
+      throw new RangeError(`maxConcurrent must be an integer >= 1, got ${String(maxConcurrent)}`);
+    }
+    this.limiter = windows.length > 0 ? new SlidingLogLimiter(windows) : undefined;
+  }
+
+  /** True when nothing limits this service (admission is free). */
+  get unlimited(): boolean {
+    return this.limiter === undefined && this.maxConcurrent === undefined;
+  }
+
+  /** Calls in flight now. */
+  get inFlight(): number {
+    return this.active;
+  }
+
+  /**
+   * Waits for an admission.
+   * @param signal aborts the wait (rejects with the signal's reason).
+   * @param deadline performance.now() time past which the call is pointless:
+   *   when the rate limit's next start lies beyond it, rejects at once with
+   *   {@link AdmissionDeadlineError} carrying the wait.
+   */
+  acquire(signal: AbortSignal, deadline: number): Promise<Release> {
+    if (this.unlimited) return Promise.resolve(NOOP);
+    if (signal.aborted) return Promise.reject(signal.reason);
+    if (this.queue.length === 0) {
+      const r = this.tryNow(deadline);
+      if (r) return r instanceof Error ? Promise.reject(r) : Promise.resolve(r);
+    }
+    return new Promise<Release>((resolve, reject) => {
+      const w: Waiter = {
+        resolve,
+        reject,
+        deadline,
+        signal,
+        onAbort: () => {
+          const i = this.queue.indexOf(w);
+          if (i >= 0) this.queue.splice(i, 1);
+          reject(signal.reason);
+          this.pump();
+        },
+      };
+      signal.addEventListener('abort', w.onAbort, { once: true });
+      this.queue.push(w);
+      this.pump();
+    });
+  }
+
+  /** Admits now when possible; returns the release, an error when the deadline cannot be met, or undefined to wait. */
+  private tryNow(deadline: number): Release | Error | undefined {
+    if (this.maxConcurrent !== undefined && this.active >= this.maxConcurrent) return undefined;
+    if (this.limiter) {
+      const now = this.now();
+      const at = this.limiter.nextStartAt(now);
+      if (at > now) return at > deadline ? new AdmissionDeadlineError(at - now) : undefined;
+      this.limiter.tryStart(now);
+    }
+    this.active++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.active--;
+      this.pump();
+    };
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const w = this.queue[0]!;
+      const r = this.tryNow(w.deadline);
+      if (r === undefined) break;
+      this.queue.shift();
+      w.signal.removeEventListener('abort', w.onAbort);
+      if (r instanceof Error) w.reject(r);
+      else w.resolve(r);
+    }
+    this.schedule();
+  }
+
+  /** Keeps one timer for the head waiter when it waits on the rate limit (not on a free slot). */
+  private schedule(): void {
+    const head = this.queue[0];
+    let at: number | undefined;
+    if (head && this.limiter && (this.maxConcurrent === undefined || this.active < this.maxConcurrent)) {
+      at = this.limiter.nextStartAt(this.now());
+    }
+    if (at === undefined) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      return;
+    }
+    if (this.timer && this.timerAt === at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, Math.max(0, Math.ceil(at - this.now())));
+  }
+}
