@@ -1,0 +1,95 @@
+/**
+ * Rotation providers: one interface (mint, install, verify, revoke) over the
+ * ways a credential can be rotated (HTTP contract, PostgreSQL role, Redis ACL
+ * user). The issuer's provider mints and revokes; each consumer's provider
+ * installs and verifies. Providers see secret values; nothing they throw or
+ * return besides `secret` may contain one.
+ */
+import type { SecretReader } from '../ports';
+import type { CredentialSpec, ServiceSpec } from '../../domain/registry';
+
+/** What every provider call gets. */
+export interface ProviderContext {
+  credential: CredentialSpec;
+  /** The issuer (mint, revoke) or the consumer (install, verify). */
+  service: ServiceSpec;
+  /** For providers that need an admin credential from the store (postgres, redis). */
+  secrets: SecretReader;
+  /** Deadline of the call, ms. */
+  timeoutMs: number;
+  /** Aborted when the activity is cancelled. */
+  signal?: AbortSignal;
+}
+
+export interface MintRequest {
+  /** Same key on every retry of the same step, so a retried mint returns the same version. */
+  idempotencyKey: string;
+  /** The CURRENT version, when there is one (alternating-users needs it). */
+  currentVersionId?: string;
+  currentSecret?: string;
+}
+
+export interface MintedVersion {
+  versionId: string;
+  secret: string;
+}
+
+export interface InstallRequest {
+  versionId: string;
+  secret: string;
+  idempotencyKey: string;
+}
+
+export interface VerifyRequest {
+  versionId: string;
+  secret: string;
+}
+
+export interface RevokeRequest {
+  versionId: string;
+  /** The secret being revoked, when the store still has it (redis removes the password by value). */
+  secret?: string;
+}
+
+export interface RotationProvider {
+  readonly name: string;
+  /** createSecret: a new secret version at the issuer. */
+  mint(ctx: ProviderContext, req: MintRequest): Promise<MintedVersion>;
+  /** setSecret: the consumer starts using `versionId`. Idempotent per `idempotencyKey`. */
+  install(ctx: ProviderContext, req: InstallRequest): Promise<void>;
+  /** testSecret: the version the consumer uses now (undefined when it reports none). */
+  verify(ctx: ProviderContext, req: VerifyRequest): Promise<{ versionId: string | undefined }>;
+  /** The issuer stops accepting `versionId`. Idempotent: an unknown or already revoked version is done. */
+  revoke(ctx: ProviderContext, req: RevokeRequest): Promise<void>;
+}
+
+/**
+ * A provider failure. `retryable` follows the project's classification
+ * (429, 502, 503, 504, timeouts, connection resets retry; other 4xx do not).
+ * The message names the service and the step and never holds a secret.
+ */
+export class ProviderError extends Error {
+  constructor(
+    message: string,
+    readonly retryable: boolean,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'ProviderError';
+  }
+}
+
+/** Base URL of a service's rotation endpoints: `rotation.baseUrl`, else its first endpoint (no trailing slash). */
+export function rotationBaseUrl(service: ServiceSpec): string {
+  const base = service.rotation?.baseUrl ?? service.endpoints[0]!.url;
+  return base.replace(/\/+$/, '');
+}
+
+/** Reads a string option from `services[].rotation`, or throws naming it. */
+export function stringOption(service: ServiceSpec, key: string, fallback?: string): string {
+  const v = service.rotation?.[key] ?? fallback;
+  if (typeof v !== 'string' || v === '') {
+    throw new ProviderError(`services.${service.id}.rotation.${key}: expected a non-empty string, got ${JSON.stringify(v)}`, false);
+  }
+  return v;
+}

@@ -1,0 +1,262 @@
+/**
+ * Rotation activities: every side effect of the `rotateCredential` saga.
+ * Inputs and results carry references (credential id, version id, service
+ * specs from the run's registry snapshot), never secret values: each activity
+ * reads the value it needs from the credential store and hands it only to the
+ * provider. Every step is idempotent (keys derived from workflow id + run id +
+ * step) and appends to the audit trail.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { CredentialSpec, ServiceSpec } from '../domain/registry';
+import type { CredentialStore, NewAuditEntry } from './credential-store';
+import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
+
+/** Optional views of other areas used by preflight; absent ones are skipped. */
+export interface RotationPreflightChecks {
+  /** Breaker state of a service (`CLOSED`, `OPEN`, `HALF_OPEN`), or undefined when unknown. */
+  breakerState?(serviceId: string): Promise<string | undefined>;
+  /** Whether a service is healthy now; undefined when unknown. Default: probe its `healthCheck` over HTTP. */
+  serviceHealthy?(service: ServiceSpec): Promise<boolean | undefined>;
+}
+
+export interface RotationActivityDeps {
+  store: CredentialStore;
+  /** Providers by name; default {@link builtInProviders}. */
+  providers?: Record<string, RotationProvider>;
+  preflight?: RotationPreflightChecks;
+}
+
+export interface PreflightInput {
+  credential: CredentialSpec;
+  issuer: ServiceSpec;
+  consumers: ServiceSpec[];
+}
+
+export interface PreflightResult {
+  currentVersionId: string | null;
+  /** A PENDING version left by an earlier run, if any. */
+  leftoverPending: { versionId: string; createdBy: string } | null;
+  /** Reasons to refuse (OPEN breakers, unhealthy issuer, leftover PENDING); empty when clear. */
+  problems: string[];
+}
+
+export interface MintInput {
+  credential: CredentialSpec;
+  issuer: ServiceSpec;
+  /** `rotation/<id>#<runId>`: who the PENDING version belongs to. */
+  rotationKey: string;
+  idempotencyKey: string;
+  timeoutMs: number;
+}
+
+export interface ServiceStepInput {
+  credential: CredentialSpec;
+  service: ServiceSpec;
+  versionId: string;
+  timeoutMs: number;
+}
+
+/** Who is acting, for the audit trail: `rotation/<id>#<runId>`, or `activity` outside a workflow. */
+function actor(): string {
+  try {
+    const info = Context.current().info;
+    return info.workflowExecution ? `${info.workflowExecution.workflowId}#${info.workflowExecution.runId}` : `activity ${info.activityType}`;
+  } catch {
+    return 'activity';
+  }
+}
+
+function cancelSignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Turns a provider error into the Temporal failure the retry policy reads. Non-provider errors pass through (retryable). */
+function toFailure(err: unknown): unknown {
+  if (err instanceof ProviderError) {
+    return err.retryable
+      ? ApplicationFailure.retryable(err.message, 'ProviderError', { status: err.status })
+      : ApplicationFailure.nonRetryable(err.message, 'ProviderError', { status: err.status });
+  }
+  return err;
+}
+
+/** Default issuer health check: the service's `healthCheck` over HTTP (2xx or listed status = healthy). */
+async function probeHealth(service: ServiceSpec): Promise<boolean | undefined> {
+  const hc = service.healthCheck;
+  if (!hc || hc.type !== 'http') return undefined;
+  const url = hc.url ?? `${service.endpoints[0]!.url.replace(/\/+$/, '')}${hc.path ?? '/'}`;
+  try {
+    const res = await fetch(url, { method: hc.method, signal: AbortSignal.timeout(hc.timeout) });
+    await res.arrayBuffer();
+    return res.status >= 200 && res.status <= 299;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Builds the rotation activities.
+ * @param deps.store the credential store (secret values and audit trail).
+ */
+export function createRotationActivities(deps: RotationActivityDeps) {
+  const { store } = deps;
+  if (!store) throw new RangeError('createRotationActivities: deps.store (a CredentialStore) is required');
+  const providers = deps.providers ?? builtInProviders();
+
+  const provider = (name: string, where: string): RotationProvider => {
+    const p = providers[name];
+    if (!p) throw ApplicationFailure.nonRetryable(`${where}: no rotation provider "${name}" (known: ${Object.keys(providers).join(', ')})`, 'UnknownProvider');
+    return p;
+  };
+  const ctx = (credential: CredentialSpec, service: ServiceSpec, timeoutMs: number): ProviderContext => ({
+    credential,
+    service,
+    secrets: store,
+    timeoutMs,
+    signal: cancelSignal(),
+  });
+  const audit = (e: Omit<NewAuditEntry, 'actor'> & { actor?: string }) => store.audit({ ...e, actor: e.actor ?? actor() });
+  const secretOf = async (credentialId: string, versionId: string): Promise<string> => {
+    const s = await store.readSecret(credentialId, versionId);
+    if (s === undefined) throw ApplicationFailure.nonRetryable(`credential ${credentialId} has no version ${versionId} in the store`, 'UnknownVersion');
+    return s;
+  };
+
+  return {
+    /**
+     * Preflight (read-only): CURRENT and leftover PENDING versions, OPEN
+     * breakers among the consumers, the issuer's health.
+     */
+    async rotationPreflight(input: PreflightInput): Promise<PreflightResult> {
+      const { credential, issuer, consumers } = input;
+      const labels = await store.labels(credential.id);
+      const problems: string[] = [];
+      const leftover = labels.PENDING ? { versionId: labels.PENDING.versionId, createdBy: labels.PENDING.createdBy } : null;
+      if (leftover) {
+        problems.push(`credential ${credential.id} has PENDING version ${leftover.versionId} left by ${leftover.createdBy}; rotate with --force to revoke it and start over`);
+      }
+      const breakerState = deps.preflight?.breakerState;
+      if (breakerState) {
+        for (const c of consumers) {
+          const state = await breakerState(c.id);
+          if (state === 'OPEN') problems.push(`circuit breaker of consumer ${c.id} is OPEN`);
+        }
+      }
+      const healthy = await (deps.preflight?.serviceHealthy ?? probeHealth)(issuer);
+      if (healthy === false) problems.push(`issuer ${issuer.id} is unhealthy`);
+      return { currentVersionId: labels.CURRENT?.versionId ?? null, leftoverPending: leftover, problems };
+    },
+
+    /**
+     * createSecret: mints a new version at the issuer and records it PENDING
+     * before any consumer is touched. Idempotent: a PENDING already made by
+     * this rotation is reused, and the issuer gets the same Idempotency-Key on retries.
+     */
+    async createPending(input: MintInput): Promise<{ versionId: string; reused: boolean }> {
+      const { credential, issuer } = input;
+      const labels = await store.labels(credential.id);
+      if (labels.PENDING?.createdBy === input.rotationKey) return { versionId: labels.PENDING.versionId, reused: true };
+      if (labels.PENDING) {
+        throw ApplicationFailure.nonRetryable(
+          `credential ${credential.id} already has PENDING version ${labels.PENDING.versionId} from ${labels.PENDING.createdBy}; rotate with --force to revoke it`,
+          'LeftoverPending',
+        );
+      }
+      const p = provider(credential.provider, `credentials.${credential.id}.provider`);
+      const current = labels.CURRENT;
+      try {
+        const minted = await p.mint(ctx(credential, issuer, input.timeoutMs), {
+          idempotencyKey: input.idempotencyKey,
+          currentVersionId: current?.versionId,
+          currentSecret: current ? await store.readSecret(credential.id, current.versionId) : undefined,
+        });
+        await store.putPending(credential.id, minted.versionId, minted.secret, input.rotationKey);
+        await audit({ credentialId: credential.id, step: 'mint', serviceId: issuer.id, versionId: minted.versionId, outcome: 'ok', detail: null });
+        return { versionId: minted.versionId, reused: false };
+      } catch (err) {
+        await audit({ credentialId: credential.id, step: 'mint', serviceId: issuer.id, versionId: null, outcome: 'failed', detail: (err as Error).message });
+        throw toFailure(err);
+      }
+    },
+
+    /**
+     * setSecret (and, with `step: 'restore'`, its compensation): installs
+     * `versionId` in one consumer. Idempotent per `idempotencyKey`.
+     */
+    async installVersion(input: ServiceStepInput & { idempotencyKey: string; step: 'install' | 'restore' }): Promise<void> {
+      const { credential, service, versionId } = input;
+      const p = provider(service.rotation?.provider ?? 'http', `services.${service.id}.rotation.provider`);
+      try {
+        const secret = await secretOf(credential.id, versionId);
+        await p.install(ctx(credential, service, input.timeoutMs), { versionId, secret, idempotencyKey: input.idempotencyKey });
+        await audit({ credentialId: credential.id, step: input.step, serviceId: service.id, versionId, outcome: 'ok', detail: null });
+      } catch (err) {
+        await audit({ credentialId: credential.id, step: input.step, serviceId: service.id, versionId, outcome: 'failed', detail: (err as Error).message });
+        throw toFailure(err);
+      }
+    },
+
+    /**
+     * testSecret: the consumer must report `versionId` as the version in use
+     * (not merely accept it). A different or missing version fails retryably
+     * (`VersionNotInUse`) so the retry policy's backoff covers propagation delay.
+     */
+    async verifyVersion(input: ServiceStepInput): Promise<void> {
+      const { credential, service, versionId } = input;
+      const p = provider(service.rotation?.provider ?? 'http', `services.${service.id}.rotation.provider`);
+      let inUse: string | undefined;
+      try {
+        const secret = await secretOf(credential.id, versionId);
+        inUse = (await p.verify(ctx(credential, service, input.timeoutMs), { versionId, secret })).versionId;
+      } catch (err) {
+        throw toFailure(err);
+      }
+      if (inUse !== versionId) {
+        throw ApplicationFailure.retryable(`${service.id} reports ${credential.id} version ${inUse ?? '(none)'} in use, expected ${versionId}`, 'VersionNotInUse');
+      }
+      await audit({ credentialId: credential.id, step: 'verify', serviceId: service.id, versionId, outcome: 'ok', detail: null });
+    },
+
+    /** finishSecret: PENDING -> CURRENT, CURRENT -> PREVIOUS in one transaction. Idempotent. */
+    async finishRotation(input: { credentialId: string; versionId: string }): Promise<{ previousVersionId: string | null }> {
+      try {
+        const previousVersionId = await store.promotePending(input.credentialId, input.versionId);
+        await audit({ credentialId: input.credentialId, step: 'finish', serviceId: null, versionId: input.versionId, outcome: 'ok', detail: previousVersionId ? `previous ${previousVersionId}` : null });
+        return { previousVersionId };
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable((err as Error).message, 'FinishFailed');
+      }
+    },
+
+    /**
+     * Revokes `versionId` at the issuer (404 counts as done) and marks it
+     * revoked; with `discard`, also removes its PENDING label (rollback).
+     */
+    async revokeVersion(input: { credential: CredentialSpec; issuer: ServiceSpec; versionId: string; discard: boolean; timeoutMs: number }): Promise<void> {
+      const { credential, issuer, versionId } = input;
+      const p = provider(credential.provider, `credentials.${credential.id}.provider`);
+      const step = input.discard ? 'discard_pending' : 'revoke';
+      try {
+        const secret = await store.readSecret(credential.id, versionId);
+        await p.revoke(ctx(credential, issuer, input.timeoutMs), { versionId, secret });
+        await store.markRevoked(credential.id, versionId);
+        if (input.discard) await store.discardPending(credential.id, versionId);
+        await audit({ credentialId: credential.id, step, serviceId: issuer.id, versionId, outcome: 'ok', detail: null });
+      } catch (err) {
+        await audit({ credentialId: credential.id, step, serviceId: issuer.id, versionId, outcome: 'failed', detail: (err as Error).message });
+        throw toFailure(err);
+      }
+    },
+
+    /** Appends a workflow-level event (started, ended with status) to the audit trail. */
+    async auditRotation(entry: { credentialId: string; step: string; outcome: string; versionId?: string | null; serviceId?: string | null; detail?: string | null }): Promise<void> {
+      await audit({ credentialId: entry.credentialId, step: entry.step, serviceId: entry.serviceId ?? null, versionId: entry.versionId ?? null, outcome: entry.outcome, detail: entry.detail ?? null });
+    },
+  };
+}
+
+export type RotationActivities = ReturnType<typeof createRotationActivities>;

@@ -1,0 +1,216 @@
+/**
+ * Credential rotation, the pure part: the plan (dependency-ordered batches over
+ * a credential's consumers), the per-service progress the workflow keeps, and
+ * the result it returns. No I/O, no clock: the workflow and the activities
+ * share it and tests drive it directly.
+ *
+ * Steps and staging labels follow AWS Secrets Manager's rotation
+ * (createSecret, setSecret, testSecret, finishSecret; AWSCURRENT, AWSPENDING,
+ * AWSPREVIOUS), extended over a dependency graph of consumers.
+ */
+import { tryParseDuration } from './duration';
+import { planBatches } from './graph';
+import { getCredential, getService, type Registry, type ServiceSpec } from './registry';
+
+/** AWS-style staging labels of a credential version. */
+export const STAGING_LABELS = ['CURRENT', 'PENDING', 'PREVIOUS'] as const;
+export type StagingLabel = (typeof STAGING_LABELS)[number];
+
+/** What the workflow takes: references only, never a secret. */
+export interface RotateCredentialInput {
+  credentialId: string;
+  /** Rotate even when preflight finds an OPEN breaker, an unhealthy issuer or a leftover PENDING. */
+  force?: boolean;
+  /** Plan and preflight only; change nothing. */
+  dryRun?: boolean;
+  /** Overrides the credential's `gracePeriod` from the registry, in ms. */
+  gracePeriodMs?: number;
+}
+
+/** The saga's phases, in order; also the `Phase` search attribute. */
+export type RotationPhase =
+  | 'preflight'
+  | 'create_pending'
+  | 'set'
+  | 'finish'
+  | 'grace'
+  | 'revoke'
+  | 'compensate'
+  | 'completed'
+  | 'rolled_back'
+  | 'needs_attention'
+  | 'failed';
+
+/**
+ * How a run ended.
+ * - `completed`: every consumer verified on the new version, labels moved, PREVIOUS revoked (or kept, see `previousRevoked`).
+ * - `rolled_back`: a step failed before finish; every consumer touched is back on CURRENT and PENDING is revoked.
+ * - `needs_attention`: a compensation (or the revocation of PREVIOUS) failed; `services` says what each holds.
+ * - `failed`: refused or failed before anything changed (plan, preflight, minting).
+ */
+export type RotationStatus = 'completed' | 'rolled_back' | 'needs_attention' | 'failed';
+
+/** Per-service step: `mint`/`revoke` for the issuer, `install`/`verify`/`restore` for consumers. */
+export type ServiceStep = 'planned' | 'mint' | 'install' | 'verify' | 'restore' | 'revoke';
+export type StepStatus = 'pending' | 'running' | 'ok' | 'failed' | 'skipped';
+
+/** Which version a consumer holds, as far as the run knows. */
+export type HeldVersion = 'current' | 'pending' | 'unknown';
+
+export interface ServiceProgress {
+  id: string;
+  role: 'issuer' | 'consumer';
+  /** 0-based batch index for consumers; -1 for the issuer. */
+  batch: number;
+  step: ServiceStep;
+  status: StepStatus;
+  /** Consumers: which version they hold now. */
+  holds?: HeldVersion;
+  /** Last error, one line, never a secret. */
+  error?: string;
+}
+
+/** Per-consumer knobs from `services[].rotation` in the registry, parsed once here. */
+export interface ConsumerPlan {
+  id: string;
+  provider: string;
+  /** Timeout of one install or verify attempt, ms (registry `rotation.stepTimeout`, default 30s). */
+  stepTimeoutMs: number;
+  /** How many times verify is tried before the consumer fails (registry `rotation.verifyAttempts`, default 8). */
+  verifyAttempts: number;
+  /** First delay between verify attempts, ms, doubling up to 10x (registry `rotation.verifyInterval`, default 500ms). */
+  verifyIntervalMs: number;
+}
+
+export interface RotationPlan {
+  credentialId: string;
+  issuer: string;
+  provider: string;
+  /** Consumers in topological batches: a consumer comes after every consumer it depends on (directly or through other services). */
+  batches: string[][];
+  consumers: ConsumerPlan[];
+  gracePeriodMs: number;
+  /** Upper bound of consumers worked on at once within a batch. */
+  maxParallel: number;
+  /** Timeout of mint and revoke at the issuer, ms. */
+  issuerStepTimeoutMs: number;
+  /** Registry version the plan was made from. */
+  registryVersion: string;
+}
+
+export interface RotationResult {
+  credentialId: string;
+  workflowId: string;
+  status: RotationStatus;
+  /** The version this run minted (PENDING, then CURRENT when completed); undefined when none was minted. */
+  versionId?: string;
+  /** The version that was CURRENT when the run started (PREVIOUS after completion). */
+  previousVersionId?: string;
+  /** Completed runs: whether PREVIOUS was revoked at the issuer. */
+  previousRevoked?: boolean;
+  services: Array<{ id: string; step: ServiceStep; status: StepStatus; holds?: HeldVersion; error?: string }>;
+  /** Why the run did not complete, one line, never a secret. */
+  cause?: string;
+  dryRun?: boolean;
+  plan?: RotationPlan;
+}
+
+export const DEFAULT_STEP_TIMEOUT_MS = 30_000;
+export const DEFAULT_VERIFY_ATTEMPTS = 8;
+export const DEFAULT_VERIFY_INTERVAL_MS = 500;
+export const DEFAULT_MAX_PARALLEL = 32;
+
+function durationOption(service: ServiceSpec, key: string, fallback: number): number {
+  const raw = service.rotation?.[key];
+  if (raw === undefined) return fallback;
+  const ms = typeof raw === 'number' ? raw : typeof raw === 'string' ? tryParseDuration(raw) : undefined;
+  if (ms === undefined || !Number.isFinite(ms) || ms <= 0) {
+    throw new RangeError(`services.${service.id}.rotation.${key}: invalid duration ${JSON.stringify(raw)}; use e.g. "500ms", "30s"`);
+  }
+  return ms;
+}
+
+function intOption(service: ServiceSpec, key: string, fallback: number): number {
+  const raw = service.rotation?.[key];
+  if (raw === undefined) return fallback;
+  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < 1 || raw > 1000) {
+    throw new RangeError(`services.${service.id}.rotation.${key}: expected an integer 1..1000, got ${JSON.stringify(raw)}`);
+  }
+  return raw;
+}
+
+/**
+ * Plans the rotation of `credentialId` from a registry snapshot.
+ *
+ * @param opts.gracePeriodMs overrides the registry's grace period (ms, >= 0).
+ * @returns batches over the consumers (dependencies first) and each consumer's step options.
+ * @throws Error naming the credential, service or option when the registry cannot be rotated as written
+ *   (unknown credential/service, dependency cycle among consumers, bad `rotation.*` option).
+ */
+export function planRotation(registry: Registry, credentialId: string, opts: { gracePeriodMs?: number } = {}): RotationPlan {
+  const cred = getCredential(registry, credentialId);
+  const issuer = getService(registry, cred.issuer);
+  const consumers = cred.consumers.map((id) => getService(registry, id));
+  if (opts.gracePeriodMs !== undefined && (!Number.isFinite(opts.gracePeriodMs) || opts.gracePeriodMs < 0)) {
+    throw new RangeError(`gracePeriodMs: expected a finite number of ms >= 0, got ${opts.gracePeriodMs}`);
+  }
+  const batches = planBatches(registry.services, cred.consumers);
+  const maxParallel = (cred as { maxParallel?: number }).maxParallel ?? DEFAULT_MAX_PARALLEL;
+  return {
+    credentialId,
+    issuer: issuer.id,
+    provider: cred.provider,
+    batches,
+    consumers: consumers.map((s) => ({
+      id: s.id,
+      provider: s.rotation?.provider ?? 'http',
+      stepTimeoutMs: durationOption(s, 'stepTimeout', DEFAULT_STEP_TIMEOUT_MS),
+      verifyAttempts: intOption(s, 'verifyAttempts', DEFAULT_VERIFY_ATTEMPTS),
+      verifyIntervalMs: durationOption(s, 'verifyInterval', DEFAULT_VERIFY_INTERVAL_MS),
+    })),
+    gracePeriodMs: opts.gracePeriodMs ?? cred.gracePeriod,
+    maxParallel,
+    issuerStepTimeoutMs: durationOption(issuer, 'stepTimeout', DEFAULT_STEP_TIMEOUT_MS),
+    registryVersion: registry.versionHash,
+  };
+}
+
+/** Initial progress: the issuer waiting to mint, every consumer planned in its batch. */
+export function initialProgress(plan: RotationPlan): ServiceProgress[] {
+  const out: ServiceProgress[] = [{ id: plan.issuer, role: 'issuer', batch: -1, step: 'planned', status: 'pending' }];
+  plan.batches.forEach((batch, i) => {
+    for (const id of batch) out.push({ id, role: 'consumer', batch: i, step: 'planned', status: 'pending', holds: 'current' });
+  });
+  return out;
+}
+
+/**
+ * Consumers to restore during compensation, in reverse batch order: every
+ * consumer whose install was attempted (a failed or timed-out install may
+ * still have applied, and restoring is idempotent).
+ */
+export function compensationOrder(plan: RotationPlan, progress: readonly ServiceProgress[]): string[][] {
+  const touched = new Set(progress.filter((p) => p.role === 'consumer' && p.step !== 'planned').map((p) => p.id));
+  return [...plan.batches]
+    .reverse()
+    .map((b) => b.filter((id) => touched.has(id)))
+    .filter((b) => b.length > 0);
+}
+
+/** The result's `services` list: one entry per service, issuer first, without internal fields. */
+export function resultServices(progress: readonly ServiceProgress[]): RotationResult['services'] {
+  return progress.map(({ id, step, status, holds, error }) => ({
+    id,
+    step,
+    status,
+    ...(holds ? { holds } : {}),
+    ...(error ? { error } : {}),
+  }));
+}
+
+/** One-line message of an error-like value, without stack or payload details. */
+export function oneLine(err: unknown): string {
+  const e = err as { cause?: { message?: string }; message?: string };
+  const msg = e?.cause?.message && e.message && !e.message.includes(e.cause.message) ? `${e.message}: ${e.cause.message}` : (e?.message ?? String(err));
+  return msg.split('\n')[0]!.slice(0, 500);
+}

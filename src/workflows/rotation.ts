@@ -1,0 +1,397 @@
+/**
+ * `rotateCredential` (id `rotation/<credentialId>`): the rotation saga.
+ *
+ * preflight -> create PENDING (minted at the issuer, recorded before any
+ * consumer is touched) -> set + test batch by batch (parallel, bounded, each
+ * consumer proving it uses the new version) -> finish (labels move in one
+ * transaction) -> grace period (durable timer; the `endGracePeriod` signal
+ * ends it early) -> revoke PREVIOUS at the issuer.
+ *
+ * Any failure (or cancellation) before finish compensates in reverse batch
+ * order (touched consumers go back to CURRENT) and then revokes PENDING:
+ * `rolled_back`. A compensation that fails leaves PENDING in place and ends
+ * `needs_attention`, with each service's exact state in the result.
+ *
+ * History carries references only (credential id, version ids, service specs
+ * from the registry snapshot); activities read secret values from the store.
+ */
+import { defineSearchAttributeKey, SearchAttributeType, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import {
+  CancellationScope,
+  condition,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  startChild,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { createRegistryActivities } from '../activities/registry';
+import type { PreflightResult, RotationActivities } from '../activities/rotation';
+import { getCredential, getService, type Registry } from '../domain/registry';
+import {
+  compensationOrder,
+  initialProgress,
+  oneLine,
+  planRotation,
+  resultServices,
+  type ConsumerPlan,
+  type RotateCredentialInput,
+  type RotationPhase,
+  type RotationPlan,
+  type RotationResult,
+  type RotationStatus,
+  type ServiceProgress,
+} from '../domain/rotation';
+
+/** What `progress` answers: the phase, the versions, every service's step and status. */
+export interface RotationProgress {
+  credentialId: string;
+  phase: RotationPhase;
+  versionId?: string;
+  previousVersionId?: string;
+  batches: string[][];
+  services: ServiceProgress[];
+  /** Epoch ms the grace period ends, while in `grace`. */
+  graceEndsAt?: number;
+  cause?: string;
+}
+
+export const progressQuery = defineQuery<RotationProgress>('progress');
+/** Ends the grace period now: PREVIOUS is revoked at once. */
+export const endGracePeriodSignal = defineSignal('endGracePeriod');
+
+const CredentialIdKey = defineSearchAttributeKey('CredentialId', SearchAttributeType.KEYWORD);
+const PhaseKey = defineSearchAttributeKey('Phase', SearchAttributeType.KEYWORD);
+
+type Acts = RotationActivities & ReturnType<typeof createRegistryActivities>;
+
+/** Retries for store-only steps and the registry snapshot. */
+const LOCAL: ActivityOptions = {
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 10 },
+};
+
+const stepOptions = (timeoutMs: number, maximumAttempts: number, initialIntervalMs = 500): ActivityOptions => ({
+  startToCloseTimeout: timeoutMs,
+  retry: { initialInterval: initialIntervalMs, backoffCoefficient: 2, maximumInterval: Math.max(initialIntervalMs * 10, 1000), maximumAttempts },
+});
+
+/** The rotation saga. Input and result hold references only. */
+export async function rotateCredential(input: RotateCredentialInput): Promise<RotationResult> {
+  const { credentialId } = input;
+  const { workflowId, runId } = workflowInfo();
+  const rotationKey = `${workflowId}#${runId}`;
+  const local = proxyActivities<Acts>(LOCAL);
+
+  const state: RotationProgress = { credentialId, phase: 'preflight', batches: [], services: [] };
+  let graceEnded = false;
+  setHandler(progressQuery, () => state);
+  setHandler(endGracePeriodSignal, () => {
+    graceEnded = true;
+  });
+
+  const setPhase = (phase: RotationPhase) => {
+    state.phase = phase;
+    upsertSearchAttributes([{ key: PhaseKey, value: phase }]);
+  };
+  upsertSearchAttributes([
+    { key: CredentialIdKey, value: credentialId },
+    { key: PhaseKey, value: 'preflight' },
+  ]);
+
+  const result = (status: RotationStatus, extra: Partial<RotationResult> = {}): RotationResult => {
+    state.cause = extra.cause;
+    return {
+      credentialId,
+      workflowId,
+      status,
+      ...(state.versionId ? { versionId: state.versionId } : {}),
+      ...(state.previousVersionId ? { previousVersionId: state.previousVersionId } : {}),
+      services: resultServices(state.services),
+      ...extra,
+    };
+  };
+  const end = async (status: RotationStatus, extra: Partial<RotationResult> = {}): Promise<RotationResult> => {
+    const r = result(status, extra);
+    setPhase(status);
+    if (!input.dryRun) {
+      await CancellationScope.nonCancellable(() =>
+        local.auditRotation({ credentialId, step: 'rotation', outcome: status, versionId: state.versionId ?? null, detail: r.cause ?? null }),
+      );
+    }
+    return r;
+  };
+
+  // 1. Preflight: snapshot, plan, checks. Nothing changes here.
+  let registry: Registry;
+  let plan: RotationPlan;
+  try {
+    registry = await local.snapshotRegistry();
+    plan = planRotation(registry, credentialId, { gracePeriodMs: input.gracePeriodMs });
+  } catch (err) {
+    return end('failed', { cause: oneLine(err) });
+  }
+  const credential = getCredential(registry, credentialId);
+  const issuer = getService(registry, plan.issuer);
+  const consumerSpecs = new Map(credential.consumers.map((id) => [id, getService(registry, id)]));
+  state.batches = plan.batches;
+  state.services = initialProgress(plan);
+  const svc = (id: string, role: ServiceProgress['role']) => state.services.find((s) => s.id === id && s.role === role)!;
+  const issuerProgress = svc(plan.issuer, 'issuer');
+
+  let preflight: PreflightResult;
+  try {
+    preflight = await local.rotationPreflight({ credential, issuer, consumers: [...consumerSpecs.values()] });
+  } catch (err) {
+    return end('failed', { cause: `preflight: ${oneLine(err)}` });
+  }
+  const current = preflight.currentVersionId ?? undefined;
+  if (current) state.previousVersionId = current;
+  if (input.dryRun) {
+    const cause = preflight.problems.length > 0 ? `preflight: ${preflight.problems.join('; ')}` : undefined;
+    const status = cause && !input.force ? 'failed' : 'completed';
+    return end(status, { dryRun: true, plan, ...(cause ? { cause } : {}) });
+  }
+  if (preflight.problems.length > 0 && !input.force) {
+    return end('failed', { cause: `refused, nothing changed: ${preflight.problems.join('; ')} (use --force to rotate anyway)` });
+  }
+  await local.auditRotation({ credentialId, step: 'rotation', outcome: 'started', versionId: current ?? null, detail: input.force ? 'forced' : null });
+
+  const issuerActs = proxyActivities<Acts>(stepOptions(plan.issuerStepTimeoutMs, 5));
+  if (preflight.leftoverPending) {
+    // --force: the leftover PENDING of an earlier run is revoked before minting anew.
+    try {
+      const leftover = preflight.leftoverPending.versionId;
+      await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential, issuer, versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
+    } catch (err) {
+      return end('failed', { cause: `could not revoke leftover PENDING ${preflight.leftoverPending.versionId}: ${oneLine(err)}` });
+    }
+  }
+
+  // 2. Create PENDING.
+  setPhase('create_pending');
+  issuerProgress.step = 'mint';
+  issuerProgress.status = 'running';
+  try {
+    // Not cancellable: a mint cut short could leave a PENDING this run never learns about.
+    const minted = await CancellationScope.nonCancellable(() =>
+      issuerActs.createPending({
+        credential,
+        issuer,
+        rotationKey,
+        idempotencyKey: `${rotationKey}/mint`,
+        timeoutMs: plan.issuerStepTimeoutMs,
+      }),
+    );
+    state.versionId = minted.versionId;
+    issuerProgress.status = 'ok';
+  } catch (err) {
+    issuerProgress.status = 'failed';
+    issuerProgress.error = oneLine(err);
+    return end('failed', { cause: `mint at ${plan.issuer} failed, nothing changed: ${oneLine(err)}` });
+  }
+  const versionId = state.versionId!;
+  if (CancellationScope.current().consideredCancelled) return CancellationScope.nonCancellable(() => compensate('cancelled'));
+
+  // 3 + 4. Set and test, batch by batch.
+  setPhase('set');
+  let failed = false;
+  const rotateConsumer = async (c: ConsumerPlan): Promise<void> => {
+    const p = svc(c.id, 'consumer');
+    if (failed) {
+      p.status = 'skipped';
+      return;
+    }
+    const service = consumerSpecs.get(c.id)!;
+    p.step = 'install';
+    p.status = 'running';
+    try {
+      await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 3)).installVersion({
+        credential,
+        service,
+        versionId,
+        timeoutMs: c.stepTimeoutMs,
+        idempotencyKey: `${rotationKey}/install/${c.id}/${versionId}`,
+        step: 'install',
+      });
+      p.holds = 'pending';
+      p.step = 'verify';
+      await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, c.verifyAttempts, c.verifyIntervalMs)).verifyVersion({
+        credential,
+        service,
+        versionId,
+        timeoutMs: c.stepTimeoutMs,
+      });
+      p.status = 'ok';
+    } catch (err) {
+      p.status = 'failed';
+      if (p.step === 'install') p.holds = 'unknown';
+      p.error = oneLine(err);
+      failed = true;
+      throw err;
+    }
+  };
+
+  try {
+    const byId = new Map(plan.consumers.map((c) => [c.id, c]));
+    for (const batch of plan.batches) {
+      await boundedAll(
+        batch.map((id) => byId.get(id)!),
+        plan.maxParallel,
+        rotateConsumer,
+      );
+    }
+  } catch (err) {
+    return CancellationScope.nonCancellable(() => compensate(isCancellation(err) ? 'cancelled' : `set/test failed: ${firstCause(err, state.services)}`));
+  }
+
+  // 5. Finish.
+  setPhase('finish');
+  try {
+    const finished = await CancellationScope.nonCancellable(() => local.finishRotation({ credentialId, versionId }));
+    state.previousVersionId = finished.previousVersionId ?? undefined;
+  } catch (err) {
+    return CancellationScope.nonCancellable(() => compensate(`finish failed: ${oneLine(err)}`));
+  }
+
+  // 6. Grace period, then revoke PREVIOUS.
+  const previous = state.previousVersionId;
+  if (!previous) return end('completed', { previousRevoked: false });
+  setPhase('grace');
+  try {
+    if (plan.gracePeriodMs > 0) {
+      state.graceEndsAt = Date.now() + plan.gracePeriodMs;
+      await condition(() => graceEnded, plan.gracePeriodMs);
+    }
+  } catch (err) {
+    if (!isCancellation(err)) throw err;
+    return end('completed', { previousRevoked: false, cause: `cancelled during the grace period: PREVIOUS ${previous} was not revoked` });
+  }
+  state.graceEndsAt = undefined;
+  setPhase('revoke');
+  issuerProgress.step = 'revoke';
+  issuerProgress.status = 'running';
+  try {
+    await issuerActs.revokeVersion({ credential, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
+    issuerProgress.status = 'ok';
+  } catch (err) {
+    issuerProgress.status = 'failed';
+    issuerProgress.error = oneLine(err);
+    return end('needs_attention', {
+      previousRevoked: false,
+      cause: `rotated to ${versionId}, but revoking PREVIOUS ${previous} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`,
+    });
+  }
+  return end('completed', { previousRevoked: true });
+
+  /** Compensation: restore touched consumers in reverse batch order, then revoke PENDING. */
+  async function compensate(cause: string): Promise<RotationResult> {
+    setPhase('compensate');
+    let restoreFailed = false;
+    for (const batch of compensationOrder(plan, state.services)) {
+      await Promise.all(
+        batch.map(async (id) => {
+          const p = svc(id, 'consumer');
+          const c = plan.consumers.find((x) => x.id === id)!;
+          p.step = 'restore';
+          if (!current) {
+            // Nothing to roll back to: the credential had no CURRENT version.
+            p.status = 'skipped';
+            p.error = 'no CURRENT version to restore';
+            return;
+          }
+          p.status = 'running';
+          try {
+            await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 5)).installVersion({
+              credential,
+              service: consumerSpecs.get(id)!,
+              versionId: current,
+              timeoutMs: c.stepTimeoutMs,
+              idempotencyKey: `${rotationKey}/restore/${id}/${current}`,
+              step: 'restore',
+            });
+            p.status = 'ok';
+            p.holds = 'current';
+            p.error = undefined;
+          } catch (err) {
+            p.status = 'failed';
+            p.error = oneLine(err);
+            restoreFailed = true;
+          }
+        }),
+      );
+    }
+    if (restoreFailed) {
+      const stuck = state.services.filter((s) => s.step === 'restore' && s.status === 'failed').map((s) => s.id);
+      return end('needs_attention', {
+        cause: `${cause}; restoring CURRENT failed in ${stuck.join(', ')}, so PENDING ${versionId} was kept valid`,
+      });
+    }
+    issuerProgress.step = 'revoke';
+    issuerProgress.status = 'running';
+    try {
+      await issuerActs.revokeVersion({ credential, issuer, versionId, discard: true, timeoutMs: plan.issuerStepTimeoutMs });
+      issuerProgress.status = 'ok';
+    } catch (err) {
+      issuerProgress.status = 'failed';
+      issuerProgress.error = oneLine(err);
+      return end('needs_attention', { cause: `${cause}; consumers restored, but revoking PENDING ${versionId} at ${plan.issuer} failed: ${oneLine(err)}` });
+    }
+    return end('rolled_back', { cause });
+  }
+}
+
+/**
+ * Started by a credential's Temporal Schedule (see `applyRotationSchedules`):
+ * runs `rotateCredential` as child `rotation/<credentialId>`, so a scheduled
+ * rotation never runs beside a manual one; when one is running it returns
+ * `failed` with that cause instead of starting a second.
+ */
+export async function scheduledRotation(input: { credentialId: string }): Promise<RotationResult> {
+  const workflowId = `rotation/${input.credentialId}`;
+  try {
+    const child = await startChild(rotateCredential, { workflowId, args: [{ credentialId: input.credentialId }] });
+    return await child.result();
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      return { credentialId: input.credentialId, workflowId, status: 'failed', services: [], cause: `rotation of ${input.credentialId} is already running (workflow id ${workflowId}); scheduled run skipped` };
+    }
+    throw err;
+  }
+}
+
+/** The first consumer error recorded, else the error's own message. */
+function firstCause(err: unknown, services: ServiceProgress[]): string {
+  const s = services.find((x) => x.status === 'failed' && x.error);
+  return s ? `${s.id}: ${s.error}` : oneLine(err);
+}
+
+/**
+ * Runs `fn` over `items` with at most `limit` at once (deterministic order of
+ * starts). Waits for every started call to settle, then rejects with the first
+ * error, if any.
+ */
+async function boundedAll<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let firstError: unknown;
+  let hasError = false;
+  const lane = async () => {
+    while (next < items.length) {
+      const item = items[next++]!;
+      try {
+        await fn(item);
+      } catch (err) {
+        if (!hasError) {
+          hasError = true;
+          firstError = err;
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  if (hasError) throw firstError;
+}

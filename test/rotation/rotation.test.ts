@@ -1,0 +1,94 @@
+/**
+ * rotateCredential end to end: real dev server, real worker, real HTTP
+ * contract server, real SQLite store.
+ */
+import { closeTestClient, testClient } from '../helpers/temporal';
+import { getRotation, rotate, startRotation, endGracePeriod, RotationAlreadyRunningError } from '../../src/client/rotation';
+import { rotationFixture, type RotationFixture } from './support';
+
+afterAll(closeTestClient);
+
+describe('a rotation with every consumer healthy', () => {
+  let fx: RotationFixture;
+  beforeAll(async () => {
+    fx = await rotationFixture([{ id: 'api-a' }, { id: 'api-b', dependsOn: ['api-a'] }, { id: 'api-c' }]);
+  });
+  afterAll(() => fx.close());
+
+  test('completes: every consumer on the new version, labels moved, PREVIOUS revoked, each step applied once', async () => {
+    const client = await testClient();
+    const order: string[] = [];
+    fx.server.onEvent = (e) => {
+      if (e.kind === 'install' && e.applied) order.push(e.service);
+    };
+    const result = await fx.run(() => rotate(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue }));
+
+    expect(result.status).toBe('completed');
+    expect(result.workflowId).toBe(`rotation/${fx.credentialId}`);
+    const v = result.versionId!;
+    expect(v).toMatch(/^v-/);
+    expect(result.previousVersionId).toBe(fx.initialVersionId);
+    expect(result.previousRevoked).toBe(true);
+    for (const id of ['api-a', 'api-b', 'api-c']) {
+      expect(fx.server.consumer(id).versionId).toBe(v);
+      expect(fx.server.consumer(id).appliedKeys.size).toBe(1);
+      expect(result.services.find((s) => s.id === id)).toMatchObject({ step: 'verify', status: 'ok' });
+    }
+    // api-b depends on api-a: api-a is installed first.
+    expect(order.indexOf('api-a')).toBeLessThan(order.indexOf('api-b'));
+    expect(fx.server.issuer('issuer').minted).toEqual([v]);
+    expect(fx.server.issuer('issuer').revoked).toEqual([fx.initialVersionId]);
+
+    const labels = await fx.store.labels(fx.credentialId);
+    expect(labels.CURRENT?.versionId).toBe(v);
+    expect(labels.PREVIOUS?.versionId).toBe(fx.initialVersionId);
+    expect(labels.PENDING).toBeNull();
+    expect((await fx.store.getVersion(fx.credentialId, fx.initialVersionId))?.revokedAt).not.toBeNull();
+
+    const trail = await fx.store.auditTrail({ credentialId: fx.credentialId });
+    const steps = trail.map((e) => `${e.step}:${e.serviceId ?? ''}:${e.outcome}`);
+    expect(steps).toEqual(
+      expect.arrayContaining(['rotation::started', 'mint:issuer:ok', 'install:api-a:ok', 'verify:api-b:ok', 'finish::ok', 'revoke:issuer:ok', 'rotation::completed']),
+    );
+    expect(trail.every((e) => e.actor.startsWith(`rotation/${fx.credentialId}#`) || e.actor === 'test')).toBe(true);
+
+    const view = await getRotation(client, fx.credentialId);
+    expect(view?.executionStatus).toBe('COMPLETED');
+    expect(view?.result?.versionId).toBe(v);
+  });
+});
+
+describe('grace period and one rotation at a time', () => {
+  let fx: RotationFixture;
+  beforeAll(async () => {
+    fx = await rotationFixture([{ id: 'svc-1' }, { id: 'svc-2' }], { gracePeriod: '1h' });
+  });
+  afterAll(() => fx.close());
+
+  test('a second start fails at once naming the run; the endGracePeriod signal ends the grace period early', async () => {
+    const client = await testClient();
+    await fx.run(async () => {
+      const first = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+      const second = startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+      await expect(second).rejects.toThrow(RotationAlreadyRunningError);
+      await expect(second).rejects.toThrow(`rotation of ${fx.credentialId} is already running (workflow id rotation/${fx.credentialId}, run id ${first.runId})`);
+
+      // Wait for the grace phase: new version CURRENT, PREVIOUS still valid at the issuer.
+      for (let i = 0; i < 200; i++) {
+        const v = await getRotation(client, fx.credentialId);
+        if (v?.progress?.phase === 'grace') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const during = await getRotation(client, fx.credentialId);
+      expect(during?.progress?.phase).toBe('grace');
+      expect(fx.server.issuer('issuer').revoked).toEqual([]);
+      expect((await fx.store.labels(fx.credentialId)).PREVIOUS?.versionId).toBe(fx.initialVersionId);
+
+      await endGracePeriod(client, fx.credentialId);
+      const result = (await first.handle.result()) as { status: string; previousRevoked: boolean };
+      expect(result.status).toBe('completed');
+      expect(result.previousRevoked).toBe(true);
+      expect(fx.server.issuer('issuer').revoked).toEqual([fx.initialVersionId]);
+    });
+  });
+});
