@@ -673,7 +673,8 @@ function transition(
   s.window = emptyWindow();
   s.openUntilMs = undefined;
   s.halfOpen = to === 'HALF_OPEN' ? { permits: [], successes: 0, slowSuccesses: 0, abandoned: 0 } : undefined;
-  if (to === 'CLOSED' || to === 'DISABLED') s.consecutiveTrips = 0;
+  // forceClose keeps the trip count (a still-sick service re-opens with a long wait); reset clears it.
+  if (reason === 'trials_succeeded' || reason === 'reset') s.consecutiveTrips = 0;
   const t: BreakerTransition = { serviceId: s.serviceId, from, to, reason, generation: s.generation, atMs: nowMs, ...stripUndefined(extra) };
   s.transitions.push(t);
   if (s.transitions.length > MAX_TRANSITIONS_KEPT) s.transitions.splice(0, s.transitions.length - MAX_TRANSITIONS_KEPT);

@@ -1,0 +1,154 @@
+/**
+ * Typed client facade for the circuit breakers (one `circuitBreaker` workflow
+ * per service, id `breaker/<serviceId>`): read them, list them, and the
+ * operator commands. Operator commands use update-with-start, so an operator
+ * can force open the breaker of a service no call has reached yet.
+ */
+import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import pLimit from 'p-limit';
+import { breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
+import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
+import {
+  breakerStateQuery,
+  circuitBreaker,
+  disableUpdate,
+  forceCloseUpdate,
+  forceOpenUpdate,
+  resetUpdate,
+  type OperatorRequest,
+} from '../workflows/breaker';
+
+export interface BreakerInfo extends BreakerView {
+  /** False when no breaker workflow runs for the service yet (the view is then a fresh CLOSED one). */
+  running: boolean;
+  workflowId: string;
+}
+
+const SERVICE_ID = /^[a-z0-9][a-z0-9-]*$/;
+
+function checkServiceId(serviceId: string): void {
+  if (typeof serviceId !== 'string' || !SERVICE_ID.test(serviceId)) {
+    throw new RangeError(`invalid service id ${JSON.stringify(serviceId)}: use the registry id (lowercase letters, digits and "-")`);
+  }
+}
+
+/**
+ * The full state of a service's breaker (query `breakerState`).
+ * @returns a view with `running: false` (CLOSED, generation 0) when the breaker has not started.
+ * @throws RangeError for a malformed service id; client errors when Temporal cannot be reached.
+ */
+export async function getBreaker(client: Client, serviceId: string): Promise<BreakerInfo> {
+  checkServiceId(serviceId);
+  const workflowId = workflowIds.breaker(serviceId);
+  try {
+    const view = await client.workflow.getHandle(workflowId).query(breakerStateQuery);
+    return { ...view, running: true, workflowId };
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+    const now = Date.now();
+    return { ...breakerView(initialBreakerState(serviceId, {}, now), now), running: false, workflowId };
+  }
+}
+
+export interface BreakerSummary {
+  serviceId: string;
+  workflowId: string;
+  state: BreakerStateName;
+  generation: number;
+  /** Percent, over the current window. */
+  failureRate: number;
+  slowCallRate: number;
+  calls: number;
+  /** OPEN: epoch ms when the next trial is allowed. */
+  openUntilMs?: number;
+  /** The last transition, if any. */
+  lastTransition?: BreakerView['transitions'][number];
+}
+
+/**
+ * Every running breaker, sorted by service id: listed through visibility
+ * (`WorkflowType = "circuitBreaker"`), then each queried for its exact state
+ * (8 at a time); a breaker that does not answer is reported with its
+ * `BreakerState` search attribute.
+ */
+export async function listBreakers(client: Client): Promise<BreakerSummary[]> {
+  const found: Array<{ workflowId: string; state: BreakerStateName }> = [];
+  for await (const wf of client.workflow.list({ query: `WorkflowType = "circuitBreaker" AND ExecutionStatus = "Running"` })) {
+    const sa = wf.searchAttributes?.BreakerState;
+    found.push({ workflowId: wf.workflowId, state: ((Array.isArray(sa) ? sa[0] : sa) as BreakerStateName | undefined) ?? 'CLOSED' });
+  }
+  const limit = pLimit(8);
+  const rows = await Promise.all(
+    found.map((f) =>
+      limit(async (): Promise<BreakerSummary> => {
+        const serviceId = f.workflowId.replace(/^breaker\//, '');
+        try {
+          const v = await client.workflow.getHandle(f.workflowId).query(breakerStateQuery);
+          return summarize(serviceId, f.workflowId, v);
+        } catch {
+          return { serviceId, workflowId: f.workflowId, state: f.state, generation: -1, failureRate: 0, slowCallRate: 0, calls: 0 };
+        }
+      }),
+    ),
+  );
+  return rows.sort((a, b) => a.serviceId.localeCompare(b.serviceId));
+}
+
+function summarize(serviceId: string, workflowId: string, v: BreakerView): BreakerSummary {
+  return {
+    serviceId,
+    workflowId,
+    state: v.state,
+    generation: v.generation,
+    failureRate: v.rates.failureRate,
+    slowCallRate: v.rates.slowCallRate,
+    calls: v.rates.calls,
+    openUntilMs: v.openUntilMs,
+    lastTransition: v.transitions[v.transitions.length - 1],
+  };
+}
+
+export interface OperatorOptions extends OperatorRequest {
+  /** Task queue to start the breaker on if it is not running; default the project's. */
+  taskQueue?: string;
+  /** Options for a breaker started by this command (normally the registry's). */
+  options?: Partial<BreakerOptions>;
+}
+
+async function operate(
+  client: Client,
+  serviceId: string,
+  update: typeof forceOpenUpdate,
+  opts: OperatorOptions,
+): Promise<BreakerView> {
+  checkServiceId(serviceId);
+  return client.workflow.executeUpdateWithStart(update, {
+    args: [{ note: opts.note }],
+    startWorkflowOperation: new WithStartWorkflowOperation(circuitBreaker, {
+      workflowId: workflowIds.breaker(serviceId),
+      taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+      args: [{ serviceId, options: resolveBreakerOptions(opts.options ?? {}) }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    }),
+  });
+}
+
+/** FORCED_OPEN: every call is rejected until {@link forceClose} or {@link reset}. Returns the new state. */
+export function forceOpen(client: Client, serviceId: string, opts: OperatorOptions = {}): Promise<BreakerView> {
+  return operate(client, serviceId, forceOpenUpdate, opts);
+}
+
+/** CLOSED with an empty window (the consecutive-trip count is kept). Returns the new state. */
+export function forceClose(client: Client, serviceId: string, opts: OperatorOptions = {}): Promise<BreakerView> {
+  return operate(client, serviceId, forceCloseUpdate, opts);
+}
+
+/** CLOSED with an empty window and the consecutive-trip count cleared (the wait starts from its base again). */
+export function reset(client: Client, serviceId: string, opts: OperatorOptions = {}): Promise<BreakerView> {
+  return operate(client, serviceId, resetUpdate, opts);
+}
+
+/** DISABLED: every call admitted, nothing recorded, until {@link forceClose} or {@link reset}. */
+export function disable(client: Client, serviceId: string, opts: OperatorOptions = {}): Promise<BreakerView> {
+  return operate(client, serviceId, disableUpdate, opts);
+}
