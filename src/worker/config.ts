@@ -59,7 +59,7 @@ export class ConfigError extends Error {
 
 /** The per-user default data dir: `$XDG_DATA_HOME/integration-agent` or `~/.local/share/integration-agent`. */
 export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'integration-agent');
+  return join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'integration-agent');
 }
 
 /**

@@ -1,0 +1,35 @@
+import { loadConfig, ConfigError, clientConnectionOptions } from '../../src/worker/config';
+
+describe('worker configuration from the environment', () => {
+  test('defaults', () => {
+    const c = loadConfig({ HOME: '/home/u' });
+    expect(c).toMatchObject({ address: 'localhost:7233', namespace: 'default', taskQueue: 'integration-agent', logLevel: 'info' });
+    expect(c.dataDir).toBe('/home/u/.local/share/integration-agent');
+    expect(c.tls).toBeUndefined();
+  });
+
+  test('every bad variable is named with its value; an API key is never echoed', () => {
+    let err: Error | undefined;
+    try {
+      loadConfig({ TEMPORAL_ADDRESS: 'no-port', LOG_LEVEL: 'loud', MAX_CONCURRENT_ACTIVITIES: '0' });
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toMatch(/TEMPORAL_ADDRESS="no-port": must be host:port/);
+    expect(err!.message).toMatch(/LOG_LEVEL="loud"/);
+    expect(err!.message).toMatch(/MAX_CONCURRENT_ACTIVITIES="0"/);
+    expect(() => loadConfig({ TEMPORAL_API_KEY: '' , TEMPORAL_TLS: 'maybe'})).toThrow(/TEMPORAL_TLS="maybe"/);
+  });
+
+  test('mTLS needs both the certificate and the key; missing files are named', () => {
+    expect(() => loadConfig({ TEMPORAL_TLS_CERT: '/x.pem' })).toThrow(/TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together/);
+    const c = loadConfig({ TEMPORAL_TLS_CERT: '/nope/c.pem', TEMPORAL_TLS_KEY: '/nope/k.pem' });
+    expect(() => clientConnectionOptions(c)).toThrow(/cannot read TEMPORAL_TLS_CERT \/nope\/c.pem/);
+  });
+
+  test('an API key turns TLS on', () => {
+    const c = loadConfig({ TEMPORAL_API_KEY: 'abc', TEMPORAL_ADDRESS: 'x.tmprl.cloud:7233' });
+    expect(clientConnectionOptions(c)).toMatchObject({ address: 'x.tmprl.cloud:7233', tls: true, apiKey: 'abc' });
+  });
+});
