@@ -6,6 +6,9 @@
  *
  * At most one timer exists per service, and only while someone waits; an
  * aborted waiter is removed at once, so nothing is left behind.
+ *
+ * Each window is widened by a small guard ({@link guardMs}) so the limit also
+ * holds as the service observes arrivals, not only as we send them.
  */
 import { performance } from 'node:perf_hooks';
 import { SlidingLogLimiter, type WindowLimit } from '../../domain/rate-limit';
@@ -33,6 +36,16 @@ interface Waiter {
 
 const NOOP: Release = () => {};
 
+/**
+ * Extra spacing added to each window: the service sees our starts after
+ * network and event-loop jitter, which can bring two starts closer than we
+ * sent them. min(25 ms, 2.5% of the window): 25 ms on a per-second or
+ * per-minute limit.
+ */
+export function guardMs(windowMs: number): number {
+  return Math.min(25, windowMs * 0.025);
+}
+
 export class Admission {
   private readonly limiter: SlidingLogLimiter | undefined;
   private active = 0;
@@ -53,7 +66,7 @@ export class Admission {
     if (maxConcurrent !== undefined && (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)) {
       throw new RangeError(`maxConcurrent must be an integer >= 1, got ${String(maxConcurrent)}`);
     }
-    this.limiter = windows.length > 0 ? new SlidingLogLimiter(windows) : undefined;
+    this.limiter = windows.length > 0 ? new SlidingLogLimiter(windows.map((w) => ({ limit: w.limit, windowMs: w.windowMs + guardMs(w.windowMs) }))) : undefined;
   }
 
   /** True when nothing limits this service (admission is free). */
