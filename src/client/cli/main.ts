@@ -15,7 +15,6 @@ export function buildProgram(): Command {
   const program = new Command('integration-agent')
     .description('Keeps a fleet of external services healthy and their credentials fresh, on Temporal.')
     .version(require('../../../package.json').version as string)
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   for (const register of [registerDev, registerWorker, registerSweep, registerCodecServer]) register(program);
   return program;

@@ -1,0 +1,80 @@
+/**
+ * The CLI as a user meets it: a real process, the built `lib/` (npm test builds it first).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
+
+const BIN = join(__dirname, '..', '..', 'bin', 'integration-agent.js');
+
+beforeAll(() => {
+  if (!existsSync(join(__dirname, '..', '..', 'lib', 'client', 'cli', 'main.js'))) throw new Error('lib/ is not built: run `npm run build` (npm test does it first)');
+});
+
+function cli(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+}
+
+test('--help lists the commands', () => {
+  const r = cli(['--help']);
+  expect(r.status).toBe(0);
+  for (const c of ['dev', 'worker', 'sweep', 'codec-server']) expect(r.stdout).toContain(c);
+});
+
+test('an unknown command fails with one line and a non-zero code', () => {
+  const r = cli(['frobnicate']);
+  expect(r.status).not.toBe(0);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  expect(r.stderr).toMatch(/unknown command 'frobnicate'/);
+});
+
+test('an unreachable server is one line naming the address, no stack trace', () => {
+  const r = cli(['sweep', '--json'], { TEMPORAL_ADDRESS: '127.0.0.1:1', INTEGRATION_AGENT_DATA_DIR: mkdtempSync(join(tmpdir(), 'ia-cli-')) });
+  expect(r.status).toBe(1);
+  const lines = r.stderr.trim().split('\n');
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatch(/^integration-agent: cannot reach Temporal at 127\.0\.0\.1:1/);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+});
+
+test('bad configuration is named', () => {
+  const r = cli(['sweep'], { TEMPORAL_ADDRESS: 'nonsense' });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toMatch(/TEMPORAL_ADDRESS="nonsense": must be host:port/);
+});
+
+test('an invalid registry stops the worker before it starts, with the file and line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'ia-cli-'));
+  const file = join(dir, 'bad.yaml');
+  writeFileSync(file, 'services:\n  - id: a\n    type: api\n    endpoints: [{ url: "not a url" }]\n');
+  const r = cli(['worker', '--registry', file], { TEMPORAL_ADDRESS: testAddress(), INTEGRATION_AGENT_DATA_DIR: dir });
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain(`${file}:4`);
+  expect(r.stderr).not.toMatch(/\n\s+at /);
+});
+
+describe.each(['SIGINT', 'SIGTERM'] as const)('worker on %s', (signal) => {
+  test('exits 0 within 10 s', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ia-worker-'));
+    const child = spawn(process.execPath, [BIN, 'worker'], {
+      env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), TEMPORAL_TASK_QUEUE: uniqueTaskQueue('sig'), INTEGRATION_AGENT_DATA_DIR: dir, LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+    const deadline = Date.now() + 30_000;
+    while (!out.includes('worker started')) {
+      if (child.exitCode !== null) throw new Error(`worker exited early (${child.exitCode}):\n${out}`);
+      if (Date.now() > deadline) throw new Error(`worker did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const t0 = Date.now();
+    child.kill(signal);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect({ code, withinMs: Date.now() - t0 < 10_000 }).toEqual({ code: 0, withinMs: true });
+    expect(out).toContain('worker stopped');
+  });
+});
