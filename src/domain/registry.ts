@@ -17,11 +17,15 @@ export type ServiceType = (typeof SERVICE_TYPES)[number];
 const SLUG = /^[a-z0-9][a-z0-9-]*$/;
 const slug = z.string().regex(SLUG, 'must be a slug: lowercase letters, digits and "-", starting with a letter or digit');
 
-/** A duration string ("30s") parsed to milliseconds; a bare number is taken as milliseconds. */
+/**
+ * A duration string ("30s") parsed to milliseconds. A bare number is refused
+ * (is `interval: 30` 30 seconds or 30 ms?) except 0.
+ */
 export const durationMs = z.union([z.string(), z.number()], { error: 'must be a duration such as 500ms, 30s, 5m, 1h or 7d' }).transform((v, ctx) => {
   if (typeof v === 'number') {
-    if (Number.isFinite(v) && v >= 0) return Math.round(v);
-    ctx.addIssue({ code: 'custom', message: `invalid duration ${v}: must be >= 0` });
+    if (v === 0) return 0;
+    const hint = Number.isFinite(v) && v > 0 ? `: write ${v}s or ${v}ms` : ': write a number >= 0 and a unit, e.g. 500ms, 30s, 5m, 1h, 7d';
+    ctx.addIssue({ code: 'custom', message: `invalid duration ${v}: a duration needs a unit${hint}` });
     return z.NEVER;
   }
   const ms = tryParseDuration(v);
