@@ -15,7 +15,7 @@
  * The token never passes through this file: the transport adds it.
  */
 import { performance } from 'node:perf_hooks';
-import { Admission, type Release } from '../coordinator/admission';
+import { SlidingLogLimiter } from '../../domain/rate-limit';
 import {
   formatMakeError,
   isRetryableMakeStatus,
@@ -73,16 +73,34 @@ export class MakeApiError extends Error {
   }
 }
 
+/** Thrown when the organization limit cannot admit a call before its deadline. */
+export class MakeRateLimitWaitError extends Error {
+  constructor(
+    readonly organizationId: number,
+    readonly retryAfterMs: number,
+  ) {
+    super(`Make organization ${organizationId}: its API limit would delay the call past its deadline (next start in ${Math.ceil(retryAfterMs)} ms)`);
+    this.name = 'MakeRateLimitWaitError';
+  }
+}
+
+interface OrgLimit {
+  perMinute: number;
+  limiter: SlidingLogLimiter;
+  /** Recent start times (performance.now()), so a changed limit keeps counting them. */
+  starts: number[];
+}
+
 /**
  * The per-organization API limit, shared across every client of this worker
  * process: Make counts requests per organization, whatever token or registry
  * service sends them. A strict sliding log (src/domain/rate-limit.ts): at most
- * `perMinute` starts in any 60 s. In-process only; with several worker
- * processes give each a share (`make.apiLimitPerMinute`).
+ * `perMinute` starts in any window. When the limit changes (the license's
+ * `apiLimit` was read) the starts already made keep counting. In-process
+ * only; with several worker processes give each a share (`make.apiLimitPerMinute`).
  */
 export class MakeOrganizationLimits {
-  private readonly byOrg = new Map<number, { perMinute: number; admission: Admission }>();
-
+  private readonly byOrg = new Map<number, OrgLimit>();
   private readonly windowMs: number;
 
   /**
@@ -102,15 +120,18 @@ export class MakeOrganizationLimits {
   }
 
   /**
-   * Sets (or changes) an organization's limit; a change takes effect for calls
-   * not yet admitted.
+   * Sets (or changes) an organization's limit.
    * @throws RangeError naming the value when perMinute is not an integer >= 1.
    */
   set(organizationId: number, perMinute: number): void {
     if (!Number.isInteger(perMinute) || perMinute < 1) throw new RangeError(`invalid Make API limit ${perMinute} for organization ${organizationId}: must be an integer >= 1`);
     const cur = this.byOrg.get(organizationId);
     if (cur?.perMinute === perMinute) return;
-    this.byOrg.set(organizationId, { perMinute, admission: new Admission([{ limit: perMinute, windowMs: this.windowMs }], undefined) });
+    const limiter = new SlidingLogLimiter([{ limit: perMinute, windowMs: this.windowMs }]);
+    const now = performance.now();
+    const starts = (cur?.starts ?? []).filter((t) => t > now - this.windowMs);
+    for (const t of starts) limiter.tryStart(t);
+    this.byOrg.set(organizationId, { perMinute, limiter, starts });
   }
 
   /** The limit in force, or undefined when none was set. */
@@ -118,11 +139,37 @@ export class MakeOrganizationLimits {
     return this.byOrg.get(organizationId)?.perMinute;
   }
 
-  /** Waits for the organization's next free start (no wait when no limit was set). */
-  async acquire(organizationId: number, signal: AbortSignal | undefined, deadlineMs: number): Promise<Release> {
-    const a = this.byOrg.get(organizationId);
-    if (!a) return () => {};
-    return a.admission.acquire(signal ?? new AbortController().signal, performance.now() + deadlineMs);
+  /**
+   * Waits for the organization's next free start (at once when no limit was set).
+   * @throws MakeRateLimitWaitError when the start lies beyond `deadlineMs` from now; the signal's reason when aborted.
+   */
+  async acquire(organizationId: number, signal: AbortSignal | undefined, deadlineMs: number): Promise<void> {
+    const end = performance.now() + deadlineMs;
+    for (;;) {
+      signal?.throwIfAborted();
+      const o = this.byOrg.get(organizationId);
+      if (!o) return;
+      const now = performance.now();
+      const at = o.limiter.nextStartAt(now);
+      if (at <= now && o.limiter.tryStart(now)) {
+        o.starts.push(now);
+        if (o.starts.length > o.perMinute) o.starts.splice(0, o.starts.length - o.perMinute);
+        return;
+      }
+      if (at > end) throw new MakeRateLimitWaitError(organizationId, at - now);
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(done, Math.max(1, Math.ceil(at - now)));
+        function done() {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        }
+        function onAbort() {
+          clearTimeout(t);
+          reject(signal!.reason);
+        }
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
+    }
   }
 }
 
@@ -176,13 +223,8 @@ export class MakeClient {
    */
   async call<T>(call: MakeCall, signal?: AbortSignal, exempt = false): Promise<T> {
     const timeoutMs = call.timeoutMs ?? this.timeoutMs;
-    const release = exempt || !this.limits ? () => {} : await this.limits.acquire(this.organizationId, signal, timeoutMs);
-    let reply: MakeReply;
-    try {
-      reply = await this.transport.send({ ...call, timeoutMs }, signal);
-    } finally {
-      release();
-    }
+    if (!exempt && this.limits) await this.limits.acquire(this.organizationId, signal, timeoutMs);
+    const reply = await this.transport.send({ ...call, timeoutMs }, signal);
     if (reply.status >= 200 && reply.status < 300) return reply.body as T;
     const ra = reply.headers['retry-after'];
     const seconds = typeof ra === 'string' && /^\d+$/.test(ra.trim()) ? Number(ra) * 1000 : undefined;

@@ -1,0 +1,129 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createMakeHealthActivities } from '../../src/activities/make/health';
+import { startFakeMake, type FakeMake } from '../fixtures/make-server';
+import { fixedSecrets, makeRegistryYaml, makeRig, type MakeRig } from './helpers';
+
+let fake: FakeMake;
+let rig: MakeRig | undefined;
+beforeEach(async () => {
+  fake = await startFakeMake({ apiLimitPerMinute: 1000 });
+});
+afterEach(async () => {
+  await rig?.close();
+  rig = undefined;
+  await fake.close();
+});
+
+const block = `
+connections:
+  - { id: 128, name: CRM, standsFor: crm-api, credential: crm-key, dataField: apiKey }
+scenarios:
+  - { id: 111, name: Sync orders, connections: [128] }
+hooks:
+  - { id: 5, name: Orders hook }
+`;
+
+function seedHealthy() {
+  fake.addConnection({ id: 128, data: { apiKey: 'k1' }, accepts: (d) => d.apiKey === 'k1' });
+  const s = fake.addScenario({ id: 111 });
+  s.logs.push({ id: 'a', imtId: 'a', type: 'auto', status: 1, timestamp: '2026-11-29T10:00:00Z', duration: 10, operations: 1 });
+  fake.addHook({ id: 5, scenarioId: 111 });
+}
+
+function check(unhealthyServices: string[] = []) {
+  rig = makeRig(fake, makeRegistryYaml(fake, block));
+  return createMakeHealthActivities({}, rig.clients).checkMakeService({ serviceId: 'make-prod', unhealthyServices });
+}
+
+test('a healthy Make service: token, every connection, scenario and hook checked through the API', async () => {
+  seedHealthy();
+  const r = await check();
+  expect(r.status).toBe('healthy');
+  expect(r.probe).toMatchObject({ serviceId: 'make-prod', verdict: 'pass' });
+  expect(r.parts.map((p) => `${p.kind}:${p.id}:${p.status}`)).toEqual(['token:users/me:healthy', 'connection:128:healthy', 'scenario:111:healthy', 'hook:5:healthy']);
+  const paths = fake.requests.map((q) => `${q.method} ${q.path}`);
+  expect(paths).toEqual(
+    expect.arrayContaining([
+      'GET /api/v2/users/me',
+      `GET /api/v2/organizations/${fake.organizationId}`,
+      'POST /api/v2/connections/128/test',
+      'GET /api/v2/scenarios/111',
+      'GET /api/v2/scenarios/111/logs',
+      'GET /api/v2/hooks/5',
+    ]),
+  );
+  expect(fake.hookDeliveries).toHaveLength(0); // reachability never triggers the scenario
+});
+
+test('a connection whose test says verified: false is unhealthy, and so is the service', async () => {
+  seedHealthy();
+  fake.connections.get(128)!.data = { apiKey: 'rotated-away' };
+  const r = await check();
+  expect(r.status).toBe('unhealthy');
+  expect(r.parts.find((p) => p.kind === 'connection')).toMatchObject({ status: 'unhealthy', reason: 'connection test failed (verified: false)' });
+  expect(r.probe.verdict).toBe('fail');
+  expect(r.probe.detail).toMatch(/connection 128 \(CRM\): unhealthy/);
+});
+
+test('an inactive scenario and a failing latest execution are unhealthy with the reason', async () => {
+  seedHealthy();
+  fake.scenarios.get(111)!.islinked = false;
+  expect((await check()).parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
+  await rig!.close();
+  fake.scenarios.get(111)!.islinked = true;
+  fake.scenarios.get(111)!.logs.unshift({ id: 'b', imtId: 'b', type: 'auto', status: 3, timestamp: '2026-11-29T11:00:00Z', duration: 10, operations: 1 });
+  expect((await check()).parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/latest execution failed/) });
+});
+
+test('a scenario is impacted when the service its connection stands for is unhealthy', async () => {
+  seedHealthy();
+  const r = await check(['crm-api']);
+  expect(r.parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'impacted', rootCause: ['crm-api'] });
+  expect(r.status).toBe('impacted');
+  expect(r.probe.verdict).toBe('warn');
+});
+
+test('hooks: disabled, gone, and an address that does not answer are unhealthy', async () => {
+  seedHealthy();
+  const h = fake.hooks.get(5)!;
+  h.enabled = false;
+  expect((await check()).parts.find((p) => p.kind === 'hook')).toMatchObject({ status: 'unhealthy', reason: 'hook is disabled' });
+  await rig!.close();
+  h.enabled = true;
+  h.gone = true;
+  expect((await check()).parts.find((p) => p.kind === 'hook')!.reason).toMatch(/gone/);
+  await rig!.close();
+  h.gone = false;
+  // The hook's address points at a port nothing listens on.
+  const closed: Server = createServer();
+  await new Promise<void>((r) => closed.listen(0, '127.0.0.1', r));
+  const port = (closed.address() as AddressInfo).port;
+  await new Promise<void>((r) => closed.close(() => r()));
+  fake.inject({ match: (m, p) => m === 'GET' && p === '/hooks/5', status: 200, body: { hook: { id: 5, name: 'Orders hook', enabled: true, gone: false, url: `http://127.0.0.1:${port}/x`, queueCount: 0, queueLimit: 100 } } });
+  expect((await check()).parts.find((p) => p.kind === 'hook')).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/not reachable/) });
+});
+
+test('a rejected token makes the service unhealthy without reading anything else, and the token never shows', async () => {
+  seedHealthy();
+  rig = makeRig(fake, makeRegistryYaml(fake, block), fixedSecrets({ 'make-token': 'revoked-token-value' }));
+  const r = await createMakeHealthActivities({}, rig.clients).checkMakeService({ serviceId: 'make-prod' });
+  expect(r.status).toBe('unhealthy');
+  expect(r.parts).toHaveLength(1);
+  expect(r.parts[0]!.reason).toMatch(/token check failed: 401 Invalid credentials/);
+  expect(r.probe).toMatchObject({ verdict: 'fail', failureKind: 'status', status: 401 });
+  expect(JSON.stringify(r)).not.toContain('revoked-token-value');
+  expect(fake.requests.filter((q) => q.path.startsWith('/api/v2/connections'))).toHaveLength(0);
+});
+
+test("the organization's license.apiLimit is read once and enforced", async () => {
+  seedHealthy();
+  await fake.close();
+  fake = await startFakeMake({ apiLimitPerMinute: 4, rateWindowMs: 500 });
+  seedHealthy();
+  const r = await check();
+  expect(r.status).toBe('healthy');
+  expect(rig!.clients.limits.get(fake.organizationId)).toBe(4);
+  expect(fake.requests.filter((q) => q.status === 429)).toHaveLength(0);
+  expect(fake.requests.filter((q) => q.path === `/api/v2/organizations/${fake.organizationId}`)).toHaveLength(1);
+});
