@@ -119,7 +119,11 @@ function problemsOf(o: BreakerOptions): Problem[] {
   );
   check(isInt(o.permittedNumberOfCallsInHalfOpenState, 1, 1000), 'permittedNumberOfCallsInHalfOpenState', 'an integer in 1..1000');
   check(isInt(o.maxWaitDurationInHalfOpenStateMs, 1, 86_400_000), 'maxWaitDurationInHalfOpenStateMs', 'whole ms in 1ms..1d');
-  check(isInt(o.minimumNumberOfReporters, 1, 1000), 'minimumNumberOfReporters', 'an integer in 1..1000');
+  check(
+    isInt(o.minimumNumberOfReporters, 1, 1000) && (o.slidingWindowType !== 'COUNT_BASED' || o.minimumNumberOfReporters <= o.slidingWindowSize),
+    'minimumNumberOfReporters',
+    'an integer in 1..1000, and at most slidingWindowSize for a count-based window (else the breaker could never open)',
+  );
   check(
     Array.isArray(o.failureStatuses) &&
       o.failureStatuses.every((r) => Array.isArray(r) && r.length === 2 && isInt(r[0], 100, 599) && isInt(r[1], r[0], 599)),
