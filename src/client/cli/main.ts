@@ -9,6 +9,7 @@ import { register as registerDev } from './commands/dev';
 import { register as registerWorker } from './commands/worker';
 import { register as registerSweep } from './commands/sweep';
 import { register as registerCodecServer } from './commands/codec-server';
+import { register as registerRegistry } from './commands/registry';
 
 /** Builds the program with every command registered (exported for tests). */
 export function buildProgram(): Command {
@@ -16,7 +17,7 @@ export function buildProgram(): Command {
     .description('Keeps a fleet of external services healthy and their credentials fresh, on Temporal.')
     .version(require('../../../package.json').version as string)
     .exitOverride();
-  for (const register of [registerDev, registerWorker, registerSweep, registerCodecServer]) register(program);
+  for (const register of [registerDev, registerWorker, registerSweep, registerRegistry, registerCodecServer]) register(program);
   return program;
 }
 

@@ -1,11 +1,10 @@
 /**
- * Where the CLI finds the registry, and how it keeps it current.
+ * Where the CLI finds the registry, and how a long-running command keeps it current.
  */
-import { existsSync, readFileSync, watch } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import type { RegistrySource } from '../../activities/registry';
-import { parseRegistry, RegistryValidationError } from '../../domain/registry-parse';
+import { loadRegistryFile, watchRegistryFile, type RegistryWatcher } from '../../activities/registry-file';
 import type { Registry } from '../../domain/registry';
 import { CliError } from './context';
 
@@ -21,38 +20,19 @@ export function resolveRegistryPath(given?: string): string {
 
 /** Reads and validates a registry file; throws RegistryValidationError listing every problem. */
 export function readRegistry(path: string): Registry {
-  const r = parseRegistry(readFileSync(path, 'utf8'), path);
-  if (!r.ok) throw new RegistryValidationError(path, r.problems);
-  return r.registry;
+  return loadRegistryFile(path);
 }
 
 /**
- * A registry source that re-reads the file when it changes; an invalid edit is
- * logged and rejected, the last valid registry stays in force.
+ * Follows the registry file: an edit takes effect at once; an invalid edit is
+ * logged and rejected, and the last valid registry stays in force.
  */
-export function openRegistry(path: string, logger: Logger): RegistrySource & { close(): void } {
-  let current = readRegistry(path);
-  logger.info({ path, version: current.versionHash, services: current.services.length }, 'registry loaded');
-  let timer: NodeJS.Timeout | undefined;
-  const watcher = watch(path, () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      try {
-        const next = readRegistry(path);
-        if (next.versionHash !== current.versionHash) {
-          current = next;
-          logger.info({ path, version: next.versionHash }, 'registry reloaded');
-        }
-      } catch (err) {
-        logger.error({ path, error: (err as Error).message, keptVersion: current.versionHash }, 'registry edit rejected; keeping the last valid registry');
-      }
-    }, 100);
+export function openRegistry(path: string, logger: Logger): RegistryWatcher {
+  const watcher = watchRegistryFile(path, {
+    onReload: (next, previous) => logger.info({ path, version: next.versionHash, previous: previous.versionHash }, 'registry reloaded'),
+    onInvalid: (err) => logger.error({ path, problems: err.problems.length, error: err.message }, 'registry edit rejected; keeping the last valid registry'),
   });
-  return {
-    current: () => current,
-    close: () => {
-      clearTimeout(timer);
-      watcher.close();
-    },
-  };
+  const r = watcher.current();
+  logger.info({ path, version: r.versionHash, services: r.services.length, credentials: r.credentials.length }, 'registry loaded');
+  return watcher;
 }
