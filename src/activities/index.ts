@@ -6,6 +6,8 @@
 import { createRegistryActivities, type RegistrySource } from './registry';
 import { createDiagnosticsActivities } from './diagnostics';
 import { createProbeActivities, type ProbeDeps } from './probes';
+import { createAlertActivities, type AlertWebhook } from './alerts';
+import { createHealthPublishActivities, type HealthPublishDeps } from './health-publish';
 import { SqliteCredentialStore, type CredentialStore } from './credential-store';
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
 import type { RotationProvider } from './providers';
@@ -19,6 +21,8 @@ export interface ActivityDeps {
   reporterId?: string;
   /** Health probes: extra trusted CAs, clock (optional). */
   probes?: ProbeDeps;
+  /** Health: the client that signals `service/<id>` workflows, alert webhooks, figure cadence. */
+  health?: Omit<HealthPublishDeps, 'dataDir'> & { alertWebhooks?: AlertWebhook[] };
   /** Rotation: the credential store (default: the embedded SQLite store in dataDir), providers, preflight views. */
   rotation?: { store?: CredentialStore; providers?: Record<string, RotationProvider>; preflight?: RotationPreflightChecks };
   /** The process's API coordinator (`createCoordinator`, closed by the worker on shutdown); without it `callService` fails non-retryably. */
@@ -30,6 +34,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createRegistryActivities(deps.registry),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
     ...createProbeActivities(deps.probes),
+    ...createHealthPublishActivities({ dataDir: deps.dataDir, ...deps.health }),
+    ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
     ...createRotationActivities({
       store: deps.rotation?.store ?? new SqliteCredentialStore({ dataDir: deps.dataDir }),
       providers: deps.rotation?.providers,

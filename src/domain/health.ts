@@ -268,7 +268,8 @@ export function classifySweep(
   results: ReadonlyMap<string, Pick<ProbeResult, 'verdict' | 'maintenance'>>,
 ): Map<string, ClassifiedService> {
   const deps = new Map(nodes.map((n) => [n.id, n.dependsOn]));
-  const failing = (id: string) => results.get(id)?.verdict === 'fail' && !results.get(id)?.maintenance;
+  // A service failing inside its maintenance window still explains its dependents' failures.
+  const failing = (id: string) => results.get(id)?.verdict === 'fail';
   const memo = new Map<string, Set<string>>();
   // Failing transitive dependencies of id (not including id).
   const failingDeps = (id: string, visiting: Set<string>): Set<string> => {
@@ -382,3 +383,262 @@ export function openMaintenanceOccurrence(w: MaintenanceWindow, at: number): [nu
 export function inMaintenance(windows: readonly MaintenanceWindow[], at: number): boolean {
   return windows.some((w) => openMaintenanceOccurrence(w, at) !== undefined);
 }
+
+// ---------------------------------------------------------------------------
+// Per-service status with hysteresis, and alert decisions on transitions
+
+/** A service's own health from its probes alone, after hysteresis. */
+export type OwnHealth = 'healthy' | 'degraded' | 'unhealthy' | 'unknown';
+
+/** One sweep's word on one service, as the per-service workflow receives it. */
+export interface HealthObservation {
+  /** The sweep's workflow id: a repeated delivery of the same sweep is ignored. */
+  sweepId: string;
+  /** Epoch ms the probe started. */
+  at: number;
+  verdict: ProbeVerdict;
+  latencyMs: number;
+  failureKind?: ProbeFailureKind;
+  detail?: string;
+  /** Failing dependencies at the root, from this sweep's graph (empty: none failing). */
+  rootCauses?: string[];
+  /** Everything depending on this service, for the alert text (a root cause only). */
+  impacts?: string[];
+  maintenance?: boolean;
+  failureThreshold: number;
+  successThreshold: number;
+}
+
+/** Figures the store computed for a service, carried for status readers. */
+export interface HealthFigures {
+  p50Ms?: number;
+  p95Ms?: number;
+  p99Ms?: number;
+  /** Share of failed probes and calls over 24h, 0..1. */
+  errorRate24h?: number;
+  /** Availability in percent, [0, 100]; undefined when no measured time. */
+  availability: { '1h'?: number; '24h'?: number; '7d'?: number; '30d'?: number };
+  slaAvailability?: number;
+  /** Epoch ms the figures were computed. */
+  computedAt: number;
+}
+
+/** The durable state of one service (the `service/<id>` workflow's state; survives continue-as-new). */
+export interface ServiceHealthState {
+  serviceId: string;
+  status: HealthStatus;
+  own: OwnHealth;
+  /** Epoch ms `status` last changed. */
+  since: number;
+  failStreak: number;
+  /** Consecutive failures with no failing dependency: only these raise an alert. */
+  rootlessFailStreak: number;
+  successStreak: number;
+  inconclusiveStreak: number;
+  rootCauses: string[];
+  impacts: string[];
+  last?: Omit<HealthObservation, 'failureThreshold' | 'successThreshold' | 'rootCauses' | 'impacts'>;
+  /** Alert state: open between a TRIGGERED and its RESOLVED; `seq` numbers every alert sent. */
+  alert: { open: boolean; seq: number; openedAt?: number; rootCause?: string };
+  /** Last few sweep ids applied (duplicate delivery guard). */
+  recentSweeps: string[];
+  figures?: HealthFigures;
+  observations: number;
+}
+
+/** An alert to deliver (no secrets: ids, statuses and one-line details only). */
+export interface Alert {
+  /** Stable id, also the receivers' idempotency key: `<source>/<serviceId>#<seq>`. */
+  id: string;
+  kind: 'TRIGGERED' | 'RESOLVED';
+  source: 'health' | 'breaker';
+  serviceId: string;
+  /** Epoch ms of the transition. */
+  at: number;
+  /** One line for humans, e.g. `billing-api is unhealthy (timeout)`. */
+  summary: string;
+  /** The service at the root of the problem (this one for health alerts). */
+  rootCause?: string;
+  /** Services depending on the root cause, now impacted. */
+  impacted?: string[];
+  failureKind?: string;
+  detail?: string;
+  /** For RESOLVED: how long the problem lasted, ms. */
+  durationMs?: number;
+}
+
+/** A fresh state for `serviceId`: status unknown, no alert open. */
+export function initialServiceHealth(serviceId: string, now: number): ServiceHealthState {
+  return {
+    serviceId,
+    status: 'unknown',
+    own: 'unknown',
+    since: now,
+    failStreak: 0,
+    rootlessFailStreak: 0,
+    successStreak: 0,
+    inconclusiveStreak: 0,
+    rootCauses: [],
+    impacts: [],
+    alert: { open: false, seq: 0 },
+    recentSweeps: [],
+    observations: 0,
+  };
+}
+
+const RECENT_SWEEPS = 16;
+
+/**
+ * Applies one observation: hysteresis, then status, then the alert decision.
+ *
+ * Hysteresis (like Gatus' failure-threshold/success-threshold): `own` becomes
+ * unhealthy after `failureThreshold` consecutive failures and healthy (or
+ * degraded) again after `successThreshold` consecutive passes; a first pass of a
+ * never-judged service counts at once. `failureThreshold` consecutive
+ * inconclusive results turn a healthy service `unknown` (a missing result is
+ * never read as healthy); they never clear `unhealthy`.
+ *
+ * Status: `maintenance` during a window; else `impacted` when this sweep
+ * names failing dependencies; else `own`.
+ *
+ * Alerts, on transitions only (never during maintenance): TRIGGERED once when
+ * `failureThreshold` consecutive failures had no failing dependency and no
+ * alert is open; RESOLVED once when an open alert's service reaches
+ * `successThreshold` consecutive passes. A duplicate sweep id changes nothing.
+ *
+ * @returns the next state (a new object) and the alerts to send (0 or 1).
+ */
+export function applyObservation(state: ServiceHealthState, obs: HealthObservation): { state: ServiceHealthState; alerts: Alert[] } {
+  if (state.recentSweeps.includes(obs.sweepId)) return { state, alerts: [] };
+  const s: ServiceHealthState = {
+    ...state,
+    alert: { ...state.alert },
+    recentSweeps: [...state.recentSweeps, obs.sweepId].slice(-RECENT_SWEEPS),
+    observations: state.observations + 1,
+  };
+  const rootCauses = obs.rootCauses ?? [];
+  if (obs.verdict === 'fail') {
+    s.failStreak++;
+    s.rootlessFailStreak = rootCauses.length ? 0 : s.rootlessFailStreak + 1;
+    s.successStreak = 0;
+    s.inconclusiveStreak = 0;
+    if (s.failStreak >= obs.failureThreshold) s.own = 'unhealthy';
+  } else if (obs.verdict === 'pass' || obs.verdict === 'warn') {
+    s.successStreak++;
+    s.failStreak = 0;
+    s.rootlessFailStreak = 0;
+    s.inconclusiveStreak = 0;
+    const up: OwnHealth = obs.verdict === 'pass' ? 'healthy' : 'degraded';
+    if (s.own !== 'unhealthy' || s.successStreak >= obs.successThreshold) s.own = up;
+  } else {
+    s.inconclusiveStreak++;
+    s.successStreak = 0;
+    if (s.inconclusiveStreak >= obs.failureThreshold && s.own !== 'unhealthy') s.own = 'unknown';
+  }
+  s.rootCauses = rootCauses;
+  s.impacts = obs.impacts ?? [];
+  const last: ServiceHealthState['last'] = { sweepId: obs.sweepId, at: obs.at, verdict: obs.verdict, latencyMs: obs.latencyMs };
+  if (obs.failureKind) last.failureKind = obs.failureKind;
+  if (obs.detail) last.detail = obs.detail;
+  if (obs.maintenance) last.maintenance = true;
+  s.last = last;
+  const status: HealthStatus = obs.maintenance ? 'maintenance' : rootCauses.length ? 'impacted' : s.own;
+  if (status !== s.status) {
+    s.status = status;
+    s.since = obs.at;
+  }
+
+  const alerts: Alert[] = [];
+  if (!obs.maintenance) {
+    if (!s.alert.open && s.rootlessFailStreak >= obs.failureThreshold) {
+      s.alert = { open: true, seq: s.alert.seq + 1, openedAt: obs.at, rootCause: s.serviceId };
+      const impacted = s.impacts;
+      alerts.push({
+        id: `health/${s.serviceId}#${s.alert.seq}`,
+        kind: 'TRIGGERED',
+        source: 'health',
+        serviceId: s.serviceId,
+        at: obs.at,
+        summary: `${s.serviceId} is unhealthy${obs.failureKind ? ` (${obs.failureKind})` : ''}${impacted.length ? `; ${impacted.length} dependent service(s) impacted` : ''}`,
+        rootCause: s.serviceId,
+        impacted,
+        ...(obs.failureKind ? { failureKind: obs.failureKind } : {}),
+        ...(obs.detail ? { detail: obs.detail } : {}),
+      });
+    } else if (s.alert.open && s.successStreak >= obs.successThreshold) {
+      const openedAt = s.alert.openedAt ?? obs.at;
+      s.alert = { open: false, seq: s.alert.seq + 1 };
+      alerts.push({
+        id: `health/${s.serviceId}#${s.alert.seq}`,
+        kind: 'RESOLVED',
+        source: 'health',
+        serviceId: s.serviceId,
+        at: obs.at,
+        summary: `${s.serviceId} recovered after ${Math.max(0, Math.round((obs.at - openedAt) / 1000))}s`,
+        rootCause: s.serviceId,
+        durationMs: Math.max(0, obs.at - openedAt),
+      });
+    }
+  }
+  return { state: s, alerts };
+}
+
+/**
+ * When no observation arrives for `staleAfterMs` (no sweeps ran), the status
+ * is no longer known: it becomes `unknown`. An open alert stays open (nothing
+ * says the problem ended). Returns the state unchanged when not stale.
+ */
+export function markStale(state: ServiceHealthState, now: number, staleAfterMs: number): ServiceHealthState {
+  const lastAt = state.last?.at ?? state.since;
+  if (now - lastAt < staleAfterMs || state.status === 'unknown') return state;
+  return { ...state, status: 'unknown', since: now };
+}
+
+// ---------------------------------------------------------------------------
+// Availability
+
+/** A stretch of time a service spent in one availability class (epoch ms, `[from, to)`). */
+export interface AvailabilitySpan {
+  from: number;
+  to: number;
+  /** `up`: pass or warn; `down`: fail; `excluded`: maintenance or inconclusive. */
+  state: 'up' | 'down' | 'excluded';
+}
+
+/** The availability class of one probe result. */
+export function availabilityClass(r: Pick<ProbeResult, 'verdict' | 'maintenance'>): AvailabilitySpan['state'] {
+  if (r.maintenance || r.verdict === 'inconclusive') return 'excluded';
+  return r.verdict === 'fail' ? 'down' : 'up';
+}
+
+/**
+ * Availability over the window `[now - windowMs, now)`:
+ * `100 * up / (up + down)`, where up and down are the measured times of the
+ * spans clipped to the window; excluded time and gaps (no span) count for
+ * neither. Overlapping spans (a clock that jumped back) are counted once,
+ * the later-starting span winning the overlap, so the result always lies in
+ * [0, 100]. Undefined when nothing was measured in the window.
+ */
+export function availability(spans: readonly AvailabilitySpan[], now: number, windowMs: number): number | undefined {
+  const lo = now - windowMs;
+  const sorted = spans
+    .filter((s) => Number.isFinite(s.from) && Number.isFinite(s.to) && s.to > s.from)
+    .slice()
+    .sort((a, b) => a.from - b.from || a.to - b.to);
+  let up = 0;
+  let down = 0;
+  for (let i = 0; i < sorted.length; i++) {
+    const s = sorted[i]!;
+    const nextFrom = i + 1 < sorted.length ? sorted[i + 1]!.from : Infinity;
+    const from = Math.max(s.from, lo);
+    const to = Math.min(s.to, now, nextFrom);
+    if (to <= from) continue;
+    if (s.state === 'up') up += to - from;
+    else if (s.state === 'down') down += to - from;
+  }
+  if (up + down <= 0) return undefined;
+  return Math.min(100, Math.max(0, (100 * up) / (up + down)));
+}
+
+/** The windows availability is reported over. */
+export const AVAILABILITY_WINDOWS = { '1h': 3_600_000, '24h': 86_400_000, '7d': 7 * 86_400_000, '30d': 30 * 86_400_000 } as const;

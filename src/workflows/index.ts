@@ -3,6 +3,7 @@
  * Workflow code imports only `@temporalio/workflow`, `src/domain` and types.
  */
 export * from './sweep';
+export * from './service-health';
 export * from './rotation';
 export * from './diagnostics';
 export * from './breaker';

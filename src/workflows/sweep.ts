@@ -26,6 +26,8 @@ export interface HealthSweepInput {
   chunkSize?: number;
   /** Record the results (history store, per-service status workflows); default true. */
   publish?: boolean;
+  /** The schedule's interval, ms (set by `schedule apply`); results stand for twice this in availability. Default 30000. */
+  intervalMs?: number;
 }
 
 /** One service in a sweep's result. */
@@ -60,6 +62,7 @@ export const DEFAULT_SWEEP_CONCURRENCY = 50;
 export const DEFAULT_SWEEP_CHUNK_SIZE = 25;
 
 const { snapshotRegistry } = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } });
+const { publishSweep } = proxyActivities<Activities>({ startToCloseTimeout: '2m', retry: { maximumAttempts: 3 } });
 
 function intOption(name: string, value: unknown, dflt: number, max: number): number {
   if (value === undefined) return dflt;
@@ -79,6 +82,7 @@ function chunk<T>(xs: readonly T[], size: number): T[][] {
 export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthSweepResult> {
   const concurrency = intOption('concurrency', input.concurrency, DEFAULT_SWEEP_CONCURRENCY, 1000);
   const chunkSize = Math.min(intOption('chunkSize', input.chunkSize, Math.min(DEFAULT_SWEEP_CHUNK_SIZE, concurrency), 1000), concurrency);
+  const intervalMs = intOption('intervalMs', input.intervalMs, 30_000, 86_400_000);
   const t0 = Date.now();
   const registry = await snapshotRegistry();
   const targets: ProbeTarget[] = registry.services.map((s) => probeTarget(s));
@@ -126,6 +130,27 @@ export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthS
     if (r.certDaysLeft !== undefined) out.certDaysLeft = r.certDaysLeft;
     return out;
   });
+
+  if (input.publish !== false) {
+    const byId = new Map(targets.map((t) => [t.id, t]));
+    await publishSweep({
+      sweepId: workflowInfo().workflowId,
+      staleAfterMs: 3 * intervalMs + 60_000,
+      items: registry.services.map((s) => {
+        const t = byId.get(s.id)!;
+        const c = classified.get(s.id)!;
+        return {
+          result: results.get(s.id) ?? inconclusiveResult(s.id, t0, 'no probe result'),
+          ...(c.rootCauses?.length ? { rootCauses: c.rootCauses } : {}),
+          ...(c.impacts?.length ? { impacts: c.impacts } : {}),
+          failureThreshold: t.check.failureThreshold,
+          successThreshold: t.check.successThreshold,
+          validityMs: 2 * Math.max(t.check.interval, intervalMs),
+          ...(s.sla?.availability !== undefined ? { slaAvailability: s.sla.availability } : {}),
+        };
+      }),
+    });
+  }
 
   return {
     workflowId: workflowInfo().workflowId,

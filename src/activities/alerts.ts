@@ -1,0 +1,138 @@
+/**
+ * Alert delivery: `deliverAlert(alert)` posts one alert to every configured
+ * webhook, as generic JSON or as a Slack-compatible body (Slack incoming
+ * webhooks: `{ text, blocks }`, https://api.slack.com/messaging/webhooks).
+ *
+ * It runs as its own activity, scheduled by the per-service health workflow
+ * (or the breaker workflow) after the transition is recorded, so a slow or
+ * failing receiver never delays a sweep; Temporal retries it. Each request
+ * carries `Idempotency-Key: <alert.id>` so a receiver can drop a repeat after
+ * a retry. Webhook URLs are secrets (Slack's embed a token): they never appear
+ * in errors, logs or history; webhooks are named by `name` or index.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { request } from 'undici';
+import type { Alert } from '../domain/health';
+
+export interface AlertWebhook {
+  /** Name used in errors and logs instead of the URL; default `webhook-<index>`. */
+  name?: string;
+  url: string;
+  /** `json` (default): the alert object; `slack`: a Slack incoming-webhook body. */
+  format?: 'json' | 'slack';
+  /** Per-request timeout, ms; default 5000. */
+  timeoutMs?: number;
+}
+
+export interface AlertDeps {
+  webhooks: AlertWebhook[];
+}
+
+/** The generic JSON body: the alert plus a schema version and ISO time. */
+export function jsonAlertBody(alert: Alert): Record<string, unknown> {
+  return { schema: 'integration-agent.alert/v1', ...alert, atIso: new Date(alert.at).toISOString() };
+}
+
+/** A Slack-compatible body (`text` fallback plus Block Kit sections). */
+export function slackAlertBody(alert: Alert): { text: string; blocks: unknown[] } {
+  const icon = alert.kind === 'TRIGGERED' ? ':red_circle:' : ':large_green_circle:';
+  const text = `${icon} ${alert.kind}: ${alert.summary}`;
+  const fields: string[] = [];
+  if (alert.rootCause) fields.push(`*Root cause:* \`${alert.rootCause}\``);
+  if (alert.impacted?.length) fields.push(`*Impacted (${alert.impacted.length}):* ${alert.impacted.map((s) => `\`${s}\``).join(', ')}`);
+  if (alert.detail) fields.push(`*Detail:* ${alert.detail}`);
+  fields.push(`*At:* ${new Date(alert.at).toISOString()} · *Alert:* ${alert.id}`);
+  return {
+    text,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: `*${text}*` } },
+      { type: 'section', text: { type: 'mrkdwn', text: fields.join('\n') } },
+    ],
+  };
+}
+
+/**
+ * Parses `IA_ALERT_WEBHOOKS`-style configuration: comma-separated
+ * `[format=]url` items, e.g. `slack=https://hooks.slack.com/...,https://ops.example/alerts`.
+ * @throws RangeError naming the item (by position, never the URL) when it is not an http(s) URL.
+ */
+export function parseAlertWebhooks(text: string | undefined): AlertWebhook[] {
+  if (!text?.trim()) return [];
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map((item, i) => {
+      const m = /^(json|slack)=(.*)$/.exec(item);
+      const url = m ? m[2]! : item;
+      let ok = false;
+      try {
+        ok = ['http:', 'https:'].includes(new URL(url).protocol);
+      } catch {
+        ok = false;
+      }
+      if (!ok) throw new RangeError(`alert webhook #${i + 1}: expected [json=|slack=]http(s)://... (value not shown: webhook URLs are secrets)`);
+      return { name: `webhook-${i + 1}`, url, format: (m?.[1] as 'json' | 'slack' | undefined) ?? 'json' };
+    });
+}
+
+export function createAlertActivities(deps: AlertDeps) {
+  deps.webhooks.forEach((w, i) => {
+    if (w.timeoutMs !== undefined && !(w.timeoutMs > 0)) throw new RangeError(`alert webhook ${w.name ?? `#${i + 1}`}: timeoutMs must be > 0, got ${w.timeoutMs}`);
+  });
+  return {
+    /**
+     * Delivers one alert to every webhook. Webhooks already delivered in an
+     * earlier attempt (heartbeat details) are skipped on retry.
+     * @returns how many webhooks accepted it.
+     * @throws a retryable error on timeouts, network errors, 408/429/5xx; a
+     *   non-retryable ApplicationFailure on other 4xx (the receiver refuses it).
+     */
+    async deliverAlert(alert: Alert): Promise<{ delivered: number; webhooks: number }> {
+      let ctx: Context | undefined;
+      try {
+        ctx = Context.current();
+      } catch {
+        ctx = undefined;
+      }
+      const done = new Set<number>((ctx?.info.heartbeatDetails as { done?: number[] } | undefined)?.done ?? []);
+      const failures: string[] = [];
+      let permanent = true;
+      await Promise.all(
+        deps.webhooks.map(async (w, i) => {
+          if (done.has(i)) return;
+          const name = w.name ?? `webhook-${i + 1}`;
+          const body = w.format === 'slack' ? slackAlertBody(alert) : jsonAlertBody(alert);
+          try {
+            const res = await request(w.url, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json', 'idempotency-key': alert.id, 'user-agent': 'integration-agent-alerts' },
+              body: JSON.stringify(body),
+              signal: AbortSignal.timeout(w.timeoutMs ?? 5000),
+            });
+            await res.body.dump();
+            if (res.statusCode >= 200 && res.statusCode < 300) {
+              done.add(i);
+              ctx?.heartbeat({ done: [...done] });
+              return;
+            }
+            if (res.statusCode === 408 || res.statusCode === 429 || res.statusCode >= 500) permanent = false;
+            failures.push(`${name}: HTTP ${res.statusCode}`);
+          } catch (err) {
+            permanent = false;
+            const e = err as { name?: string; code?: string };
+            failures.push(`${name}: ${e.name === 'TimeoutError' ? `no answer within ${w.timeoutMs ?? 5000}ms` : (e.code ?? e.name ?? 'network error')}`);
+          }
+        }),
+      );
+      if (failures.length) {
+        const msg = `alert ${alert.id} not delivered to ${failures.join('; ')}`;
+        if (permanent) throw ApplicationFailure.nonRetryable(msg, 'AlertRejected');
+        throw ApplicationFailure.retryable(msg, 'AlertDeliveryFailed');
+      }
+      return { delivered: done.size, webhooks: deps.webhooks.length };
+    },
+  };
+}
+
+export type AlertActivities = ReturnType<typeof createAlertActivities>;

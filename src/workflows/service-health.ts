@@ -1,0 +1,125 @@
+/**
+ * `serviceHealth`: the per-service entity workflow (id `service/<serviceId>`)
+ * holding the service's current status, hysteresis counters and alert state.
+ * Sweeps deliver observations by signal (signal-with-start, so the first
+ * sweep creates it); the rules are the pure `applyObservation` reducer in
+ * src/domain/health.ts, this file only wires them.
+ *
+ * Exactly-once alerts: the decision (alert open/closed, its sequence number)
+ * is part of the state, made in the same workflow task that applies the
+ * observation, and carried across continue-as-new together with any alert
+ * not yet delivered. Delivery is the `deliverAlert` activity (retried; the
+ * alert id is the receivers' idempotency key), run from this workflow so a
+ * slow receiver never holds up a sweep.
+ */
+import {
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  allHandlersFinished,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import type { Activities } from '../activities';
+import {
+  applyObservation,
+  initialServiceHealth,
+  markStale,
+  type Alert,
+  type HealthFigures,
+  type HealthObservation,
+  type ServiceHealthState,
+} from '../domain/health';
+
+/** One sweep's observation of the service, with the figures the store computed (optional). */
+export interface ServiceObservationSignal extends HealthObservation {
+  figures?: HealthFigures;
+  /** Status turns `unknown` when no observation arrives for this long, ms; default 5 min. */
+  staleAfterMs?: number;
+}
+
+export const healthObservationSignal = defineSignal<[ServiceObservationSignal]>('healthObservation');
+export const serviceHealthQuery = defineQuery<ServiceHealthState>('serviceHealth');
+/** Alerts decided but not yet delivered (for tests and the CLI). */
+export const pendingAlertsQuery = defineQuery<Alert[]>('pendingAlerts');
+
+export interface ServiceHealthInput {
+  serviceId: string;
+  /** Carried state (continue-as-new). */
+  state?: ServiceHealthState;
+  /** Alerts decided but not delivered before continue-as-new. */
+  outbox?: Alert[];
+  /** Continue-as-new after this many observations in one run; default 500. */
+  maxObservationsPerRun?: number;
+}
+
+const HealthStatusKey = defineSearchAttributeKey('HealthStatus', SearchAttributeType.KEYWORD);
+const ServiceIdKey = defineSearchAttributeKey('ServiceId', SearchAttributeType.KEYWORD);
+
+const { deliverAlert } = proxyActivities<Activities>({
+  startToCloseTimeout: '30s',
+  heartbeatTimeout: '20s',
+  // A receiver may be down for a while; keep trying for a day, backing off to 5 minutes.
+  scheduleToCloseTimeout: '24h',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5m' },
+});
+
+export async function serviceHealth(input: ServiceHealthInput): Promise<void> {
+  let state = input.state ?? initialServiceHealth(input.serviceId, Date.now());
+  const outbox: Alert[] = [...(input.outbox ?? [])];
+  const maxObs = input.maxObservationsPerRun ?? 500;
+  let observedThisRun = 0;
+  let staleAfterMs = 300_000;
+  let shownStatus: string | undefined;
+
+  const showStatus = () => {
+    if (shownStatus === state.status) return;
+    shownStatus = state.status;
+    upsertSearchAttributes([
+      { key: ServiceIdKey, value: state.serviceId },
+      { key: HealthStatusKey, value: state.status },
+    ]);
+  };
+
+  setHandler(healthObservationSignal, (obs) => {
+    const { figures, staleAfterMs: stale, ...o } = obs;
+    const r = applyObservation(state, o);
+    if (r.state === state) return; // duplicate delivery of a sweep
+    state = figures ? { ...r.state, figures } : r.state;
+    if (stale && stale > 0) staleAfterMs = stale;
+    observedThisRun++;
+    outbox.push(...r.alerts);
+    showStatus();
+  });
+  setHandler(serviceHealthQuery, () => state);
+  setHandler(pendingAlertsQuery, () => outbox);
+  showStatus();
+
+  const wantsNewRun = () => observedThisRun >= maxObs || workflowInfo().continueAsNewSuggested;
+  for (;;) {
+    const woke = await condition(() => outbox.length > 0 || wantsNewRun(), staleAfterMs);
+    if (!woke) {
+      state = markStale(state, Date.now(), staleAfterMs);
+      showStatus();
+      continue;
+    }
+    if (outbox.length > 0) {
+      const alert = outbox[0]!;
+      try {
+        await deliverAlert(alert);
+      } catch (err) {
+        // Given up after a day of retries, or refused by the receiver: logged, not retried forever.
+        log.error('alert not delivered', { alertId: alert.id, error: (err as Error).message });
+      }
+      outbox.shift();
+      continue;
+    }
+    await condition(allHandlersFinished);
+    return continueAsNew<typeof serviceHealth>({ ...input, state, outbox });
+  }
+}
