@@ -63,12 +63,16 @@ function pathToString(path: ReadonlyArray<PropertyKey>): string {
  * Top-level keys starting with `x-` are ignored (a place for YAML anchors, as
  * in Compose files), and `<<` merge keys are honoured.
  *
- * @param text YAML or JSON source.
+ * @param text YAML or JSON source (JSON syntax is checked strictly when `source` ends in `.json`).
  * @param source file name used in messages.
  * @returns every problem found, sorted by line, or the registry with its version hash.
  */
 export function parseRegistry(text: string, source: string): ParseResult {
   const lineCounter = new LineCounter();
+  if (/\.json$/i.test(source)) {
+    const problem = jsonSyntaxProblem(text);
+    if (problem) return { ok: false, problems: [problem] };
+  }
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false, merge: true, lineCounter });
   if (doc.errors.length > 0) {
     return {
@@ -104,10 +108,38 @@ export function parseRegistry(text: string, source: string): ParseResult {
   return { ok: true, registry: { ...parsed.data, versionHash: registryVersionHash(text), source } };
 }
 
+/**
+ * JSON.parse's own complaint, with its position as line and column. Duplicate
+ * keys, which JSON.parse accepts, are left to the YAML pass.
+ */
+function jsonSyntaxProblem(text: string): RegistryProblem | undefined {
+  try {
+    JSON.parse(text);
+    return undefined;
+  } catch (err) {
+    const message = (err as Error).message;
+    const m = / in JSON at position (\d+)/.exec(message);
+    const problem: RegistryProblem = { path: '', message: `invalid JSON: ${message.replace(/ in JSON at position \d+.*$/, '')}` };
+    if (m) {
+      const before = text.slice(0, Number(m[1]));
+      const lineStart = before.lastIndexOf('\n') + 1;
+      Object.assign(problem, { line: before.split('\n').length, column: before.length - lineStart + 1 });
+    }
+    return problem;
+  }
+}
+
 /** The key text at a YAML error position (for duplicate-key messages). */
 function keyText(text: string, offset: number): string {
   const m = /^(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|([^:\n,{}[\]]*))/.exec(text.slice(offset, offset + 200));
   return (m?.[1] ?? m?.[2] ?? m?.[3] ?? '').trim();
+}
+
+const SLUG = /^[a-z0-9][a-z0-9-]*$/;
+
+/** A string that is a valid id; other values are the schema pass's to report. */
+function isId(v: unknown): v is string {
+  return typeof v === 'string' && SLUG.test(v);
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -368,12 +400,12 @@ function referenceProblems(raw: unknown, locate: Locate): RegistryProblem[] {
     const deps = Array.isArray(s.dependsOn) ? s.dependsOn : [];
     const seen = new Set<string>();
     deps.forEach((d, j) => {
-      if (typeof d !== 'string') return;
+      if (!isId(d)) return;
       if (seen.has(d)) at(['services', i, 'dependsOn', j], `"${d}" is listed twice`);
       seen.add(d);
       if (d !== own && !serviceAt.has(d)) at(['services', i, 'dependsOn', j], unknown('service', d, serviceIds));
     });
-    if (typeof s.credential === 'string' && !credentialAt.has(s.credential)) {
+    if (isId(s.credential) && !credentialAt.has(s.credential)) {
       at(['services', i, 'credential'], unknown('credential', s.credential, credentialIds));
     }
     if (own !== undefined && serviceAt.get(own) === i) graph.push({ id: own, dependsOn: deps.filter((d): d is string => typeof d === 'string') });
@@ -381,12 +413,12 @@ function referenceProblems(raw: unknown, locate: Locate): RegistryProblem[] {
 
   credentials.forEach((c, k) => {
     if (!isRecord(c)) return;
-    const issuer = typeof c.issuer === 'string' ? c.issuer : undefined;
+    const issuer = isId(c.issuer) ? c.issuer : undefined;
     if (issuer !== undefined && !serviceAt.has(issuer)) at(['credentials', k, 'issuer'], unknown('service', issuer, serviceIds));
     const consumers = Array.isArray(c.consumers) ? c.consumers : [];
     const seen = new Set<string>();
     consumers.forEach((id, m) => {
-      if (typeof id !== 'string') return;
+      if (!isId(id)) return;
       const path = ['credentials', k, 'consumers', m];
       if (seen.has(id)) at(path, `"${id}" is listed twice`);
       seen.add(id);
