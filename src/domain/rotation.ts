@@ -208,9 +208,17 @@ export function resultServices(progress: readonly ServiceProgress[]): RotationRe
   }));
 }
 
-/** One-line message of an error-like value, without stack or payload details. */
+/** One-line message of an error-like value, without stack or payload details; Temporal's wrapper messages give way to their cause. */
 export function oneLine(err: unknown): string {
-  const e = err as { cause?: { message?: string }; message?: string };
-  const msg = e?.cause?.message && e.message && !e.message.includes(e.cause.message) ? `${e.message}: ${e.cause.message}` : (e?.message ?? String(err));
+  const e = err as { cause?: { message?: string; cause?: unknown }; message?: string };
+  let msg: string;
+  if (e?.cause?.message && /^(Activity task failed|Activity task timed out|Child Workflow execution failed|Workflow execution failed)$/.test(e.message ?? '')) {
+    msg = oneLine(e.cause);
+    if (e.message === 'Activity task timed out' || /^Activity task timed out/.test(e.message ?? '')) msg = `timed out: ${msg}`;
+  } else if (e?.cause?.message && e.message && !e.message.includes(e.cause.message)) {
+    msg = `${e.message}: ${e.cause.message}`;
+  } else {
+    msg = e?.message ?? String(err);
+  }
   return msg.split('\n')[0]!.slice(0, 500);
 }
