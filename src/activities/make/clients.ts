@@ -70,7 +70,15 @@ export function createMakeClients(deps: MakeDeps) {
      * @throws Error from {@link makeConfigOf} or for an unknown service id.
      */
     async forService(serviceId: string, signal?: AbortSignal): Promise<MakeService> {
-      const service = getService(deps.registry.current(), serviceId);
+      return this.forSpec(getService(deps.registry.current(), serviceId), signal);
+    },
+
+    /**
+     * The client of a service spec (e.g. from a workflow's registry snapshot).
+     * @throws Error from {@link makeConfigOf}.
+     */
+    async forSpec(service: ServiceSpec, signal?: AbortSignal): Promise<MakeService> {
+      const serviceId = service.id;
       const config = makeConfigOf(service);
       if (limits.get(config.organizationId) === undefined || config.apiLimitPerMinute !== undefined) {
         limits.set(config.organizationId, makeRateLimitPerMinute({ apiLimitPerMinute: config.apiLimitPerMinute, plan: config.plan }));

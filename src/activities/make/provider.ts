@@ -1,0 +1,146 @@
+/**
+ * The `make` rotation provider (consumer side): a rotated credential is pushed
+ * into the Make connections that hold it.
+ *
+ * - install: `POST /connections/{id}/set-data` for every connection of the
+ *   service listing this credential (`make.connections[].credential`), with
+ *   the secret under `dataField` next to the static `data` fields (Make
+ *   replaces the whole data). The saga's rollback installs the previous
+ *   version the same way, which puts the previous data back.
+ * - verify: `POST /connections/{id}/test`; every connection `verified: true`.
+ *   Make cannot say which version a connection holds, so a passing test
+ *   reports the version just installed.
+ * - preflight (extra, read-only): connections whose data cannot be edited
+ *   through the API (`editable: false`, or `dataField` missing from
+ *   `GET /connections/{id}/editable-data-schema`) are reported before
+ *   anything changes.
+ *
+ * Make has no API to mint or revoke third-party credentials, so `mint` and
+ * `revoke` refuse: a Make service is a consumer only.
+ */
+import { makeConnectionData, type MakeConnectionConfig } from '../../domain/make';
+import type { ServiceSpec } from '../../domain/registry';
+import { ProviderError, type ProviderContext, type RotationProvider } from '../providers/types';
+import { MakeApiError, MakeRateLimitWaitError } from './client';
+import type { MakeClients } from './clients';
+
+/** A RotationProvider plus the read-only plan check the rotation preflight can call. */
+export interface MakeRotationProvider extends RotationProvider {
+  /**
+   * Problems that would stop installing `ctx.credential` into `ctx.service`,
+   * found without changing anything; empty when clear.
+   */
+  preflight(ctx: ProviderContext): Promise<string[]>;
+}
+
+function asProviderError(err: unknown, what: string): never {
+  if (err instanceof ProviderError) throw err;
+  if (err instanceof MakeApiError) throw new ProviderError(`${what}: ${err.message}`, err.retryable, err.info.status);
+  if (err instanceof MakeRateLimitWaitError) throw new ProviderError(`${what}: ${err.message}`, true, 429);
+  const e = err as { retryable?: unknown; status?: unknown; message?: unknown };
+  throw new ProviderError(`${what}: ${String(e?.message ?? err).slice(0, 300)}`, e?.retryable !== false, typeof e?.status === 'number' ? e.status : undefined);
+}
+
+/** The connections of `service` that hold `credentialId`; throws a non-retryable ProviderError when none does. */
+function connectionsFor(service: ServiceSpec, credentialId: string): MakeConnectionConfig[] {
+  const list = (service.make?.connections ?? []).filter((c) => c.credential === credentialId);
+  if (list.length === 0) {
+    throw new ProviderError(`services.${service.id}.make.connections: no connection lists credential "${credentialId}"; add credential: ${credentialId} to the connection that holds it`, false);
+  }
+  return list;
+}
+
+const label = (c: MakeConnectionConfig) => `Make connection ${c.id}${c.name ? ` (${c.name})` : ''}`;
+
+/** @param clients the Make clients (coordinator transport, organization limits). */
+export function createMakeProvider(clients: MakeClients): MakeRotationProvider {
+  const clientOf = async (ctx: ProviderContext) => {
+    try {
+      return (await clients.forSpec(ctx.service, ctx.signal)).client;
+    } catch (err) {
+      if (err instanceof MakeApiError || err instanceof MakeRateLimitWaitError) asProviderError(err, `service ${ctx.service.id}`);
+      throw new ProviderError((err as Error).message, false);
+    }
+  };
+
+  return {
+    name: 'make',
+
+    async mint(ctx) {
+      throw new ProviderError(`credentials.${ctx.credential.id}: the make provider cannot mint (Make has no API that issues third-party credentials); make another service the issuer`, false);
+    },
+
+    async revoke(ctx) {
+      throw new ProviderError(`credentials.${ctx.credential.id}: the make provider cannot revoke (Make has no API that revokes third-party credentials); make another service the issuer`, false);
+    },
+
+    async preflight(ctx) {
+      let conns: MakeConnectionConfig[];
+      try {
+        conns = connectionsFor(ctx.service, ctx.credential.id);
+      } catch (err) {
+        return [(err as Error).message];
+      }
+      const client = await clientOf(ctx);
+      const problems: string[] = [];
+      for (const c of conns) {
+        try {
+          const conn = await client.connection(c.id, ctx.signal);
+          if (conn.editable === false) {
+            problems.push(`${label(c)} of service ${ctx.service.id} cannot be edited through the Make API (editable: false, e.g. an OAuth connection): update it in Make, or remove credential ${ctx.credential.id} from it`);
+            continue;
+          }
+          if (c.dataField) {
+            const fields = (await client.editableDataSchema(c.id, ctx.signal)).map((p) => p.name);
+            if (fields.length && !fields.includes(c.dataField)) {
+              problems.push(`${label(c)} of service ${ctx.service.id} has no editable field "${c.dataField}" (fields: ${fields.join(', ')}): fix make.connections[].dataField`);
+            }
+            const missing = fields.filter((f) => f !== c.dataField && !(f in c.data));
+            if (missing.length) {
+              problems.push(`${label(c)} of service ${ctx.service.id}: set-data replaces all data and fields ${missing.join(', ')} would become empty; list them under make.connections[].data`);
+            }
+          }
+        } catch (err) {
+          problems.push(err instanceof MakeApiError ? `${label(c)} of service ${ctx.service.id}: ${err.message}` : `${label(c)} of service ${ctx.service.id}: ${(err as Error).message}`);
+        }
+      }
+      return problems;
+    },
+
+    async install(ctx, req) {
+      const conns = connectionsFor(ctx.service, ctx.credential.id);
+      const client = await clientOf(ctx);
+      for (const c of conns) {
+        const what = `install ${ctx.credential.id} version ${req.versionId} into ${label(c)} of service ${ctx.service.id}`;
+        let data: Record<string, unknown>;
+        try {
+          data = makeConnectionData(c, req.secret);
+        } catch (err) {
+          throw new ProviderError(`${what}: ${(err as Error).message}`, false);
+        }
+        try {
+          const conn = await client.connection(c.id, ctx.signal);
+          if (conn.editable === false) throw new ProviderError(`${what}: the connection cannot be edited through the Make API (editable: false); update it in Make`, false);
+          await client.setConnectionData(c.id, data, `${req.idempotencyKey}/${c.id}`, ctx.signal);
+        } catch (err) {
+          asProviderError(err, what);
+        }
+      }
+    },
+
+    async verify(ctx, req) {
+      const conns = connectionsFor(ctx.service, ctx.credential.id);
+      const client = await clientOf(ctx);
+      for (const c of conns) {
+        let verified: boolean;
+        try {
+          verified = await client.testConnection(c.id, ctx.signal);
+        } catch (err) {
+          asProviderError(err, `verify ${label(c)} of service ${ctx.service.id}`);
+        }
+        if (!verified) return { versionId: undefined };
+      }
+      return { versionId: req.versionId };
+    },
+  };
+}
