@@ -337,7 +337,8 @@ function unknownKeyMessage(key: string, known: string[]): string {
 /**
  * The closest candidate by optimal-string-alignment distance (Levenshtein plus
  * adjacent transpositions), case-insensitive, when it is within a quarter of
- * the word's length (at least 1 edit); ties go to the earlier candidate.
+ * the word's length (at least 1 edit) and shorter than either word; ties go
+ * to the earlier candidate.
  */
 export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
   const w = word.toLowerCase();
@@ -346,7 +347,7 @@ export function didYouMean(word: string, candidates: readonly string[]): string 
   for (const c of candidates) {
     if (c === word) continue;
     const d = osaDistance(w, c.toLowerCase());
-    if (d < bestDist) {
+    if (d < bestDist && d < Math.min(word.length, c.length)) {
       bestDist = d;
       best = c;
     }
