@@ -1,0 +1,104 @@
+/**
+ * The worker killed (SIGKILL) at every step boundary of a rotation, right
+ * after the step reached the service and before the activity could report,
+ * then restarted: every run ends consistent (completed, one CURRENT, no
+ * PENDING) and no step is applied twice (the contract server counts applied
+ * Idempotency-Keys and version changes).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startRotation } from '../../src/client/rotation';
+import { SqliteCredentialStore } from '../../src/activities/credential-store';
+import type { RotationResult } from '../../src/domain/rotation';
+import type { ContractEvent } from '../fixtures/rotation-contract';
+import { closeTestClient, testClient } from '../helpers/temporal';
+import { rotationFixture } from './support';
+
+afterAll(closeTestClient);
+
+function startWorker(env: Record<string, string>): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), join(__dirname, 'worker-process.ts')], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString().includes('ready')) resolve(child);
+    });
+    child.once('exit', (code) => reject(new Error(`worker exited ${code} before ready: ${err.slice(0, 2000)}`)));
+  });
+}
+
+const kill = (child: ChildProcess) =>
+  new Promise<void>((r) => {
+    if (child.exitCode !== null || child.signalCode !== null) return r();
+    child.once('exit', () => r());
+    child.kill('SIGKILL');
+  });
+
+type Boundary = { name: string; when: (e: ContractEvent) => boolean };
+
+const boundaries: Boundary[] = [
+  { name: 'after mint reached the issuer', when: (e) => e.kind === 'mint' },
+  { name: 'after the first batch install reached a consumer', when: (e) => e.kind === 'install' && e.service === 'k1' },
+  { name: 'after a verify in the second batch', when: (e) => e.kind === 'verify' && e.service === 'k2' },
+  { name: 'after the revocation of PREVIOUS reached the issuer', when: (e) => e.kind === 'revoke' },
+];
+
+describe.each(boundaries)('worker killed $name', ({ when }) => {
+  test('the restarted worker finishes the rotation consistently with no step applied twice', async () => {
+    const fx = await rotationFixture([{ id: 'k1', rotation: { stepTimeout: '2s' } }, { id: 'k2', dependsOn: ['k1'], rotation: { stepTimeout: '2s' } }], {
+      issuerRotation: { stepTimeout: '2s' },
+    });
+    // The child worker needs the same store key: re-open the fixture's store with a known key.
+    const masterKey = randomBytes(32);
+    const store = new SqliteCredentialStore({ dataDir: join(fx.dataDir, 'child'), masterKey });
+    const initial = await store.importCurrent(fx.credentialId, fx.initialSecret, 'test', fx.initialVersionId);
+    const registryPath = join(fx.dataDir, 'registry.json');
+    writeFileSync(registryPath, JSON.stringify(fx.registry));
+    const env = {
+      ROT_TASK_QUEUE: fx.taskQueue,
+      ROT_DATA_DIR: join(fx.dataDir, 'child'),
+      ROT_MASTER_KEY: masterKey.toString('base64'),
+      ROT_REGISTRY: registryPath,
+    };
+    let worker = await startWorker(env);
+    let killed: Promise<void> | undefined;
+    fx.server.onEvent = (e) => {
+      if (!killed && when(e)) killed = kill(worker);
+    };
+    try {
+      const client = await testClient();
+      const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+      for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(killed).toBeDefined();
+      await killed;
+      worker = await startWorker(env);
+      const result = (await started.handle.result()) as RotationResult;
+
+      expect(result.status).toBe('completed');
+      const labels = await store.labels(fx.credentialId);
+      expect(labels.CURRENT?.versionId).toBe(result.versionId);
+      expect(labels.PREVIOUS?.versionId).toBe(initial);
+      expect(labels.PENDING).toBeNull();
+      const issuer = fx.server.issuer('issuer');
+      expect(issuer.minted).toEqual([result.versionId]);
+      expect(issuer.revoked).toEqual([initial]);
+      for (const id of ['k1', 'k2']) {
+        const c = fx.server.consumer(id);
+        expect(c.versionId).toBe(result.versionId);
+        expect(c.installs).toEqual([result.versionId]);
+        expect(c.appliedKeys.size).toBe(1);
+      }
+      const trail = await store.auditTrail({ credentialId: fx.credentialId });
+      expect(trail.filter((e) => e.step === 'finish' && e.outcome === 'ok')).toHaveLength(1);
+    } finally {
+      await kill(worker);
+      await fx.close();
+    }
+  });
+});
