@@ -7,8 +7,9 @@ import type { Client } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import { workflowIds } from '../domain/constants';
-import type { HealthFigures, ProbeResult } from '../domain/health';
+import type { HealthFigures, HealthStatus, ProbeResult } from '../domain/health';
 import { healthObservationSignal, type ServiceObservationSignal } from '../workflows/service-health';
+import type { HealthMetrics } from './health-metrics';
 import { openHealthStore, type HealthStore } from './health-store';
 
 export interface HealthPublishDeps {
@@ -24,11 +25,15 @@ export interface HealthPublishDeps {
   signalConcurrency?: number;
   /** Clock for figures, epoch ms; default Date.now. */
   now?: () => number;
+  /** Prometheus metrics to update (see `registerHealthMetrics`). */
+  metrics?: HealthMetrics;
 }
 
 /** One service of a sweep, as published. */
 export interface PublishItem {
   result: ProbeResult;
+  /** The sweep's dependency-aware status. */
+  status: HealthStatus;
   rootCauses?: string[];
   impacts?: string[];
   failureThreshold: number;
@@ -68,12 +73,14 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
         (id) => validity.get(id)!,
       );
       const t = now();
+      if (deps.metrics) for (const i of input.items) deps.metrics.observe(i.result, i.status);
       const figuresOf = (item: PublishItem): HealthFigures | undefined => {
         const id = item.result.serviceId;
         const prev = lastFigures.get(id);
         if (prev && t - prev.computedAt < every) return undefined;
         const f = s.figures(id, t, item.slaAvailability);
         lastFigures.set(id, f);
+        deps.metrics?.setFigures(id, f);
         return f;
       };
       const client = deps.client;

@@ -271,18 +271,20 @@ export function classifySweep(
   // A service failing inside its maintenance window still explains its dependents' failures.
   const failing = (id: string) => results.get(id)?.verdict === 'fail';
   const memo = new Map<string, Set<string>>();
-  // Failing transitive dependencies of id (not including id).
-  const failingDeps = (id: string, visiting: Set<string>): Set<string> => {
+  // Failing transitive dependencies of id (never id itself): a plain graph walk, so cycles are safe.
+  const failingDeps = (id: string): Set<string> => {
     const cached = memo.get(id);
     if (cached) return cached;
     const out = new Set<string>();
-    visiting.add(id);
-    for (const d of deps.get(id) ?? []) {
-      if (visiting.has(d) || !deps.has(d)) continue;
+    const seen = new Set<string>([id]);
+    const stack = [...(deps.get(id) ?? [])];
+    while (stack.length) {
+      const d = stack.pop()!;
+      if (seen.has(d) || !deps.has(d)) continue;
+      seen.add(d);
       if (failing(d)) out.add(d);
-      for (const x of failingDeps(d, visiting)) out.add(x);
+      stack.push(...deps.get(d)!);
     }
-    visiting.delete(id);
     memo.set(id, out);
     return out;
   };
@@ -293,11 +295,16 @@ export function classifySweep(
       out.set(n.id, { id: n.id, status: 'maintenance' });
       continue;
     }
-    const fdeps = failingDeps(n.id, new Set());
+    const fdeps = failingDeps(n.id);
     if (fdeps.size > 0) {
-      const roots = [...fdeps].filter((d) => failingDeps(d, new Set()).size === 0).sort();
-      out.set(n.id, { id: n.id, status: 'impacted', rootCauses: roots.length ? roots : [...fdeps].sort() });
-      continue;
+      let roots = [...fdeps].filter((d) => failingDeps(d).size === 0).sort();
+      // Failing services in a dependency cycle (the registry refuses cycles; tolerated here):
+      // the smallest id of the cycle is the root, so exactly one of them alerts.
+      if (roots.length === 0) roots = [[...fdeps, ...(failing(n.id) ? [n.id] : [])].sort()[0]!];
+      if (roots[0] !== n.id) {
+        out.set(n.id, { id: n.id, status: 'impacted', rootCauses: roots });
+        continue;
+      }
     }
     const status: HealthStatus =
       r === undefined ? 'unknown' : r.verdict === 'pass' ? 'healthy' : r.verdict === 'warn' ? 'degraded' : r.verdict === 'fail' ? 'unhealthy' : 'unknown';

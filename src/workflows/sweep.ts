@@ -141,6 +141,7 @@ export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthS
         const c = classified.get(s.id)!;
         return {
           result: results.get(s.id) ?? inconclusiveResult(s.id, t0, 'no probe result'),
+          status: c.status,
           ...(c.rootCauses?.length ? { rootCauses: c.rootCauses } : {}),
           ...(c.impacts?.length ? { impacts: c.impacts } : {}),
           failureThreshold: t.check.failureThreshold,

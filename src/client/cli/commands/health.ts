@@ -1,0 +1,201 @@
+/**
+ * `integration-agent status [service] [--watch] [--json]` and
+ * `integration-agent schedule apply|pause|resume|trigger|describe`.
+ */
+import type { Client } from '@temporalio/client';
+import type { Command } from 'commander';
+import { tryParseDuration } from '../../../domain/duration';
+import { loadConfig } from '../../../worker/config';
+import { listBreakers } from '../../breakers';
+import { connectClient } from '../../connect';
+import {
+  applySweepSchedule,
+  DEFAULT_SWEEP_SCHEDULE_ID,
+  describeSweepSchedule,
+  getHealth,
+  listHealth,
+  pauseSweepSchedule,
+  resumeSweepSchedule,
+  triggerSweepSchedule,
+  type ServiceHealthView,
+  type SweepScheduleInfo,
+} from '../../health';
+import { CliError, emit } from '../context';
+import { formatTable } from '../table';
+
+/** One status row: the service's health joined with its breaker state. */
+export interface StatusRow extends ServiceHealthView {
+  breakerState?: string;
+}
+
+const ms = (v: number | undefined) => (v === undefined ? '-' : v >= 100 ? `${Math.round(v)}ms` : `${v.toFixed(1)}ms`);
+const pct = (v: number | undefined) => (v === undefined ? '-' : `${v >= 99.99 && v < 100 ? v.toFixed(3) : v.toFixed(2)}%`);
+
+/** The human table: service, status, root cause, p50/p95/p99, availability 24h vs SLA, breaker. */
+export function formatStatus(rows: StatusRow[]): string {
+  if (rows.length === 0) return 'no service has been swept yet: run `integration-agent sweep` or `integration-agent schedule apply`';
+  return formatTable(
+    ['SERVICE', 'STATUS', 'ROOT CAUSE', 'P50', 'P95', 'P99', 'AVAIL 24H', 'SLA', 'BREAKER'],
+    rows.map((r) => {
+      const f = r.figures;
+      const a = f?.availability['24h'];
+      const sla = f?.slaAvailability;
+      const below = a !== undefined && sla !== undefined && a < sla ? ' (below)' : '';
+      return [
+        r.serviceId,
+        r.status,
+        r.rootCause ?? (r.status === 'unhealthy' ? (r.lastProbe?.failureKind ?? '') : ''),
+        ms(f?.p50Ms),
+        ms(f?.p95Ms),
+        ms(f?.p99Ms),
+        pct(a) + below,
+        sla === undefined ? '-' : `${sla}%`,
+        r.breakerState ?? '-',
+      ];
+    }),
+  );
+}
+
+function durationOption(name: string) {
+  return (v: string): number => {
+    const parsed = tryParseDuration(v);
+    if (parsed === undefined || parsed <= 0) throw new CliError(`${name}: invalid duration "${v}": use e.g. 30s, 5m`);
+    return parsed;
+  };
+}
+
+function intOption(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new CliError(`${name}: expected a whole number >= 1, got "${v}"`);
+    return n;
+  };
+}
+
+async function withClient<T>(fn: (client: Client, taskQueue: string) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const client = await connectClient(config);
+  try {
+    return await fn(client, config.taskQueue);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+async function statusRows(client: Client, serviceId?: string): Promise<StatusRow[]> {
+  let rows: StatusRow[];
+  if (serviceId) {
+    const one = await getHealth(client, serviceId);
+    if (!one) throw new CliError(`no health recorded for service "${serviceId}": check the id, or run \`integration-agent sweep\``);
+    rows = [one];
+  } else {
+    rows = await listHealth(client);
+  }
+  let breakers: Map<string, string> = new Map();
+  try {
+    breakers = new Map((await listBreakers(client)).map((b) => [b.serviceId, b.state]));
+  } catch {
+    // Breakers are optional in this view; health alone is still worth showing.
+  }
+  return rows.map((r) => {
+    const b = breakers.get(r.serviceId);
+    return b ? { ...r, breakerState: b } : r;
+  });
+}
+
+function formatSchedule(i: SweepScheduleInfo): string {
+  const lines = [
+    `schedule ${i.scheduleId}: ${i.paused ? 'PAUSED' : 'active'}${i.note ? ` (${i.note})` : ''}`,
+    `every ${i.intervalMs === undefined ? '?' : `${i.intervalMs / 1000}s`}, overlap ${i.overlap}, catch-up window ${i.catchupWindowMs / 1000}s, task queue ${i.taskQueue ?? '?'}, concurrency ${i.concurrency ?? 'default'}`,
+    `next: ${i.nextRuns.join(', ') || '-'}`,
+    `running: ${i.runningWorkflows.join(', ') || '-'}`,
+    `recent: ${i.recentRuns.map((r) => r.workflowId).join(', ') || '-'}`,
+  ];
+  return lines.join('\n');
+}
+
+export function register(program: Command): void {
+  program
+    .command('status [service]')
+    .description('health of every service (or one): status, root cause, p50/p95/p99, availability 24h vs SLA, breaker state')
+    .option('--watch', 'refresh until interrupted')
+    .option('--every <duration>', 'refresh period with --watch', durationOption('--every'), 2000)
+    .option('--json', 'print JSON')
+    .action(async (serviceId: string | undefined, opts: { watch?: boolean; every: number; json?: boolean }) => {
+      await withClient(async (client) => {
+        for (;;) {
+          const rows = await statusRows(client, serviceId);
+          if (opts.watch && !opts.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+          emit(opts, rows, () => (opts.watch ? `${new Date().toISOString()}\n` : '') + formatStatus(rows));
+          if (!opts.watch) return;
+          await new Promise((r) => setTimeout(r, opts.every));
+        }
+      });
+    });
+
+  const schedule = program.command('schedule').description('the Temporal Schedule that runs health sweeps');
+  const id = (o: { id?: string }) => o.id ?? DEFAULT_SWEEP_SCHEDULE_ID;
+  schedule
+    .command('apply')
+    .description('create or update the sweep schedule (overlap SKIP, short catch-up window)')
+    .option('--id <scheduleId>', 'schedule id', DEFAULT_SWEEP_SCHEDULE_ID)
+    .option('--interval <duration>', 'time between sweeps', durationOption('--interval'), 30_000)
+    .option('--concurrency <n>', 'probes in flight per sweep (default 50)', intOption('--concurrency'))
+    .option('--catchup-window <duration>', 'how late a missed sweep may still run', durationOption('--catchup-window'), 60_000)
+    .option('--paused', 'create it paused')
+    .option('--json', 'print JSON')
+    .action(async (o: { id?: string; interval: number; concurrency?: number; catchupWindow: number; paused?: boolean; json?: boolean }) => {
+      await withClient(async (client, taskQueue) => {
+        let r: Awaited<ReturnType<typeof applySweepSchedule>>;
+        try {
+          r = await applySweepSchedule(client, {
+            scheduleId: id(o),
+            taskQueue,
+            intervalMs: o.interval,
+            catchupWindowMs: o.catchupWindow,
+            ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
+            ...(o.paused ? { paused: true } : {}),
+          });
+        } catch (err) {
+          if (err instanceof RangeError) throw new CliError(`schedule apply: ${err.message}`);
+          throw err;
+        }
+        emit(o, r, () => `schedule ${r.scheduleId} ${r.result}: a sweep every ${o.interval / 1000}s on task queue ${taskQueue}`);
+      });
+    });
+  const simple = (name: string, what: string, fn: (c: Client, id: string) => Promise<void>) =>
+    schedule
+      .command(name)
+      .description(what)
+      .option('--id <scheduleId>', 'schedule id', DEFAULT_SWEEP_SCHEDULE_ID)
+      .option('--json', 'print JSON')
+      .action(async (o: { id?: string; json?: boolean }) => {
+        await withClient(async (client) => {
+          await wrapNotFound(() => fn(client, id(o)));
+          emit(o, { scheduleId: id(o), done: name }, () => `schedule ${id(o)}: ${name} done`);
+        });
+      });
+  simple('pause', 'pause sweeps (running ones finish)', (c, i) => pauseSweepSchedule(c, i));
+  simple('resume', 'resume sweeps', (c, i) => resumeSweepSchedule(c, i));
+  simple('trigger', 'run one sweep now through the schedule', (c, i) => triggerSweepSchedule(c, i));
+  schedule
+    .command('describe')
+    .description('show the schedule: interval, policies, next and recent sweeps')
+    .option('--id <scheduleId>', 'schedule id', DEFAULT_SWEEP_SCHEDULE_ID)
+    .option('--json', 'print JSON')
+    .action(async (o: { id?: string; json?: boolean }) => {
+      await withClient(async (client) => {
+        const info = await wrapNotFound(() => describeSweepSchedule(client, id(o)));
+        emit(o, info, () => formatSchedule(info));
+      });
+    });
+}
+
+async function wrapNotFound<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if ((err as Error).name === 'ScheduleNotFoundError') throw new CliError((err as Error).message);
+    throw err;
+  }
+}

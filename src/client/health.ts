@@ -1,0 +1,265 @@
+/**
+ * Typed client facade for health: run a sweep now, read one service's status
+ * or all of them, and manage the Temporal Schedule that runs sweeps
+ * (overlap SKIP, short catch-up window).
+ */
+import {
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  WorkflowNotFoundError,
+  type Client,
+  type ScheduleDescription,
+  type ScheduleOptionsAction,
+} from '@temporalio/client';
+import pLimit from 'p-limit';
+import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
+import type { HealthFigures, HealthStatus, ServiceHealthState } from '../domain/health';
+import { serviceHealthQuery } from '../workflows/service-health';
+import type { HealthSweepInput, HealthSweepResult } from '../workflows/sweep';
+
+export type { HealthSweepResult, SweepServiceResult } from '../workflows/sweep';
+
+/** The Schedule's id unless told otherwise. */
+export const DEFAULT_SWEEP_SCHEDULE_ID = 'health-sweep';
+
+const SERVICE_ID = /^[a-z0-9][a-z0-9-]*$/;
+function checkServiceId(serviceId: string): void {
+  if (typeof serviceId !== 'string' || !SERVICE_ID.test(serviceId)) {
+    throw new RangeError(`invalid service id ${JSON.stringify(serviceId)}: use the registry id (lowercase letters, digits and "-")`);
+  }
+}
+
+function checkInt(name: string, v: number | undefined, min: number, max: number): void {
+  if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${v}`);
+}
+
+/**
+ * Runs one `healthSweep` now (id `sweep/<now ISO>`) and waits for its result.
+ * @param opts.concurrency probes in flight, 1..1000 (default 50).
+ * @throws RangeError for a bad option; WorkflowFailedError when the sweep fails.
+ */
+export async function runSweep(
+  client: Client,
+  opts: { taskQueue?: string; concurrency?: number; chunkSize?: number; workflowId?: string } = {},
+): Promise<HealthSweepResult> {
+  checkInt('concurrency', opts.concurrency, 1, 1000);
+  checkInt('chunkSize', opts.chunkSize, 1, 1000);
+  const input: HealthSweepInput = {};
+  if (opts.concurrency !== undefined) input.concurrency = opts.concurrency;
+  if (opts.chunkSize !== undefined) input.chunkSize = opts.chunkSize;
+  return client.workflow.execute('healthSweep', {
+    taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+    workflowId: opts.workflowId ?? workflowIds.sweep(new Date()),
+    args: [input],
+  }) as Promise<HealthSweepResult>;
+}
+
+/** One service's durable health, as `getHealth`/`listHealth` return it. */
+export interface ServiceHealthView {
+  serviceId: string;
+  workflowId: string;
+  status: HealthStatus;
+  /** ISO time the status last changed. */
+  since: string;
+  rootCause?: string;
+  rootCauses: string[];
+  impacts: string[];
+  alertOpen: boolean;
+  lastProbe?: ServiceHealthState['last'];
+  figures?: HealthFigures;
+}
+
+function toView(s: ServiceHealthState): ServiceHealthView {
+  const v: ServiceHealthView = {
+    serviceId: s.serviceId,
+    workflowId: workflowIds.service(s.serviceId),
+    status: s.status,
+    since: new Date(s.since).toISOString(),
+    rootCauses: s.rootCauses,
+    impacts: s.impacts,
+    alertOpen: s.alert.open,
+  };
+  if (s.rootCauses[0]) v.rootCause = s.rootCauses[0];
+  if (s.last) v.lastProbe = s.last;
+  if (s.figures) v.figures = s.figures;
+  return v;
+}
+
+/**
+ * The durable health of one service (query of `service/<serviceId>`).
+ * @returns undefined when no sweep has reported on the service yet.
+ * @throws RangeError for a malformed id; client errors when Temporal cannot be reached.
+ */
+export async function getHealth(client: Client, serviceId: string): Promise<ServiceHealthView | undefined> {
+  checkServiceId(serviceId);
+  try {
+    return toView(await client.workflow.getHandle(workflowIds.service(serviceId)).query(serviceHealthQuery));
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Every service with a running status workflow, sorted by id: found through
+ * visibility (`WorkflowType = "serviceHealth"`), then each queried (16 at a
+ * time); one that does not answer is reported from its `HealthStatus` search
+ * attribute only.
+ */
+export async function listHealth(client: Client): Promise<ServiceHealthView[]> {
+  const found: { workflowId: string; status: HealthStatus }[] = [];
+  for await (const wf of client.workflow.list({ query: `WorkflowType = "serviceHealth" AND ExecutionStatus = "Running"` })) {
+    const sa = wf.searchAttributes?.HealthStatus;
+    found.push({ workflowId: wf.workflowId, status: ((Array.isArray(sa) ? sa[0] : sa) as HealthStatus | undefined) ?? 'unknown' });
+  }
+  const limit = pLimit(16);
+  const views = await Promise.all(
+    found.map((f) =>
+      limit(async (): Promise<ServiceHealthView> => {
+        try {
+          return toView(await client.workflow.getHandle(f.workflowId).query(serviceHealthQuery));
+        } catch {
+          const serviceId = f.workflowId.replace(/^service\//, '');
+          return { serviceId, workflowId: f.workflowId, status: f.status, since: '', rootCauses: [], impacts: [], alertOpen: false };
+        }
+      }),
+    ),
+  );
+  return views.sort((a, b) => a.serviceId.localeCompare(b.serviceId));
+}
+
+export interface SweepScheduleOptions {
+  scheduleId?: string;
+  taskQueue?: string;
+  /** Time between sweeps, ms; default 30000 (min 1000). */
+  intervalMs?: number;
+  /** Probes in flight per sweep, 1..1000; default 50. */
+  concurrency?: number;
+  /** How late a missed sweep may still start (e.g. after server downtime), ms; default 60000. */
+  catchupWindowMs?: number;
+  /** Create (or leave) the schedule paused. */
+  paused?: boolean;
+  /** Free text shown in the UI. */
+  note?: string;
+}
+
+/**
+ * Creates the sweep Schedule, or updates it in place when it exists. Runs
+ * `healthSweep` every `intervalMs` with overlap policy SKIP (a sweep still
+ * running makes the next one skip, never pile up) and a short catch-up window.
+ * Scheduled runs get ids `sweep-<scheduled time>` (Temporal appends the time).
+ * @returns `created` or `updated`, and the schedule id.
+ * @throws RangeError naming the option for bad values.
+ */
+export async function applySweepSchedule(client: Client, opts: SweepScheduleOptions = {}): Promise<{ scheduleId: string; result: 'created' | 'updated' }> {
+  const scheduleId = opts.scheduleId ?? DEFAULT_SWEEP_SCHEDULE_ID;
+  const intervalMs = opts.intervalMs ?? 30_000;
+  checkInt('intervalMs', intervalMs, 1000, 86_400_000);
+  checkInt('concurrency', opts.concurrency, 1, 1000);
+  const catchupWindowMs = opts.catchupWindowMs ?? 60_000;
+  checkInt('catchupWindowMs', catchupWindowMs, 1000, 86_400_000);
+  const input: HealthSweepInput = { intervalMs };
+  if (opts.concurrency !== undefined) input.concurrency = opts.concurrency;
+  const action: ScheduleOptionsAction = {
+    type: 'startWorkflow',
+    workflowType: 'healthSweep',
+    workflowId: 'sweep',
+    taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+    args: [input],
+    // A sweep that cannot finish within 10 intervals is abandoned; the next one starts fresh.
+    workflowExecutionTimeout: intervalMs * 10,
+  };
+  const spec = { intervals: [{ every: intervalMs }] };
+  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: catchupWindowMs, pauseOnFailure: false };
+  try {
+    await client.schedule.create({
+      scheduleId,
+      spec,
+      action,
+      policies,
+      state: { paused: opts.paused ?? false, note: opts.note ?? 'health sweeps (integration-agent schedule apply)' },
+    });
+    return { scheduleId, result: 'created' };
+  } catch (err) {
+    if (!(err instanceof ScheduleAlreadyRunning)) throw err;
+  }
+  await client.schedule.getHandle(scheduleId).update((prev) => ({
+    ...prev,
+    spec,
+    action,
+    policies,
+    state: { ...prev.state, ...(opts.paused !== undefined ? { paused: opts.paused } : {}), ...(opts.note ? { note: opts.note } : {}) },
+  }));
+  return { scheduleId, result: 'updated' };
+}
+
+/** What `schedule describe` shows. */
+export interface SweepScheduleInfo {
+  scheduleId: string;
+  paused: boolean;
+  note?: string;
+  intervalMs?: number;
+  taskQueue?: string;
+  concurrency?: number;
+  overlap: string;
+  catchupWindowMs: number;
+  /** Next start times, ISO. */
+  nextRuns: string[];
+  /** Most recent actions: scheduled time and workflow id. */
+  recentRuns: { scheduledAt: string; workflowId: string }[];
+  runningWorkflows: string[];
+}
+
+function describeToInfo(scheduleId: string, d: ScheduleDescription): SweepScheduleInfo {
+  const interval = d.spec.intervals?.[0]?.every;
+  const action = d.action.type === 'startWorkflow' ? d.action : undefined;
+  const info: SweepScheduleInfo = {
+    scheduleId,
+    paused: d.state.paused,
+    overlap: String(d.policies.overlap),
+    catchupWindowMs: Number(d.policies.catchupWindow),
+    nextRuns: d.info.nextActionTimes.slice(0, 3).map((t) => t.toISOString()),
+    recentRuns: d.info.recentActions.slice(-5).map((a) => ({ scheduledAt: a.scheduledAt.toISOString(), workflowId: a.action.workflow.workflowId })),
+    runningWorkflows: d.info.runningActions.map((a) => a.workflow.workflowId),
+  };
+  if (d.state.note) info.note = d.state.note;
+  if (interval !== undefined) info.intervalMs = Number(interval);
+  if (action) {
+    info.taskQueue = action.taskQueue;
+    const arg = (action.args?.[0] ?? {}) as HealthSweepInput;
+    if (arg.concurrency !== undefined) info.concurrency = arg.concurrency;
+  }
+  return info;
+}
+
+async function withSchedule<T>(client: Client, scheduleId: string, fn: (h: ReturnType<Client['schedule']['getHandle']>) => Promise<T>): Promise<T> {
+  try {
+    return await fn(client.schedule.getHandle(scheduleId));
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) {
+      throw new ScheduleNotFoundError(`no schedule "${scheduleId}": create it with \`integration-agent schedule apply\``, scheduleId);
+    }
+    throw err;
+  }
+}
+
+/** Describes the sweep schedule. @throws ScheduleNotFoundError naming the id and the fix. */
+export function describeSweepSchedule(client: Client, scheduleId = DEFAULT_SWEEP_SCHEDULE_ID): Promise<SweepScheduleInfo> {
+  return withSchedule(client, scheduleId, async (h) => describeToInfo(scheduleId, await h.describe()));
+}
+
+/** Pauses the sweep schedule (running sweeps finish). */
+export function pauseSweepSchedule(client: Client, scheduleId = DEFAULT_SWEEP_SCHEDULE_ID, note = 'paused by integration-agent schedule pause'): Promise<void> {
+  return withSchedule(client, scheduleId, (h) => h.pause(note));
+}
+
+/** Resumes the sweep schedule. */
+export function resumeSweepSchedule(client: Client, scheduleId = DEFAULT_SWEEP_SCHEDULE_ID, note = 'resumed by integration-agent schedule resume'): Promise<void> {
+  return withSchedule(client, scheduleId, (h) => h.unpause(note));
+}
+
+/** Starts one sweep now through the schedule (overlap policy still applies). */
+export function triggerSweepSchedule(client: Client, scheduleId = DEFAULT_SWEEP_SCHEDULE_ID): Promise<void> {
+  return withSchedule(client, scheduleId, (h) => h.trigger());
+}
