@@ -78,14 +78,14 @@ export function registryFor(
 /** Starts the contract server, the store (with CURRENT imported everywhere) and returns helpers to run a worker. */
 export async function rotationFixture(
   consumers: ConsumerDef[],
-  extra: Parameters<typeof registryFor>[4] & { credentialId?: string; importCurrent?: boolean } = {},
+  extra: Parameters<typeof registryFor>[4] & { credentialId?: string; importCurrent?: boolean; masterKey?: Buffer } = {},
 ): Promise<RotationFixture> {
   const credentialId = extra.credentialId ?? `cred-${randomBytes(3).toString('hex')}`;
   const issuerId = 'issuer';
   const server = await startContractServer({ [issuerId]: consumers.map((c) => c.id) });
   const registry = registryFor(server, credentialId, issuerId, consumers, extra);
   const dataDir = mkdtempSync(join(tmpdir(), 'ia-rot-'));
-  const store = new SqliteCredentialStore({ dataDir, masterKey: randomBytes(32) });
+  const store = new SqliteCredentialStore({ dataDir, masterKey: extra.masterKey ?? randomBytes(32) });
   const initialSecret = `initial-${randomBytes(16).toString('base64url')}`;
   let initialVersionId = '';
   if (extra.importCurrent !== false) {

@@ -5,7 +5,6 @@
  * PENDING) and no step is applied twice (the contract server counts applied
  * Idempotency-Keys and version changes).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,30 +14,9 @@ import type { RotationResult } from '../../src/domain/rotation';
 import type { ContractEvent } from '../fixtures/rotation-contract';
 import { closeTestClient, testClient } from '../helpers/temporal';
 import { rotationFixture } from './support';
+import { kill, startWorker } from './child-worker';
 
 afterAll(closeTestClient);
-
-function startWorker(env: Record<string, string>): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), join(__dirname, 'worker-process.ts')], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => {
-      if (d.toString().includes('ready')) resolve(child);
-    });
-    child.once('exit', (code) => reject(new Error(`worker exited ${code} before ready: ${err.slice(0, 2000)}`)));
-  });
-}
-
-const kill = (child: ChildProcess) =>
-  new Promise<void>((r) => {
-    if (child.exitCode !== null || child.signalCode !== null) return r();
-    child.once('exit', () => r());
-    child.kill('SIGKILL');
-  });
 
 type Boundary = { name: string; when: (e: ContractEvent) => boolean };
 

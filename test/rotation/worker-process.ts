@@ -2,10 +2,10 @@
  * A rotation worker in its own process, so tests can SIGKILL it mid-rotation.
  * Env: IA_TEST_TEMPORAL_ADDRESS, IA_TEST_WORKFLOW_BUNDLE, ROT_TASK_QUEUE,
  * ROT_DATA_DIR, ROT_MASTER_KEY (base64), ROT_REGISTRY (JSON file).
- * Prints `ready` on stdout once polling.
+ * Prints `ready` on stdout once polling; logs everything (DEBUG, with metadata) to stderr.
  */
 import { readFileSync } from 'node:fs';
-import { NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createRegistryActivities, staticRegistry } from '../../src/activities/registry';
 import { createRotationActivities } from '../../src/activities/rotation';
 import { SqliteCredentialStore } from '../../src/activities/credential-store';
@@ -13,7 +13,10 @@ import type { Registry } from '../../src/domain/registry';
 
 async function main(): Promise<void> {
   const env = process.env;
-  Runtime.install({ logger: { log() {}, trace() {}, debug() {}, info() {}, warn() {}, error() {} } as never });
+  // Every log line, with its metadata, to stderr: the secrets test searches it.
+  Runtime.install({
+    logger: new DefaultLogger('DEBUG', (entry) => process.stderr.write(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}\n`)),
+  });
   const registry = JSON.parse(readFileSync(env.ROT_REGISTRY!, 'utf8')) as Registry;
   const store = new SqliteCredentialStore({ dataDir: env.ROT_DATA_DIR!, masterKey: Buffer.from(env.ROT_MASTER_KEY!, 'base64') });
   const connection = await NativeConnection.connect({ address: env.IA_TEST_TEMPORAL_ADDRESS! });
