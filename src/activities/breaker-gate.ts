@@ -61,6 +61,63 @@ export class BreakerOpenError extends Error {
   }
 }
 
+const UPDATE_RETRY_DELAYS_MS = [20, 50, 100, 200, 400, 800];
+
+/**
+ * Whether an update failed only because the breaker was between workflow
+ * tasks: a continue-as-new (or any task) failed with buffered messages and the
+ * server aborted the in-flight update (`WorkflowNotReadyFailure` /
+ * MultiOperationExecutionFailure, gRPC FAILED_PRECONDITION or ABORTED). The
+ * update was not applied, and sending it again is safe.
+ */
+export function isUpdateNotReady(err: unknown): boolean {
+  for (let e = err as { code?: unknown; message?: unknown; details?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    const text = `${String(e.message ?? '')} ${String(e.details ?? '')}`;
+    if ((e.code === 9 || e.code === 10) && /Update-with-Start could not be executed|workflow task failure|not ready|aborted/i.test(text)) return true;
+  }
+  return false;
+}
+
+/**
+ * Runs an update (with or without start), sending it again while
+ * {@link isUpdateNotReady} (at most 6 times, 20 ms..800 ms apart). Use only
+ * for idempotent updates: permit requests (same permitId, same permit) and
+ * operator commands.
+ */
+export async function retryUpdateWhileNotReady<T>(send: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (attempt >= UPDATE_RETRY_DELAYS_MS.length || !isUpdateNotReady(err)) throw err;
+      await new Promise((r) => setTimeout(r, UPDATE_RETRY_DELAYS_MS[attempt]));
+    }
+  }
+}
+
+/**
+ * Asks a service's breaker for a HALF_OPEN trial permit (update-with-start:
+ * starts the breaker with `input` if it is not running). Idempotent per
+ * `permitId`; retried across continue-as-new.
+ * @returns the decision: granted (with a permitId in HALF_OPEN, without one in CLOSED/DISABLED) or denied with retryAfterMs.
+ */
+export function requestPermit(
+  client: Client,
+  req: { taskQueue: string; input: BreakerWorkflowInput; permitId: string; reporter: string },
+): Promise<PermitDecision> {
+  return retryUpdateWhileNotReady(() =>
+    client.workflow.executeUpdateWithStart(acquirePermitUpdate, {
+      args: [{ permitId: req.permitId, reporter: req.reporter }],
+      startWorkflowOperation: new WithStartWorkflowOperation(circuitBreaker, {
+        workflowId: workflowIds.breaker(req.input.serviceId),
+        taskQueue: req.taskQueue,
+        args: [req.input],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      }),
+    }),
+  );
+}
+
 export interface BreakerGateOptions {
   /** Temporal client (with the project's data converter). */
   client: Client;
@@ -264,15 +321,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
     const permitId = randomUUID();
     let decision: PermitDecision;
     try {
-      decision = await this.client.workflow.executeUpdateWithStart(acquirePermitUpdate, {
-        args: [{ permitId, reporter: this.reporter }],
-        startWorkflowOperation: new WithStartWorkflowOperation(circuitBreaker, {
-          workflowId: e.workflowId,
-          taskQueue: this.taskQueue,
-          args: [this.workflowInput(e.serviceId)],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-        }),
-      });
+      decision = await requestPermit(this.client, { taskQueue: this.taskQueue, input: this.workflowInput(e.serviceId), permitId, reporter: this.reporter });
     } catch (err) {
       // Cannot reach the breaker: reject this trial and try again soon rather than flooding a recovering service.
       this.opts.onError?.(err, e.serviceId);

@@ -6,6 +6,7 @@
  */
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import pLimit from 'p-limit';
+import { retryUpdateWhileNotReady } from '../activities/breaker-gate';
 import { breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
 import {
@@ -122,15 +123,18 @@ async function operate(
   opts: OperatorOptions,
 ): Promise<BreakerView> {
   checkServiceId(serviceId);
-  return client.workflow.executeUpdateWithStart(update, {
-    args: [{ note: opts.note }],
-    startWorkflowOperation: new WithStartWorkflowOperation(circuitBreaker, {
-      workflowId: workflowIds.breaker(serviceId),
-      taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
-      args: [{ serviceId, options: resolveBreakerOptions(opts.options ?? {}) }],
-      workflowIdConflictPolicy: 'USE_EXISTING',
+  const input = { serviceId, options: resolveBreakerOptions(opts.options ?? {}) };
+  return retryUpdateWhileNotReady(() =>
+    client.workflow.executeUpdateWithStart(update, {
+      args: [{ note: opts.note }],
+      startWorkflowOperation: new WithStartWorkflowOperation(circuitBreaker, {
+        workflowId: workflowIds.breaker(serviceId),
+        taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+        args: [input],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      }),
     }),
-  });
+  );
 }
 
 /** FORCED_OPEN: every call is rejected until {@link forceClose} or {@link reset}. Returns the new state. */

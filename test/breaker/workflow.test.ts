@@ -1,0 +1,239 @@
+/**
+ * The `circuitBreaker` entity workflow on the shared dev server: lazy start,
+ * the durable OPEN -> HALF_OPEN timer (across a worker restart), permits under
+ * concurrency, the search attribute, operator commands through the client
+ * facade, and continue-as-new under a stream of messages with none lost.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { Worker } from '@temporalio/worker';
+import { Registry as PromRegistry } from 'prom-client';
+import { createBreakerActivities } from '../../src/activities/breaker';
+import { requestPermit } from '../../src/activities/breaker-gate';
+import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
+import { disable, forceOpen, getBreaker, listBreakers, reset } from '../../src/client/breakers';
+import type { BreakerOptions, BreakerTransition, ReportedOutcome } from '../../src/domain/breaker';
+import { workflowIds } from '../../src/domain/constants';
+import {
+  acquirePermitUpdate,
+  BREAKER_STATE_KEY,
+  breakerStateQuery,
+  circuitBreaker,
+  recordOutcomesSignal,
+  type BreakerWorkflowInput,
+} from '../../src/workflows/breaker';
+import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker, workflowSource } from '../helpers/temporal';
+
+afterAll(closeTestClient);
+
+const fast: Partial<BreakerOptions> = {
+  slidingWindowSize: 10,
+  minimumNumberOfCalls: 4,
+  failureRateThreshold: 50,
+  waitDurationInOpenStateMs: 1500,
+  permittedNumberOfCallsInHalfOpenState: 3,
+  maxWaitDurationInHalfOpenStateMs: 60_000,
+};
+
+function serviceId(): string {
+  return `svc-${randomUUID().slice(0, 8)}`;
+}
+
+function failures(n: number, generation = 0): ReportedOutcome[] {
+  return Array.from({ length: n }, () => ({ ok: false, status: 503, latencyMs: 5, startedAt: Date.now(), generation }));
+}
+
+async function record(client: Client, taskQueue: string, input: BreakerWorkflowInput, outcomes: ReportedOutcome[], reporter = 'test-worker') {
+  return client.workflow.signalWithStart(circuitBreaker, {
+    workflowId: workflowIds.breaker(input.serviceId),
+    taskQueue,
+    args: [input],
+    signal: recordOutcomesSignal,
+    signalArgs: [{ reporter, outcomes }],
+  });
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function activities(transitions: BreakerTransition[]) {
+  return createBreakerActivities({ metrics: registerBreakerMetrics(new PromRegistry()), onTransition: async (t) => void transitions.push(t) });
+}
+
+test('trips on signalled failures, upserts BreakerState, alerts, and reaches HALF_OPEN on a durable timer across a worker restart', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('breaker');
+  const id = serviceId();
+  const transitions: BreakerTransition[] = [];
+  const handle = client.workflow.getHandle(workflowIds.breaker(id));
+
+  const open = await withTestWorker({ taskQueue, activities: activities(transitions) }, async () => {
+    await record(client, taskQueue, { serviceId: id, options: fast }, failures(2));
+    await record(client, taskQueue, { serviceId: id, options: fast }, failures(2), 'other-worker');
+    const view = await waitFor('OPEN', async () => {
+      const v = await handle.query(breakerStateQuery);
+      return v.state === 'OPEN' ? v : undefined;
+    });
+    expect(view.generation).toBe(1);
+    expect(view.transitions).toEqual([expect.objectContaining({ from: 'CLOSED', to: 'OPEN', reason: 'failure_rate', calls: 4, failureRate: 100 })]);
+    await waitFor('search attribute', async () => ((await handle.describe()).typedSearchAttributes.get(BREAKER_STATE_KEY) === 'OPEN' ? true : undefined));
+    await waitFor('alert', async () => (transitions.length === 1 ? true : undefined));
+    expect(transitions[0]).toMatchObject({ serviceId: id, to: 'OPEN', generation: 1 });
+    return view;
+  });
+
+  // No worker runs while the wait elapses; the server's timer wakes the next one.
+  await new Promise((r) => setTimeout(r, Math.max(0, open.openUntilMs! - Date.now() + 200)));
+  await withTestWorker({ taskQueue, activities: activities(transitions) }, async () => {
+    const half = await waitFor('HALF_OPEN', async () => {
+      const v = await handle.query(breakerStateQuery);
+      return v.state === 'HALF_OPEN' ? v : undefined;
+    });
+    const t = half.transitions.at(-1)!;
+    expect(t).toMatchObject({ from: 'OPEN', to: 'HALF_OPEN', reason: 'wait_elapsed', generation: 2 });
+    expect(t.atMs).toBeGreaterThanOrEqual(open.openUntilMs!);
+    await waitFor('search attribute', async () => ((await handle.describe()).typedSearchAttributes.get(BREAKER_STATE_KEY) === 'HALF_OPEN' ? true : undefined));
+    await waitFor('alert', async () => (transitions.some((x) => x.to === 'HALF_OPEN') ? true : undefined));
+  });
+  // The transition came from a timer, not from a message.
+  const history = await handle.fetchHistory();
+  const types = history.events!.map((e) => e.eventType);
+  expect(types.filter((x) => x === 6 /* TIMER_STARTED */ || x === 17 /* TIMER_FIRED */).length).toBeGreaterThanOrEqual(2);
+  await handle.terminate('test done');
+});
+
+test('HALF_OPEN grants exactly the permitted number of trials to concurrent requests; a malformed request is rejected by the validator', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('breaker');
+  const id = serviceId();
+  await withTestWorker({ taskQueue, activities: activities([]) }, async () => {
+    const handle = await record(client, taskQueue, { serviceId: id, options: { ...fast, waitDurationInOpenStateMs: 200 } }, failures(4));
+    await waitFor('HALF_OPEN', async () => ((await handle.query(breakerStateQuery)).state === 'HALF_OPEN' ? true : undefined));
+    const decisions = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => handle.executeUpdate(acquirePermitUpdate, { args: [{ permitId: `trial-${i}`, reporter: `w${i % 4}` }] })),
+    );
+    const granted = decisions.filter((d) => d.granted);
+    expect(granted).toHaveLength(3);
+    for (const d of decisions.filter((x) => !x.granted)) expect(d).toMatchObject({ state: 'HALF_OPEN', retryAfterMs: expect.any(Number) });
+    await expect(handle.executeUpdate(acquirePermitUpdate, { args: [{ permitId: '', reporter: 'w1' }] })).rejects.toThrow(WorkflowUpdateFailedError);
+    // The three trials succeed: CLOSED, a fresh window.
+    const gen = granted[0]!.generation;
+    await handle.signal(recordOutcomesSignal, {
+      reporter: 'w1',
+      outcomes: granted.map((d) => ({ ok: true, status: 200, latencyMs: 3, startedAt: Date.now(), generation: gen, permitId: d.granted ? d.permitId : undefined })),
+    });
+    const closed = await waitFor('CLOSED', async () => {
+      const v = await handle.query(breakerStateQuery);
+      return v.state === 'CLOSED' ? v : undefined;
+    });
+    expect(closed.transitions.at(-1)).toMatchObject({ from: 'HALF_OPEN', to: 'CLOSED', reason: 'trials_succeeded' });
+    expect(closed.counters.permitsGranted).toBe(3);
+    await handle.terminate('test done');
+  });
+});
+
+test('operator commands through the client facade start the breaker lazily and are listed', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('breaker');
+  const id = serviceId();
+  await withTestWorker({ taskQueue, activities: activities([]) }, async () => {
+    const before = await getBreaker(client, id);
+    expect(before).toMatchObject({ running: false, state: 'CLOSED', generation: 0 });
+    const forced = await forceOpen(client, id, { taskQueue, note: 'vendor maintenance' });
+    expect(forced.state).toBe('FORCED_OPEN');
+    expect(forced.transitions.at(-1)).toMatchObject({ reason: 'forced_open', note: 'vendor maintenance' });
+    expect(await getBreaker(client, id)).toMatchObject({ running: true, state: 'FORCED_OPEN', generation: 1 });
+    const listed = await waitFor('listed', async () => (await listBreakers(client)).find((b) => b.serviceId === id && b.state === 'FORCED_OPEN'));
+    expect(listed).toMatchObject({ workflowId: `breaker/${id}`, generation: 1 });
+    expect((await disable(client, id, { taskQueue })).state).toBe('DISABLED');
+    expect((await reset(client, id, { taskQueue })).state).toBe('CLOSED');
+    await expect(getBreaker(client, 'Not An Id')).rejects.toThrow(/invalid service id "Not An Id"/);
+    await client.workflow.getHandle(workflowIds.breaker(id)).terminate('test done');
+  });
+});
+
+test('continue-as-new under a stream of signals and updates loses none of them', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('breaker');
+  const id = serviceId();
+  const input: BreakerWorkflowInput = {
+    serviceId: id,
+    options: { slidingWindowSize: 1000, minimumNumberOfCalls: 1000 },
+    maxHistoryEvents: 60,
+  };
+  const signals = 300;
+  const updates = 60;
+  await withTestWorker({ taskQueue, activities: activities([]) }, async () => {
+    const workflowId = workflowIds.breaker(id);
+    const first = await record(client, taskQueue, input, [{ ok: true, status: 200, latencyMs: 1, startedAt: Date.now(), generation: 0 }]);
+    const firstRunId = first.signaledRunId;
+    let sent = 1;
+    const answers: unknown[] = [];
+    // 10 concurrent streams, each alternating signals and updates.
+    await Promise.all(
+      Array.from({ length: 10 }, async (_, lane) => {
+        for (let i = 0; i < (signals - 1) / 10 + 1 && sent < signals; i++) {
+          sent++;
+          await record(client, taskQueue, input, [{ ok: i % 2 === 0, status: i % 2 === 0 ? 200 : 404, latencyMs: 1, startedAt: Date.now(), generation: 0 }], `lane-${lane}`);
+          if (i % 5 === 0 && answers.length < updates) {
+            answers.push(await requestPermit(client, { taskQueue, input, permitId: `u-${lane}-${i}`, reporter: `lane-${lane}` }));
+          }
+        }
+      }),
+    );
+    const handle = client.workflow.getHandle(workflowId);
+    const view = await handle.query(breakerStateQuery);
+    expect(view.counters.recorded).toBe(signals);
+    expect(view.window.totalCalls).toBe(signals);
+    expect(view.state).toBe('CLOSED');
+    expect(answers.length).toBeGreaterThan(0);
+    for (const a of answers) expect(a).toMatchObject({ granted: true, state: 'CLOSED' });
+    const desc = await handle.describe();
+    expect(desc.runId).not.toBe(firstRunId);
+    const runs: string[] = [];
+    for await (const wf of client.workflow.list({ query: `WorkflowId = "${workflowId}"` })) runs.push(wf.runId);
+    expect(runs.length).toBeGreaterThan(2);
+    await handle.terminate('test done');
+  });
+});
+
+test('a captured breaker history replays against the current workflow code', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('breaker');
+  const id = 'captured-service';
+  const workflowId = workflowIds.breaker(id);
+  const input: BreakerWorkflowInput = { serviceId: id, options: { ...fast, waitDurationInOpenStateMs: 300, permittedNumberOfCallsInHalfOpenState: 1 } };
+  // A previous run of this test may have left the id running.
+  await client.workflow
+    .getHandle(workflowId)
+    .terminate('fresh capture')
+    .catch(() => undefined);
+  const history = await withTestWorker({ taskQueue, activities: activities([]) }, async () => {
+    const handle = await record(client, taskQueue, input, failures(4));
+    await waitFor('HALF_OPEN', async () => ((await handle.query(breakerStateQuery)).state === 'HALF_OPEN' ? true : undefined));
+    const d = await handle.executeUpdate(acquirePermitUpdate, { args: [{ permitId: 'trial', reporter: 'w1' }] });
+    expect(d.granted).toBe(true);
+    await handle.signal(recordOutcomesSignal, { reporter: 'w1', outcomes: [{ ok: true, latencyMs: 2, startedAt: Date.now(), generation: d.generation, permitId: 'trial' }] });
+    await waitFor('CLOSED', async () => ((await handle.query(breakerStateQuery)).state === 'CLOSED' ? true : undefined));
+    await forceOpen(client, id, { taskQueue, note: 'capture' });
+    const h = await handle.fetchHistory();
+    await handle.terminate('captured');
+    return h;
+  });
+  await Worker.runReplayHistory(workflowSource(), history, workflowId);
+  if (process.env.IA_CAPTURE_HISTORIES) {
+    const dir = join(__dirname, '..', 'histories');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'breaker-trip-trial-close-force.json'), JSON.stringify({ workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+  }
+});
