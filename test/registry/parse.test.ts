@@ -56,7 +56,7 @@ test('every problem is reported in one run, schema and references together', () 
 test('RegistryValidationError lists every problem, one per line, after a summary', () => {
   const r = parseRegistry('services:\n' + svc('a', '    dependsOn: [b, c]\n'), 'fleet.yaml');
   expect(r.ok).toBe(false);
-  const err = new RegistryValidationError('fleet.yaml', (r as { problems: never[] }).problems);
+  const err = new RegistryValidationError('fleet.yaml', (r as unknown as { problems: never[] }).problems);
   expect(err.message).toBe(
     'fleet.yaml: 2 problem(s) in registry\n' +
       'services[0].dependsOn[0]: unknown service "b" (fleet.yaml:5)\n' +
