@@ -104,10 +104,13 @@ export async function getHealth(client: Client, serviceId: string): Promise<Serv
 /**
  * Every service with a running status workflow, sorted by id: found through
  * visibility (`WorkflowType = "serviceHealth"`), then each queried (16 at a
- * time); one that does not answer is reported from its `HealthStatus` search
- * attribute only.
+ * time); one that does not answer within `queryTimeoutMs` (no worker polls its
+ * task queue) is reported from its `HealthStatus` search attribute only.
+ * @param opts.queryTimeoutMs per-query deadline, ms; default 5000.
  */
-export async function listHealth(client: Client): Promise<ServiceHealthView[]> {
+export async function listHealth(client: Client, opts: { queryTimeoutMs?: number } = {}): Promise<ServiceHealthView[]> {
+  const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
+  checkInt('queryTimeoutMs', queryTimeoutMs, 1, 600_000);
   const found: { workflowId: string; status: HealthStatus }[] = [];
   for await (const wf of client.workflow.list({ query: `WorkflowType = "serviceHealth" AND ExecutionStatus = "Running"` })) {
     const sa = wf.searchAttributes?.HealthStatus;
@@ -118,7 +121,8 @@ export async function listHealth(client: Client): Promise<ServiceHealthView[]> {
     found.map((f) =>
       limit(async (): Promise<ServiceHealthView> => {
         try {
-          return toView(await client.workflow.getHandle(f.workflowId).query(serviceHealthQuery));
+          const h = client.workflow.getHandle(f.workflowId);
+          return toView(await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => h.query(serviceHealthQuery)));
         } catch {
           const serviceId = f.workflowId.replace(/^service\//, '');
           return { serviceId, workflowId: f.workflowId, status: f.status, since: '', rootCauses: [], impacts: [], alertOpen: false };
