@@ -7,3 +7,4 @@ export * from './service-health';
 export * from './rotation';
 export * from './diagnostics';
 export * from './breaker';
+export * from './make';

@@ -1,0 +1,42 @@
+/**
+ * Make.com activities: health checks, scenario runs, webhook delivery and
+ * dead letters, composed from explicit dependencies. The `make` rotation
+ * provider is built from the same clients: `createMakeProvider(clients)`.
+ */
+import { createMakeClients, type MakeDeps } from './clients';
+import { createMakeHealthActivities } from './health';
+import { createMakeScenarioActivities } from './scenarios';
+import { createWebhookActivities } from './webhooks';
+
+export { MakeApiError, MakeClient, MakeOrganizationLimits, MakeRateLimitWaitError } from './client';
+export type { MakeCall, MakeReply, MakeTransport } from './client';
+export { createMakeClients, makeConfigOf } from './clients';
+export type { MakeClients, MakeDeps, MakeService } from './clients';
+export { coordinatorMakeTransport } from './transport';
+export { createMakeProvider } from './provider';
+export type { MakeRotationProvider } from './provider';
+export type { MakeHealthInput, MakeHealthReport } from './health';
+export type { PostWebhookInput, PostWebhookResult, RecordDeadLetterInput, WebhookDeadLetter } from './webhooks';
+export { DeadLetterStore } from './webhooks';
+
+export interface MakeActivityDeps extends MakeDeps {
+  /** Folder of the embedded database (dead letters). */
+  dataDir: string;
+}
+
+/**
+ * @returns the activities `checkMakeService`, `startMakeScenarioRun`,
+ *   `getMakeScenarioExecution`, `postWebhook`, `resolveMakeHookUrls`,
+ *   `recordWebhookDeadLetter`, `resolveWebhookDeadLetter`,
+ *   `listWebhookDeadLetters`, `getWebhookDeadLetter`, and `makeClients` is
+ *   NOT among them (use {@link createMakeClients} for the provider).
+ */
+export function createMakeActivities(deps: MakeActivityDeps, clients = createMakeClients(deps)) {
+  return {
+    ...createMakeHealthActivities(deps, clients),
+    ...createMakeScenarioActivities(clients),
+    ...createWebhookActivities({ dataDir: deps.dataDir, clients }),
+  };
+}
+
+export type MakeActivities = ReturnType<typeof createMakeActivities>;
