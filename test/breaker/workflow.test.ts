@@ -5,65 +5,30 @@
  * facade, and continue-as-new under a stream of messages with none lost.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { Registry as PromRegistry } from 'prom-client';
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { requestPermit } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
 import { disable, forceOpen, getBreaker, listBreakers, reset } from '../../src/client/breakers';
-import type { BreakerOptions, BreakerTransition, ReportedOutcome } from '../../src/domain/breaker';
+import type { BreakerTransition } from '../../src/domain/breaker';
 import { workflowIds } from '../../src/domain/constants';
 import {
   acquirePermitUpdate,
   BREAKER_STATE_KEY,
   breakerStateQuery,
-  circuitBreaker,
   recordOutcomesSignal,
   type BreakerWorkflowInput,
 } from '../../src/workflows/breaker';
+import { breakerLifecycle, failures, fast, record, waitFor } from './scenario';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker, workflowSource } from '../helpers/temporal';
 
 afterAll(closeTestClient);
 
-const fast: Partial<BreakerOptions> = {
-  slidingWindowSize: 10,
-  minimumNumberOfCalls: 4,
-  failureRateThreshold: 50,
-  waitDurationInOpenStateMs: 1500,
-  permittedNumberOfCallsInHalfOpenState: 3,
-  maxWaitDurationInHalfOpenStateMs: 60_000,
-};
-
 function serviceId(): string {
   return `svc-${randomUUID().slice(0, 8)}`;
-}
-
-function failures(n: number, generation = 0): ReportedOutcome[] {
-  return Array.from({ length: n }, () => ({ ok: false, status: 503, latencyMs: 5, startedAt: Date.now(), generation }));
-}
-
-async function record(client: Client, taskQueue: string, input: BreakerWorkflowInput, outcomes: ReportedOutcome[], reporter = 'test-worker') {
-  return client.workflow.signalWithStart(circuitBreaker, {
-    workflowId: workflowIds.breaker(input.serviceId),
-    taskQueue,
-    args: [input],
-    signal: recordOutcomesSignal,
-    signalArgs: [{ reporter, outcomes }],
-  });
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 function activities(transitions: BreakerTransition[]) {
@@ -207,33 +172,12 @@ test('continue-as-new under a stream of signals and updates loses none of them',
   });
 });
 
-test('a captured breaker history replays against the current workflow code', async () => {
+test('a breaker history (trip, timer, trial, close, force open, continue-as-new) replays against the current workflow code', async () => {
   const client = await testClient();
   const taskQueue = uniqueTaskQueue('breaker');
-  const id = 'captured-service';
-  const workflowId = workflowIds.breaker(id);
-  const input: BreakerWorkflowInput = { serviceId: id, options: { ...fast, waitDurationInOpenStateMs: 300, permittedNumberOfCallsInHalfOpenState: 1 } };
-  // A previous run of this test may have left the id running.
-  await client.workflow
-    .getHandle(workflowId)
-    .terminate('fresh capture')
-    .catch(() => undefined);
-  const history = await withTestWorker({ taskQueue, activities: activities([]) }, async () => {
-    const handle = await record(client, taskQueue, input, failures(4));
-    await waitFor('HALF_OPEN', async () => ((await handle.query(breakerStateQuery)).state === 'HALF_OPEN' ? true : undefined));
-    const d = await handle.executeUpdate(acquirePermitUpdate, { args: [{ permitId: 'trial', reporter: 'w1' }] });
-    expect(d.granted).toBe(true);
-    await handle.signal(recordOutcomesSignal, { reporter: 'w1', outcomes: [{ ok: true, latencyMs: 2, startedAt: Date.now(), generation: d.generation, permitId: 'trial' }] });
-    await waitFor('CLOSED', async () => ((await handle.query(breakerStateQuery)).state === 'CLOSED' ? true : undefined));
-    await forceOpen(client, id, { taskQueue, note: 'capture' });
-    const h = await handle.fetchHistory();
-    await handle.terminate('captured');
-    return h;
-  });
-  await Worker.runReplayHistory(workflowSource(), history, workflowId);
-  if (process.env.IA_CAPTURE_HISTORIES) {
-    const dir = join(__dirname, '..', 'histories');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, 'breaker-trip-trial-close-force.json'), JSON.stringify({ workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
-  }
+  const id = serviceId();
+  const { history } = await withTestWorker({ taskQueue, activities: activities([]) }, () => breakerLifecycle(client, taskQueue, id));
+  const types = history.events!.map((e) => e.eventType);
+  expect(types.at(-1)).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+  await Worker.runReplayHistory(workflowSource(), history, workflowIds.breaker(id));
 });
