@@ -222,6 +222,8 @@ export const credentialSchema = z.strictObject({
   gracePeriod: durationMs.default(3_600_000),
   /** Rotate automatically this often, ms; absent means on demand only. */
   schedule: positiveDurationMs.optional(),
+  /** Consumers worked on at once within one rotation batch; default 32. */
+  maxParallel: z.number().int().min(1).max(1000).optional(),
 });
 
 export const registrySchema = z.strictObject({

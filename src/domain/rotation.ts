@@ -155,7 +155,7 @@ export function planRotation(registry: Registry, credentialId: string, opts: { g
     throw new RangeError(`gracePeriodMs: expected a finite number of ms >= 0, got ${opts.gracePeriodMs}`);
   }
   const batches = planBatches(registry.services, cred.consumers);
-  const maxParallel = (cred as { maxParallel?: number }).maxParallel ?? DEFAULT_MAX_PARALLEL;
+  const maxParallel = cred.maxParallel ?? DEFAULT_MAX_PARALLEL;
   return {
     credentialId,
     issuer: issuer.id,
