@@ -45,11 +45,11 @@ export function registryFor(
   credentialId: string,
   issuerId: string,
   consumers: ConsumerDef[],
-  extra: { gracePeriod?: string; issuerRotation?: Record<string, unknown>; maxParallel?: number; schedule?: string } = {},
+  extra: { gracePeriod?: string; issuerRotation?: Record<string, unknown>; maxParallel?: number; schedule?: string; issuerUrl?: string; provider?: string } = {},
 ): Registry {
   const doc = {
     services: [
-      { id: issuerId, type: 'api', endpoints: [{ url: server.base(issuerId) }], rotation: { provider: 'http', stepTimeout: '5s', ...extra.issuerRotation } },
+      { id: issuerId, type: 'api', endpoints: [{ url: extra.issuerUrl ?? server.base(issuerId) }], rotation: { provider: extra.provider ?? 'http', stepTimeout: '5s', ...extra.issuerRotation } },
       ...consumers.map((c) => ({
         id: c.id,
         type: 'api',
@@ -64,9 +64,10 @@ export function registryFor(
         id: credentialId,
         issuer: issuerId,
         consumers: consumers.map((c) => c.id),
-        provider: 'http',
+        provider: extra.provider ?? 'http',
         gracePeriod: extra.gracePeriod ?? '0s',
         ...(extra.schedule ? { schedule: extra.schedule } : {}),
+        ...(extra.maxParallel ? { maxParallel: extra.maxParallel } : {}),
       },
     ],
   };
