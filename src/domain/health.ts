@@ -7,6 +7,7 @@
  */
 import type { HealthCheck, MaintenanceWindow, ServiceSpec } from './registry';
 import { healthCheckSchema } from './registry';
+import { impactOf } from './graph';
 
 /** The status of a service, as the sweep and the per-service entity report it. */
 export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy' | 'impacted' | 'unknown' | 'maintenance';
@@ -222,26 +223,6 @@ export function inconclusiveResult(serviceId: string, startedAt: number, detail:
 // ---------------------------------------------------------------------------
 // Dependency graph: impact and root cause
 
-/**
- * Every service that depends on `id`, directly or transitively (sorted).
- * `nodes` maps id -> dependsOn; unknown ids and cycles are tolerated.
- */
-export function dependentsOf(nodes: ReadonlyArray<{ id: string; dependsOn: readonly string[] }>, id: string): string[] {
-  const rev = new Map<string, string[]>();
-  for (const n of nodes) for (const d of n.dependsOn) (rev.get(d) ?? rev.set(d, []).get(d)!).push(n.id);
-  const out = new Set<string>();
-  const stack = [id];
-  while (stack.length) {
-    for (const m of rev.get(stack.pop()!) ?? []) {
-      if (m !== id && !out.has(m)) {
-        out.add(m);
-        stack.push(m);
-      }
-    }
-  }
-  return [...out].sort();
-}
-
 /** A service's sweep status after the dependency graph is applied. */
 export interface ClassifiedService {
   id: string;
@@ -267,11 +248,52 @@ export function classifySweep(
   nodes: ReadonlyArray<{ id: string; dependsOn: readonly string[] }>,
   results: ReadonlyMap<string, Pick<ProbeResult, 'verdict' | 'maintenance'>>,
 ): Map<string, ClassifiedService> {
-  const deps = new Map(nodes.map((n) => [n.id, n.dependsOn]));
   // A service failing inside its maintenance window still explains its dependents' failures.
-  const failing = (id: string) => results.get(id)?.verdict === 'fail';
+  const failing = new Set(nodes.filter((n) => results.get(n.id)?.verdict === 'fail').map((n) => n.id));
+  const known = new Set(nodes.map((n) => n.id));
+  const graph = nodes.map((n) => ({ id: n.id, dependsOn: n.dependsOn.filter((d) => known.has(d)) }));
+  let impact: Map<string, string[]>;
+  try {
+    impact = impactOf(graph, failing);
+  } catch {
+    impact = impactToleratingCycles(graph, failing);
+  }
+  const dependents = new Map<string, string[]>();
+  for (const n of graph) for (const d of n.dependsOn) (dependents.get(d) ?? dependents.set(d, []).get(d)!).push(n.id);
+  const out = new Map<string, ClassifiedService>();
+  for (const n of nodes) {
+    const r = results.get(n.id);
+    if (r?.maintenance) {
+      out.set(n.id, { id: n.id, status: 'maintenance' });
+      continue;
+    }
+    const roots = impact.get(n.id);
+    if (roots?.length) {
+      out.set(n.id, { id: n.id, status: 'impacted', rootCauses: roots });
+      continue;
+    }
+    const status: HealthStatus =
+      r === undefined ? 'unknown' : r.verdict === 'pass' ? 'healthy' : r.verdict === 'warn' ? 'degraded' : r.verdict === 'fail' ? 'unhealthy' : 'unknown';
+    const c: ClassifiedService = { id: n.id, status };
+    if (status === 'unhealthy') {
+      const all = new Set<string>();
+      const stack = [n.id];
+      while (stack.length) for (const m of dependents.get(stack.pop()!) ?? []) if (m !== n.id && !all.has(m)) (all.add(m), stack.push(m));
+      c.impacts = [...all].sort();
+    }
+    out.set(n.id, c);
+  }
+  return out;
+}
+
+/**
+ * `impactOf` for a graph with cycles (the registry refuses them; a sweep must
+ * still answer): plain walks, and among failing services that explain each
+ * other the smallest id is the root, so exactly one of them alerts.
+ */
+function impactToleratingCycles(nodes: ReadonlyArray<{ id: string; dependsOn: readonly string[] }>, failing: ReadonlySet<string>): Map<string, string[]> {
+  const deps = new Map(nodes.map((n) => [n.id, n.dependsOn]));
   const memo = new Map<string, Set<string>>();
-  // Failing transitive dependencies of id (never id itself): a plain graph walk, so cycles are safe.
   const failingDeps = (id: string): Set<string> => {
     const cached = memo.get(id);
     if (cached) return cached;
@@ -280,37 +302,21 @@ export function classifySweep(
     const stack = [...(deps.get(id) ?? [])];
     while (stack.length) {
       const d = stack.pop()!;
-      if (seen.has(d) || !deps.has(d)) continue;
+      if (seen.has(d)) continue;
       seen.add(d);
-      if (failing(d)) out.add(d);
-      stack.push(...deps.get(d)!);
+      if (failing.has(d)) out.add(d);
+      stack.push(...(deps.get(d) ?? []));
     }
     memo.set(id, out);
     return out;
   };
-  const out = new Map<string, ClassifiedService>();
+  const out = new Map<string, string[]>();
   for (const n of nodes) {
-    const r = results.get(n.id);
-    if (r?.maintenance) {
-      out.set(n.id, { id: n.id, status: 'maintenance' });
-      continue;
-    }
     const fdeps = failingDeps(n.id);
-    if (fdeps.size > 0) {
-      let roots = [...fdeps].filter((d) => failingDeps(d).size === 0).sort();
-      // Failing services in a dependency cycle (the registry refuses cycles; tolerated here):
-      // the smallest id of the cycle is the root, so exactly one of them alerts.
-      if (roots.length === 0) roots = [[...fdeps, ...(failing(n.id) ? [n.id] : [])].sort()[0]!];
-      if (roots[0] !== n.id) {
-        out.set(n.id, { id: n.id, status: 'impacted', rootCauses: roots });
-        continue;
-      }
-    }
-    const status: HealthStatus =
-      r === undefined ? 'unknown' : r.verdict === 'pass' ? 'healthy' : r.verdict === 'warn' ? 'degraded' : r.verdict === 'fail' ? 'unhealthy' : 'unknown';
-    const c: ClassifiedService = { id: n.id, status };
-    if (status === 'unhealthy') c.impacts = dependentsOf(nodes, n.id);
-    out.set(n.id, c);
+    if (fdeps.size === 0) continue;
+    let roots = [...fdeps].filter((d) => failingDeps(d).size === 0).sort();
+    if (roots.length === 0) roots = [[...fdeps, ...(failing.has(n.id) ? [n.id] : [])].sort()[0]!];
+    if (roots[0] !== n.id) out.set(n.id, roots);
   }
   return out;
 }

@@ -199,7 +199,7 @@ describe('hysteresis and alerts', () => {
           s = r.state;
           if (x.dup) expect(applyObservation(s, o).alerts).toEqual([]);
         });
-        expect(s.alert.open).toBe(expectNext === 'RESOLVED');
+        expect(s.alert.open).toBe((expectNext as string) === 'RESOLVED');
       }),
       { numRuns: 300 },
     );
