@@ -12,6 +12,8 @@ import { SqliteCredentialStore, type CredentialStore } from './credential-store'
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
 import type { RotationProvider } from './providers';
 import { createCoordinatorActivities, CoordinatorError, type Coordinator } from './coordinator';
+import { builtInProviders } from './providers';
+import { coordinatorMakeTransport, createMakeActivities, createMakeClients, createMakeProvider } from './make';
 
 export interface ActivityDeps {
   registry: RegistrySource;
@@ -30,6 +32,8 @@ export interface ActivityDeps {
 }
 
 export function createActivities(deps: ActivityDeps) {
+  // Make.com: one set of clients (per-organization API limits) shared by the Make activities and the `make` rotation provider.
+  const makeClients = createMakeClients({ registry: deps.registry, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id) });
   return {
     ...createRegistryActivities(deps.registry),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
@@ -38,10 +42,11 @@ export function createActivities(deps: ActivityDeps) {
     ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
     ...createRotationActivities({
       store: deps.rotation?.store ?? new SqliteCredentialStore({ dataDir: deps.dataDir }),
-      providers: deps.rotation?.providers,
+      providers: deps.rotation?.providers ?? { ...builtInProviders(), make: createMakeProvider(makeClients) },
       preflight: deps.rotation?.preflight,
     }),
     ...createCoordinatorActivities(deps.coordinator ?? missingCoordinator),
+    ...createMakeActivities({ registry: deps.registry, dataDir: deps.dataDir, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id) }, makeClients),
   };
 }
 
