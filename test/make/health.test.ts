@@ -127,3 +127,14 @@ test("the organization's license.apiLimit is read once and enforced", async () =
   expect(fake.requests.filter((q) => q.status === 429)).toHaveLength(0);
   expect(fake.requests.filter((q) => q.path === `/api/v2/organizations/${fake.organizationId}`)).toHaveLength(1);
 });
+
+test('probeMakeServices gives the sweep one probe result per service; a service that is not make is inconclusive, never healthy', async () => {
+  seedHealthy();
+  fake.connections.get(128)!.data = { apiKey: 'wrong' };
+  rig = makeRig(fake, makeRegistryYaml(fake, block));
+  const acts = createMakeHealthActivities({}, rig.clients);
+  const [make, crm] = await acts.probeMakeServices({ serviceIds: ['make-prod', 'crm-api'] });
+  expect(make).toMatchObject({ serviceId: 'make-prod', verdict: 'fail' });
+  expect(make!.detail).toMatch(/connection 128 \(CRM\): unhealthy — connection test failed \(verified: false\)/);
+  expect(crm).toMatchObject({ serviceId: 'crm-api', verdict: 'inconclusive', detail: expect.stringMatching(/service "crm-api" is type api, not make/) });
+});

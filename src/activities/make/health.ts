@@ -106,7 +106,7 @@ export function createMakeHealthActivities(deps: Pick<MakeDeps, 'hookConnectTime
   const hookTimeoutMs = deps.hookConnectTimeoutMs ?? 3_000;
   if (!Number.isFinite(hookTimeoutMs) || hookTimeoutMs <= 0) throw new RangeError(`invalid hookConnectTimeoutMs ${hookTimeoutMs}: must be > 0`);
 
-  return {
+  const activities = {
     /**
      * Checks a Make service's token, connections, scenarios and hooks.
      * @returns the report; never throws for an unhealthy Make (that is a result), only for a registry error (non-retryable).
@@ -202,6 +202,34 @@ export function createMakeHealthActivities(deps: Pick<MakeDeps, 'hookConnectTime
         heartbeat(p.kind);
       }
       return finish();
+    },
+  };
+
+  return {
+    ...activities,
+    /**
+     * The health sweep's view: one {@link ProbeResult} per Make service, in
+     * the order given, checked with bounded concurrency (2 at once: Make's limit
+     * is per organization). A service whose check cannot run (not a make
+     * service, no make block) gets an `inconclusive` result naming why — never healthy.
+     * @param input.unhealthyServices services the sweep already found unhealthy (scenario impact).
+     */
+    async probeMakeServices(input: { serviceIds: string[]; unhealthyServices?: string[] }): Promise<ProbeResult[]> {
+      const limit = pLimit(2);
+      return Promise.all(
+        input.serviceIds.map((serviceId) =>
+          limit(async (): Promise<ProbeResult> => {
+            const startedAt = Date.now();
+            try {
+              const r = await activities.checkMakeService({ serviceId, unhealthyServices: input.unhealthyServices });
+              heartbeat(serviceId);
+              return r.probe;
+            } catch (err) {
+              return { serviceId, verdict: 'inconclusive', latencyMs: 0, startedAt, detail: `Make check could not run: ${(err as Error).message}`.slice(0, 300) };
+            }
+          }),
+        ),
+      );
     },
   };
 }
