@@ -137,6 +137,8 @@ export interface BreakerGateOptions {
   maxBufferedOutcomes?: number;
   /** Trial-permit updates in flight at once per service from this process, 1..100. Default 5. */
   maxConcurrentPermitRequests?: number;
+  /** Deadline of each state query, ms, 100..60 000; the first call to a service waits at most this. Default 2000. */
+  queryTimeoutMs?: number;
   /** Services not admitted for this long stop being refreshed, ms. Default 60 000. */
   idleAfterMs?: number;
   metrics?: BreakerMetrics;
@@ -155,6 +157,8 @@ interface Entry {
   fetchedAtMs: number;
   lastUsedMs: number;
   refreshing?: Promise<void>;
+  refreshStartedMs: number;
+  refreshSeq: number;
   /** A refresh was asked for while one was in flight: run another after it. */
   refreshAgain: boolean;
   /** Re-query after the current flush completes (a local failure was sent). */
@@ -185,6 +189,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
   private readonly maxBuffered: number;
   private readonly maxPermitRequests: number;
   private readonly idleAfterMs: number;
+  private readonly queryTimeoutMs: number;
   private readonly entries = new Map<string, Entry>();
   private readonly refreshTimer: NodeJS.Timeout;
   private closed = false;
@@ -201,6 +206,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
     this.maxBatchSize = intOption('maxBatchSize', opts.maxBatchSize, 500, 1, 5000);
     this.maxBuffered = intOption('maxBufferedOutcomes', opts.maxBufferedOutcomes, 10_000, this.maxBatchSize, 10_000_000);
     this.maxPermitRequests = intOption('maxConcurrentPermitRequests', opts.maxConcurrentPermitRequests, 5, 1, 100);
+    this.queryTimeoutMs = intOption('queryTimeoutMs', opts.queryTimeoutMs, 2000, 100, 60_000);
     this.idleAfterMs = intOption('idleAfterMs', opts.idleAfterMs, 60_000, 1000, 86_400_000);
     this.refreshTimer = setInterval(() => this.refreshAll(), this.refreshIntervalMs);
     this.refreshTimer.unref();
@@ -277,6 +283,8 @@ export class BreakerGate implements CallGate, OutcomeSink {
         lastUsedMs: Date.now(),
         refreshAfterFlush: false,
         refreshAgain: false,
+        refreshStartedMs: 0,
+        refreshSeq: 0,
         freePermit: undefined as unknown as Promise<CallPermit>,
         freePermitGeneration: -1,
         buffer: [],
@@ -360,14 +368,25 @@ export class BreakerGate implements CallGate, OutcomeSink {
     if (this.closed) return;
     const now = Date.now();
     for (const e of this.entries.values()) {
-      if (now - e.lastUsedMs <= this.idleAfterMs && !e.refreshing) void this.refreshEntry(e);
+      if (now - e.lastUsedMs <= this.idleAfterMs) void this.refreshEntry(e);
     }
   }
 
+  /**
+   * Queries the breaker. A query still unanswered after `refreshIntervalMs`
+   * (a breaker busy with its first task can hold one for a second or more)
+   * does not hold the next one back: answers are ordered by generation.
+   */
   private refreshEntry(e: Entry): Promise<void> {
-    e.refreshing ??= (async () => {
+    const now = Date.now();
+    if (e.refreshing && now - e.refreshStartedMs < this.refreshIntervalMs) return e.refreshing;
+    e.refreshStartedMs = now;
+    const seq = ++e.refreshSeq;
+    e.refreshing = (async () => {
       try {
-        const view: BreakerView = await this.client.workflow.getHandle(e.workflowId).query(breakerStateQuery);
+        const view: BreakerView = await this.client.withDeadline(Date.now() + this.queryTimeoutMs, () =>
+          this.client.workflow.getHandle(e.workflowId).query(breakerStateQuery),
+        );
         this.learn(e, view.state, view.generation, view.retryAfterMs, Date.now());
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) {
@@ -377,7 +396,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
           this.opts.onError?.(err, e.serviceId);
         }
       } finally {
-        e.refreshing = undefined;
+        if (e.refreshSeq === seq) e.refreshing = undefined;
       }
     })();
     return e.refreshing;

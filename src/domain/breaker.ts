@@ -561,7 +561,8 @@ function addReporter(m: Record<string, number>, r: string, n: number): void {
 
 function isStale(s: BreakerState, o: ReportedOutcome): boolean {
   if (o.generation !== undefined) return o.generation < s.generation;
-  return o.startedAt < s.sinceMs;
+  // Generation 0 has no earlier generation: calls made before the breaker started count.
+  return s.generation > 0 && o.startedAt < s.sinceMs;
 }
 
 function recordOutcome(s: BreakerState, o: ReportedOutcome, reporter: string, nowMs: number): void {

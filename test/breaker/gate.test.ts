@@ -1,0 +1,155 @@
+/**
+ * The per-process gate against real breaker workflows on the shared dev
+ * server: two gates, each with its own client connection, stand for two
+ * worker processes sharing one breaker.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { Registry as PromRegistry } from 'prom-client';
+import { createBreakerActivities } from '../../src/activities/breaker';
+import { BreakerGate, BreakerOpenError } from '../../src/activities/breaker-gate';
+import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
+import type { CallPermit } from '../../src/activities/ports';
+import type { BreakerOptions } from '../../src/domain/breaker';
+import { workflowIds } from '../../src/domain/constants';
+import type { CallOutcome } from '../../src/domain/outcome';
+import { breakerStateQuery } from '../../src/workflows/breaker';
+import { waitFor } from './scenario';
+import { closeTestClient, testAddress, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
+
+const options: Partial<BreakerOptions> = {
+  slidingWindowSize: 20,
+  minimumNumberOfCalls: 5,
+  failureRateThreshold: 50,
+  waitDurationInOpenStateMs: 3000,
+  permittedNumberOfCallsInHalfOpenState: 2,
+};
+
+const connections: Connection[] = [];
+async function ownClient(): Promise<Client> {
+  const connection = await Connection.connect({ address: testAddress() });
+  connections.push(connection);
+  return new Client({ connection });
+}
+
+afterAll(async () => {
+  await closeTestClient();
+  for (const c of connections) await c.close();
+});
+
+function outcome(serviceId: string, ok: boolean, reporter: string): CallOutcome {
+  return { serviceId, endpoint: 'http://127.0.0.1:1', ok, status: ok ? 200 : 503, statusClass: ok ? '2xx' : '5xx', latencyMs: 3, startedAt: Date.now(), reporter };
+}
+
+async function rejection(p: Promise<CallPermit>): Promise<BreakerOpenError | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    if (err instanceof BreakerOpenError) return err;
+    throw err;
+  }
+}
+
+test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the update; success closes for both', async () => {
+  const taskQueue = uniqueTaskQueue('gate');
+  const serviceId = `gate-${randomUUID().slice(0, 8)}`;
+  const metricsRegistry = new PromRegistry();
+  const metrics = registerBreakerMetrics(metricsRegistry);
+  await withTestWorker({ taskQueue, activities: createBreakerActivities({ metrics }) }, async () => {
+    const a = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-a', optionsFor: () => options, metrics });
+    const b = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-b', optionsFor: () => options });
+    try {
+      // Nothing started yet: both admit (CLOSED, generation 0), from the cache after the first look.
+      const pa = await a.admit(serviceId);
+      const pb = await b.admit(serviceId);
+      expect([pa.generation, pb.generation]).toEqual([0, 0]);
+      expect(b.cached(serviceId)).toMatchObject({ state: 'CLOSED', generation: 0 });
+      // Worker A sees the service fail; its failures start the breaker lazily and trip it.
+      for (let i = 0; i < 5; i++) (await a.admit(serviceId)).report(outcome(serviceId, false, 'worker-a'));
+      const err = await waitFor('A rejects', async () => rejection(a.admit(serviceId)));
+      expect(err).toMatchObject({ name: 'BreakerOpenError', serviceId, state: 'OPEN', generation: 1 });
+      expect(err.retryAfterMs).toBeGreaterThan(0);
+      expect(err.retryAfterMs).toBeLessThanOrEqual(3000);
+      // Worker B never saw a failure; its periodic refresh brings the trip.
+      const errB = await waitFor('B rejects', async () => rejection(b.admit(serviceId)));
+      expect(errB.state).toBe('OPEN');
+      // The rejection is the activity's next retry delay.
+      const failure = errB.toApplicationFailure();
+      expect(failure).toBeInstanceOf(ApplicationFailure);
+      expect(failure).toMatchObject({ type: 'BreakerOpenError', nonRetryable: false });
+      expect(Number(failure.nextRetryDelay)).toBe(Math.ceil(errB.retryAfterMs));
+
+      // After the wait: HALF_OPEN admits exactly the permitted 2 of 8 concurrent callers across both gates.
+      const handle = (await testClient()).workflow.getHandle(workflowIds.breaker(serviceId));
+      await waitFor('HALF_OPEN', async () => ((await handle.query(breakerStateQuery)).state === 'HALF_OPEN' ? true : undefined));
+      await Promise.all([a.refresh(serviceId), b.refresh(serviceId)]);
+      const attempts = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).admit(serviceId)));
+      const permits = attempts.filter((r): r is PromiseFulfilledResult<CallPermit> => r.status === 'fulfilled').map((r) => r.value);
+      expect(permits).toHaveLength(2);
+      for (const r of attempts.filter((x) => x.status === 'rejected')) expect((r as PromiseRejectedResult).reason).toBeInstanceOf(BreakerOpenError);
+      for (const p of permits) p.report(outcome(serviceId, true, 'trial'));
+      await waitFor('A admits again', async () => ((await a.admit(serviceId).then(() => true, () => undefined)) ? true : undefined));
+      await waitFor('B admits again', async () => ((await b.admit(serviceId).then(() => true, () => undefined)) ? true : undefined));
+      expect(a.cached(serviceId)).toMatchObject({ state: 'CLOSED', generation: 3 });
+      const view = await handle.query(breakerStateQuery);
+      expect(view.transitions.map((t) => `${t.from}>${t.to}`)).toEqual(['CLOSED>OPEN', 'OPEN>HALF_OPEN', 'HALF_OPEN>CLOSED']);
+
+      const text = await metricsRegistry.metrics();
+      expect(text).toContain(`integration_agent_breaker_state{service_id="${serviceId}"} 0`);
+      expect(text).toMatch(new RegExp(`integration_agent_breaker_rejected_calls_total\\{service_id="${serviceId}",state="OPEN"\\} [1-9]`));
+      await waitFor('transition counted', async () =>
+        (await metricsRegistry.metrics()).includes(`integration_agent_breaker_transitions_total{service_id="${serviceId}",from="HALF_OPEN",to="CLOSED",reason="trials_succeeded"} 1`) ? true : undefined,
+      );
+      await handle.terminate('test done');
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+test('outcomes from the OutcomeSink are batched into few signals, none lost', async () => {
+  const taskQueue = uniqueTaskQueue('gate');
+  const serviceId = `sink-${randomUUID().slice(0, 8)}`;
+  await withTestWorker({ taskQueue, activities: createBreakerActivities() }, async () => {
+    const gate = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-s', optionsFor: () => ({ slidingWindowSize: 1000, minimumNumberOfCalls: 1000 }), maxBatchSize: 100, flushIntervalMs: 50 });
+    try {
+      for (let i = 0; i < 1000; i++) gate.record(outcome(serviceId, true, 'worker-s'));
+      await gate.flush();
+      const handle = (await testClient()).workflow.getHandle(workflowIds.breaker(serviceId));
+      const view = await waitFor('all recorded', async () => {
+        const v = await handle.query(breakerStateQuery);
+        return v.counters.recorded === 1000 ? v : undefined;
+      });
+      expect(view.window.totalCalls).toBe(1000);
+      const history = await handle.fetchHistory();
+      const signals = history.events!.filter((e) => e.workflowExecutionSignaledEventAttributes).length;
+      expect(signals).toBeLessThanOrEqual(12);
+      await handle.terminate('test done');
+    } finally {
+      await gate.close();
+    }
+  });
+});
+
+test('with Temporal unreachable the gate fails open and reports the error', async () => {
+  const errors: unknown[] = [];
+  const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200 }) });
+  const gate = new BreakerGate({ client, taskQueue: 'nowhere', queryTimeoutMs: 300, onError: (e) => errors.push(e) });
+  try {
+    const permit = await gate.admit('unreachable-service');
+    expect(permit.generation).toBe(0);
+    expect(errors.length).toBeGreaterThan(0);
+  } finally {
+    await gate.close().catch(() => undefined);
+    await client.connection.close();
+  }
+});
+
+test('bad gate options are refused with the option and the value', async () => {
+  const client = await testClient();
+  expect(() => new BreakerGate({ client, taskQueue: 'q', refreshIntervalMs: 5000 })).toThrow(new RangeError('BreakerGate option refreshIntervalMs must be an integer in 20..1000, got 5000'));
+  expect(() => new BreakerGate({ client, taskQueue: '' })).toThrow(/taskQueue must be a non-empty string, got ""/);
+});
