@@ -185,19 +185,32 @@ export function createRotationActivities(deps: RotationActivityDeps) {
 
     /**
      * setSecret (and, with `step: 'restore'`, its compensation): installs
-     * `versionId` in one consumer. Idempotent per `idempotencyKey`.
+     * `versionId` in one consumer. Idempotent per `idempotencyKey`. With
+     * `verifyAfter`, also tries testSecret once and reports `verified`.
      */
-    async installVersion(input: ServiceStepInput & { idempotencyKey: string; step: 'install' | 'restore' }): Promise<void> {
+    async installVersion(input: ServiceStepInput & { idempotencyKey: string; step: 'install' | 'restore'; verifyAfter?: boolean }): Promise<{ verified: boolean }> {
       const { credential, service, versionId } = input;
       const p = provider(service.rotation?.provider ?? 'http', `services.${service.id}.rotation.provider`);
+      let secret: string;
       try {
-        const secret = await secretOf(credential.id, versionId);
+        secret = await secretOf(credential.id, versionId);
         await p.install(ctx(credential, service, input.timeoutMs), { versionId, secret, idempotencyKey: input.idempotencyKey });
         await audit({ credentialId: credential.id, step: input.step, serviceId: service.id, versionId, outcome: 'ok', detail: null });
       } catch (err) {
         await audit({ credentialId: credential.id, step: input.step, serviceId: service.id, versionId, outcome: 'failed', detail: (err as Error).message });
         throw toFailure(err);
       }
+      if (!input.verifyAfter) return { verified: false };
+      // One immediate testSecret attempt saves a round trip when the consumer switches at once;
+      // otherwise the workflow runs verifyVersion with its propagation backoff.
+      try {
+        const inUse = (await p.verify(ctx(credential, service, input.timeoutMs), { versionId, secret })).versionId;
+        if (inUse !== versionId) return { verified: false };
+      } catch {
+        return { verified: false };
+      }
+      await audit({ credentialId: credential.id, step: 'verify', serviceId: service.id, versionId, outcome: 'ok', detail: null });
+      return { verified: true };
     },
 
     /**

@@ -210,22 +210,25 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     p.step = 'install';
     p.status = 'running';
     try {
-      await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 3)).installVersion({
+      const installed = await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 3)).installVersion({
         credential,
         service,
         versionId,
         timeoutMs: c.stepTimeoutMs,
         idempotencyKey: `${rotationKey}/install/${c.id}/${versionId}`,
         step: 'install',
+        verifyAfter: true,
       });
       p.holds = 'pending';
       p.step = 'verify';
-      await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, c.verifyAttempts, c.verifyIntervalMs)).verifyVersion({
-        credential,
-        service,
-        versionId,
-        timeoutMs: c.stepTimeoutMs,
-      });
+      if (!installed.verified) {
+        await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, c.verifyAttempts, c.verifyIntervalMs)).verifyVersion({
+          credential,
+          service,
+          versionId,
+          timeoutMs: c.stepTimeoutMs,
+        });
+      }
       p.status = 'ok';
     } catch (err) {
       p.status = 'failed';
