@@ -11,5 +11,7 @@ try {
   throw err;
 }
 cli.main(process.argv).then(() => {
-  // Commands that leave nothing running let the process end by itself.
+  // Every command has closed what it opened by now; should a library still hold
+  // a handle open, do not hang: exit with the command's code shortly after.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
 });

@@ -29,7 +29,7 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ia-capture-'));
   const config = { ...loadConfig({ ...process.env, INTEGRATION_AGENT_DATA_DIR: dataDir, LOG_LEVEL: 'warn' }), address: server.address };
   process.env.INTEGRATION_AGENT_CODEC_KEYS = keys;
-  const logger = createLogger('warn', 2 as never);
+  const logger = createLogger('warn', 'stderr');
   const agent = await createAgentWorker({ config, registry: staticRegistry(registry), logger });
   const running = agent.run();
   const client = await connectClient(config);
@@ -48,7 +48,7 @@ async function main(): Promise<void> {
       await save(workflowId, `dev-rotation-${c.id}.json`);
     }
   } finally {
-    agent.worker.shutdown();
+    if (agent.worker.getState() === 'RUNNING') agent.worker.shutdown();
     await running;
     await client.connection.close();
     await server.stop();

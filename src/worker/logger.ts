@@ -10,9 +10,10 @@ export const REDACT_KEYS = ['secret', 'password', 'token', 'apiKey', 'authorizat
 
 /**
  * @param level pino level.
- * @param destination where lines go (default stdout; the CLI passes stderr so `--json` stdout stays clean).
+ * @param to where lines go: `stdout` (default) or `stderr` (commands whose stdout carries `--json` output).
  */
-export function createLogger(level: string, destination: pino.DestinationStream = pino.destination(1)): Logger {
+export function createLogger(level: string, to: 'stdout' | 'stderr' = 'stdout'): Logger {
+  const destination = pino.destination({ fd: to === 'stderr' ? 2 : 1, sync: true });
   const paths = REDACT_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers.${k.toLowerCase()}`]);
   return pino({ level, base: { pid: process.pid }, redact: { paths, censor: '[redacted]' } }, destination);
 }

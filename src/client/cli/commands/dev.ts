@@ -71,7 +71,7 @@ export function register(program: Command): void {
     .option('--ui-port <n>', 'Web UI port (default 8233, or a free one)', (v) => Number.parseInt(v, 10))
     .action(async (opts: { registry?: string; once?: boolean; json?: boolean; port?: number; uiPort?: number }) => {
       const base = loadConfig({ LOG_LEVEL: 'warn', ...process.env });
-      const logger = createLogger(base.logLevel, 2 as never);
+      const logger = createLogger(base.logLevel, 'stderr');
       const say = (msg: string) => {
         if (!opts.json) process.stdout.write(`${msg}\n`);
       };
@@ -85,7 +85,8 @@ export function register(program: Command): void {
       let stopping: Promise<void> | undefined;
       const stop = () =>
         (stopping ??= (async () => {
-          agent?.worker.shutdown();
+          // The Runtime may already be draining the worker on SIGINT/SIGTERM.
+          if (agent?.worker.getState() === 'RUNNING') agent.worker.shutdown();
           await running?.catch(() => undefined);
           await client?.connection.close().catch(() => undefined);
           await server?.stop();
