@@ -84,3 +84,24 @@ test('pageLimit and timeoutMs are validated by name', () => {
   expect(() => client({ timeoutMs: -1 })).toThrow(/timeoutMs -1/);
   expect(() => new MakeOrganizationLimits().set(1, 0)).toThrow(/invalid Make API limit 0 for organization 1/);
 });
+
+test('Make errors become Temporal failures: 429 retryable after Retry-After (either form), 4xx non-retryable, with Make\'s words', async () => {
+  const { toMakeFailure } = await import('../../src/activities/make/failure');
+  const c = client();
+  fake.inject({ status: 429, headers: { 'retry-after': '7' }, body: { detail: 'Requests limit for organization exceeded, please try again later.', message: 'Too Many Requests', code: 'SC429' } });
+  const e429 = (await c.me().catch((e: unknown) => e)) as MakeApiError;
+  expect(e429.retryAfterMs).toBe(7000);
+  const f429 = toMakeFailure(e429, { attempt: 1, method: 'GET' });
+  expect(f429.nonRetryable).toBe(false);
+  expect(f429.nextRetryDelay).toBe(7000);
+  expect(f429.type).toBe('MAKE_HTTP_429');
+
+  fake.inject({ status: 503, headers: { 'retry-after': new Date(Date.now() + 30_000).toUTCString() } });
+  const e503 = (await c.me().catch((e: unknown) => e)) as MakeApiError;
+  expect(e503.retryAfterMs).toBeGreaterThan(25_000);
+  expect(e503.retryAfterMs).toBeLessThanOrEqual(30_000);
+
+  const f404 = toMakeFailure(await c.hook(4040).catch((e: unknown) => e), { attempt: 1, method: 'GET' });
+  expect(f404.nonRetryable).toBe(true);
+  expect(f404.message).toMatch(/GET \/hooks\/4040 .* 404 Not Found: Hook not found\./);
+});

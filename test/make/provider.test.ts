@@ -107,3 +107,14 @@ test('mint and revoke refuse: Make is a consumer only', async () => {
   await expect(p.mint(ctx(), { idempotencyKey: 'k' })).rejects.toThrow(/cannot mint/);
   await expect(p.revoke(ctx(), { versionId: 'v1' })).rejects.toThrow(/cannot revoke/);
 });
+
+test("a 429 from Make through the coordinator is a retryable provider error that keeps Make's message", async () => {
+  fake.inject({ match: (m, path) => m === 'POST' && path.endsWith('/set-data'), status: 429, body: { detail: 'Requests limit for organization exceeded, please try again later.', message: 'Too Many Requests', code: 'SC429' }, headers: { 'retry-after': '7' } });
+  const err = (await createMakeProvider(rig.clients)
+    .install(ctx(), { versionId: 'v2', secret: 'new-key-0002', idempotencyKey: 'k' })
+    .catch((e: unknown) => e)) as ProviderError;
+  expect(err).toBeInstanceOf(ProviderError);
+  expect(err.retryable).toBe(true);
+  expect(err.status).toBe(429);
+  expect(err.message).toMatch(/429 Too Many Requests: Requests limit for organization exceeded/);
+});

@@ -16,6 +16,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { SlidingLogLimiter } from '../../domain/rate-limit';
+import { parseRetryAfter } from '../../domain/retry';
 import {
   formatMakeError,
   isRetryableMakeStatus,
@@ -226,9 +227,9 @@ export class MakeClient {
     if (!exempt && this.limits) await this.limits.acquire(this.organizationId, signal, timeoutMs);
     const reply = await this.transport.send({ ...call, timeoutMs }, signal);
     if (reply.status >= 200 && reply.status < 300) return reply.body as T;
-    const ra = reply.headers['retry-after'];
-    const seconds = typeof ra === 'string' && /^\d+$/.test(ra.trim()) ? Number(ra) * 1000 : undefined;
-    throw new MakeApiError(parseMakeError(reply.status, call.method, call.path, reply.body), this.serviceId, seconds);
+    // Retry-After in either RFC 9110 form (delay-seconds or HTTP-date).
+    const retryAfterMs = parseRetryAfter(reply.headers['retry-after'], Date.now());
+    throw new MakeApiError(parseMakeError(reply.status, call.method, call.path, reply.body), this.serviceId, retryAfterMs);
   }
 
   /**
