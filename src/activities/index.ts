@@ -44,6 +44,7 @@ export function createActivities(deps: ActivityDeps) {
       store: deps.rotation?.store ?? new SqliteCredentialStore({ dataDir: deps.dataDir }),
       providers: deps.rotation?.providers ?? { ...builtInProviders(), make: createMakeProvider(makeClients) },
       preflight: deps.rotation?.preflight,
+      coordinator: deps.coordinator,
     }),
     ...createCoordinatorActivities(deps.coordinator ?? missingCoordinator),
     ...createMakeActivities({ registry: deps.registry, dataDir: deps.dataDir, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id) }, makeClients),

@@ -9,6 +9,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { CredentialSpec, ServiceSpec } from '../domain/registry';
 import type { CredentialStore, NewAuditEntry } from './credential-store';
+import type { Coordinator } from './coordinator';
 import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
 
 /** Optional views of other areas used by preflight; absent ones are skipped. */
@@ -24,6 +25,8 @@ export interface RotationActivityDeps {
   /** Providers by name; default {@link builtInProviders}. */
   providers?: Record<string, RotationProvider>;
   preflight?: RotationPreflightChecks;
+  /** The process's API coordinator; HTTP providers call services through it when given (see ProviderContext). */
+  coordinator?: Coordinator;
 }
 
 export interface PreflightInput {
@@ -118,6 +121,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     secrets: store,
     timeoutMs,
     signal: cancelSignal(),
+    coordinator: deps.coordinator,
   });
   const audit = (e: Omit<NewAuditEntry, 'actor'> & { actor?: string }) => store.audit({ ...e, actor: e.actor ?? actor() });
   const secretOf = async (credentialId: string, versionId: string): Promise<string> => {

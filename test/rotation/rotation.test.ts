@@ -2,7 +2,10 @@
  * rotateCredential end to end: real dev server, real worker, real HTTP
  * contract server, real SQLite store.
  */
-import { closeTestClient, testClient } from '../helpers/temporal';
+import { closeTestClient, testClient, withTestWorker } from '../helpers/temporal';
+import { createCoordinator } from '../../src/activities/coordinator';
+import { createRegistryActivities, staticRegistry } from '../../src/activities/registry';
+import { createRotationActivities } from '../../src/activities/rotation';
 import { getRotation, rotate, startRotation, endGracePeriod, RotationAlreadyRunningError } from '../../src/client/rotation';
 import { rotationFixture, type RotationFixture } from './support';
 
@@ -90,5 +93,36 @@ describe('grace period and one rotation at a time', () => {
       expect(result.previousRevoked).toBe(true);
       expect(fx.server.issuer('issuer').revoked).toEqual([fx.initialVersionId]);
     });
+  });
+});
+
+describe('through the API coordinator', () => {
+  let fx: RotationFixture;
+  beforeAll(async () => {
+    fx = await rotationFixture([{ id: 'co-1' }, { id: 'co-2', dependsOn: ['co-1'] }]);
+  });
+  afterAll(() => fx.close());
+
+  test('the http provider calls services via coordinator.request and the rotation completes; a rejection still rolls back', async () => {
+    const client = await testClient();
+    const coordinator = createCoordinator({ registry: staticRegistry(fx.registry), secrets: fx.store, reporterId: 'rotation-test' });
+    try {
+      const activities = { ...createRegistryActivities(staticRegistry(fx.registry)), ...createRotationActivities({ store: fx.store, coordinator }) };
+      await withTestWorker({ taskQueue: fx.taskQueue, activities }, async () => {
+        const ok = await rotate(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+        expect(ok.status).toBe('completed');
+        expect(fx.server.consumer('co-2').versionId).toBe(ok.versionId);
+        expect(fx.server.issuer('issuer').revoked).toEqual([fx.initialVersionId]);
+
+        fx.server.behaviour('co-2').acceptOnly = new Set([ok.versionId!]);
+        const back = await rotate(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+        expect(back.status).toBe('rolled_back');
+        expect(back.cause).toContain('via coordinator) answered 422');
+        expect(fx.server.consumer('co-1').versionId).toBe(ok.versionId);
+        expect((await fx.store.labels(fx.credentialId)).CURRENT?.versionId).toBe(ok.versionId);
+      });
+    } finally {
+      await coordinator.close();
+    }
   });
 });

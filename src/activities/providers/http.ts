@@ -9,6 +9,7 @@
  * `{base}` is `services[].rotation.baseUrl`, else the service's first endpoint.
  */
 import { request } from 'undici';
+import { CoordinatorError } from '../coordinator';
 import { ProviderError, rotationBaseUrl, type ProviderContext, type RotationProvider } from './types';
 
 /** Statuses worth retrying (DESIGN.md): 408, 429, 502, 503, 504 and any other 5xx except 501. */
@@ -63,57 +64,77 @@ export async function httpExchange(
   }
 }
 
-function statusError(what: string, method: string, url: string, status: number, body: unknown): ProviderError {
-  const reason = body && typeof body === 'object' && typeof (body as { error?: unknown }).error === 'string' ? `: ${(body as { error: string }).error.slice(0, 200)}` : '';
-  return new ProviderError(`${what}: ${method} ${url} answered ${status}${reason}`, retryableStatus(status), status);
+const credPath = (ctx: ProviderContext) => `/credentials/${encodeURIComponent(ctx.credential.id)}`;
+
+/**
+ * One contract call to `ctx.service`: through the coordinator when the
+ * context has one and the service has no separate `rotation.baseUrl`, else
+ * directly with {@link httpExchange}. Returns every status; throws only for
+ * transport failures (ProviderError, retryable as classified).
+ */
+async function exchange(
+  ctx: ProviderContext,
+  what: string,
+  path: string,
+  opts: { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; json?: unknown; idempotencyKey?: string },
+): Promise<HttpResponse & { where: string }> {
+  if (ctx.coordinator && ctx.service.rotation?.baseUrl === undefined) {
+    try {
+      const res = await ctx.coordinator.request(
+        ctx.service.id,
+        { method: opts.method, path, json: opts.json, idempotencyKey: opts.idempotencyKey, timeoutMs: ctx.timeoutMs, auth: false, throwOnStatus: false, cache: false },
+        ctx.signal,
+      );
+      return { status: res.status, body: res.json, where: `${opts.method} ${path} on ${ctx.service.id} (${res.endpoint}, via coordinator)` };
+    } catch (err) {
+      if (err instanceof CoordinatorError) throw new ProviderError(`${what}: ${err.message}`, err.retryable, err.status);
+      throw err;
+    }
+  }
+  const url = `${rotationBaseUrl(ctx.service)}${path}`;
+  const res = await httpExchange(what, url, { ...opts, timeoutMs: ctx.timeoutMs, signal: ctx.signal });
+  return { ...res, where: `${opts.method} ${url}` };
 }
 
-const credPath = (ctx: ProviderContext) => `${rotationBaseUrl(ctx.service)}/credentials/${encodeURIComponent(ctx.credential.id)}`;
+function statusError(what: string, where: string, status: number, body: unknown): ProviderError {
+  const reason = body && typeof body === 'object' && typeof (body as { error?: unknown }).error === 'string' ? `: ${(body as { error: string }).error.slice(0, 200)}` : '';
+  return new ProviderError(`${what}: ${where} answered ${status}${reason}`, retryableStatus(status), status);
+}
 
 /** The HTTP rotation contract provider. */
 export const httpProvider: RotationProvider = {
   name: 'http',
 
   async mint(ctx, req) {
-    const url = `${credPath(ctx)}/versions`;
     const what = `mint ${ctx.credential.id} at ${ctx.service.id}`;
-    const res = await httpExchange(what, url, { method: 'POST', json: {}, idempotencyKey: req.idempotencyKey, timeoutMs: ctx.timeoutMs, signal: ctx.signal });
-    if (res.status !== 201 && res.status !== 200) throw statusError(what, 'POST', url, res.status, res.body);
+    const res = await exchange(ctx, what, `${credPath(ctx)}/versions`, { method: 'POST', json: {}, idempotencyKey: req.idempotencyKey });
+    if (res.status !== 201 && res.status !== 200) throw statusError(what, res.where, res.status, res.body);
     const b = res.body as { versionId?: unknown; secret?: unknown } | undefined;
     if (typeof b?.versionId !== 'string' || b.versionId === '' || typeof b.secret !== 'string' || b.secret === '') {
-      throw new ProviderError(`${what}: POST ${url} answered ${res.status} without string "versionId" and "secret" fields (see docs/rotation.md)`, false);
+      throw new ProviderError(`${what}: ${res.where} answered ${res.status} without string "versionId" and "secret" fields (see docs/rotation.md)`, false);
     }
     return { versionId: b.versionId, secret: b.secret };
   },
 
   async install(ctx, req) {
-    const url = credPath(ctx);
     const what = `install ${ctx.credential.id} ${req.versionId} in ${ctx.service.id}`;
-    const res = await httpExchange(what, url, {
-      method: 'PUT',
-      json: { versionId: req.versionId, secret: req.secret },
-      idempotencyKey: req.idempotencyKey,
-      timeoutMs: ctx.timeoutMs,
-      signal: ctx.signal,
-    });
-    if (res.status < 200 || res.status > 299) throw statusError(what, 'PUT', url, res.status, res.body);
+    const res = await exchange(ctx, what, credPath(ctx), { method: 'PUT', json: { versionId: req.versionId, secret: req.secret }, idempotencyKey: req.idempotencyKey });
+    if (res.status < 200 || res.status > 299) throw statusError(what, res.where, res.status, res.body);
   },
 
   async verify(ctx) {
-    const url = credPath(ctx);
     const what = `verify ${ctx.credential.id} in ${ctx.service.id}`;
-    const res = await httpExchange(what, url, { method: 'GET', timeoutMs: ctx.timeoutMs, signal: ctx.signal });
+    const res = await exchange(ctx, what, credPath(ctx), { method: 'GET' });
     if (res.status === 404) return { versionId: undefined };
-    if (res.status !== 200) throw statusError(what, 'GET', url, res.status, res.body);
+    if (res.status !== 200) throw statusError(what, res.where, res.status, res.body);
     const v = (res.body as { versionId?: unknown } | undefined)?.versionId;
     return { versionId: typeof v === 'string' ? v : undefined };
   },
 
   async revoke(ctx, req) {
-    const url = `${credPath(ctx)}/versions/${encodeURIComponent(req.versionId)}`;
     const what = `revoke ${ctx.credential.id} ${req.versionId} at ${ctx.service.id}`;
-    const res = await httpExchange(what, url, { method: 'DELETE', timeoutMs: ctx.timeoutMs, signal: ctx.signal });
+    const res = await exchange(ctx, what, `${credPath(ctx)}/versions/${encodeURIComponent(req.versionId)}`, { method: 'DELETE' });
     if (res.status === 404 || (res.status >= 200 && res.status <= 299)) return;
-    throw statusError(what, 'DELETE', url, res.status, res.body);
+    throw statusError(what, res.where, res.status, res.body);
   },
 };

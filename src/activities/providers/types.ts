@@ -6,6 +6,7 @@
  * return besides `secret` may contain one.
  */
 import type { SecretReader } from '../ports';
+import type { Coordinator } from '../coordinator';
 import type { CredentialSpec, ServiceSpec } from '../../domain/registry';
 
 /** What every provider call gets. */
@@ -19,6 +20,12 @@ export interface ProviderContext {
   timeoutMs: number;
   /** Aborted when the activity is cancelled. */
   signal?: AbortSignal;
+  /**
+   * The process's API coordinator: when given, HTTP providers call services
+   * through it (pooled connections, rate limits, breaker gate, outcomes), except
+   * for services whose `rotation.baseUrl` points elsewhere than their endpoints.
+   */
+  coordinator?: Coordinator;
 }
 
 export interface MintRequest {
