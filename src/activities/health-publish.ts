@@ -1,14 +1,22 @@
 /**
  * `publishSweep`: after a sweep has judged every service, record the results
  * in the health store (long history) and hand each service's observation, with
- * its fresh figures, to its `service/<id>` workflow by signal-with-start.
+ * its fresh figures, to its `service/<id>` workflow by update-with-start.
+ *
+ * The update answers whether the service is now steady (healthy, nothing
+ * counted, no alert open); while it stays so, further plain passes are not
+ * sent (they could change nothing) except as a keepalive every
+ * `keepaliveMs`, and the next message carries the latest skipped pass. At
+ * 1,000 services this takes a steady sweep from 1,000 workflow updates to the
+ * few that matter (figures in docs/health.md).
  */
-import type { Client } from '@temporalio/client';
+import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import { workflowIds } from '../domain/constants';
 import type { HealthFigures, HealthStatus, ProbeResult } from '../domain/health';
-import { healthObservationSignal, type ServiceObservationSignal } from '../workflows/service-health';
+import { observeHealthUpdate, type ServiceObservationSignal } from '../workflows/service-health';
+import { retryUpdateWhileNotReady } from './breaker-gate';
 import type { HealthMetrics } from './health-metrics';
 import { openHealthStore, type HealthStore } from './health-store';
 
@@ -27,6 +35,12 @@ export interface HealthPublishDeps {
   now?: () => number;
   /** Prometheus metrics to update (see `registerHealthMetrics`). */
   metrics?: HealthMetrics;
+  /**
+   * A steady service (healthy, nothing counted, no alert open) whose probe
+   * passes again is not signalled, except at least this often, ms (jittered
+   * +-25% per service); default 120000. 0 signals every observation.
+   */
+  keepaliveMs?: number;
 }
 
 /** One service of a sweep, as published. */
@@ -55,6 +69,15 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
   const every = deps.figuresEveryMs ?? 60_000;
   const limit = pLimit(deps.signalConcurrency ?? 50);
   const lastFigures = new Map<string, HealthFigures>();
+  const keepaliveMs = deps.keepaliveMs ?? 120_000;
+  if (!(keepaliveMs >= 0)) throw new RangeError(`createHealthPublishActivities: keepaliveMs must be >= 0, got ${keepaliveMs}`);
+  /** What this process last learnt of each service's workflow (process-local; see applySkippedPass for several workers). */
+  const known = new Map<string, { steady: boolean; sentAt: number; figuresAt?: number; skippedPassAt?: number }>();
+  const jitter = (id: string) => {
+    let h = 2166136261;
+    for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619);
+    return 0.75 + ((h >>> 0) % 1000) / 2000;
+  };
   let store: HealthStore | undefined;
   const getStore = () => (store ??= openHealthStore(deps.dataDir));
 
@@ -65,7 +88,7 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
      * the store extends spans, so a repeated record adds no up/down time
      * (latency samples may count twice on a retry).
      */
-    async publishSweep(input: PublishSweepInput): Promise<{ recorded: number; signalled: number }> {
+    async publishSweep(input: PublishSweepInput): Promise<{ recorded: number; signalled: number; skipped: number }> {
       const s = getStore();
       const validity = new Map(input.items.map((i) => [i.result.serviceId, i.validityMs]));
       s.recordProbes(
@@ -74,19 +97,20 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
       );
       const t = now();
       if (deps.metrics) for (const i of input.items) deps.metrics.observe(i.result, i.status);
-      const figuresOf = (item: PublishItem): HealthFigures | undefined => {
+      /** The service's figures, recomputed at most every `figuresEveryMs`. */
+      const figuresOf = (item: PublishItem): HealthFigures => {
         const id = item.result.serviceId;
         const prev = lastFigures.get(id);
-        if (prev && t - prev.computedAt < every) return undefined;
+        if (prev && t - prev.computedAt < every) return prev;
         const f = s.figures(id, t, item.slaAvailability);
         lastFigures.set(id, f);
         deps.metrics?.setFigures(id, f);
         return f;
       };
+      for (const item of input.items) figuresOf(item);
       const client = deps.client;
       if (!client) {
-        for (const item of input.items) figuresOf(item);
-        return { recorded: input.items.length, signalled: 0 };
+        return { recorded: input.items.length, signalled: 0, skipped: 0 };
       }
       let taskQueue = deps.taskQueue;
       if (!taskQueue) {
@@ -97,10 +121,19 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
         }
       }
       let signalled = 0;
+      let skipped = 0;
+      const staleAfterMs = Math.max(input.staleAfterMs ?? 0, Math.ceil(2.5 * keepaliveMs));
       await Promise.all(
         input.items.map((item) =>
           limit(async () => {
             const r = item.result;
+            const k = known.get(r.serviceId);
+            const plainPass = r.verdict === 'pass' && !r.maintenance && !item.rootCauses?.length;
+            if (plainPass && k?.steady && t - k.sentAt < keepaliveMs * jitter(r.serviceId)) {
+              k.skippedPassAt = r.startedAt;
+              skipped++;
+              return;
+            }
             const obs: ServiceObservationSignal = {
               sweepId: input.sweepId,
               at: r.startedAt,
@@ -114,21 +147,27 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
             if (r.maintenance) obs.maintenance = true;
             if (item.rootCauses?.length) obs.rootCauses = item.rootCauses;
             if (item.impacts?.length) obs.impacts = item.impacts;
-            if (input.staleAfterMs) obs.staleAfterMs = input.staleAfterMs;
+            if (staleAfterMs > 0) obs.staleAfterMs = staleAfterMs;
+            if (k?.skippedPassAt !== undefined) obs.skippedPassAt = k.skippedPassAt;
             const f = figuresOf(item);
-            if (f) obs.figures = f;
-            await client.workflow.signalWithStart('serviceHealth', {
-              workflowId: workflowIds.service(r.serviceId),
-              taskQueue: taskQueue!,
-              args: [{ serviceId: r.serviceId }],
-              signal: healthObservationSignal,
-              signalArgs: [obs],
-            });
+            if (f.computedAt !== k?.figuresAt) obs.figures = f;
+            const answer = await retryUpdateWhileNotReady(() =>
+              client.workflow.executeUpdateWithStart(observeHealthUpdate, {
+                args: [obs],
+                startWorkflowOperation: new WithStartWorkflowOperation('serviceHealth', {
+                  workflowId: workflowIds.service(r.serviceId),
+                  taskQueue: taskQueue!,
+                  args: [{ serviceId: r.serviceId }],
+                  workflowIdConflictPolicy: 'USE_EXISTING',
+                }),
+              }),
+            );
+            known.set(r.serviceId, { steady: keepaliveMs > 0 && answer.steady, sentAt: t, figuresAt: f.computedAt });
             signalled++;
           }),
         ),
       );
-      return { recorded: input.items.length, signalled };
+      return { recorded: input.items.length, signalled, skipped };
     },
   };
 }

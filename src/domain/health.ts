@@ -597,6 +597,37 @@ export function applyObservation(state: ServiceHealthState, obs: HealthObservati
 }
 
 /**
+ * True when further passing observations (no failing dependency, no
+ * maintenance) cannot change anything that matters: healthy, no failure
+ * counted, no alert open. A sender may then skip passes and report the
+ * latest skipped one later as `skippedPassAt` (see `applySkippedPass`).
+ */
+export function isSteady(state: ServiceHealthState): boolean {
+  return (
+    state.status === 'healthy' &&
+    state.own === 'healthy' &&
+    state.failStreak === 0 &&
+    state.rootlessFailStreak === 0 &&
+    state.inconclusiveStreak === 0 &&
+    state.successStreak >= 1 &&
+    !state.alert.open &&
+    state.rootCauses.length === 0
+  );
+}
+
+/**
+ * Applies a pass a sender skipped at `at` (epoch ms) because it believed the
+ * service steady, unless the state has seen a later observation. With one
+ * sender this changes only counters; with several, it keeps a pass that came
+ * after another sender's failure from being lost (which could otherwise join
+ * two failures that were not consecutive into one streak).
+ */
+export function applySkippedPass(state: ServiceHealthState, at: number, thresholds: { failureThreshold: number; successThreshold: number }): ServiceHealthState {
+  if ((state.last?.at ?? -Infinity) >= at) return state;
+  return applyObservation(state, { sweepId: `skipped@${at}`, at, verdict: 'pass', latencyMs: state.last?.latencyMs ?? 0, ...thresholds }).state;
+}
+
+/**
  * When no observation arrives for `staleAfterMs` (no sweeps ran), the status
  * is no longer known: it becomes `unknown`. An open alert stays open (nothing
  * says the problem ended). Returns the state unchanged when not stale.

@@ -17,6 +17,7 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
+  defineUpdate,
   allHandlersFinished,
   log,
   proxyActivities,
@@ -28,7 +29,9 @@ import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/commo
 import type { Activities } from '../activities';
 import {
   applyObservation,
+  applySkippedPass,
   initialServiceHealth,
+  isSteady,
   markStale,
   type Alert,
   type HealthFigures,
@@ -41,9 +44,19 @@ export interface ServiceObservationSignal extends HealthObservation {
   figures?: HealthFigures;
   /** Status turns `unknown` when no observation arrives for this long, ms; default 5 min. */
   staleAfterMs?: number;
+  /** The latest pass the sender skipped (it believed the service steady), epoch ms. */
+  skippedPassAt?: number;
+}
+
+/** What `observeHealth` answers: whether the sender may skip passes from now on. */
+export interface ObserveHealthResult {
+  status: ServiceHealthState['status'];
+  steady: boolean;
 }
 
 export const healthObservationSignal = defineSignal<[ServiceObservationSignal]>('healthObservation');
+/** The same as the signal, answering whether the service is now steady (the publisher's cue to skip passes). */
+export const observeHealthUpdate = defineUpdate<ObserveHealthResult, [ServiceObservationSignal]>('observeHealth');
 export const serviceHealthQuery = defineQuery<ServiceHealthState>('serviceHealth');
 /** Alerts decided but not yet delivered (for tests and the CLI). */
 export const pendingAlertsQuery = defineQuery<Alert[]>('pendingAlerts');
@@ -86,15 +99,22 @@ export async function serviceHealth(input: ServiceHealthInput): Promise<void> {
     ]);
   };
 
-  setHandler(healthObservationSignal, (obs) => {
-    const { figures, staleAfterMs: stale, ...o } = obs;
-    const r = applyObservation(state, o);
-    if (r.state === state) return; // duplicate delivery of a sweep
+  const observe = (obs: ServiceObservationSignal) => {
+    const { figures, staleAfterMs: stale, skippedPassAt, ...o } = obs;
+    let before = state;
+    if (skippedPassAt !== undefined) before = applySkippedPass(before, skippedPassAt, o);
+    const r = applyObservation(before, o);
+    if (r.state === before) return; // duplicate delivery of a sweep
     state = figures ? { ...r.state, figures } : r.state;
     if (stale && stale > 0) staleAfterMs = stale;
     observedThisRun++;
     outbox.push(...r.alerts);
     showStatus();
+  };
+  setHandler(healthObservationSignal, observe);
+  setHandler(observeHealthUpdate, (obs) => {
+    observe(obs);
+    return { status: state.status, steady: isSteady(state) };
   });
   setHandler(serviceHealthQuery, () => state);
   setHandler(pendingAlertsQuery, () => outbox);

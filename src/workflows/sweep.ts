@@ -22,8 +22,13 @@ import {
 export interface HealthSweepInput {
   /** Probes in flight at once, 1..1000; default 50. */
   concurrency?: number;
-  /** Services per probe activity, 1..1000; default min(25, concurrency). 1 = one activity per service. */
+  /**
+   * Services per probe activity, 1..1000; default min(250, ceil(services / lanes)).
+   * 1 = one activity per service (measured slower: see docs/health.md).
+   */
   chunkSize?: number;
+  /** Probes in flight inside one activity, 1..1000; default min(25, concurrency, chunkSize). */
+  activityConcurrency?: number;
   /** Record the results (history store, per-service status workflows); default true. */
   publish?: boolean;
   /** The schedule's interval, ms (set by `schedule apply`); results stand for twice this in availability. Default 30000. */
@@ -59,7 +64,10 @@ export interface HealthSweepResult {
 }
 
 export const DEFAULT_SWEEP_CONCURRENCY = 50;
-export const DEFAULT_SWEEP_CHUNK_SIZE = 25;
+/** Probes in flight inside one activity by default (a lane). */
+export const DEFAULT_ACTIVITY_CONCURRENCY = 25;
+/** Most services one activity probes by default (bounds a retry's and a heartbeat's size). */
+export const DEFAULT_MAX_CHUNK = 250;
 
 const { snapshotRegistry } = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } });
 const { publishSweep } = proxyActivities<Activities>({ startToCloseTimeout: '2m', retry: { maximumAttempts: 3 } });
@@ -81,13 +89,19 @@ function chunk<T>(xs: readonly T[], size: number): T[][] {
 
 export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthSweepResult> {
   const concurrency = intOption('concurrency', input.concurrency, DEFAULT_SWEEP_CONCURRENCY, 1000);
-  const chunkSize = Math.min(intOption('chunkSize', input.chunkSize, Math.min(DEFAULT_SWEEP_CHUNK_SIZE, concurrency), 1000), concurrency);
+  const chunkOpt = input.chunkSize === undefined ? undefined : intOption('chunkSize', input.chunkSize, 1, 1000);
+  const perActivityOpt = input.activityConcurrency === undefined ? undefined : intOption('activityConcurrency', input.activityConcurrency, 1, 1000);
   const intervalMs = intOption('intervalMs', input.intervalMs, 30_000, 86_400_000);
   const t0 = Date.now();
   const registry = await snapshotRegistry();
   const targets: ProbeTarget[] = registry.services.map((s) => probeTarget(s));
+  // Lanes: activities in flight at once, each keeping `perActivity` probes busy
+  // (a pool, not rounds), so the sweep pays one activity round trip per lane
+  // rather than one per probe.
+  const perActivity = Math.min(perActivityOpt ?? DEFAULT_ACTIVITY_CONCURRENCY, concurrency, chunkOpt ?? Infinity);
+  const lanes = Math.max(1, Math.floor(concurrency / perActivity));
+  const chunkSize = chunkOpt ?? Math.max(1, Math.min(DEFAULT_MAX_CHUNK, Math.ceil(targets.length / lanes)));
   const chunks = chunk(targets, chunkSize);
-  const lanes = Math.max(1, Math.floor(concurrency / chunkSize));
   const results = new Map<string, ProbeResult>();
 
   let next = 0;
@@ -95,14 +109,16 @@ export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthS
     while (next < chunks.length) {
       const batch = chunks[next++]!;
       const maxTimeoutMs = Math.max(...batch.map((t) => t.check.timeout));
-      // Each probe is bounded by its own timeout; the activity gets that plus slack.
+      const inside = Math.min(perActivity, batch.length);
+      // Each probe is bounded by its own timeout; the activity gets its rounds' worth plus slack,
+      // and heartbeats after every result.
       const { probeServices } = proxyActivities<Activities>({
-        startToCloseTimeout: maxTimeoutMs + 15_000,
+        startToCloseTimeout: Math.ceil(batch.length / inside) * maxTimeoutMs + 15_000,
         heartbeatTimeout: maxTimeoutMs + 10_000,
         retry: { maximumAttempts: 3, initialInterval: '1s' },
       });
       try {
-        for (const r of await probeServices({ targets: batch, concurrency: batch.length })) results.set(r.serviceId, r);
+        for (const r of await probeServices({ targets: batch, concurrency: inside })) results.set(r.serviceId, r);
       } catch (err) {
         // The prober failed, not the services: their results are inconclusive, never healthy.
         const why = `no probe result: ${(err as Error).message}`.slice(0, 200);

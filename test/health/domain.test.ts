@@ -5,12 +5,14 @@
 import fc from 'fast-check';
 import {
   applyObservation,
+  applySkippedPass,
   availability,
   classifySweep,
   evaluateProbe,
   healthJsonVerdict,
   initialServiceHealth,
   inMaintenance,
+  isSteady,
   markStale,
   openMaintenanceOccurrence,
   statusMatches,
@@ -140,6 +142,20 @@ describe('hysteresis and alerts', () => {
     const { kinds, statuses } = run(['pass', 'fail', 'fail', 'fail', 'fail', 'pass', 'pass', 'pass']);
     expect(statuses).toEqual(['healthy', 'healthy', 'healthy', 'unhealthy', 'unhealthy', 'unhealthy', 'healthy', 'healthy']);
     expect(kinds).toEqual(['TRIGGERED', 'RESOLVED']);
+  });
+
+  test('steadiness, and a skipped pass reported later still breaks a failure streak', () => {
+    const steady = run(['pass']).s;
+    expect(isSteady(steady)).toBe(true);
+    expect(isSteady(run(['pass', 'fail']).s)).toBe(false);
+    // Another sender delivered two failures; this sender had skipped a pass after them.
+    const failing = run(['pass', 'fail', 'fail']).s;
+    expect(failing.failStreak).toBe(2);
+    const afterSkip = applySkippedPass(failing, failing.last!.at + 1, { failureThreshold: 3, successThreshold: 2 });
+    expect(afterSkip.failStreak).toBe(0);
+    expect(applyObservation(afterSkip, obs(10, 'fail')).alerts).toEqual([]);
+    // A skipped pass older than what the state has seen is ignored.
+    expect(applySkippedPass(failing, failing.last!.at - 1, { failureThreshold: 3, successThreshold: 2 })).toBe(failing);
   });
 
   test('a duplicate sweep changes nothing', () => {
