@@ -14,7 +14,7 @@ import { EXAMPLE_BEHAVIOURS, fleetSpecsFromRegistry } from '../src/dev/example-f
 import { workflowIds } from '../src/domain/constants';
 import { staticRegistry } from '../src/activities/registry';
 import { connectClient } from '../src/client/connect';
-import { startSweepAndWait } from '../src/client/sweep';
+import { runSweep } from '../src/client/health';
 import { readRegistry, EXAMPLE_REGISTRY } from '../src/client/cli/registry-source';
 import { loadConfig } from '../src/worker/config';
 import { createLogger } from '../src/worker/logger';
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
       writeFileSync(join(out, file), JSON.stringify({ workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
       process.stdout.write(`saved ${file}\n`);
     };
-    const sweep = await startSweepAndWait(client, { taskQueue: config.taskQueue });
+    const sweep = await runSweep(client, { taskQueue: config.taskQueue });
     await save(sweep.workflowId, 'dev-sweep.json');
     for (const c of registry.credentials) {
       const workflowId = workflowIds.rotation(c.id);

@@ -11,12 +11,12 @@ import type { Client } from '@temporalio/client';
 import { startDevServer, freePort, type DevServer } from '../../../dev/dev-server';
 import { startFleet, type Fleet } from '../../../dev/fleet';
 import { EXAMPLE_BEHAVIOURS, fleetSpecsFromRegistry } from '../../../dev/example-fleet';
-import { workflowIds } from '../../../domain/constants';
 import { loadConfig } from '../../../worker/config';
 import { createLogger } from '../../../worker/logger';
 import { createAgentWorker, type AgentWorker } from '../../../worker/worker';
 import { connectClient } from '../../connect';
-import { startSweepAndWait, type SweepResult } from '../../sweep';
+import { runSweep, type HealthSweepResult } from '../../health';
+import { rotate } from '../../rotation';
 import { emit } from '../context';
 import { formatTable } from '../table';
 import { formatSweep } from './sweep';
@@ -36,7 +36,7 @@ export interface DevRotation {
 export interface DevReport {
   temporal: { address: string; uiUrl?: string; namespace: string };
   registry: { source: string; version: string };
-  sweep: SweepResult;
+  sweep: HealthSweepResult;
   rotations: DevRotation[];
 }
 
@@ -50,14 +50,14 @@ async function portOr(preferred: number): Promise<number> {
 }
 
 async function rotateOne(client: Client, taskQueue: string, credentialId: string): Promise<DevRotation> {
-  const workflowId = workflowIds.rotation(credentialId);
+  let r;
   try {
-    const handle = await client.workflow.start('rotateCredential', { taskQueue, workflowId, args: [{ credentialId }] });
-    const r = (await handle.result()) as { status: RotationStatus; versionId?: string; error?: string };
-    return { credentialId, workflowId, status: r.status, versionId: r.versionId, ...(r.error ? { error: r.error } : {}) };
+    r = await rotate(client, { credentialId, taskQueue });
   } catch (err) {
-    return { credentialId, workflowId, status: 'failed', error: (err as Error).message.split('\n')[0] };
+    // e.g. a rotation of this credential is already running (its message names the workflow and run).
+    return { credentialId, workflowId: `rotation/${credentialId}`, status: 'failed', error: (err as Error).message.split('\n')[0] };
   }
+  return { credentialId, workflowId: r.workflowId, status: r.status, versionId: r.versionId, ...(r.cause ? { error: r.cause } : {}) };
 }
 
 export function register(program: Command): void {
@@ -107,7 +107,7 @@ export function register(program: Command): void {
         running = agent.run();
         client = await connectClient(config);
 
-        const sweep = await startSweepAndWait(client, { taskQueue: config.taskQueue });
+        const sweep = await runSweep(client, { taskQueue: config.taskQueue });
         say(formatSweep(sweep));
         const rotations: DevRotation[] = [];
         for (const c of registry.current().credentials) rotations.push(await rotateOne(client, config.taskQueue, c.id));

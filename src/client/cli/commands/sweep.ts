@@ -4,14 +4,14 @@
  */
 import type { Command } from 'commander';
 import { connectClient } from '../../connect';
-import { startSweepAndWait, type SweepResult } from '../../sweep';
+import { runSweep, type HealthSweepResult } from '../../health';
 import { loadConfig } from '../../../worker/config';
 import { emit } from '../context';
 import { formatTable } from '../table';
 
 /** The human form of a sweep result: one row per service. */
-export function formatSweep(result: SweepResult): string {
-  const rows = result.services.map((s) => [s.id, s.status, s.latencyMs === null ? '-' : `${Math.round(s.latencyMs)}ms`, s.rootCause ?? s.failureKind ?? s.detail ?? '']);
+export function formatSweep(result: HealthSweepResult): string {
+  const rows = result.services.map((s) => [s.id, s.status, `${Math.round(s.latencyMs)}ms`, s.status === 'impacted' ? `root cause: ${s.rootCause}` : [s.failureKind, s.detail].filter(Boolean).join(': ')]);
   return `sweep ${result.workflowId} (registry ${result.registryVersion})\n` + formatTable(['SERVICE', 'STATUS', 'LATENCY', 'CAUSE'], rows);
 }
 
@@ -25,7 +25,7 @@ export function register(program: Command): void {
       const config = loadConfig();
       const client = await connectClient(config);
       try {
-        const result = await startSweepAndWait(client, { taskQueue: config.taskQueue, concurrency: opts.concurrency });
+        const result = await runSweep(client, { taskQueue: config.taskQueue, concurrency: opts.concurrency });
         emit(opts, result, () => formatSweep(result));
       } finally {
         await client.connection.close();
