@@ -1,0 +1,122 @@
+/**
+ * The embedded credential store: staging labels, transactions, encryption at
+ * rest, the master key file, and the append-only audit trail.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, statSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadMasterKey, SqliteCredentialStore } from '../../src/activities/credential-store';
+import { openDatabase } from '../../src/activities/db';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'ia-store-'));
+
+describe('labels', () => {
+  test('import, PENDING, finish and discard move labels as AWS staging labels do', async () => {
+    const store = new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(32) });
+    const v1 = await store.importCurrent('db', 'one', 'test');
+    const v2 = await store.importCurrent('db', 'two', 'test');
+    let l = await store.labels('db');
+    expect([l.CURRENT?.versionId, l.PREVIOUS?.versionId, l.PENDING]).toEqual([v2, v1, null]);
+
+    await store.putPending('db', 'v3', 'three', 'rotation/db#1');
+    await store.putPending('db', 'v3', 'three', 'rotation/db#1'); // idempotent
+    await expect(store.putPending('db', 'v4', 'four', 'rotation/db#2')).rejects.toThrow('already has PENDING version v3 (created by rotation/db#1)');
+    expect(await store.promotePending('db', 'v3')).toBe(v2);
+    expect(await store.promotePending('db', 'v3')).toBe(v2); // idempotent
+    l = await store.labels('db');
+    expect([l.CURRENT?.versionId, l.PREVIOUS?.versionId, l.PENDING]).toEqual(['v3', v2, null]);
+    expect((await store.getVersion('db', v1))?.label).toBeNull();
+    expect(await store.readSecret('db')).toBe('three');
+    expect(await store.readSecret('db', v1)).toBe('one');
+
+    await store.putPending('db', 'v5', 'five', 'rotation/db#3');
+    await store.discardPending('db', 'v5');
+    await expect(store.promotePending('db', 'v5')).rejects.toThrow('is deprecated, not PENDING');
+    expect((await store.labels('db')).CURRENT?.versionId).toBe('v3');
+    expect(await store.listCredentials()).toEqual([expect.objectContaining({ credentialId: 'db', current: 'v3', previous: v2, pending: null, versions: 4 })]);
+  });
+
+  test('an issuer reusing a version id is refused', async () => {
+    const store = new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(32) });
+    const v1 = await store.importCurrent('k', 'one', 'test');
+    await expect(store.putPending('k', v1, 'x', 'r')).rejects.toThrow('the issuer reused a version id');
+  });
+});
+
+describe('encryption at rest', () => {
+  test('values are AES-256-GCM ciphertext in the file; a wrong key fails authentication; old keys still decrypt', async () => {
+    const dir = tmp();
+    const key = randomBytes(32);
+    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
+    const secret = `very-secret-${randomBytes(8).toString('hex')}`;
+    await store.importCurrent('c', secret, 'test');
+    const bytes = readdirSync(dir)
+      .filter((f) => f.startsWith('integration-agent.db'))
+      .map((f) => readFileSync(join(dir, f)).toString('latin1'))
+      .join('');
+    expect(bytes).not.toContain(secret);
+    expect(bytes.length).toBeGreaterThan(0);
+
+    const wrong = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    await expect(wrong.readSecret('c')).rejects.toThrow(/encrypted under master key [0-9a-f]{8}, which this store was not given/);
+    const rotatedKey = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32), oldKeys: [key] });
+    expect(await rotatedKey.readSecret('c')).toBe(secret);
+  });
+
+  test('a ciphertext moved to another row fails authentication (ids are AAD)', async () => {
+    const dir = tmp();
+    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    const a = await store.importCurrent('a', 'secret-a', 'test');
+    const b = await store.importCurrent('b', 'secret-b', 'test');
+    openDatabase(dir)
+      .prepare(`UPDATE credential_versions SET iv = (SELECT iv FROM credential_versions WHERE version_id = ?), tag = (SELECT tag FROM credential_versions WHERE version_id = ?), ciphertext = (SELECT ciphertext FROM credential_versions WHERE version_id = ?) WHERE version_id = ?`)
+      .run(a, a, a, b);
+    await expect(store.readSecret('b')).rejects.toThrow('failed authentication');
+  });
+});
+
+describe('master key', () => {
+  test('created once with mode 0600 and reused; a group-readable file is refused', () => {
+    const dir = tmp();
+    const k1 = loadMasterKey(dir, {});
+    const k2 = loadMasterKey(dir, {});
+    expect(k1.equals(k2)).toBe(true);
+    expect(k1.length).toBe(32);
+    expect(statSync(join(dir, 'master.key')).mode & 0o777).toBe(0o600);
+    chmodSync(join(dir, 'master.key'), 0o644);
+    expect(() => loadMasterKey(dir, {})).toThrow('is readable by group or others (mode 644): run chmod 600');
+  });
+
+  test('from INTEGRATION_AGENT_MASTER_KEY; a wrong length names the variable', () => {
+    const key = randomBytes(32);
+    expect(loadMasterKey(tmp(), { INTEGRATION_AGENT_MASTER_KEY: key.toString('base64') }).equals(key)).toBe(true);
+    expect(() => loadMasterKey(tmp(), { INTEGRATION_AGENT_MASTER_KEY: randomBytes(16).toString('base64') })).toThrow(
+      'INTEGRATION_AGENT_MASTER_KEY must be base64 of exactly 32 bytes (got 16 bytes)',
+    );
+  });
+});
+
+describe('audit trail', () => {
+  test('append-only: updates and deletes are refused by the database', async () => {
+    const dir = tmp();
+    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    await store.importCurrent('x', 'secret-x', 'cli:alice');
+    await store.audit({ credentialId: 'x', step: 'verify', serviceId: 'svc', versionId: 'v1', outcome: 'ok', actor: 'rotation/x#r', detail: null });
+    const trail = await store.auditTrail({ credentialId: 'x' });
+    expect(trail.map((e) => [e.step, e.actor])).toEqual([
+      ['import', 'cli:alice'],
+      ['verify', 'rotation/x#r'],
+    ]);
+    expect(await store.auditTrail({ limit: 1 })).toEqual([expect.objectContaining({ step: 'verify' })]);
+    const db = openDatabase(dir);
+    expect(() => db.prepare('UPDATE credential_audit SET outcome = ?').run('tampered')).toThrow('append-only');
+    expect(() => db.prepare('DELETE FROM credential_audit').run()).toThrow('append-only');
+    expect(JSON.stringify(trail)).not.toContain('secret-x');
+  });
+});
+
+test('bad options name the option', () => {
+  expect(() => new SqliteCredentialStore({ dataDir: '' })).toThrow('dataDir: expected a folder path');
+  expect(() => new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(16) })).toThrow('masterKey: expected 32 bytes, got 16');
+});
