@@ -96,8 +96,11 @@ export interface Coordinator {
    * @throws CoordinatorError for every failure, classified (kind, retryable, status, retryAfterMs, bodyExcerpt).
    */
   request(serviceId: string, req: CoordinatorRequest, signal?: AbortSignal): Promise<CoordinatorResponse>;
-  /** Closes every pool, waiting for calls in flight. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Closes every pool: waits up to `graceMs` (default 5_000) for calls in
+   * flight, then destroys what is left. Later requests are refused. Idempotent.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** Dependencies and options of {@link createCoordinator}. */
@@ -160,11 +163,20 @@ interface Endpoint {
   prefix: string;
 }
 
+interface Pool {
+  agent: Agent;
+  /** The agent composed with the interceptors: what requests go through. */
+  dispatcher: Dispatcher;
+}
+
 interface ServiceState {
   spec: ServiceSpec;
   fingerprint: string;
-  dispatcher: Dispatcher;
-  agent: Agent;
+  pool: Pool;
+  /** Requests on `pool` now. */
+  sending: number;
+  /** Set after an aborted request: replace the pool as soon as nothing is in flight (see `settle`). */
+  recycle: boolean;
   endpoints: Endpoint[];
   lb: SmoothWeightedRoundRobin;
   admission: Admission;
@@ -302,14 +314,33 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       existing.spec = spec;
       return existing;
     }
-    if (existing) void existing.agent.close().catch(() => {});
+    if (existing) void existing.pool.agent.close().catch(() => {});
     const endpoints = spec.endpoints.map((e) => {
       const u = new URL(e.url);
       return { origin: u.origin, prefix: u.pathname.replace(/\/+$/, '') };
     });
     const maxConcurrent = spec.rateLimit?.maxConcurrent;
+    const state: ServiceState = {
+      spec,
+      fingerprint,
+      pool: buildPool(spec, endpoints),
+      sending: 0,
+      recycle: false,
+      endpoints,
+      lb: new SmoothWeightedRoundRobin(
+        spec.endpoints.map((e) => e.weight),
+        { coolDownMs: opts.endpointCoolDownMs },
+      ),
+      admission: new Admission(windowsFromSpec(spec.rateLimit), maxConcurrent),
+    };
+    services.set(serviceId, state);
+    return state;
+  }
+
+  /** One keep-alive pool per service (an undici Agent: a connection pool per endpoint origin) with its interceptors. */
+  function buildPool(spec: ServiceSpec, endpoints: readonly Endpoint[]): Pool {
     const agent = new Agent({
-      connections: maxConcurrent ?? opts.connectionsPerEndpoint,
+      connections: spec.rateLimit?.maxConcurrent ?? opts.connectionsPerEndpoint,
       pipelining: 1,
       keepAliveTimeout: opts.keepAliveTimeoutMs,
       connect: { timeout: opts.connectTimeoutMs },
@@ -325,20 +356,27 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       interceptors.decompress({ maxSize: opts.maxResponseBytes, skipErrorResponses: false }),
       ...(opts.maxRedirections > 0 ? [interceptors.redirect({ maxRedirections: opts.maxRedirections })] : []),
     );
-    const state: ServiceState = {
-      spec,
-      fingerprint,
-      agent,
-      dispatcher,
-      endpoints,
-      lb: new SmoothWeightedRoundRobin(
-        spec.endpoints.map((e) => e.weight),
-        { coolDownMs: opts.endpointCoolDownMs },
-      ),
-      admission: new Admission(windowsFromSpec(spec.rateLimit), maxConcurrent),
-    };
-    services.set(serviceId, state);
-    return state;
+    return { agent, dispatcher };
+  }
+
+  /**
+   * Ends one request on the service's pool. After an abort the pool is
+   * replaced as soon as nothing else is in flight on it: undici (7.x, see
+   * nodejs/undici#5845 and #386) can leave a socket behind after an aborted
+   * HTTP/1.1 request — it re-queues the aborted request and opens a fresh
+   * connection for it, or still writes a request aborted while connecting —
+   * and neither socket has a timer that would ever close it. Destroying the
+   * idle pool closes them; the next call opens a new one.
+   */
+  function settle(state: ServiceState, pool: Pool, aborted: boolean): void {
+    if (pool !== state.pool) return;
+    state.sending--;
+    if (aborted) state.recycle = true;
+    if (state.recycle && state.sending === 0 && !closed) {
+      state.recycle = false;
+      state.pool = buildPool(state.spec, state.endpoints);
+      void pool.agent.destroy().catch(() => {});
+    }
   }
 
   async function authFor(spec: ServiceSpec, req: CoordinatorRequest, method: string): Promise<{ name: string; value: string; secret: string } | undefined> {
@@ -463,9 +501,11 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
 
         const startedAt = Date.now();
         const ts = performance.now();
+        const pool = state.pool;
+        state.sending++;
         let outcome: CallOutcome;
         try {
-          const res = await state.dispatcher.request({
+          const res = await pool.dispatcher.request({
             origin: ep.origin,
             path: ep.prefix + path,
             method: method as Dispatcher.HttpMethod,
@@ -536,6 +576,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           }
           throw e;
         } finally {
+          settle(state, pool, signal.aborted);
           release();
         }
       }
@@ -662,13 +703,21 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
 
   return {
     request,
-    async close() {
+    async close(graceMs = 5_000) {
       if (closed) return;
       closed = true;
       const all = [...services.values()];
       services.clear();
       cache?.clear();
-      await Promise.all(all.map((s) => s.agent.close().catch(() => {})));
+      await Promise.all(
+        all.map(async (s) => {
+          let timer: NodeJS.Timeout | undefined;
+          const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
+          await Promise.race([s.pool.agent.close().catch(() => {}), grace]);
+          clearTimeout(timer);
+          await s.pool.agent.destroy().catch(() => {});
+        }),
+      );
     },
   };
 }
