@@ -10,6 +10,10 @@ import { register as registerWorker } from './commands/worker';
 import { register as registerSweep } from './commands/sweep';
 import { register as registerCodecServer } from './commands/codec-server';
 import { register as registerRegistry } from './commands/registry';
+import { register as registerCredentials } from './commands/credentials';
+import { register as registerBreakers } from './commands/breakers';
+import { register as registerHealth } from './commands/health';
+import { register as registerWebhooks } from './commands/webhooks';
 
 /** Builds the program with every command registered (exported for tests). */
 export function buildProgram(): Command {
@@ -17,7 +21,17 @@ export function buildProgram(): Command {
     .description('Keeps a fleet of external services healthy and their credentials fresh, on Temporal.')
     .version(require('../../../package.json').version as string)
     .exitOverride();
-  for (const register of [registerDev, registerWorker, registerSweep, registerRegistry, registerCodecServer]) register(program);
+  for (const register of [
+    registerDev,
+    registerWorker,
+    registerSweep,
+    registerHealth,
+    registerCredentials,
+    registerBreakers,
+    registerRegistry,
+    registerWebhooks,
+    registerCodecServer,
+  ]) register(program);
   return program;
 }
 
