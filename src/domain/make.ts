@@ -288,8 +288,6 @@ export interface MakeExecution {
   error?: { message?: string; name?: string };
 }
 
-export const MAKE_LOG_STATUS = { 1: 'success', 2: 'warning', 3: 'error' } as const;
-
 /** The terminal outcome of an execution status, or undefined while it runs. */
 export function makeExecutionOutcome(status: string): 'success' | 'warning' | 'error' | undefined {
   switch (status.toUpperCase()) {
@@ -542,9 +540,42 @@ export function webhookBackoffMs(retry: number, policy: WebhookRetryPolicy, rand
   return Math.floor(cap * r);
 }
 
-/** Index of the endpoint used by attempt `attempt` (1-based): each failure fails over to the next endpoint, wrapping round. */
-export function webhookEndpointIndex(attempt: number, endpointCount: number): number {
-  return (attempt - 1) % endpointCount;
+/**
+ * Which of a subscriber's endpoints the next delivery attempt uses: the first
+ * at the start, the next one (round robin) after each failure; an endpoint
+ * that refused for good is dropped, and the one after it is next.
+ */
+export class EndpointFailover {
+  private readonly alive: number[];
+  private cursor = 0;
+
+  /** @throws RangeError when count is not an integer >= 0. */
+  constructor(count: number) {
+    if (!Number.isInteger(count) || count < 0) throw new RangeError(`invalid endpoint count ${count}: must be an integer >= 0`);
+    this.alive = Array.from({ length: count }, (_, i) => i);
+  }
+
+  /** Index (into the subscriber's endpoints) for the next attempt, or undefined when none is left. */
+  current(): number | undefined {
+    return this.alive.length ? this.alive[this.cursor % this.alive.length] : undefined;
+  }
+
+  /** Endpoints still in rotation. */
+  get remaining(): number {
+    return this.alive.length;
+  }
+
+  /** Records a failed attempt on the current endpoint; `permanent` drops it. */
+  failed(permanent: boolean): void {
+    if (!this.alive.length) return;
+    const at = this.cursor % this.alive.length;
+    if (permanent) {
+      this.alive.splice(at, 1);
+      this.cursor = at; // the next endpoint slid into this slot
+    } else {
+      this.cursor = at + 1;
+    }
+  }
 }
 
 /**

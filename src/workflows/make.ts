@@ -18,6 +18,7 @@
 import { ApplicationFailure, defineQuery, proxyActivities, setHandler, sleep, workflowInfo } from '@temporalio/workflow';
 import type { MakeActivities, WebhookDeadLetter } from '../activities/make';
 import {
+  EndpointFailover,
   makeExecutionOutcome,
   webhookBackoffMs,
   webhookIdempotencyKey,
@@ -236,12 +237,10 @@ interface DeliveryJob {
  */
 async function deliverOne(job: DeliveryJob): Promise<SubscriberDelivery> {
   const p = job.progress;
-  const alive = job.endpoints.map((_, i) => i);
-  let cursor = 0;
+  const failover = new EndpointFailover(job.endpoints.length);
   let retries = 0;
-  for (let attempt = 1; attempt <= job.policy.maximumAttempts && alive.length > 0; attempt++) {
-    const idx = alive[cursor % alive.length]!;
-    const url = job.endpoints[idx]!;
+  for (let attempt = 1; attempt <= job.policy.maximumAttempts && failover.remaining > 0; attempt++) {
+    const url = job.endpoints[failover.current()!]!;
     p.attempts = attempt;
     let r: { ok: boolean; status?: number; error?: string; permanent?: boolean };
     try {
@@ -259,13 +258,10 @@ async function deliverOne(job: DeliveryJob): Promise<SubscriberDelivery> {
     }
     p.lastError = r.error ?? 'delivery failed';
     if (r.status !== undefined) p.status = r.status;
-    if (r.permanent) {
-      alive.splice(alive.indexOf(idx), 1); // the cursor now points at the next endpoint
-      if (alive.length > 0 && attempt < job.policy.maximumAttempts) continue;
-    } else {
-      cursor++;
-    }
-    if (attempt < job.policy.maximumAttempts && alive.length > 0) {
+    failover.failed(r.permanent === true);
+    // An endpoint that refused for good is dropped and the next one is tried at once.
+    if (r.permanent) continue;
+    if (attempt < job.policy.maximumAttempts && failover.remaining > 0) {
       retries++;
       await sleep(webhookBackoffMs(retries, job.policy, Math.random()));
     }

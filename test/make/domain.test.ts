@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import {
+  EndpointFailover,
   evaluateHook,
   evaluateScenario,
   formatMakeError,
@@ -13,7 +14,6 @@ import {
   overallMakeStatus,
   parseMakeError,
   webhookBackoffMs,
-  webhookEndpointIndex,
   webhookIdempotencyKey,
   webhookRetryPolicy,
   type MakeScenario,
@@ -247,8 +247,19 @@ describe('webhook delivery maths', () => {
     expect(() => webhookRetryPolicy({ backoffCoefficient: 0.5 })).toThrow(/backoffCoefficient 0.5/);
     expect(() => webhookRetryPolicy({ initialIntervalMs: 10, maximumIntervalMs: 5 })).toThrow(/maximumIntervalMs 5/);
   });
-  test('each failure fails over to the next endpoint, wrapping round; the key is stable per subscriber', () => {
-    expect([1, 2, 3, 4, 5].map((a) => webhookEndpointIndex(a, 2))).toEqual([0, 1, 0, 1, 0]);
+  test('each failure fails over to the next endpoint, wrapping round, and permanent refusals drop it; the key is stable per subscriber', () => {
+    const f = new EndpointFailover(3);
+    const seen: Array<number | undefined> = [];
+    for (const permanent of [false, false, false, true, false, true, false]) {
+      seen.push(f.current());
+      f.failed(permanent);
+    }
+    // 0,1,2 round robin; 0 fails for good (dropped), then 1, 2; 2 dropped; then only 1 remains.
+    expect(seen).toEqual([0, 1, 2, 0, 1, 2, 1]);
+    expect(f.remaining).toBe(1);
+    f.failed(true);
+    expect(f.current()).toBeUndefined();
+    expect(() => new EndpointFailover(-1)).toThrow(/endpoint count -1/);
     expect(webhookIdempotencyKey('evt-1', 'crm')).toBe(webhookIdempotencyKey('evt-1', 'crm'));
     expect(webhookIdempotencyKey('evt-1', 'crm')).not.toBe(webhookIdempotencyKey('evt-1', 'erp'));
   });
