@@ -38,6 +38,8 @@ export function createCoordinatorActivities(coordinator: Coordinator, options: C
       try {
         return await coordinator.request(serviceId, request, ctx.cancellationSignal);
       } catch (err) {
+        // Cancelled: report the cancellation itself (a CancelledFailure), not a failed call.
+        if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
         throw toApplicationFailure(err, { attempt: ctx.info.attempt, method: request.method ?? 'GET', idempotencyKey: request.idempotencyKey }, options);
       } finally {
         clearInterval(timer);
