@@ -4,11 +4,12 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { Worker } from '@temporalio/worker';
 import { createMakeActivities } from '../../src/activities/make';
 import { closeDatabases } from '../../src/activities/db';
 import type { DeliverWebhookInput, deliverWebhook, makeScenarioRun, redeliverWebhookDeadLetter, webhookDeadLetters } from '../../src/workflows/make';
 import { startFakeMake, type FakeMake } from '../fixtures/make-server';
-import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
+import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker, workflowSource } from '../helpers/temporal';
 import { makeRegistryYaml, makeRig, type MakeRig } from './helpers';
 
 /** A webhook receiver: each path answers with the statuses queued for it (then the last one), recording every call. */
@@ -193,4 +194,25 @@ describe('deliverWebhook', () => {
     expect(((err as WorkflowFailedError).cause as Error).message).toMatch(/subscribers\[0\]\.endpoints\[0\] must be an http:\/\/ or https:\/\/ URL/);
     expect(rx.calls.length).toBe(calls);
   });
+});
+
+test('the scenario run and the delivery with failover, backoff and a dead letter replay deterministically', async () => {
+  fake.addScenario({ id: 114, runDurationMs: 300 });
+  rx.plan.set('/replay-a', [503]);
+  rx.plan.set('/replay-b', [500]);
+  const client = await testClient();
+  const eventId = `evt-replay-${Date.now()}`;
+  const [runHandle, hookHandle] = await run(async () => {
+    const r = await client.workflow.start<typeof makeScenarioRun>('makeScenarioRun', { taskQueue, workflowId: `make-run/replay/${Date.now()}`, args: [{ serviceId: 'make-prod', scenarioId: 114, pollIntervalMs: 50 }] });
+    const h = await client.workflow.start<typeof deliverWebhook>('deliverWebhook', {
+      taskQueue,
+      workflowId: `webhook/${eventId}`,
+      args: [{ eventId, payload: { x: 1 }, subscribers: [{ id: 'a', endpoints: [`${rx.url}/replay-a`, `${rx.url}/replay-b`] }], retry: fastRetry }],
+    });
+    await Promise.all([r.result(), h.result()]);
+    return [r, h] as const;
+  });
+  for (const h of [runHandle, hookHandle]) {
+    await Worker.runReplayHistory(workflowSource(), await h.fetchHistory(), h.workflowId);
+  }
 });
