@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { createAlertActivities } from '../src/activities/alerts';
 import { createBreakerActivities } from '../src/activities/breaker';
 import { BreakerGate, BreakerOpenError } from '../src/activities/breaker-gate';
 import type { CallPermit } from '../src/activities/ports';
@@ -147,7 +148,7 @@ export default async function breakerBench(): Promise<Figure[]> {
     return new Client({ connection: c });
   };
   const taskQueue = 'breaker-bench';
-  const worker = await Worker.create({ connection: native, taskQueue, workflowsPath: require.resolve('../src/workflows'), activities: createBreakerActivities() });
+  const worker = await Worker.create({ connection: native, taskQueue, workflowsPath: require.resolve('../src/workflows'), activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }) } });
   const figures: Figure[] = [];
   try {
     await worker.runUntil(async () => {

@@ -7,6 +7,7 @@ import { createRegistryActivities, type RegistrySource } from './registry';
 import { createDiagnosticsActivities } from './diagnostics';
 import { createProbeActivities, type ProbeDeps } from './probes';
 import { createAlertActivities, type AlertWebhook } from './alerts';
+import { createBreakerActivities, type BreakerActivityDeps } from './breaker';
 import { createHealthPublishActivities, type HealthPublishDeps } from './health-publish';
 import { SqliteCredentialStore, type CredentialStore } from './credential-store';
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
@@ -27,6 +28,8 @@ export interface ActivityDeps {
   health?: Omit<HealthPublishDeps, 'dataDir'> & { alertWebhooks?: AlertWebhook[] };
   /** Rotation: the credential store (default: the embedded SQLite store in dataDir), providers, preflight views. */
   rotation?: { store?: CredentialStore; providers?: Record<string, RotationProvider>; preflight?: RotationPreflightChecks };
+  /** Breakers: metrics to count transitions on (`registerBreakerMetrics`), an extra transition hook. */
+  breakers?: BreakerActivityDeps;
   /** The process's API coordinator (`createCoordinator`, closed by the worker on shutdown); without it `callService` fails non-retryably. */
   coordinator?: Coordinator;
 }
@@ -40,6 +43,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createProbeActivities(deps.probes),
     ...createHealthPublishActivities({ dataDir: deps.dataDir, ...deps.health }),
     ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
+    ...createBreakerActivities(deps.breakers),
     ...createRotationActivities({
       store: deps.rotation?.store ?? new SqliteCredentialStore({ dataDir: deps.dataDir }),
       providers: deps.rotation?.providers ?? { ...builtInProviders(), make: createMakeProvider(makeClients) },

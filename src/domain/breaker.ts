@@ -23,6 +23,7 @@
  */
 import { z } from 'zod';
 import { tryParseDuration } from './duration';
+import type { Alert } from './health';
 import type { FailureKind } from './outcome';
 
 // ---------------------------------------------------------------------------
@@ -292,6 +293,8 @@ export interface BreakerTransition {
   calls?: number;
   /** Operator's note for forced transitions. */
   note?: string;
+  /** For a transition that ends an incident (back to CLOSED/DISABLED): how long the breaker was not CLOSED, ms. */
+  incidentDurationMs?: number;
 }
 
 /** One call in a count-based window. */
@@ -364,6 +367,8 @@ export interface BreakerState {
   openUntilMs?: number;
   /** Trips since the breaker was last CLOSED (grows the wait). */
   consecutiveTrips: number;
+  /** When the current incident began (first move from CLOSED/DISABLED to OPEN/FORCED_OPEN), epoch ms. */
+  incidentSinceMs?: number;
   window: SlidingWindow;
   /** HALF_OPEN only. */
   halfOpen?: HalfOpenTrials;
@@ -664,6 +669,9 @@ function round2(n: number): number {
   return Math.round(n * 100) / 100;
 }
 
+/** States in which the breaker stops (some) calls: an incident lasts while the state is one of them. */
+const INCIDENT: ReadonlySet<BreakerStateName> = new Set(['OPEN', 'HALF_OPEN', 'FORCED_OPEN']);
+
 function transition(
   s: BreakerState,
   to: BreakerStateName,
@@ -672,6 +680,11 @@ function transition(
   extra: Partial<BreakerTransition> = {},
 ): void {
   const from = s.state;
+  if (!INCIDENT.has(from) && INCIDENT.has(to)) s.incidentSinceMs = nowMs;
+  if (INCIDENT.has(from) && !INCIDENT.has(to)) {
+    if (s.incidentSinceMs !== undefined) extra = { ...extra, incidentDurationMs: nowMs - s.incidentSinceMs };
+    s.incidentSinceMs = undefined;
+  }
   s.generation++;
   s.state = to;
   s.sinceMs = nowMs;
@@ -778,4 +791,35 @@ export interface BreakerView extends BreakerState {
 /** The full view of a state as of `nowMs` (no event applied: time-driven changes happen on the workflow's timer). */
 export function breakerView(s: BreakerState, nowMs: number): BreakerView {
   return { ...s, asOfMs: nowMs, rates: windowRates(s.window), retryAfterMs: retryAfterMs(s, nowMs) };
+}
+
+/**
+ * The alert for a transition, for the health area's alerting path
+ * (`deliverAlert`): TRIGGERED when the breaker starts stopping calls (CLOSED or
+ * DISABLED -> OPEN or FORCED_OPEN), RESOLVED when it stops stopping them
+ * (-> CLOSED or DISABLED); none for the steps in between (OPEN <-> HALF_OPEN),
+ * which are one incident. The id `breaker/<serviceId>#<generation>` is the
+ * receivers' idempotency key.
+ */
+export function breakerAlert(t: BreakerTransition): Alert | undefined {
+  const base = { id: `breaker/${t.serviceId}#${t.generation}`, source: 'breaker' as const, serviceId: t.serviceId, at: t.atMs, rootCause: t.serviceId };
+  if (!INCIDENT.has(t.from) && INCIDENT.has(t.to)) {
+    const why =
+      t.reason === 'forced_open'
+        ? `forced open by an operator${t.note ? ` (${t.note})` : ''}`
+        : t.reason === 'slow_call_rate'
+          ? `slow-call rate ${t.slowCallRate}% of ${t.calls} calls`
+          : `failure rate ${t.failureRate}% of ${t.calls} calls`;
+    return {
+      ...base,
+      kind: 'TRIGGERED',
+      summary: `circuit breaker of ${t.serviceId} opened: ${why}`,
+      detail: t.openUntilMs !== undefined ? `calls are rejected; next trial at ${new Date(t.openUntilMs).toISOString()}` : 'calls are rejected until an operator closes it',
+    };
+  }
+  if (INCIDENT.has(t.from) && !INCIDENT.has(t.to)) {
+    const how = t.reason === 'trials_succeeded' ? 'trial calls succeeded' : t.reason === 'disabled' ? 'disabled by an operator' : `${t.reason === 'reset' ? 'reset' : 'closed'} by an operator${t.note ? ` (${t.note})` : ''}`;
+    return { ...base, kind: 'RESOLVED', summary: `circuit breaker of ${t.serviceId} closed: ${how}`, durationMs: t.incidentDurationMs };
+  }
+  return undefined;
 }

@@ -24,7 +24,9 @@ import {
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { BreakerActivities } from '../activities/breaker';
+import type { createAlertActivities } from '../activities/alerts';
 import {
+  breakerAlert,
   breakerView,
   initialBreakerState,
   newTransitions,
@@ -46,6 +48,8 @@ export interface BreakerWorkflowInput {
   /** Options for a new breaker (validated by the starter; see `resolveBreakerOptions`). Ignored when `state` is given. */
   options?: Partial<BreakerOptions>;
   state?: BreakerState;
+  /** Transitions not yet reported (metrics, alert) when the previous run continued as new; oldest first. */
+  undelivered?: BreakerTransition[];
   /** Continue-as-new once history reaches this many events (default 2000), even before the server suggests it. */
   maxHistoryEvents?: number;
   /** ... or this many bytes (default 4 MiB). */
@@ -93,7 +97,14 @@ export const DEFAULT_MAX_HISTORY_BYTES = 4 * 1024 * 1024;
 
 const { breakerTransitioned } = proxyActivities<BreakerActivities>({
   startToCloseTimeout: '10s',
-  retry: { maximumAttempts: 5, initialInterval: '1s' },
+  retry: { maximumAttempts: 3, initialInterval: '1s' },
+});
+const { deliverAlert } = proxyActivities<Pick<ReturnType<typeof createAlertActivities>, 'deliverAlert'>>({
+  startToCloseTimeout: '30s',
+  heartbeatTimeout: '20s',
+  // A receiver may be down for a while; keep trying for an hour (the alert is also in history and the query).
+  scheduleToCloseTimeout: '1h',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
 });
 
 function validatePermitRequest(req: PermitRequest): void {
@@ -137,7 +148,36 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
   let state = input.state ?? initialBreakerState(input.serviceId, input.options ?? {}, Date.now());
   let deadline = nextDeadlineMs(state);
   let deadlineChanged = false;
-  const unreported: BreakerTransition[] = [];
+  // Transitions to report, oldest first; the head stays until reported, so a
+  // continue-as-new while it is in flight carries it over (receivers dedupe by alert id).
+  const undelivered: BreakerTransition[] = [...(input.undelivered ?? [])];
+  let delivering = false;
+  const deliver = async (): Promise<void> => {
+    delivering = true;
+    while (undelivered.length > 0) {
+      const t = undelivered[0]!;
+      try {
+        await breakerTransitioned(t);
+      } catch (err) {
+        log.warn('breaker transition not counted', { serviceId: t.serviceId, generation: t.generation, error: String(err) });
+      }
+      const alert = breakerAlert(t);
+      if (alert) {
+        try {
+          await deliverAlert(alert);
+        } catch (err) {
+          // Alerting must never stop the breaker; the transition stays in history and the query.
+          log.warn('breaker alert not delivered', { serviceId: t.serviceId, alertId: alert.id, error: String(err) });
+        }
+      }
+      undelivered.shift();
+    }
+    delivering = false;
+  };
+  const report = (ts: BreakerTransition[]): void => {
+    undelivered.push(...ts);
+    if (!delivering && undelivered.length > 0) void deliver();
+  };
 
   const current = workflowInfo().typedSearchAttributes;
   if (current.get(SERVICE_ID_KEY) !== state.serviceId || current.get(BREAKER_STATE_KEY) !== state.state) {
@@ -153,7 +193,7 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     state = next;
     if (changes.length > 0) {
       upsertSearchAttributes([{ key: BREAKER_STATE_KEY, value: state.state }]);
-      unreported.push(...changes);
+      report(changes);
     }
     const d = nextDeadlineMs(state);
     if (d !== deadline) {
@@ -192,28 +232,26 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     return info.continueAsNewSuggested || info.historyLength >= maxEvents || info.historySize >= maxBytes;
   };
 
+  report([]); // transitions carried over from the previous run
+
   for (;;) {
     deadlineChanged = false;
     // The timer is created only when the deadline changes, not per signal, to keep history small.
     const timeoutMs = deadline === undefined ? undefined : Math.max(1, deadline - Date.now());
-    const wake = () => deadlineChanged || unreported.length > 0 || historyFull();
+    const wake = () => deadlineChanged || historyFull();
     const woken = timeoutMs === undefined ? (await condition(wake), true) : await condition(wake, timeoutMs);
     if (!woken) apply({ type: 'tick' });
-    while (unreported.length > 0) {
-      const t = unreported.shift()!;
-      try {
-        await breakerTransitioned(t);
-      } catch (err) {
-        // Alerting must never stop the breaker; the transition stays in history and the query.
-        log.warn('breaker transition not delivered', { serviceId: t.serviceId, generation: t.generation, error: String(err) });
-      }
-    }
     if (historyFull()) {
       await condition(allHandlersFinished);
-      if (unreported.length > 0) continue; // deliver transitions made meanwhile first
       // Signals that arrive while this task completes fail the continue-as-new
       // command on the server, which replays the task with them: none is lost.
-      await continueAsNew<typeof circuitBreaker>({ serviceId: state.serviceId, state, maxHistoryEvents: input.maxHistoryEvents, maxHistoryBytes: input.maxHistoryBytes });
+      await continueAsNew<typeof circuitBreaker>({
+        serviceId: state.serviceId,
+        state,
+        undelivered,
+        maxHistoryEvents: input.maxHistoryEvents,
+        maxHistoryBytes: input.maxHistoryBytes,
+      });
     }
   }
 }

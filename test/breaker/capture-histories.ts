@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
+import { createAlertActivities } from '../../src/activities/alerts';
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { startDevServer } from '../../src/dev/dev-server';
 import { resolveTemporalCli } from '../../src/dev/temporal-cli';
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
   try {
     const client = new Client({ connection });
     const taskQueue = 'breaker-capture';
-    const worker = await Worker.create({ connection: native, taskQueue, workflowsPath: require.resolve('../../src/workflows'), activities: createBreakerActivities() });
+    const worker = await Worker.create({ connection: native, taskQueue, workflowsPath: require.resolve('../../src/workflows'), activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }) } });
     const serviceId = 'captured-service';
     const { runId } = await worker.runUntil(() => breakerLifecycle(client, taskQueue, serviceId));
     const workflowId = workflowIds.breaker(serviceId);

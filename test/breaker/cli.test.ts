@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../../src/codec/keys';
+import { createAlertActivities } from '../../src/activities/alerts';
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { closeTestClient, testAddress, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
 
@@ -42,7 +43,7 @@ test('breaker open/show/close/reset and breakers, in text and --json; registry o
     ['services:', `  - id: ${id}`, '    type: api', '    endpoints: [{ url: "http://127.0.0.1:9/" }]', '    circuitBreaker: { failureRateThreshold: 25, waitDurationInOpenState: 45s }', ''].join('\n'),
   );
   const env = { TEMPORAL_TASK_QUEUE: taskQueue, INTEGRATION_AGENT_DATA_DIR: dataDir, INTEGRATION_AGENT_REGISTRY: registryPath };
-  await withTestWorker({ taskQueue, activities: createBreakerActivities(), dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(dataDir))] } }, async () => {
+  await withTestWorker({ taskQueue, activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }) }, dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(dataDir))] } }, async () => {
     const opened = await cli(env, ['breaker', 'open', id, '--note', 'vendor maintenance', '--json']);
     expect(opened.stderr).toBe('');
     expect(opened.code).toBe(0);

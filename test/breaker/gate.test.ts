@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Registry as PromRegistry } from 'prom-client';
+import { createAlertActivities } from '../../src/activities/alerts';
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { BreakerGate, BreakerOpenError } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
@@ -57,7 +58,7 @@ test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the
   const serviceId = `gate-${randomUUID().slice(0, 8)}`;
   const metricsRegistry = new PromRegistry();
   const metrics = registerBreakerMetrics(metricsRegistry);
-  await withTestWorker({ taskQueue, activities: createBreakerActivities({ metrics }) }, async () => {
+  await withTestWorker({ taskQueue, activities: { ...createBreakerActivities({ metrics }), ...createAlertActivities({ webhooks: [] }) } }, async () => {
     const a = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-a', optionsFor: () => options, metrics });
     const b = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-b', optionsFor: () => options });
     try {
@@ -113,7 +114,7 @@ test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the
 test('outcomes from the OutcomeSink are batched into few signals, none lost', async () => {
   const taskQueue = uniqueTaskQueue('gate');
   const serviceId = `sink-${randomUUID().slice(0, 8)}`;
-  await withTestWorker({ taskQueue, activities: createBreakerActivities() }, async () => {
+  await withTestWorker({ taskQueue, activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }) } }, async () => {
     const gate = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-s', optionsFor: () => ({ slidingWindowSize: 1000, minimumNumberOfCalls: 1000 }), maxBatchSize: 100, flushIntervalMs: 50 });
     try {
       for (let i = 0; i < 1000; i++) gate.record(outcome(serviceId, true, 'worker-s'));

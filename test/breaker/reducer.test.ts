@@ -3,6 +3,7 @@
  * tries again and closes, plus the options' validation.
  */
 import {
+  breakerAlert,
   breakerOptionsSchema,
   initialBreakerState,
   newTransitions,
@@ -286,5 +287,37 @@ describe('options', () => {
       path: 'services[0].circuitBreaker.permittedNumberOfCallsInHalfOpenState',
       message: 'circuit breaker option permittedNumberOfCallsInHalfOpenState must be an integer in 1..1000, got -1',
     });
+  });
+});
+
+describe('alerts', () => {
+  test('an incident alerts once when it starts and once when it ends, with its duration; the steps in between do not', () => {
+    let s = tripped();
+    const trip = s.transitions.at(-1)!;
+    expect(breakerAlert(trip)).toMatchObject({
+      id: 'breaker/billing#1',
+      kind: 'TRIGGERED',
+      source: 'breaker',
+      serviceId: 'billing',
+      summary: 'circuit breaker of billing opened: failure rate 100% of 4 calls',
+    });
+    s = reduceBreaker(s, { type: 'tick' }, T0 + 1010);
+    expect(breakerAlert(s.transitions.at(-1)!)).toBeUndefined(); // OPEN -> HALF_OPEN
+    s = reduceBreaker(s, { type: 'acquirePermit', permitId: 'a', reporter: 'w' }, T0 + 1010);
+    s = reduceBreaker(s, outcomes([fail({ generation: s.generation, permitId: 'a' })]), T0 + 1020);
+    expect(breakerAlert(s.transitions.at(-1)!)).toBeUndefined(); // HALF_OPEN -> OPEN: the same incident
+    s = reduceBreaker(s, { type: 'reset', note: 'fixed upstream' }, T0 + 5010);
+    expect(breakerAlert(s.transitions.at(-1)!)).toEqual({
+      id: `breaker/billing#${s.generation}`,
+      kind: 'RESOLVED',
+      source: 'breaker',
+      serviceId: 'billing',
+      rootCause: 'billing',
+      at: T0 + 5010,
+      summary: 'circuit breaker of billing closed: reset by an operator (fixed upstream)',
+      durationMs: 5000,
+    });
+    const forced = reduceBreaker(s, { type: 'forceOpen', note: 'maintenance' }, T0 + 6000);
+    expect(breakerAlert(forced.transitions.at(-1)!)).toMatchObject({ kind: 'TRIGGERED', summary: 'circuit breaker of billing opened: forced open by an operator (maintenance)' });
   });
 });

@@ -5,10 +5,13 @@
  * facade, and continue-as-new under a stream of messages with none lost.
  */
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { Registry as PromRegistry } from 'prom-client';
+import { createAlertActivities, type AlertWebhook } from '../../src/activities/alerts';
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { requestPermit } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
@@ -25,24 +28,50 @@ import {
 import { breakerLifecycle, failures, fast, record, waitFor } from './scenario';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker, workflowSource } from '../helpers/temporal';
 
-afterAll(closeTestClient);
+const afterAllClose: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  await closeTestClient();
+  for (const close of afterAllClose) await close();
+});
 
 function serviceId(): string {
   return `svc-${randomUUID().slice(0, 8)}`;
 }
 
-function activities(transitions: BreakerTransition[]) {
-  return createBreakerActivities({ metrics: registerBreakerMetrics(new PromRegistry()), onTransition: async (t) => void transitions.push(t) });
+function activities(transitions: BreakerTransition[], webhooks: AlertWebhook[] = []) {
+  return {
+    ...createBreakerActivities({ metrics: registerBreakerMetrics(new PromRegistry()), onTransition: async (t) => void transitions.push(t) }),
+    ...createAlertActivities({ webhooks }),
+  };
+}
+
+/** A real alert receiver on loopback: collects every POSTed body. */
+async function alertReceiver(): Promise<{ url: string; alerts: Array<Record<string, unknown>>; close: () => Promise<void> }> {
+  const alerts: Array<Record<string, unknown>> = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      alerts.push(JSON.parse(body) as Record<string, unknown>);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}/alerts`, alerts, close: () => new Promise((r) => server.close(() => r())) };
 }
 
 test('trips on signalled failures, upserts BreakerState, alerts, and reaches HALF_OPEN on a durable timer across a worker restart', async () => {
   const client = await testClient();
+  const receiver = await alertReceiver();
+  afterAllClose.push(receiver.close);
+  const webhooks = [{ name: 'ops', url: receiver.url }];
   const taskQueue = uniqueTaskQueue('breaker');
   const id = serviceId();
   const transitions: BreakerTransition[] = [];
   const handle = client.workflow.getHandle(workflowIds.breaker(id));
 
-  const open = await withTestWorker({ taskQueue, activities: activities(transitions) }, async () => {
+  const open = await withTestWorker({ taskQueue, activities: activities(transitions, webhooks) }, async () => {
     await record(client, taskQueue, { serviceId: id, options: fast }, failures(2));
     await record(client, taskQueue, { serviceId: id, options: fast }, failures(2), 'other-worker');
     const view = await waitFor('OPEN', async () => {
@@ -52,14 +81,23 @@ test('trips on signalled failures, upserts BreakerState, alerts, and reaches HAL
     expect(view.generation).toBe(1);
     expect(view.transitions).toEqual([expect.objectContaining({ from: 'CLOSED', to: 'OPEN', reason: 'failure_rate', calls: 4, failureRate: 100 })]);
     await waitFor('search attribute', async () => ((await handle.describe()).typedSearchAttributes.get(BREAKER_STATE_KEY) === 'OPEN' ? true : undefined));
-    await waitFor('alert', async () => (transitions.length === 1 ? true : undefined));
+    await waitFor('transition reported', async () => (transitions.length === 1 ? true : undefined));
     expect(transitions[0]).toMatchObject({ serviceId: id, to: 'OPEN', generation: 1 });
+    // The alerting path: the health area's deliverAlert posts it to the webhook.
+    const alert = await waitFor('alert delivered', async () => receiver.alerts.find((a) => a.serviceId === id));
+    expect(alert).toMatchObject({
+      schema: 'integration-agent.alert/v1',
+      id: `breaker/${id}#1`,
+      kind: 'TRIGGERED',
+      source: 'breaker',
+      summary: `circuit breaker of ${id} opened: failure rate 100% of 4 calls`,
+    });
     return view;
   });
 
   // No worker runs while the wait elapses; the server's timer wakes the next one.
   await new Promise((r) => setTimeout(r, Math.max(0, open.openUntilMs! - Date.now() + 200)));
-  await withTestWorker({ taskQueue, activities: activities(transitions) }, async () => {
+  await withTestWorker({ taskQueue, activities: activities(transitions, webhooks) }, async () => {
     const half = await waitFor('HALF_OPEN', async () => {
       const v = await handle.query(breakerStateQuery);
       return v.state === 'HALF_OPEN' ? v : undefined;
