@@ -8,7 +8,7 @@ import type { CoordinatorRequest } from '../../src/activities/coordinator/coordi
 
 export type CallResult =
   | { ok: true; status: number; body: string }
-  | { ok: false; type?: string | null; nonRetryable?: boolean; message: string; cancelled?: boolean };
+  | { ok: false; type?: string | null; nonRetryable?: boolean | null; message: string; cancelled?: boolean };
 
 function describeFailure(err: unknown): CallResult {
   if (err instanceof ActivityFailure && err.cause instanceof ApplicationFailure) {
