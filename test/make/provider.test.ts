@@ -118,3 +118,13 @@ test("a 429 from Make through the coordinator is a retryable provider error that
   expect(err.status).toBe(429);
   expect(err.message).toMatch(/429 Too Many Requests: Requests limit for organization exceeded/);
 });
+
+test('should Make ever quote the connection data in an error, the secret is redacted', async () => {
+  fake.inject({ match: (m, path) => m === 'POST' && path.endsWith('/set-data'), status: 422, body: { detail: 'Invalid value new-key-0002 for apiKey.', message: 'Unprocessable Entity', code: 'SC422' } });
+  const err = (await createMakeProvider(rig.clients)
+    .install(ctx(), { versionId: 'v2', secret: 'new-key-0002', idempotencyKey: 'k' })
+    .catch((e: unknown) => e)) as ProviderError;
+  expect(err.retryable).toBe(false);
+  expect(err.message).toMatch(/Invalid value \[REDACTED\] for apiKey/);
+  expect(err.message).not.toContain('new-key-0002');
+});

@@ -33,12 +33,22 @@ export interface MakeRotationProvider extends RotationProvider {
   preflight(ctx: ProviderContext): Promise<string[]>;
 }
 
-function asProviderError(err: unknown, what: string): never {
-  if (err instanceof ProviderError) throw err;
-  if (err instanceof MakeApiError) throw new ProviderError(`${what}: ${err.message}`, err.retryable, err.info.status);
+/** Replaces every occurrence of `secret` (when long enough to matter) with [REDACTED]. */
+function redact(text: string, secret?: string): string {
+  return secret && secret.length >= 4 ? text.split(secret).join('[REDACTED]') : text;
+}
+
+/**
+ * Throws the provider error for a failed Make call. Make does not echo
+ * connection data in its errors; the secret is redacted anyway, should an
+ * answer ever quote it.
+ */
+function asProviderError(err: unknown, what: string, secret?: string): never {
+  if (err instanceof ProviderError) throw new ProviderError(redact(err.message, secret), err.retryable, err.status);
+  if (err instanceof MakeApiError) throw new ProviderError(redact(`${what}: ${err.message}`, secret), err.retryable, err.info.status);
   if (err instanceof MakeRateLimitWaitError) throw new ProviderError(`${what}: ${err.message}`, true, 429);
   const e = err as { retryable?: unknown; status?: unknown; message?: unknown };
-  throw new ProviderError(`${what}: ${String(e?.message ?? err).slice(0, 300)}`, e?.retryable !== false, typeof e?.status === 'number' ? e.status : undefined);
+  throw new ProviderError(redact(`${what}: ${String(e?.message ?? err).slice(0, 300)}`, secret), e?.retryable !== false, typeof e?.status === 'number' ? e.status : undefined);
 }
 
 /** The connections of `service` that hold `credentialId`; throws a non-retryable ProviderError when none does. */
@@ -123,7 +133,7 @@ export function createMakeProvider(clients: MakeClients): MakeRotationProvider {
           if (conn.editable === false) throw new ProviderError(`${what}: the connection cannot be edited through the Make API (editable: false); update it in Make`, false);
           await client.setConnectionData(c.id, data, `${req.idempotencyKey}/${c.id}`, ctx.signal);
         } catch (err) {
-          asProviderError(err, what);
+          asProviderError(err, what, req.secret);
         }
       }
     },
@@ -136,7 +146,7 @@ export function createMakeProvider(clients: MakeClients): MakeRotationProvider {
         try {
           verified = await client.testConnection(c.id, ctx.signal);
         } catch (err) {
-          asProviderError(err, `verify ${label(c)} of service ${ctx.service.id}`);
+          asProviderError(err, `verify ${label(c)} of service ${ctx.service.id}`, req.secret);
         }
         if (!verified) return { versionId: undefined };
       }
