@@ -4,16 +4,18 @@
  * (timing, JSONPath lookup, certificate capture) happens here; the judgment
  * is `evaluateProbe` in src/domain/health.ts.
  *
- * Each probe opens a fresh connection (like the Prometheus blackbox exporter),
- * so a server that stops accepting connections is seen at once and the
- * certificate read is the one served now.
+ * Probes share one keep-alive pool (undici Agent) whose idle connections
+ * expire well within a sweep interval: in production each sweep connects
+ * afresh (a server that stops accepting connections is seen at once, and the
+ * certificate read is the one served now), while a burst of probes to one
+ * origin reuses connections (measured: docs/health.md).
  */
 import * as net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { Context } from '@temporalio/activity';
 import { JSONPath } from 'jsonpath-plus';
 import pLimit from 'p-limit';
-import { Client, buildConnector } from 'undici';
+import { Agent, buildConnector } from 'undici';
 import { evaluateProbe, inMaintenance, type ProbeFailureKind, type ProbeObservation, type ProbeResult, type ProbeTarget } from '../domain/health';
 
 export interface ProbeDeps {
@@ -23,6 +25,8 @@ export interface ProbeDeps {
   now?: () => number;
   /** Largest body read for JSON rules, bytes; default 1 MiB. */
   maxBodyBytes?: number;
+  /** Idle keep-alive connections close after this long, ms; default 4000 (shorter than a sweep interval). */
+  keepAliveTimeoutMs?: number;
 }
 
 /** Input of {@link createProbeActivities}'s `probeServices`. */
@@ -74,33 +78,47 @@ export function createProbeActivities(deps: ProbeDeps = {}) {
   const now = deps.now ?? Date.now;
   const maxBody = deps.maxBodyBytes ?? 1 << 20;
   const connector = buildConnector({ ...(deps.ca ? { ca: deps.ca } : {}) } as buildConnector.BuildOptions);
+  /** Leaf certificate notAfter per `host:port`, read on every new TLS connection. */
+  const certs = new Map<string, number>();
+  // One pooled keep-alive agent, like real callers: a burst of probes reuses
+  // connections; between 30 s sweeps they expire (keepAliveTimeout), so each
+  // sweep connects afresh and reads the certificate served now.
+  const dispatcher = new Agent({
+    keepAliveTimeout: deps.keepAliveTimeoutMs ?? 4_000,
+    keepAliveMaxTimeout: deps.keepAliveTimeoutMs ?? 4_000,
+    connect: (opts, cb) =>
+      connector(opts, (err, socket) => {
+        if (!err && socket && typeof (socket as TLSSocket).getPeerCertificate === 'function') {
+          const cert = (socket as TLSSocket).getPeerCertificate();
+          if (cert?.valid_to) certs.set(`${opts.hostname}:${opts.port || '443'}`, Date.parse(cert.valid_to));
+        }
+        (cb as (e: Error | null, s: unknown) => void)(err, socket);
+      }),
+  });
   async function probeHttp(t: ProbeTarget): Promise<ProbeObservation> {
     const startedAt = now();
     const t0 = performance.now();
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(new ProbeError('timeout', `no answer within ${t.check.timeout}ms`)), t.check.timeout);
     const url = new URL(t.url);
-    let servedCertNotAfter: number | undefined;
-    // One client per probe: its connector sees this probe's socket, so the
-    // certificate read is the leaf this very connection was served.
-    const client = new Client(url.origin, {
-      connect: (opts, cb) =>
-        connector(opts, (err, socket) => {
-          if (!err && socket && typeof (socket as TLSSocket).getPeerCertificate === 'function') {
-            const cert = (socket as TLSSocket).getPeerCertificate();
-            if (cert?.valid_to) servedCertNotAfter = Date.parse(cert.valid_to);
-          }
-          (cb as (e: Error | null, s: unknown) => void)(err, socket);
-        }),
-      pipelining: 1,
-    });
-    try {
-      const res = await client.request({
+    const send = () =>
+      dispatcher.request({
+        origin: url.origin,
         path: url.pathname + url.search,
         method: t.check.method,
         signal: ac.signal,
         headers: { 'user-agent': 'integration-agent-probe', accept: 'application/health+json, application/json;q=0.9, */*;q=0.5' },
       });
+    try {
+      let res: Awaited<ReturnType<typeof send>>;
+      try {
+        res = await send();
+      } catch (err) {
+        // A pooled connection the server had just closed: once more on a fresh one.
+        const code = (err as { code?: string }).code;
+        if (ac.signal.aborted || (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET')) throw err;
+        res = await send();
+      }
       const contentType = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
       const obs: ProbeObservation = { startedAt, latencyMs: 0, status: res.statusCode, contentType };
       const rules = t.check.expect.body;
@@ -129,14 +147,16 @@ export function createProbeActivities(deps: ProbeDeps = {}) {
         await res.body.dump({ limit: maxBody });
       }
       obs.latencyMs = performance.now() - t0;
-      if (servedCertNotAfter !== undefined) obs.certNotAfter = servedCertNotAfter;
+      if (url.protocol === 'https:') {
+        const cert = certs.get(`${url.hostname}:${url.port || '443'}`);
+        if (cert !== undefined) obs.certNotAfter = cert;
+      }
       return obs;
     } catch (err) {
       const reason = ac.signal.aborted ? ac.signal.reason : err;
       return { startedAt, latencyMs: performance.now() - t0, error: classifyProbeError(reason, t.check.timeout) };
     } finally {
       clearTimeout(timer);
-      client.destroy().catch(() => undefined);
     }
   }
 

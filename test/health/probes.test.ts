@@ -145,3 +145,16 @@ test('bounded concurrency: never more probes in flight than asked', async () => 
     server.close();
   }
 });
+
+test('a server that goes away between probes is seen at once despite the keep-alive pool', async () => {
+  const { createServer } = await import('node:http');
+  const server = createServer((_req, res) => res.writeHead(200).end('{}'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/h`;
+  const reg = registryOf([svc('gone', url)]);
+  const { probeServices } = createProbeActivities();
+  expect((await probeServices({ targets: reg.services.map(probeTarget) }))[0]!.verdict).toBe('pass');
+  server.closeAllConnections();
+  await new Promise<void>((r) => server.close(() => r()));
+  expect((await probeServices({ targets: reg.services.map(probeTarget) }))[0]).toMatchObject({ verdict: 'fail', failureKind: 'connection_refused' });
+});
