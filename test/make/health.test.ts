@@ -138,3 +138,10 @@ test('probeMakeServices gives the sweep one probe result per service; a service 
   expect(make!.detail).toMatch(/connection 128 \(CRM\): unhealthy — connection test failed \(verified: false\)/);
   expect(crm).toMatchObject({ serviceId: 'crm-api', verdict: 'inconclusive', detail: expect.stringMatching(/service "crm-api" is type api, not make/) });
 });
+
+test('a make service whose endpoint is not its zone\'s API base is refused with the URL to use', async () => {
+  rig = makeRig(fake, makeRegistryYaml(fake, block).replace(`url: ${fake.apiBase}`, 'url: https://eu1.make.com/api/v2'));
+  await expect(createMakeHealthActivities({}, rig.clients).checkMakeService({ serviceId: 'make-prod' })).rejects.toThrow(
+    `service "make-prod": endpoint https://eu1.make.com/api/v2 is not the API base of Make zone ${fake.url}; use endpoints: [{ url: ${fake.apiBase} }]`,
+  );
+});

@@ -6,7 +6,7 @@
  * plan's documented figure.
  */
 import { getService, type ServiceSpec } from '../../domain/registry';
-import { makeRateLimitPerMinute, type MakeConfig } from '../../domain/make';
+import { makeApiBaseUrl, makeRateLimitPerMinute, type MakeConfig } from '../../domain/make';
 import type { RegistrySource } from '../registry';
 import { MakeClient, MakeOrganizationLimits, type MakeTransport } from './client';
 
@@ -32,12 +32,18 @@ export interface MakeService {
 
 /**
  * The service's `make` block, or an Error that says what to add where.
- * @throws Error naming the service when it is not `type: make`, has no `make:` block or does not authenticate with `auth.scheme: make`.
+ * @throws Error naming the service when it is not `type: make`, has no `make:` block, does not
+ *   authenticate with `auth.scheme: make`, or has an endpoint other than its zone's API base.
  */
 export function makeConfigOf(service: ServiceSpec): MakeConfig {
   if (service.type !== 'make') throw new Error(`service "${service.id}" is type ${service.type}, not make`);
   if (!service.make) throw new Error(`service "${service.id}" has no make: block (zone, organizationId, teamId) in the registry`);
   if (service.auth?.scheme !== 'make') throw new Error(`service "${service.id}": set auth: { scheme: make } so the token is sent as "Authorization: Token ..."`);
+  const base = makeApiBaseUrl(service.make.zone);
+  const off = service.endpoints.filter((e) => e.url.replace(/\/+$/, '') !== base);
+  if (off.length) {
+    throw new Error(`service "${service.id}": endpoint ${off[0]!.url} is not the API base of Make zone ${service.make.zone}; use endpoints: [{ url: ${base} }]`);
+  }
   return service.make;
 }
 
