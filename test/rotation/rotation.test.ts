@@ -61,6 +61,28 @@ describe('a rotation with every consumer healthy', () => {
   });
 });
 
+test('two rotations of one credential requested at once: exactly one starts, the other fails at once naming it', async () => {
+  const fx = await rotationFixture([{ id: 'once' }], { gracePeriod: '0s' });
+  try {
+    const client = await testClient();
+    await fx.run(async () => {
+      const settled = await Promise.allSettled([1, 2].map(() => startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue })));
+      const ok = settled.filter((s) => s.status === 'fulfilled');
+      const refused = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+      expect(ok).toHaveLength(1);
+      expect(refused).toHaveLength(1);
+      const runId = (ok[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof startRotation>>>).value.runId;
+      expect(refused[0]!.reason).toBeInstanceOf(RotationAlreadyRunningError);
+      expect(String(refused[0]!.reason.message)).toContain(`run id ${runId}`);
+      const result = await (ok[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof startRotation>>>).value.handle.result();
+      expect(result.status).toBe('completed');
+      expect(fx.server.issuer('issuer').minted).toHaveLength(1);
+    });
+  } finally {
+    await fx.close();
+  }
+});
+
 describe('grace period and one rotation at a time', () => {
   let fx: RotationFixture;
   beforeAll(async () => {
@@ -86,6 +108,13 @@ describe('grace period and one rotation at a time', () => {
       expect(during?.progress?.phase).toBe('grace');
       expect(fx.server.issuer('issuer').revoked).toEqual([]);
       expect((await fx.store.labels(fx.credentialId)).PREVIOUS?.versionId).toBe(fx.initialVersionId);
+
+      // Two more requested at the same moment: both refused, the running one untouched.
+      const both = await Promise.allSettled([
+        startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue }),
+        startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue, force: true }),
+      ]);
+      expect(both.map((r) => r.status)).toEqual(['rejected', 'rejected']);
 
       await endGracePeriod(client, fx.credentialId);
       const result = (await first.handle.result()) as { status: string; previousRevoked: boolean };

@@ -12,6 +12,7 @@ import { startRotation } from '../../src/client/rotation';
 import { SqliteCredentialStore } from '../../src/activities/credential-store';
 import type { RotationResult } from '../../src/domain/rotation';
 import type { ContractEvent } from '../fixtures/rotation-contract';
+import { progressQuery } from '../../src/workflows/rotation';
 import { closeTestClient, testClient } from '../helpers/temporal';
 import { rotationFixture } from './support';
 import { kill, startWorker } from './child-worker';
@@ -79,4 +80,34 @@ describe.each(boundaries)('worker killed $name', ({ when }) => {
       await fx.close();
     }
   });
+});
+
+test('worker killed during the grace period: the durable timer survives and the restarted worker revokes PREVIOUS once', async () => {
+  const masterKey = randomBytes(32);
+  const fx = await rotationFixture([{ id: 'g1', rotation: { stepTimeout: '2s' } }], { gracePeriod: '3s', masterKey, issuerRotation: { stepTimeout: '2s' } });
+  const registryPath = join(fx.dataDir, 'registry.json');
+  writeFileSync(registryPath, JSON.stringify(fx.registry));
+  const env = { ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath };
+  let worker = await startWorker(env);
+  try {
+    const client = await testClient();
+    const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+    let phase: string | undefined;
+    for (let i = 0; i < 200 && phase !== 'grace'; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      phase = await started.handle.query(progressQuery).then((p) => p.phase).catch(() => undefined);
+    }
+    expect(phase).toBe('grace');
+    await kill(worker);
+    expect(fx.server.issuer('issuer').revoked).toEqual([]);
+    worker = await startWorker(env);
+    const result = (await started.handle.result()) as RotationResult;
+    expect(result.status).toBe('completed');
+    expect(result.previousRevoked).toBe(true);
+    expect(fx.server.issuer('issuer').revoked).toEqual([fx.initialVersionId]);
+    expect(fx.server.consumer('g1').installs).toEqual([result.versionId]);
+  } finally {
+    await kill(worker);
+    await fx.close();
+  }
 });
