@@ -154,6 +154,8 @@ interface Entry {
   generation: number;
   /** Local clock: when the cached OPEN ends. */
   openUntilMs: number;
+  /** Local clock: a full HALF_OPEN said "not before"; rejected locally until then. */
+  denyUntilMs: number;
   fetchedAtMs: number;
   lastUsedMs: number;
   refreshing?: Promise<void>;
@@ -233,12 +235,21 @@ export class BreakerGate implements CallGate, OutcomeSink {
       case 'FORCED_OPEN':
         return this.reject(e, 1000);
       case 'HALF_OPEN':
+        if (now < e.denyUntilMs) return this.reject(e, e.denyUntilMs - now);
         return this.acquireTrial(e);
     }
   }
 
-  /** Buffers an outcome of a call that did not go through {@link admit} (OutcomeSink). Never throws. */
+  /**
+   * OutcomeSink: buffers the outcome of a call that did not go through
+   * {@link admit}. Outcomes carrying a `generation` were admitted by a gate,
+   * whose permit reports the call's final outcome; they are skipped here, so
+   * the coordinator may pass this gate as both its gate and its sink without
+   * counting a call twice (per-endpoint attempts of one call count once).
+   * Never throws.
+   */
   record(outcome: CallOutcome): void {
+    if (outcome.generation !== undefined) return;
     this.enqueue(outcome, undefined);
   }
 
@@ -279,6 +290,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
         state: 'CLOSED',
         generation: 0,
         openUntilMs: 0,
+        denyUntilMs: 0,
         fetchedAtMs: 0,
         lastUsedMs: Date.now(),
         refreshAfterFlush: false,
@@ -339,7 +351,10 @@ export class BreakerGate implements CallGate, OutcomeSink {
     }
     const now = Date.now();
     this.learn(e, decision.state, decision.generation, decision.granted ? 0 : decision.retryAfterMs, now);
-    if (!decision.granted) return this.reject(e, decision.retryAfterMs);
+    if (!decision.granted) {
+      if (decision.state === 'HALF_OPEN') e.denyUntilMs = now + decision.retryAfterMs;
+      return this.reject(e, decision.retryAfterMs);
+    }
     if (decision.permitId === undefined) return e.freePermit;
     const generation = decision.generation;
     let reported = false;
@@ -355,6 +370,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
 
   private learn(e: Entry, state: BreakerStateName, generation: number, retryAfterMs: number, now: number): void {
     if (e.known && generation < e.generation) return; // an older answer raced a newer one
+    if (generation !== e.generation) e.denyUntilMs = 0;
     e.known = true;
     e.fetchedAtMs = now;
     e.state = state;

@@ -12,6 +12,7 @@ import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
 import {
   breakerStateQuery,
   circuitBreaker,
+  configureUpdate,
   disableUpdate,
   forceCloseUpdate,
   forceOpenUpdate,
@@ -155,4 +156,27 @@ export function reset(client: Client, serviceId: string, opts: OperatorOptions =
 /** DISABLED: every call admitted, nothing recorded, until {@link forceClose} or {@link reset}. */
 export function disable(client: Client, serviceId: string, opts: OperatorOptions = {}): Promise<BreakerView> {
   return operate(client, serviceId, disableUpdate, opts);
+}
+
+/**
+ * Gives a breaker new options (e.g. after a registry change), starting it with
+ * them if it is not running. Not a transition: the state and generation stay;
+ * the window is emptied when its shape (type, size, duration, slow-call
+ * duration, failure statuses) changes.
+ * @throws RangeError naming a bad option and its value (checked here and by the workflow's validator).
+ */
+export async function configureBreaker(client: Client, serviceId: string, options: Partial<BreakerOptions>, opts: { taskQueue?: string } = {}): Promise<BreakerView> {
+  checkServiceId(serviceId);
+  const resolved = resolveBreakerOptions(options);
+  return retryUpdateWhileNotReady(() =>
+    client.workflow.executeUpdateWithStart(configureUpdate, {
+      args: [{ options: resolved }],
+      startWorkflowOperation: new WithStartWorkflowOperation(circuitBreaker, {
+        workflowId: workflowIds.breaker(serviceId),
+        taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+        args: [{ serviceId, options: resolved }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      }),
+    }),
+  );
 }

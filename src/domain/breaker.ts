@@ -403,7 +403,9 @@ export type BreakerEvent =
   | { type: 'forceOpen'; note?: string }
   | { type: 'forceClose'; note?: string }
   | { type: 'reset'; note?: string }
-  | { type: 'disable'; note?: string };
+  | { type: 'disable'; note?: string }
+  /** New options (e.g. the registry changed). Not a transition; the window is emptied when its shape changes. */
+  | { type: 'configure'; options: BreakerOptions };
 
 function emptyWindow(): SlidingWindow {
   return { calls: [], buckets: [], totalCalls: 0, failures: 0, slowCalls: 0, badReporters: {} };
@@ -497,6 +499,19 @@ export function reduceBreaker(state: BreakerState, event: BreakerEvent, nowMs: n
     case 'disable':
       if (s.state !== 'DISABLED') transition(s, 'DISABLED', 'disabled', nowMs, { note: event.note });
       break;
+    case 'configure': {
+      const o = resolveBreakerOptions(event.options);
+      const shapeChanged =
+        o.slidingWindowType !== s.options.slidingWindowType ||
+        o.slidingWindowSize !== s.options.slidingWindowSize ||
+        o.slidingWindowDurationMs !== s.options.slidingWindowDurationMs ||
+        o.slowCallDurationThresholdMs !== s.options.slowCallDurationThresholdMs ||
+        JSON.stringify(o.failureStatuses) !== JSON.stringify(s.options.failureStatuses);
+      s.options = o;
+      if (shapeChanged) s.window = emptyWindow();
+      else if (s.state === 'CLOSED') evaluateClosed(s, nowMs);
+      break;
+    }
     default: {
       const never: never = event;
       throw new TypeError(`unknown breaker event ${JSON.stringify(never)}`);

@@ -33,6 +33,7 @@ import {
   nextDeadlineMs,
   permitDecision,
   reduceBreaker,
+  resolveBreakerOptions,
   type BreakerEvent,
   type BreakerOptions,
   type BreakerState,
@@ -88,6 +89,12 @@ export const forceOpenUpdate = defineUpdate<BreakerView, [OperatorRequest]>('for
 export const forceCloseUpdate = defineUpdate<BreakerView, [OperatorRequest]>('forceClose');
 export const resetUpdate = defineUpdate<BreakerView, [OperatorRequest]>('reset');
 export const disableUpdate = defineUpdate<BreakerView, [OperatorRequest]>('disable');
+/** New options for a running breaker (the registry changed); the validator rejects bad ones with a RangeError naming the option. */
+export const configureUpdate = defineUpdate<BreakerView, [ConfigureRequest]>('configure');
+
+export interface ConfigureRequest {
+  options: Partial<BreakerOptions>;
+}
 
 export const BREAKER_STATE_KEY = defineSearchAttributeKey('BreakerState', SearchAttributeType.KEYWORD);
 export const SERVICE_ID_KEY = defineSearchAttributeKey('ServiceId', SearchAttributeType.KEYWORD);
@@ -226,6 +233,19 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
   setHandler(forceCloseUpdate, operator('forceClose'), { validator: validateOperatorRequest });
   setHandler(resetUpdate, operator('reset'), { validator: validateOperatorRequest });
   setHandler(disableUpdate, operator('disable'), { validator: validateOperatorRequest });
+  setHandler(
+    configureUpdate,
+    (req) => {
+      apply({ type: 'configure', options: resolveBreakerOptions(req.options) });
+      return breakerView(state, Date.now());
+    },
+    {
+      validator: (req) => {
+        if (!req || typeof req !== 'object' || !req.options || typeof req.options !== 'object') throw new TypeError('configure: expected { options }');
+        resolveBreakerOptions(req.options);
+      },
+    },
+  );
 
   const historyFull = (): boolean => {
     const info = workflowInfo();

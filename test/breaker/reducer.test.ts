@@ -290,6 +290,19 @@ describe('options', () => {
   });
 });
 
+test('configure changes the options without a transition; a new window shape empties the window', () => {
+  let s = reduceBreaker(initialBreakerState('billing', small, T0), outcomes([fail(), ok(), ok(), ok()]), T0);
+  expect(s.state).toBe('CLOSED');
+  // Same window, lower threshold: judged at once (1 of 4 = 25%).
+  const lowered = reduceBreaker(s, { type: 'configure', options: resolveBreakerOptions({ ...small, failureRateThreshold: 25 }) }, T0 + 1);
+  expect(lowered.state).toBe('OPEN');
+  expect(lowered.transitions.at(-1)!.reason).toBe('failure_rate');
+  s = reduceBreaker(s, { type: 'configure', options: resolveBreakerOptions({ ...small, slidingWindowSize: 50 }) }, T0 + 1);
+  expect(s).toMatchObject({ state: 'CLOSED', generation: 0 });
+  expect(s.window.totalCalls).toBe(0);
+  expect(s.options.slidingWindowSize).toBe(50);
+});
+
 describe('alerts', () => {
   test('an incident alerts once when it starts and once when it ends, with its duration; the steps in between do not', () => {
     let s = tripped();

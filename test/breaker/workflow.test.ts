@@ -15,13 +15,14 @@ import { createAlertActivities, type AlertWebhook } from '../../src/activities/a
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { requestPermit } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
-import { disable, forceOpen, getBreaker, listBreakers, reset } from '../../src/client/breakers';
+import { configureBreaker, disable, forceOpen, getBreaker, listBreakers, reset } from '../../src/client/breakers';
 import type { BreakerTransition } from '../../src/domain/breaker';
 import { workflowIds } from '../../src/domain/constants';
 import {
   acquirePermitUpdate,
   BREAKER_STATE_KEY,
   breakerStateQuery,
+  configureUpdate,
   recordOutcomesSignal,
   type BreakerWorkflowInput,
 } from '../../src/workflows/breaker';
@@ -159,6 +160,13 @@ test('operator commands through the client facade start the breaker lazily and a
     const listed = await waitFor('listed', async () => (await listBreakers(client)).find((b) => b.serviceId === id && b.state === 'FORCED_OPEN'));
     expect(listed).toMatchObject({ workflowId: `breaker/${id}`, generation: 1 });
     expect((await disable(client, id, { taskQueue })).state).toBe('DISABLED');
+    const configured = await configureBreaker(client, id, { failureRateThreshold: 10, waitDurationInOpenStateMs: 5000 }, { taskQueue });
+    expect(configured).toMatchObject({ state: 'DISABLED', generation: 2, options: { failureRateThreshold: 10, waitDurationInOpenStateMs: 5000 } });
+    // The validator refuses bad options before they reach history.
+    await expect(
+      client.workflow.getHandle(workflowIds.breaker(id)).executeUpdate(configureUpdate, { args: [{ options: { failureRateThreshold: 0 } }] }),
+    ).rejects.toThrow(WorkflowUpdateFailedError);
+    await expect(configureBreaker(client, id, { failureRateThreshold: 0 })).rejects.toThrow('circuit breaker option failureRateThreshold must be a percent in (0, 100], got 0');
     expect((await reset(client, id, { taskQueue })).state).toBe('CLOSED');
     await expect(getBreaker(client, 'Not An Id')).rejects.toThrow(/invalid service id "Not An Id"/);
     await client.workflow.getHandle(workflowIds.breaker(id)).terminate('test done');
