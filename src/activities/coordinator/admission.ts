@@ -80,6 +80,16 @@ export class Admission {
   }
 
   /**
+   * Admits at once when nobody waits ahead and the limits allow it.
+   * @returns the release; an {@link AdmissionDeadlineError} when the rate limit's next start lies beyond `deadline`; undefined when the caller must wait ({@link acquire}).
+   */
+  tryAcquire(deadline: number): Release | AdmissionDeadlineError | undefined {
+    if (this.unlimited) return NOOP;
+    if (this.queue.length > 0) return undefined;
+    return this.tryNow(deadline);
+  }
+
+  /**
    * Waits for an admission.
    * @param signal aborts the wait (rejects with the signal's reason).
    * @param deadline performance.now() time past which the call is pointless:
@@ -113,7 +123,7 @@ export class Admission {
   }
 
   /** Admits now when possible; returns the release, an error when the deadline cannot be met, or undefined to wait. */
-  private tryNow(deadline: number): Release | Error | undefined {
+  private tryNow(deadline: number): Release | AdmissionDeadlineError | undefined {
     if (this.maxConcurrent !== undefined && this.active >= this.maxConcurrent) return undefined;
     if (this.limiter) {
       const now = this.now();

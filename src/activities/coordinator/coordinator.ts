@@ -31,6 +31,7 @@ import type { CallGate, CallPermit, OutcomeSink, SecretReader } from '../ports';
 import type { RegistrySource } from '../registry';
 import { Admission, AdmissionDeadlineError } from './admission';
 import { CoordinatorError, bodyExcerpt, transportError } from './errors';
+import { Exchange } from './send';
 
 /** One call through the coordinator. JSON-serialisable, so it can be an activity input. */
 export interface CoordinatorRequest {
@@ -156,6 +157,52 @@ type Options = { -readonly [K in keyof typeof DEFAULTS]: number };
 
 const METHOD = /^[A-Z]+$/;
 
+/**
+ * A one-shot abort notification: what `execute` listens to. Lighter than an
+ * AbortController per call (no EventTarget); a caller's AbortSignal is
+ * linked to one with {@link AbortLink.fromSignal}.
+ */
+class AbortLink {
+  private fired = false;
+  private listener: (() => void) | undefined;
+
+  /** Calls `fn` once when fired (at once if already fired); returns an unsubscribe. */
+  subscribe(fn: () => void): () => void {
+    if (this.fired) {
+      fn();
+      return () => {};
+    }
+    this.listener = fn;
+    return () => {
+      if (this.listener === fn) this.listener = undefined;
+    };
+  }
+
+  fire(): void {
+    if (this.fired) return;
+    this.fired = true;
+    const fn = this.listener;
+    this.listener = undefined;
+    fn?.();
+  }
+
+  /** A link fired by `signal`; `dispose` detaches it from the signal. */
+  static fromSignal(signal: AbortSignal): { link: AbortLink; dispose: () => void } {
+    const link = new AbortLink();
+    if (signal.aborted) {
+      link.fire();
+      return { link, dispose: () => {} };
+    }
+    const onAbort = () => link.fire();
+    signal.addEventListener('abort', onAbort, { once: true });
+    return { link, dispose: () => signal.removeEventListener('abort', onAbort) };
+  }
+}
+
+/** Abort reasons handed to undici; never seen by callers (they get a CoordinatorError). Made once: no stack capture per call. */
+const DEADLINE = new Error('coordinator: overall deadline reached');
+const CANCELLED = new Error('coordinator: cancelled by the caller');
+
 interface Endpoint {
   /** URL origin, `http://host:port`. */
   origin: string;
@@ -196,7 +243,8 @@ interface InFlight {
   waiters: number;
   /** Callers that ever joined. */
   joined: number;
-  controller: AbortController;
+  /** Aborts the shared call (when every waiter has given up). */
+  abort: AbortLink;
 }
 
 function validateOptions(deps: CoordinatorDeps): Options {
@@ -218,15 +266,6 @@ function validateOptions(deps: CoordinatorDeps): Options {
 
 function statusClass(status: number): CallOutcome['statusClass'] {
   return `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx` as CallOutcome['statusClass'];
-}
-
-function flattenHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const k in h) {
-    const v = h[k];
-    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
-  }
-  return out;
 }
 
 /** Seconds of freshness a response allows a private cache (RFC 9111 §5.2.2): undefined when it says nothing, 0 when it forbids storing. */
@@ -427,25 +466,31 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     req: CoordinatorRequest,
     method: string,
     auth: { name: string; value: string; secret: string } | undefined,
-    outer: AbortSignal | undefined,
+    outer: AbortLink | undefined,
   ): Promise<CoordinatorResponse> {
     const serviceId = state.spec.id;
     const path = req.path;
     const t0 = performance.now();
     const timeoutMs = req.timeoutMs ?? opts.timeoutMs;
     const deadline = t0 + timeoutMs;
-    const controller = new AbortController();
-    const signal = controller.signal;
-    const deadlineReason = new CoordinatorError({ serviceId, method, path, kind: 'timeout', retryable: true, notSent: false, code: 'DEADLINE_EXCEEDED', detail: `no answer within ${timeoutMs} ms` });
-    const timer = setTimeout(() => controller.abort(deadlineReason), timeoutMs);
-    const onOuterAbort = () => controller.abort(outer!.reason);
-    if (outer) {
-      if (outer.aborted) controller.abort(outer.reason);
-      else outer.addEventListener('abort', onOuterAbort, { once: true });
-    }
+
+    // One abort path for the deadline and the caller's signal, without an
+    // AbortController per call: the exchange (or admission wait) in progress
+    // is told directly.
+    let abortReason: Error | undefined;
+    let exchange: Exchange | undefined;
+    let waitController: AbortController | undefined;
+    const abort = (reason: Error) => {
+      if (abortReason) return;
+      abortReason = reason;
+      exchange?.abort(reason);
+      waitController?.abort(reason);
+    };
+    const timer = setTimeout(() => abort(DEADLINE), timeoutMs);
+    const unlink = outer?.subscribe(() => abort(CANCELLED));
     const abortedError = (endpoint?: string): CoordinatorError =>
-      signal.reason === deadlineReason
-        ? new CoordinatorError({ serviceId, method, path, endpoint, kind: 'timeout', retryable: true, notSent: false, code: 'DEADLINE_EXCEEDED', detail: deadlineReason.detail })
+      abortReason === DEADLINE
+        ? new CoordinatorError({ serviceId, method, path, endpoint, kind: 'timeout', retryable: true, notSent: false, code: 'DEADLINE_EXCEEDED', detail: `no answer within ${timeoutMs} ms` })
         : new CoordinatorError({ serviceId, method, path, endpoint, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
 
     let permit: CallPermit | undefined;
@@ -484,41 +529,53 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       const tried = new Set<number>();
       let lastError: CoordinatorError | undefined;
       for (;;) {
+        if (abortReason) throw abortedError();
         const idx = state.lb.pick(performance.now(), tried);
         if (idx === undefined) throw lastError!;
         tried.add(idx);
         const ep = state.endpoints[idx]!;
 
-        let release;
-        try {
-          release = await state.admission.acquire(signal, deadline);
-        } catch (err) {
-          if (err instanceof AdmissionDeadlineError) {
-            throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: err.retryAfterMs, detail: err.message });
+        let release = state.admission.tryAcquire(deadline);
+        if (release instanceof AdmissionDeadlineError) {
+          throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: release.retryAfterMs, detail: release.message });
+        }
+        if (release === undefined) {
+          waitController = new AbortController();
+          try {
+            release = await state.admission.acquire(waitController.signal, deadline);
+          } catch (err) {
+            if (err instanceof AdmissionDeadlineError) {
+              throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: err.retryAfterMs, detail: err.message });
+            }
+            throw abortedError();
+          } finally {
+            waitController = undefined;
           }
-          throw abortedError();
+          if (abortReason) {
+            release();
+            throw abortedError();
+          }
         }
 
         const startedAt = Date.now();
         const ts = performance.now();
         const pool = state.pool;
         state.sending++;
+        const ex = new Exchange();
+        exchange = ex;
         let outcome: CallOutcome;
         try {
-          const res = await pool.dispatcher.request({
+          const res = await ex.start(pool.dispatcher, {
             origin: ep.origin,
             path: ep.prefix + path,
             method: method as Dispatcher.HttpMethod,
             headers,
             body,
-            signal,
             headersTimeout: opts.headersTimeoutMs,
             bodyTimeout: opts.bodyTimeoutMs,
           });
-          const text = await res.body.text();
           const latencyMs = performance.now() - ts;
-          const resHeaders = flattenHeaders(res.headers);
-          const status = res.statusCode;
+          const status = res.status;
           const failure = status >= 400 ? classifyFailure({ status }) : undefined;
           outcome = {
             serviceId,
@@ -547,14 +604,14 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
               retryable: failure.retryable,
               notSent: false,
               status,
-              retryAfterMs: parseRetryAfter(resHeaders['retry-after'], Date.now()),
-              bodyExcerpt: bodyExcerpt(text, auth?.secret),
+              retryAfterMs: parseRetryAfter(res.headers['retry-after'], Date.now()),
+              bodyExcerpt: bodyExcerpt(res.body, auth?.secret),
             });
           }
-          return { status, headers: resHeaders, body: text, json: parseJsonBody(text, resHeaders), endpoint: ep.origin, latencyMs: performance.now() - t0 };
+          return { status, headers: res.headers, body: res.body, json: parseJsonBody(res.body, res.headers), endpoint: ep.origin, latencyMs: performance.now() - t0 };
         } catch (err) {
           if (err instanceof CoordinatorError) throw err;
-          const e = signal.aborted ? abortedError(ep.origin) : transportError(err, { serviceId, method, path, endpoint: ep.origin });
+          const e = abortReason ? abortedError(ep.origin) : transportError(err, { serviceId, method, path, endpoint: ep.origin });
           outcome = {
             serviceId,
             endpoint: ep.origin,
@@ -570,26 +627,27 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           finalOutcome = outcome;
           const connectionLevel = e.kind === 'connection_refused' || e.kind === 'connection_reset' || e.kind === 'dns' || e.code === 'UND_ERR_CONNECT_TIMEOUT';
           if (connectionLevel) state.lb.reportFailure(idx, performance.now());
-          if (connectionLevel && (e.notSent || safeToResend) && tried.size < state.endpoints.length && !signal.aborted) {
+          if (connectionLevel && (e.notSent || safeToResend) && tried.size < state.endpoints.length && !abortReason) {
             lastError = e;
             continue;
           }
           throw e;
         } finally {
-          settle(state, pool, signal.aborted);
+          exchange = undefined;
+          settle(state, pool, abortReason !== undefined);
           release();
         }
       }
     } finally {
       clearTimeout(timer);
-      if (outer) outer.removeEventListener('abort', onOuterAbort);
+      unlink?.();
       if (permit) {
         permit.report(
           finalOutcome ?? {
             serviceId,
             endpoint: state.endpoints[0]!.origin,
             ok: false,
-            failureKind: signal.aborted && signal.reason !== deadlineReason ? 'aborted' : 'rate_limited',
+            failureKind: abortReason === CANCELLED ? 'aborted' : 'rate_limited',
             latencyMs: performance.now() - t0,
             startedAt: Date.now(),
             reporter: deps.reporterId,
@@ -600,6 +658,18 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     }
   }
 
+  /** sha256 of the secret (base64url, 22 chars), memoised for the last few secrets: one hash per rotation, not per call. */
+  const digests = new Map<string, string>();
+  function secretDigest(secret: string): string {
+    let d = digests.get(secret);
+    if (d === undefined) {
+      if (digests.size >= 64) digests.clear();
+      d = createHash('sha256').update(secret).digest('base64url').slice(0, 22);
+      digests.set(secret, d);
+    }
+    return d;
+  }
+
   function cacheKey(serviceId: string, req: CoordinatorRequest, auth: { secret: string } | undefined): string {
     let key = `${serviceId}\n${req.path}`;
     if (req.headers) {
@@ -607,7 +677,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       for (const n of names) key += `\n${n.toLowerCase()}:${req.headers[n]}`;
     }
     // Responses are private to the identity that fetched them; key on a hash, never the secret itself.
-    if (auth) key += `\n#${createHash('sha256').update(auth.secret).digest('base64url').slice(0, 22)}`;
+    if (auth) key += `\n#${secretDigest(auth.secret)}`;
     return key;
   }
 
@@ -626,7 +696,15 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     const state = stateFor(serviceId, method, req.path);
     const auth = await authFor(state.spec, req, method);
     const cacheable = cache !== undefined && method === 'GET' && req.cache !== false && req.body === undefined && req.json === undefined;
-    if (!cacheable) return execute(state, req, method, auth, signal);
+    if (!cacheable) {
+      if (!signal) return execute(state, req, method, auth, undefined);
+      const { link, dispose } = AbortLink.fromSignal(signal);
+      try {
+        return await execute(state, req, method, auth, link);
+      } finally {
+        dispose();
+      }
+    }
 
     const key = cacheKey(serviceId, req, auth);
     const hit = cache.get(key);
@@ -635,15 +713,15 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
 
     let entry = inFlight.get(key);
     if (!entry) {
-      const controller = new AbortController();
-      const promise = execute(state, req, method, auth, controller.signal).then(
+      const link = new AbortLink();
+      const promise = execute(state, req, method, auth, link).then(
         (res) => {
           const ttl = ttlFor(req, res);
           if (ttl > 0) cache.set(key, { status: res.status, headers: res.headers, body: res.body, endpoint: res.endpoint }, { ttl });
           return res;
         },
       );
-      const created: InFlight = { promise, waiters: 0, joined: 0, controller };
+      const created: InFlight = { promise, waiters: 0, joined: 0, abort: link };
       entry = created;
       inFlight.set(key, created);
       promise.then(
@@ -678,7 +756,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       const onAbort = () => {
         if (done) return;
         done = true;
-        if (--entry.waiters === 0) entry.controller.abort(signal.reason);
+        if (--entry.waiters === 0) entry.abort.fire();
         reject(new CoordinatorError({ serviceId, method, path, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' }));
       };
       signal.addEventListener('abort', onAbort, { once: true });

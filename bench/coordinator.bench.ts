@@ -1,0 +1,165 @@
+/**
+ * Requests per second through the coordinator, side by side in one run with
+ * (a) Node's global fetch and (b) autocannon as the ceiling, all at
+ * concurrency 64 against one local keep-alive HTTP server running in its own
+ * process (so the server does not share the client's event loop).
+ *
+ * The coordinator runs with its features on: a rate limit set high
+ * (perSecond 200_000: the sliding log is consulted on every call), a closed
+ * breaker gate (an in-process CallGate that admits at once and takes every
+ * report), an OutcomeSink, the bearer credential read through a SecretReader
+ * on every call, the GET cache and coalescing path (every path is distinct,
+ * so nothing is served from cache or shared: each call reaches the server),
+ * and the interceptors (dns, credential guard, decompress, redirect).
+ *
+ * Targets (issue 4): >= 3x fetch and >= 60% of the autocannon ceiling.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createCoordinator } from '../src/activities/coordinator';
+import type { CallGate, OutcomeSink, SecretReader } from '../src/activities/ports';
+import { staticRegistry } from '../src/activities/registry';
+import { registrySchema } from '../src/domain/registry';
+import type { Figure } from './harness';
+
+const CONCURRENCY = 64;
+const DURATION_MS = Number(process.env.BENCH_COORDINATOR_MS ?? 2_000);
+const ROUNDS = Number(process.env.BENCH_COORDINATOR_ROUNDS ?? 5);
+
+const SERVER_SOURCE = `
+const http = require('node:http');
+const body = JSON.stringify({ status: 'ok', items: [1, 2, 3] });
+const server = http.createServer((req, res) => {
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, '127.0.0.1', () => process.send(server.address().port));
+`;
+
+async function startServerProcess(): Promise<{ child: ChildProcess; origin: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'ia-bench-coord-'));
+  const file = join(dir, 'server.js');
+  writeFileSync(file, SERVER_SOURCE);
+  const child = fork(file, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('message', (m) => resolve(Number(m)));
+    child.once('exit', (code) => reject(new Error(`bench server exited early (code ${code})`)));
+  });
+  return { child, origin: `http://127.0.0.1:${port}` };
+}
+
+/** Runs `call` from CONCURRENCY loops for `durationMs`; returns completed calls per second. */
+async function closedLoop(call: (i: number) => Promise<void>, durationMs: number): Promise<number> {
+  let done = 0;
+  let errors = 0;
+  let seq = 0;
+  const end = performance.now() + durationMs;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < end) {
+        try {
+          await call(seq++);
+          done++;
+        } catch {
+          errors++;
+        }
+      }
+    }),
+  );
+  if (errors > 0) throw new Error(`${errors} calls failed during the run: the figure would be meaningless`);
+  return done / ((performance.now() - t0) / 1000);
+}
+
+interface AutocannonResult {
+  requests: { average: number };
+  non2xx: number;
+  errors: number;
+}
+type Autocannon = (opts: Record<string, unknown>) => Promise<AutocannonResult>;
+
+export default async function run(): Promise<Figure[]> {
+  const { child, origin } = await startServerProcess();
+  const registry = registrySchema.parse({
+    services: [{ id: 'bench', type: 'api', endpoints: [{ url: origin }], credential: 'bench-key', rateLimit: { perSecond: 200_000 } }],
+  });
+  const secrets: SecretReader = { readSecret: async () => 'bench-token-0123456789' };
+  let reported = 0;
+  const gate: CallGate = { admit: async () => ({ generation: 1, report: () => void reported++ }) };
+  let outcomes = 0;
+  const sink: OutcomeSink = { record: () => void outcomes++ };
+  const coordinator = createCoordinator({
+    registry: staticRegistry({ ...registry, versionHash: 'bench', source: 'bench' }),
+    secrets,
+    gate,
+    outcomes: sink,
+    reporterId: 'bench',
+  });
+  const autocannon = require('autocannon') as Autocannon;
+
+  const viaCoordinator = async (i: number) => {
+    const res = await coordinator.request('bench', { path: `/items?i=${i}` });
+    if (res.status !== 200 || res.json === undefined) throw new Error('bad response');
+  };
+  const viaFetch = async (i: number) => {
+    const res = await fetch(`${origin}/items?i=${i}`, { headers: { authorization: 'Bearer bench-token-0123456789' } });
+    if (res.status !== 200) throw new Error('bad response');
+    await res.json();
+  };
+  const viaAutocannon = async () => {
+    const r = await autocannon({
+      url: `${origin}/items`,
+      connections: CONCURRENCY,
+      pipelining: 1,
+      duration: DURATION_MS / 1000,
+      headers: { authorization: 'Bearer bench-token-0123456789' },
+    });
+    if (r.non2xx > 0 || r.errors > 0) throw new Error(`autocannon saw ${r.non2xx} non-2xx and ${r.errors} errors`);
+    return r.requests.average;
+  };
+
+  try {
+    // Warm up every client (connections, JIT) before measuring.
+    await closedLoop(viaCoordinator, 1_000);
+    await closedLoop(viaFetch, 1_000);
+    // Short rounds, the three clients back to back in each: on a shared,
+    // loaded machine the ratio within a round is far steadier than any
+    // single figure. Report the median of the per-round ratios.
+    const rounds: { ceiling: number; fetch: number; coordinator: number }[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const ceiling = await viaAutocannon();
+      const fetchRate = await closedLoop(viaFetch, DURATION_MS);
+      const coordinatorRate = await closedLoop(viaCoordinator, DURATION_MS);
+      rounds.push({ ceiling, fetch: fetchRate, coordinator: coordinatorRate });
+      process.stderr.write(`  round ${round + 1}: autocannon ${Math.round(ceiling)}, fetch ${Math.round(fetchRate)}, coordinator ${Math.round(coordinatorRate)} req/s\n`);
+    }
+    if (outcomes === 0 || reported !== outcomes) throw new Error(`gate reports (${reported}) and outcomes (${outcomes}) disagree`);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const vsFetch = median(rounds.map((r) => r.coordinator / r.fetch));
+    const vsCeiling = median(rounds.map((r) => r.coordinator / r.ceiling));
+    const med = { ceiling: median(rounds.map((r) => r.ceiling)), fetch: median(rounds.map((r) => r.fetch)), coordinator: median(rounds.map((r) => r.coordinator)) };
+    const fig = (name: string, value: number, extra: Partial<Figure> = {}): Figure => ({ bench: 'coordinator', name, value: Math.round(value), unit: 'req/s', ...extra });
+    return [
+      fig(`autocannon ceiling (c=${CONCURRENCY}, keep-alive, median of ${ROUNDS} rounds)`, med.ceiling),
+      fig(`global fetch (c=${CONCURRENCY}, median)`, med.fetch),
+      fig(`coordinator vs fetch (c=${CONCURRENCY}, rate limit + gate + auth + outcomes on; ratio = median per-round ratio)`, med.coordinator, {
+        baseline: { name: 'global fetch', value: Math.round(med.fetch) },
+        ratio: vsFetch,
+        target: '>= 3x fetch',
+        met: vsFetch >= 3,
+      }),
+      fig(`coordinator vs autocannon ceiling (c=${CONCURRENCY}; ratio = median per-round ratio)`, med.coordinator, {
+        baseline: { name: 'autocannon', value: Math.round(med.ceiling) },
+        ratio: vsCeiling,
+        target: '>= 60% of ceiling',
+        met: vsCeiling >= 0.6,
+      }),
+    ];
+  } finally {
+    await coordinator.close(1_000);
+    child.kill();
+  }
+}
