@@ -3,10 +3,13 @@
  * in the health store (long history) and hand each service's observation, with
  * its fresh figures, to its `service/<id>` workflow by update-with-start.
  *
- * The update answers whether the service is now steady (healthy, nothing
- * counted, no alert open); while it stays so, further plain passes are not
- * sent (they could change nothing) except as a keepalive every
- * `keepaliveMs`, and the next message carries the latest skipped pass. At
+ * First contact from this process and observations that cannot leave the
+ * service steady go by signal-with-start (no wait for the workflow). A plain
+ * pass goes by update-with-start, which answers whether the service is now
+ * steady (healthy, nothing counted, no alert open); while it stays so,
+ * further plain passes are not sent (they could change nothing) except as a
+ * keepalive every `keepaliveMs`, and the next message carries the latest
+ * skipped pass. At
  * 1,000 services this takes a steady sweep from 1,000 workflow updates to the
  * few that matter (figures in docs/health.md).
  */
@@ -15,7 +18,7 @@ import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import { workflowIds } from '../domain/constants';
 import type { HealthFigures, HealthStatus, ProbeResult } from '../domain/health';
-import { observeHealthUpdate, type ServiceObservationSignal } from '../workflows/service-health';
+import { healthObservationSignal, observeHealthUpdate, type ServiceObservationSignal } from '../workflows/service-health';
 import { retryUpdateWhileNotReady } from './breaker-gate';
 import type { HealthMetrics } from './health-metrics';
 import { openHealthStore, type HealthStore } from './health-store';
@@ -151,18 +154,34 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
             if (k?.skippedPassAt !== undefined) obs.skippedPassAt = k.skippedPassAt;
             const f = figuresOf(item);
             if (f.computedAt !== k?.figuresAt) obs.figures = f;
-            const answer = await retryUpdateWhileNotReady(() =>
-              client.workflow.executeUpdateWithStart(observeHealthUpdate, {
-                args: [obs],
-                startWorkflowOperation: new WithStartWorkflowOperation('serviceHealth', {
-                  workflowId: workflowIds.service(r.serviceId),
-                  taskQueue: taskQueue!,
-                  args: [{ serviceId: r.serviceId }],
-                  workflowIdConflictPolicy: 'USE_EXISTING',
+            const workflowId = workflowIds.service(r.serviceId);
+            let steady = false;
+            if (k && plainPass && keepaliveMs > 0) {
+              // A pass that may leave the service steady: ask (an update waits for the answer).
+              const answer = await retryUpdateWhileNotReady(() =>
+                client.workflow.executeUpdateWithStart(observeHealthUpdate, {
+                  args: [obs],
+                  startWorkflowOperation: new WithStartWorkflowOperation('serviceHealth', {
+                    workflowId,
+                    taskQueue: taskQueue!,
+                    args: [{ serviceId: r.serviceId }],
+                    workflowIdConflictPolicy: 'USE_EXISTING',
+                  }),
                 }),
-              }),
-            );
-            known.set(r.serviceId, { steady: keepaliveMs > 0 && answer.steady, sentAt: t, figuresAt: f.computedAt });
+              );
+              steady = answer.steady;
+            } else {
+              // First contact from this process (may start the workflow), or an observation that
+              // cannot leave it steady: a signal, which does not wait for the workflow to run.
+              await client.workflow.signalWithStart('serviceHealth', {
+                workflowId,
+                taskQueue: taskQueue!,
+                args: [{ serviceId: r.serviceId }],
+                signal: healthObservationSignal,
+                signalArgs: [obs],
+              });
+            }
+            known.set(r.serviceId, { steady, sentAt: t, figuresAt: f.computedAt });
             signalled++;
           }),
         ),
