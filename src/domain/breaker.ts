@@ -805,6 +805,12 @@ export interface BreakerView extends BreakerState {
 
 /** The full view of a state as of `nowMs` (no event applied: time-driven changes happen on the workflow's timer). */
 export function breakerView(s: BreakerState, nowMs: number): BreakerView {
+  if (s.options.slidingWindowType === 'TIME_BASED') {
+    // Rates over the window as of now, without applying any transition.
+    const window = cloneState(s).window;
+    evictBuckets(window, s.options, nowMs);
+    return { ...s, window, asOfMs: nowMs, rates: windowRates(window), retryAfterMs: retryAfterMs(s, nowMs) };
+  }
   return { ...s, asOfMs: nowMs, rates: windowRates(s.window), retryAfterMs: retryAfterMs(s, nowMs) };
 }
 

@@ -10,6 +10,7 @@
  * USE_EXISTING, so whoever needs it first creates it.
  */
 import {
+  ApplicationFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
@@ -152,7 +153,13 @@ function wellFormed(batch: OutcomeBatch): ReportedOutcome[] {
 export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void> {
   const maxEvents = input.maxHistoryEvents ?? DEFAULT_MAX_HISTORY_EVENTS;
   const maxBytes = input.maxHistoryBytes ?? DEFAULT_MAX_HISTORY_BYTES;
-  let state = input.state ?? initialBreakerState(input.serviceId, input.options ?? {}, Date.now());
+  let state: BreakerState;
+  try {
+    state = input.state ?? initialBreakerState(input.serviceId, input.options ?? {}, Date.now());
+  } catch (err) {
+    // Starters validate options; if bad ones still arrive, fail this run visibly rather than retry a task forever.
+    throw ApplicationFailure.nonRetryable(`breaker/${input.serviceId}: ${(err as Error).message}`, 'InvalidBreakerOptions');
+  }
   let deadline = nextDeadlineMs(state);
   let deadlineChanged = false;
   // Transitions to report, oldest first; the head stays until reported, so a

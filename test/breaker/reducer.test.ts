@@ -4,6 +4,7 @@
  */
 import {
   breakerAlert,
+  breakerView,
   breakerOptionsSchema,
   initialBreakerState,
   newTransitions,
@@ -301,6 +302,15 @@ test('configure changes the options without a transition; a new window shape emp
   expect(s).toMatchObject({ state: 'CLOSED', generation: 0 });
   expect(s.window.totalCalls).toBe(0);
   expect(s.options.slidingWindowSize).toBe(50);
+});
+
+test('the view of a time-based window leaves out calls older than the window, without a transition', () => {
+  const opts = { ...small, slidingWindowType: 'TIME_BASED' as const, slidingWindowDurationMs: 10_000, minimumNumberOfCalls: 100 };
+  const s = reduceBreaker(initialBreakerState('billing', opts, T0), outcomes([fail(), ok()]), T0);
+  expect(breakerView(s, T0 + 1000).rates).toMatchObject({ calls: 2, failureRate: 50 });
+  const later = breakerView(s, T0 + 30_000);
+  expect(later.rates.calls).toBe(0);
+  expect(later.generation).toBe(0);
 });
 
 describe('alerts', () => {

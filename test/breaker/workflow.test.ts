@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { Registry as PromRegistry } from 'prom-client';
@@ -22,6 +22,7 @@ import {
   acquirePermitUpdate,
   BREAKER_STATE_KEY,
   breakerStateQuery,
+  circuitBreaker,
   configureUpdate,
   recordOutcomesSignal,
   type BreakerWorkflowInput,
@@ -226,4 +227,19 @@ test('a breaker history (trip, timer, trial, close, force open, continue-as-new)
   const types = history.events!.map((e) => e.eventType);
   expect(types.at(-1)).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
   await Worker.runReplayHistory(workflowSource(), history, workflowIds.breaker(id));
+});
+
+test('a breaker started with invalid options fails visibly, naming the option', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('breaker');
+  const id = serviceId();
+  await withTestWorker({ taskQueue, activities: activities([]) }, async () => {
+    const handle = await client.workflow.start(circuitBreaker, { taskQueue, workflowId: workflowIds.breaker(id), args: [{ serviceId: id, options: { permittedNumberOfCallsInHalfOpenState: 0 } }] });
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause).toMatchObject({
+      type: 'InvalidBreakerOptions',
+      message: `breaker/${id}: circuit breaker option permittedNumberOfCallsInHalfOpenState must be an integer in 1..1000, got 0`,
+    });
+  });
 });
