@@ -422,6 +422,7 @@ describe('interceptors: redirects and compression', () => {
     const res = await c.request('svc', { path: '/', cache: false });
     expect(res.body).toBe(payload);
     expect((res.json as { items: unknown[] }).items).toHaveLength(200);
+    expect(s.seen[0]!.headers['accept-encoding']).toBe('gzip, deflate, br');
   });
 
   it('a corrupt compressed body is a non-retryable body failure', async () => {
@@ -645,6 +646,17 @@ describe('breaker gate', () => {
     await failure(c.request('svc', { path: '/' }));
     expect(reported).toEqual([expect.objectContaining({ serviceId: 'svc', ok: false, status: 502, generation: 7 })]);
     expect(outcomes.all[0]!.generation).toBe(7);
+  });
+
+  it('a call the rate limit cannot admit in time still reports to the permit once, as aborted (breakers ignore it)', async () => {
+    const s = await server((_req, res) => res.end('ok'));
+    const reported: CallOutcome[] = [];
+    const gate: CallGate = { admit: async () => ({ generation: 1, report: (o) => void reported.push(o) }) };
+    const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }], rateLimit: { perMinute: 1 } }], { gate });
+    await c.request('svc', { path: '/', cache: false });
+    await failure(c.request('svc', { path: '/', cache: false, timeoutMs: 500 }));
+    expect(reported.map((o) => o.failureKind)).toEqual([undefined, 'aborted']);
+    expect(s.seen).toHaveLength(1);
   });
 
   it('a gate that refuses fails fast with breaker_open and its time to the next trial, without a call', async () => {

@@ -523,6 +523,8 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
         headers['content-type'] ??= 'application/json';
       }
       if (req.idempotencyKey) headers['idempotency-key'] = req.idempotencyKey;
+      // The decompress interceptor undoes these (RFC 9110 §12.5.3).
+      headers['accept-encoding'] ??= 'gzip, deflate, br';
       if (auth) headers[auth.name] = auth.value;
       const safeToResend = isIdempotentMethod(method) || !!req.idempotencyKey;
 
@@ -642,12 +644,15 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       clearTimeout(timer);
       unlink?.();
       if (permit) {
+        // No call was made (the local rate limit could not admit in time, or
+        // the caller gave up first): the permit still gets exactly one report,
+        // as `aborted`, which breakers ignore (src/domain/breaker.ts classifyOutcome).
         permit.report(
           finalOutcome ?? {
             serviceId,
             endpoint: state.endpoints[0]!.origin,
             ok: false,
-            failureKind: abortReason === CANCELLED ? 'aborted' : 'rate_limited',
+            failureKind: 'aborted',
             latencyMs: performance.now() - t0,
             startedAt: Date.now(),
             reporter: deps.reporterId,
