@@ -136,6 +136,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     return end('failed', { cause: oneLine(err) });
   }
   const credential = getCredential(registry, credentialId);
+  // Step activities need the credential's id and provider, not its consumer list: keep their inputs small.
+  const credentialRef = { ...credential, consumers: [] as string[] };
   const issuer = getService(registry, plan.issuer);
   const consumerSpecs = new Map(credential.consumers.map((id) => [id, getService(registry, id)]));
   state.batches = plan.batches;
@@ -145,7 +147,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
 
   let preflight: PreflightResult;
   try {
-    preflight = await local.rotationPreflight({ credential, issuer, consumers: [...consumerSpecs.values()] });
+    preflight = await local.rotationPreflight({ credential: credentialRef, issuer, consumers: [...consumerSpecs.values()] });
   } catch (err) {
     return end('failed', { cause: `preflight: ${oneLine(err)}` });
   }
@@ -166,7 +168,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     // --force: the leftover PENDING of an earlier run is revoked before minting anew.
     try {
       const leftover = preflight.leftoverPending.versionId;
-      await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential, issuer, versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
+      await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
     } catch (err) {
       return end('failed', { cause: `could not revoke leftover PENDING ${preflight.leftoverPending.versionId}: ${oneLine(err)}` });
     }
@@ -180,7 +182,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     // Not cancellable: a mint cut short could leave a PENDING this run never learns about.
     const minted = await CancellationScope.nonCancellable(() =>
       issuerActs.createPending({
-        credential,
+        credential: credentialRef,
         issuer,
         rotationKey,
         idempotencyKey: `${rotationKey}/mint`,
@@ -211,7 +213,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     p.status = 'running';
     try {
       const installed = await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 3)).installVersion({
-        credential,
+        credential: credentialRef,
         service,
         versionId,
         timeoutMs: c.stepTimeoutMs,
@@ -223,7 +225,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       p.step = 'verify';
       if (!installed.verified) {
         await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, c.verifyAttempts, c.verifyIntervalMs)).verifyVersion({
-          credential,
+          credential: credentialRef,
           service,
           versionId,
           timeoutMs: c.stepTimeoutMs,
@@ -279,7 +281,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   issuerProgress.step = 'revoke';
   issuerProgress.status = 'running';
   try {
-    await issuerActs.revokeVersion({ credential, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
+    await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
     issuerProgress.status = 'ok';
   } catch (err) {
     issuerProgress.status = 'failed';
@@ -310,7 +312,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
           p.status = 'running';
           try {
             await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 5)).installVersion({
-              credential,
+              credential: credentialRef,
               service: consumerSpecs.get(id)!,
               versionId: current,
               timeoutMs: c.stepTimeoutMs,
@@ -337,7 +339,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     issuerProgress.step = 'revoke';
     issuerProgress.status = 'running';
     try {
-      await issuerActs.revokeVersion({ credential, issuer, versionId, discard: true, timeoutMs: plan.issuerStepTimeoutMs });
+      await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId, discard: true, timeoutMs: plan.issuerStepTimeoutMs });
       issuerProgress.status = 'ok';
     } catch (err) {
       issuerProgress.status = 'failed';
