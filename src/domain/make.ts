@@ -372,6 +372,34 @@ export const makeConfigSchema = z
   });
 
 export type MakeConfig = z.output<typeof makeConfigSchema>;
+
+/**
+ * Registry-level checks of `type: make` services (attached to the registry
+ * schema): a make service has a `make:` block; each connection's `standsFor`
+ * names a service and its `credential` a credential that lists this service
+ * among its consumers (otherwise rotations never reach the connection).
+ */
+export function checkMakeReferences(
+  doc: { services: ReadonlyArray<{ id: string; type: string; make?: MakeConfig }>; credentials: ReadonlyArray<{ id: string; consumers: readonly string[] }> },
+  addIssue: (path: Array<string | number>, message: string) => void,
+): void {
+  const services = new Set(doc.services.map((s) => s.id));
+  const credentials = new Map(doc.credentials.map((c) => [c.id, c]));
+  doc.services.forEach((s, i) => {
+    if (s.type === 'make' && !s.make) addIssue(['services', i, 'type'], `service "${s.id}" is type make but has no make: block (zone, organizationId, teamId)`);
+    if (s.type !== 'make' && s.make) addIssue(['services', i, 'make'], `service "${s.id}" has a make: block but is type ${s.type}; set type: make`);
+    s.make?.connections.forEach((c, j) => {
+      if (c.standsFor !== undefined && !services.has(c.standsFor)) addIssue(['services', i, 'make', 'connections', j, 'standsFor'], `unknown service "${c.standsFor}"`);
+      if (c.credential === undefined) return;
+      const cred = credentials.get(c.credential);
+      if (!cred) addIssue(['services', i, 'make', 'connections', j, 'credential'], `unknown credential "${c.credential}"`);
+      else if (!cred.consumers.includes(s.id)) {
+        addIssue(['services', i, 'make', 'connections', j, 'credential'], `credential "${c.credential}" does not list "${s.id}" among its consumers, so rotations would not reach this connection`);
+      }
+    });
+  });
+}
+
 export type MakeConnectionConfig = z.output<typeof makeConnectionSchema>;
 export type MakeScenarioConfig = z.output<typeof makeScenarioSchema>;
 

@@ -8,7 +8,7 @@
  */
 import { z } from 'zod';
 import { formatDuration, tryParseDuration } from './duration';
-import { makeConfigSchema } from './make';
+import { checkMakeReferences, makeConfigSchema } from './make';
 import { breakerOptionsSchema } from './breaker';
 
 export const SERVICE_TYPES = ['database', 'api', 'webhook', 'storage', 'messaging', 'make'] as const;
@@ -226,11 +226,13 @@ export const credentialSchema = z.strictObject({
   maxParallel: z.number().int().min(1).max(1000).optional(),
 });
 
-export const registrySchema = z.strictObject({
-  version: z.number().int().optional(),
-  services: z.array(serviceSchema).default([]),
-  credentials: z.array(credentialSchema).default([]),
-});
+export const registrySchema = z
+  .strictObject({
+    version: z.number().int().optional(),
+    services: z.array(serviceSchema).default([]),
+    credentials: z.array(credentialSchema).default([]),
+  })
+  .superRefine((doc, ctx) => checkMakeReferences(doc, (path, message) => ctx.addIssue({ code: 'custom', path, message })));
 
 export type Endpoint = z.output<typeof endpointSchema>;
 export type HealthCheck = z.output<typeof healthCheckSchema>;

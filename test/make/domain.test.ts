@@ -154,6 +154,23 @@ credentials:
     expect(r.problems.map((p) => p.path)).toContain('services[1].make.scenarios[0].connections[0]');
     expect(r.problems.find((p) => p.path.includes('connections[0]'))!.message).toMatch(/connection 999 is not listed/);
   });
+  test('references: standsFor and credential must exist, the credential must list the service, and type and block go together', () => {
+    const text = yaml('128')
+      .replace('standsFor: crm-api', 'standsFor: crm-apii')
+      .replace('consumers: [make-prod]', 'consumers: []')
+      .replace('  - id: crm-api\n    type: api\n', '  - id: crm-api\n    type: api\n    make: { zone: eu1, organizationId: 1, teamId: 1 }\n');
+    const r = parseRegistry(text, 'services.yaml');
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    const byPath = Object.fromEntries(r.problems.map((p) => [p.path, p.message]));
+    expect(byPath['services[1].make.connections[0].standsFor']).toBe('unknown service "crm-apii"');
+    expect(byPath['services[1].make.connections[0].credential']).toMatch(/credential "crm-key" does not list "make-prod" among its consumers/);
+    expect(byPath['services[0].make']).toMatch(/has a make: block but is type api/);
+    expect(r.problems.find((p) => p.path === 'services[1].make.connections[0].standsFor')!.line).toBeGreaterThan(0);
+    const bare = parseRegistry('services:\n  - { id: m, type: make, endpoints: [{ url: "https://eu1.make.com/api/v2" }] }\n', 'm.yaml');
+    expect(bare.ok ? [] : bare.problems.map((p) => p.message)).toEqual(['service "m" is type make but has no make: block (zone, organizationId, teamId)']);
+  });
+
   test('a bad zone is a problem on make.zone', () => {
     const bad = makeConfigSchema.safeParse({ zone: 'eu 1', organizationId: 1, teamId: 1 });
     expect(bad.success).toBe(false);
