@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import { retryUpdateWhileNotReady } from '../activities/breaker-gate';
 import { breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
+import type { Registry } from '../domain/registry';
 import {
   breakerStateQuery,
   circuitBreaker,
@@ -179,4 +180,40 @@ export async function configureBreaker(client: Client, serviceId: string, option
       }),
     }),
   );
+}
+
+/**
+ * After a registry reload: sends `configure` to every running breaker whose
+ * service's `circuitBreaker` options changed (a removed key means the
+ * defaults). Breakers not running are left alone; they start with the new
+ * options when first used. Call from the registry watcher's reload hook.
+ * @returns the service ids whose breakers were reconfigured.
+ */
+export async function reconfigureBreakers(
+  client: Client,
+  previous: Pick<Registry, 'services'>,
+  next: Pick<Registry, 'services'>,
+): Promise<string[]> {
+  const before = new Map(previous.services.map((s) => [s.id, JSON.stringify(resolveBreakerOptions(s.circuitBreaker ?? {}))]));
+  const changed = next.services.filter((s) => {
+    const was = before.get(s.id);
+    return was !== undefined && was !== JSON.stringify(resolveBreakerOptions(s.circuitBreaker ?? {}));
+  });
+  const limit = pLimit(8);
+  const done = await Promise.all(
+    changed.map((s) =>
+      limit(async () => {
+        try {
+          await retryUpdateWhileNotReady(() =>
+            client.workflow.getHandle(workflowIds.breaker(s.id)).executeUpdate(configureUpdate, { args: [{ options: resolveBreakerOptions(s.circuitBreaker ?? {}) }] }),
+          );
+          return s.id;
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError) return undefined;
+          throw err;
+        }
+      }),
+    ),
+  );
+  return done.filter((x): x is string => x !== undefined);
 }

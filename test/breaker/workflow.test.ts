@@ -15,7 +15,9 @@ import { createAlertActivities, type AlertWebhook } from '../../src/activities/a
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { requestPermit } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
-import { configureBreaker, disable, forceOpen, getBreaker, listBreakers, reset } from '../../src/client/breakers';
+import { configureBreaker, disable, forceOpen, getBreaker, listBreakers, reconfigureBreakers, reset } from '../../src/client/breakers';
+import { resolveBreakerOptions, type BreakerOptions } from '../../src/domain/breaker';
+import type { Registry } from '../../src/domain/registry';
 import type { BreakerTransition } from '../../src/domain/breaker';
 import { workflowIds } from '../../src/domain/constants';
 import {
@@ -169,6 +171,17 @@ test('operator commands through the client facade start the breaker lazily and a
     ).rejects.toThrow(WorkflowUpdateFailedError);
     await expect(configureBreaker(client, id, { failureRateThreshold: 0 })).rejects.toThrow('circuit breaker option failureRateThreshold must be a percent in (0, 100], got 0');
     expect((await reset(client, id, { taskQueue })).state).toBe('CLOSED');
+    // A registry reload reconfigures running breakers whose options changed, and only those.
+    const svc = (sid: string, circuitBreaker?: Partial<BreakerOptions>) => ({ id: sid, circuitBreaker }) as unknown as Registry['services'][number];
+    const idle = serviceId();
+    const reconfigured = await reconfigureBreakers(
+      client,
+      { services: [svc(id, resolveBreakerOptions({ failureRateThreshold: 10, waitDurationInOpenStateMs: 5000 })), svc(idle)] },
+      { services: [svc(id, resolveBreakerOptions({ failureRateThreshold: 35 })), svc(idle, resolveBreakerOptions({ failureRateThreshold: 90 }))] },
+    );
+    expect(reconfigured).toEqual([id]);
+    expect((await getBreaker(client, id)).options).toMatchObject({ failureRateThreshold: 35, waitDurationInOpenStateMs: 30_000 });
+    expect((await getBreaker(client, idle)).running).toBe(false);
     await expect(getBreaker(client, 'Not An Id')).rejects.toThrow(/invalid service id "Not An Id"/);
     await client.workflow.getHandle(workflowIds.breaker(id)).terminate('test done');
   });
