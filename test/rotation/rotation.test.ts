@@ -57,6 +57,9 @@ describe('a rotation with every consumer healthy', () => {
 
     const view = await getRotation(client, fx.credentialId);
     expect(view?.executionStatus).toBe('COMPLETED');
+    // Findable in the Web UI by credential and phase.
+    const desc = await client.workflow.getHandle(result.workflowId).describe();
+    expect(desc.searchAttributes).toMatchObject({ CredentialId: [fx.credentialId], Phase: ['completed'] });
     expect(view?.result?.versionId).toBe(v);
   });
 });
