@@ -216,3 +216,41 @@ test('a credential with no CURRENT version can be rotated; there is nothing to r
     { importCurrent: false },
   );
 });
+
+test('cancelling during the grace period ends completed without revoking PREVIOUS', async () => {
+  await withFixture(
+    [{ id: 'gc' }],
+    async (fx) => {
+      const client = await_client();
+      const result = await fx.run(async () => {
+        const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+        for (let i = 0; i < 200 && (await getRotation(client, fx.credentialId))?.progress?.phase !== 'grace'; i++) await new Promise((r) => setTimeout(r, 50));
+        expect(await cancelRotation(client, fx.credentialId)).toBe(true);
+        return (await started.handle.result()) as RotationResult;
+      });
+      expect(result.status).toBe('completed');
+      expect(result.previousRevoked).toBe(false);
+      expect(result.cause).toContain(`PREVIOUS ${fx.initialVersionId} was not revoked`);
+      expect(fx.server.issuer('issuer').revoked).toEqual([]);
+      const labels = await fx.store.labels(fx.credentialId);
+      expect([labels.CURRENT?.versionId, labels.PREVIOUS?.versionId, labels.PENDING]).toEqual([result.versionId, fx.initialVersionId, null]);
+    },
+    { gracePeriod: '1h' },
+  );
+});
+
+test('no CURRENT and a consumer fails: nothing to restore, PENDING revoked -> rolled_back, still no CURRENT', async () => {
+  await withFixture(
+    [{ id: 'n1' }, { id: 'n2', dependsOn: ['n1'] }],
+    async (fx) => {
+      fx.server.behaviour('n2').rejectInstall = true;
+      const result = await fx.run(() => rotate(await_client(), { credentialId: fx.credentialId, taskQueue: fx.taskQueue }));
+      expect(result.status).toBe('rolled_back');
+      expect(result.services.find((s) => s.id === 'n1')).toMatchObject({ step: 'restore', status: 'skipped', error: 'no CURRENT version to restore' });
+      expect(fx.server.issuer('issuer').revoked).toEqual([result.versionId]);
+      const labels = await fx.store.labels(fx.credentialId);
+      expect([labels.CURRENT, labels.PENDING]).toEqual([null, null]);
+    },
+    { importCurrent: false },
+  );
+});
