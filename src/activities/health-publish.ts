@@ -1,25 +1,24 @@
 /**
  * `publishSweep`: after a sweep has judged every service, record the results
  * in the health store (long history) and hand each service's observation, with
- * its fresh figures, to its `service/<id>` workflow by update-with-start.
+ * its fresh figures, to its `service/<id>` workflow by signal-with-start
+ * (which does not wait for the workflow to run).
  *
- * First contact from this process and observations that cannot leave the
- * service steady go by signal-with-start (no wait for the workflow). A plain
- * pass goes by update-with-start, which answers whether the service is now
- * steady (healthy, nothing counted, no alert open); while it stays so,
- * further plain passes are not sent (they could change nothing) except as a
- * keepalive every `keepaliveMs`, and the next message carries the latest
+ * Once this process has sent a service `successThreshold` consecutive plain
+ * passes (no failing dependency, no maintenance), its workflow is steady
+ * (healthy, nothing counted, no alert open) whatever state it was in before;
+ * while passes go on, they are not sent — they could change nothing — except
+ * as a keepalive every `keepaliveMs`, and the next message carries the latest
  * skipped pass. At
  * 1,000 services this takes a steady sweep from 1,000 workflow updates to the
  * few that matter (figures in docs/health.md).
  */
-import { WithStartWorkflowOperation, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import { workflowIds } from '../domain/constants';
 import type { HealthFigures, HealthStatus, ProbeResult } from '../domain/health';
-import { healthObservationSignal, observeHealthUpdate, type ServiceObservationSignal } from '../workflows/service-health';
-import { retryUpdateWhileNotReady } from './breaker-gate';
+import { healthObservationSignal, type ServiceObservationSignal } from '../workflows/service-health';
 import type { HealthMetrics } from './health-metrics';
 import { openHealthStore, type HealthStore } from './health-store';
 
@@ -75,7 +74,7 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
   const keepaliveMs = deps.keepaliveMs ?? 120_000;
   if (!(keepaliveMs >= 0)) throw new RangeError(`createHealthPublishActivities: keepaliveMs must be >= 0, got ${keepaliveMs}`);
   /** What this process last learnt of each service's workflow (process-local; see applySkippedPass for several workers). */
-  const known = new Map<string, { steady: boolean; sentAt: number; figuresAt?: number; skippedPassAt?: number }>();
+  const known = new Map<string, { steady: boolean; passRun: number; lastSweepId: string; sentAt: number; figuresAt?: number; skippedPassAt?: number }>();
   const jitter = (id: string) => {
     let h = 2166136261;
     for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619);
@@ -154,34 +153,23 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
             if (k?.skippedPassAt !== undefined) obs.skippedPassAt = k.skippedPassAt;
             const f = figuresOf(item);
             if (f.computedAt !== k?.figuresAt) obs.figures = f;
-            const workflowId = workflowIds.service(r.serviceId);
-            let steady = false;
-            if (k && plainPass && keepaliveMs > 0) {
-              // A pass that may leave the service steady: ask (an update waits for the answer).
-              const answer = await retryUpdateWhileNotReady(() =>
-                client.workflow.executeUpdateWithStart(observeHealthUpdate, {
-                  args: [obs],
-                  startWorkflowOperation: new WithStartWorkflowOperation('serviceHealth', {
-                    workflowId,
-                    taskQueue: taskQueue!,
-                    args: [{ serviceId: r.serviceId }],
-                    workflowIdConflictPolicy: 'USE_EXISTING',
-                  }),
-                }),
-              );
-              steady = answer.steady;
-            } else {
-              // First contact from this process (may start the workflow), or an observation that
-              // cannot leave it steady: a signal, which does not wait for the workflow to run.
-              await client.workflow.signalWithStart('serviceHealth', {
-                workflowId,
-                taskQueue: taskQueue!,
-                args: [{ serviceId: r.serviceId }],
-                signal: healthObservationSignal,
-                signalArgs: [obs],
-              });
-            }
-            known.set(r.serviceId, { steady, sentAt: t, figuresAt: f.computedAt });
+            await client.workflow.signalWithStart('serviceHealth', {
+              workflowId: workflowIds.service(r.serviceId),
+              taskQueue: taskQueue!,
+              args: [{ serviceId: r.serviceId }],
+              signal: healthObservationSignal,
+              signalArgs: [obs],
+            });
+            // After successThreshold consecutive plain passes the workflow is steady whatever
+            // state it was in (property-tested: test/health/domain.test.ts).
+            const passRun = !plainPass ? 0 : k?.lastSweepId === input.sweepId ? k.passRun : (k?.passRun ?? 0) + 1;
+            known.set(r.serviceId, {
+              steady: keepaliveMs > 0 && passRun >= Math.max(1, item.successThreshold),
+              passRun,
+              lastSweepId: input.sweepId,
+              sentAt: t,
+              figuresAt: f.computedAt,
+            });
             signalled++;
           }),
         ),

@@ -17,7 +17,6 @@ import {
   continueAsNew,
   defineQuery,
   defineSignal,
-  defineUpdate,
   allHandlersFinished,
   log,
   proxyActivities,
@@ -31,7 +30,6 @@ import {
   applyObservation,
   applySkippedPass,
   initialServiceHealth,
-  isSteady,
   markStale,
   type Alert,
   type HealthFigures,
@@ -48,15 +46,8 @@ export interface ServiceObservationSignal extends HealthObservation {
   skippedPassAt?: number;
 }
 
-/** What `observeHealth` answers: whether the sender may skip passes from now on. */
-export interface ObserveHealthResult {
-  status: ServiceHealthState['status'];
-  steady: boolean;
-}
 
 export const healthObservationSignal = defineSignal<[ServiceObservationSignal]>('healthObservation');
-/** The same as the signal, answering whether the service is now steady (the publisher's cue to skip passes). */
-export const observeHealthUpdate = defineUpdate<ObserveHealthResult, [ServiceObservationSignal]>('observeHealth');
 export const serviceHealthQuery = defineQuery<ServiceHealthState>('serviceHealth');
 /** Alerts decided but not yet delivered (for tests and the CLI). */
 export const pendingAlertsQuery = defineQuery<Alert[]>('pendingAlerts');
@@ -112,10 +103,6 @@ export async function serviceHealth(input: ServiceHealthInput): Promise<void> {
     showStatus();
   };
   setHandler(healthObservationSignal, observe);
-  setHandler(observeHealthUpdate, (obs) => {
-    observe(obs);
-    return { status: state.status, steady: isSteady(state) };
-  });
   setHandler(serviceHealthQuery, () => state);
   setHandler(pendingAlertsQuery, () => outbox);
   showStatus();

@@ -158,6 +158,29 @@ describe('hysteresis and alerts', () => {
     expect(applySkippedPass(failing, failing.last!.at - 1, { failureThreshold: 3, successThreshold: 2 })).toBe(failing);
   });
 
+  test('property: from any state, successThreshold plain passes make the service steady (the publisher relies on it)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ verdict: fc.constantFrom<ProbeVerdict>('pass', 'warn', 'fail', 'inconclusive'), rooted: fc.boolean(), maintenance: fc.boolean() }), { maxLength: 40 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 5 }),
+        (steps, ft, st) => {
+          let s = initialServiceHealth('svc', NOW);
+          let i = 0;
+          for (const x of steps) {
+            const o: HealthObservation = { ...obs(i++, x.verdict), failureThreshold: ft, successThreshold: st };
+            if (x.rooted) o.rootCauses = ['up'];
+            if (x.maintenance) o.maintenance = true;
+            s = applyObservation(s, o).state;
+          }
+          for (let k = 0; k < st; k++) s = applyObservation(s, { ...obs(i++, 'pass'), failureThreshold: ft, successThreshold: st }).state;
+          expect(isSteady(s)).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   test('a duplicate sweep changes nothing', () => {
     const a = applyObservation(initialServiceHealth('svc', NOW), obs(1, 'fail'));
     expect(applyObservation(a.state, obs(1, 'fail')).state).toBe(a.state);

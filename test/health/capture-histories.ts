@@ -1,0 +1,105 @@
+/**
+ * `npx tsx test/health/capture-histories.ts`: runs health workflows on a
+ * fresh in-memory dev server against loopback services and saves their
+ * histories to test/histories/ for the replay test (test/replay.test.ts):
+ *
+ * - sweep-gateway-outage.json: a `healthSweep` over a gateway that fails
+ *   under dependents, a timeout, a TLS-less TCP check and healthy services;
+ * - sweep-service-status.json: the `serviceHealth` workflow of the gateway
+ *   through TRIGGERED and RESOLVED (alert activities included).
+ *
+ * Payloads are plain (the replay test's codec passes them through).
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { createActivities } from '../../src/activities';
+import { startDevServer } from '../../src/dev/dev-server';
+import { workflowIds } from '../../src/domain/constants';
+import { parseRegistry } from '../../src/domain/registry-parse';
+import type { HealthSweepResult } from '../../src/workflows/sweep';
+
+async function main(): Promise<void> {
+  const out = join(__dirname, '..', 'histories');
+  const server = await startDevServer({ uiPort: false });
+  let gatewayStatus = 502;
+  const fleet = createServer((req, res) => {
+    if (req.url === '/gw') return void res.writeHead(gatewayStatus).end('{}');
+    if (req.url === '/stall') return; // never answers
+    res.writeHead(200, { 'content-type': 'application/health+json' }).end('{"status":"pass"}');
+  });
+  const receiver = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200).end());
+  });
+  await new Promise<void>((r) => fleet.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  const u = `http://127.0.0.1:${(fleet.address() as AddressInfo).port}`;
+  const check = { timeout: '500ms', failureThreshold: 2, successThreshold: 1 };
+  const parsed = parseRegistry(
+    JSON.stringify({
+      services: [
+        { id: 'gateway', type: 'api', endpoints: [{ url: `${u}/gw` }], healthCheck: check },
+        { id: 'orders', type: 'api', endpoints: [{ url: `${u}/orders` }], dependsOn: ['gateway'], healthCheck: check },
+        { id: 'billing', type: 'api', endpoints: [{ url: `${u}/billing` }], dependsOn: ['orders'], healthCheck: check },
+        { id: 'search', type: 'api', endpoints: [{ url: `${u}/stall` }], healthCheck: check },
+        { id: 'db', type: 'database', endpoints: [{ url: `tcp://127.0.0.1:${(fleet.address() as AddressInfo).port}` }], healthCheck: { type: 'tcp' } },
+        { id: 'auth', type: 'api', endpoints: [{ url: `${u}/auth` }], healthCheck: check, sla: { availability: 99.9 } },
+      ],
+    }),
+    'capture.json',
+  );
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
+  const connection = await Connection.connect({ address: server.address });
+  const client = new Client({ connection });
+  const nc = await NativeConnection.connect({ address: server.address });
+  const taskQueue = 'capture-health';
+  const worker = await Worker.create({
+    connection: nc,
+    taskQueue,
+    workflowsPath: require.resolve('../../src/workflows'),
+    activities: createActivities({
+      registry: { current: () => parsed.registry },
+      dataDir: mkdtempSync(join(tmpdir(), 'ia-capture-health-')),
+      health: { client, alertWebhooks: [{ url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, format: 'slack' }] },
+    }),
+  });
+  const save = async (workflowId: string, file: string) => {
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    writeFileSync(join(out, file), JSON.stringify({ workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+    process.stdout.write(`saved ${file} (${history.events?.length} events)\n`);
+  };
+  try {
+    await worker.runUntil(async () => {
+      let n = 0;
+      const sweep = () => client.workflow.execute('healthSweep', { taskQueue, workflowId: `sweep/capture-${++n}`, args: [{ concurrency: 4, intervalMs: 1000 }] }) as Promise<HealthSweepResult>;
+      await sweep();
+      const outage = await sweep(); // the gateway's second failure: TRIGGERED naming orders and billing
+      if (outage.services.find((s) => s.id === 'billing')?.rootCause !== 'gateway') throw new Error('capture: billing should be impacted by gateway');
+      await save(outage.workflowId, 'sweep-gateway-outage.json');
+      gatewayStatus = 200;
+      await sweep(); // recovery: RESOLVED
+      const gw = client.workflow.getHandle(workflowIds.service('gateway'));
+      for (let i = 0; i < 100 && ((await gw.query('pendingAlerts')) as unknown[]).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+      await gw.terminate('capture done'); // a closed history replays to its end
+      await save(workflowIds.service('gateway'), 'sweep-service-status.json');
+    });
+  } finally {
+    await connection.close();
+    await nc.close();
+    fleet.closeAllConnections();
+    fleet.close();
+    receiver.close();
+    await server.stop();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
