@@ -161,6 +161,10 @@ interface Entry {
   refreshing?: Promise<void>;
   refreshStartedMs: number;
   refreshSeq: number;
+  /** The newest query whose answer was applied (answers to older queries are dropped). */
+  appliedSeq: number;
+  /** The breaker chain the cached generation belongs to. */
+  chainId?: string;
   /** A refresh was asked for while one was in flight: run another after it. */
   refreshAgain: boolean;
   /** Re-query after the current flush completes (a local failure was sent). */
@@ -297,6 +301,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
         refreshAgain: false,
         refreshStartedMs: 0,
         refreshSeq: 0,
+        appliedSeq: 0,
         freePermit: undefined as unknown as Promise<CallPermit>,
         freePermitGeneration: -1,
         buffer: [],
@@ -350,7 +355,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
       e.permitRequests--;
     }
     const now = Date.now();
-    this.learn(e, decision.state, decision.generation, decision.granted ? 0 : decision.retryAfterMs, now);
+    this.learn(e, decision.state, decision.generation, decision.granted ? 0 : decision.retryAfterMs, now, decision.chainId);
     if (!decision.granted) {
       if (decision.state === 'HALF_OPEN') e.denyUntilMs = now + decision.retryAfterMs;
       return this.reject(e, decision.retryAfterMs);
@@ -368,9 +373,11 @@ export class BreakerGate implements CallGate, OutcomeSink {
     };
   }
 
-  private learn(e: Entry, state: BreakerStateName, generation: number, retryAfterMs: number, now: number): void {
-    if (e.known && generation < e.generation) return; // an older answer raced a newer one
-    if (generation !== e.generation) e.denyUntilMs = 0;
+  private learn(e: Entry, state: BreakerStateName, generation: number, retryAfterMs: number, now: number, chainId: string | undefined): void {
+    const sameChain = chainId === e.chainId || chainId === undefined || e.chainId === undefined;
+    if (e.known && sameChain && generation < e.generation) return; // an older answer raced a newer one
+    if (chainId !== undefined) e.chainId = chainId;
+    if (generation !== e.generation || !sameChain) e.denyUntilMs = 0;
     e.known = true;
     e.fetchedAtMs = now;
     e.state = state;
@@ -403,11 +410,19 @@ export class BreakerGate implements CallGate, OutcomeSink {
         const view: BreakerView = await this.client.withDeadline(Date.now() + this.queryTimeoutMs, () =>
           this.client.workflow.getHandle(e.workflowId).query(breakerStateQuery),
         );
-        this.learn(e, view.state, view.generation, view.retryAfterMs, Date.now());
+        if (seq > e.appliedSeq) {
+          e.appliedSeq = seq;
+          this.learn(e, view.state, view.generation, view.retryAfterMs, Date.now(), view.chainId);
+        }
       } catch (err) {
         if (err instanceof WorkflowNotFoundError) {
-          // Not started yet (or ended): a breaker nobody reported to is CLOSED.
-          if (!e.known || e.generation === 0) this.learn(e, 'CLOSED', 0, 0, Date.now());
+          // Not started yet, or terminated: the next breaker starts CLOSED at generation 0 in a new chain.
+          if (seq > e.appliedSeq) {
+            e.appliedSeq = seq;
+            e.chainId = undefined;
+            e.known = false;
+            this.learn(e, 'CLOSED', 0, 0, Date.now(), undefined);
+          }
         } else {
           this.opts.onError?.(err, e.serviceId);
         }

@@ -737,9 +737,13 @@ export function admitsFreely(state: BreakerStateName): boolean {
 }
 
 /** The answer to a permit request, read from the state after the `acquirePermit` event. */
-export type PermitDecision =
+export type PermitDecision = (
   | { granted: true; generation: number; state: BreakerStateName; permitId?: string; expiresAtMs?: number }
-  | { granted: false; generation: number; state: BreakerStateName; retryAfterMs: number };
+  | { granted: false; generation: number; state: BreakerStateName; retryAfterMs: number }
+) & {
+  /** Set by the workflow: the first run id of its continue-as-new chain (generations restart in a new chain). */
+  chainId?: string;
+};
 
 /**
  * Reads the decision for `permitId` from a state the `acquirePermit` event was
@@ -801,6 +805,8 @@ export interface BreakerView extends BreakerState {
   rates: ReturnType<typeof windowRates>;
   /** 0 unless OPEN/HALF_OPEN full/FORCED_OPEN; see {@link retryAfterMs}. */
   retryAfterMs: number;
+  /** Set by the workflow: the first run id of its continue-as-new chain (generations restart in a new chain). */
+  chainId?: string;
 }
 
 /** The full view of a state as of `nowMs` (no event applied: time-driven changes happen on the workflow's timer). */

@@ -224,6 +224,13 @@ export const credentialSchema = z.strictObject({
   schedule: positiveDurationMs.optional(),
   /** Consumers worked on at once within one rotation batch; default 32. */
   maxParallel: z.number().int().min(1).max(1000).optional(),
+  /**
+   * Where a batch fans out: `workflow` (default: one install and one verify
+   * activity per consumer, each visible and retried by Temporal) or
+   * `activity` (one activity per batch works on its consumers in parallel and
+   * heartbeats its progress: far fewer Temporal round trips for large fleets).
+   */
+  fanOut: z.enum(['workflow', 'activity']).optional(),
 });
 
 export const registrySchema = z

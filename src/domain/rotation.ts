@@ -92,6 +92,8 @@ export interface RotationPlan {
   gracePeriodMs: number;
   /** Upper bound of consumers worked on at once within a batch. */
   maxParallel: number;
+  /** `workflow`: an activity per consumer step; `activity`: one heartbeating activity per batch. */
+  fanOut: 'workflow' | 'activity';
   /** Timeout of mint and revoke at the issuer, ms. */
   issuerStepTimeoutMs: number;
   /** Registry version the plan was made from. */
@@ -170,6 +172,7 @@ export function planRotation(registry: Registry, credentialId: string, opts: { g
     })),
     gracePeriodMs: opts.gracePeriodMs ?? cred.gracePeriod,
     maxParallel,
+    fanOut: cred.fanOut ?? 'workflow',
     issuerStepTimeoutMs: durationOption(issuer, 'stepTimeout', DEFAULT_STEP_TIMEOUT_MS),
     registryVersion: registry.versionHash,
   };

@@ -160,6 +160,8 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     // Starters validate options; if bad ones still arrive, fail this run visibly rather than retry a task forever.
     throw ApplicationFailure.nonRetryable(`breaker/${input.serviceId}: ${(err as Error).message}`, 'InvalidBreakerOptions');
   }
+  // Identifies this breaker's continue-as-new chain: a breaker terminated and started again restarts at generation 0.
+  const chainId = workflowInfo().firstExecutionRunId;
   let deadline = nextDeadlineMs(state);
   let deadlineChanged = false;
   // Transitions to report, oldest first; the head stays until reported, so a
@@ -227,14 +229,14 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     acquirePermitUpdate,
     (req) => {
       apply({ type: 'acquirePermit', permitId: req.permitId, reporter: req.reporter });
-      return permitDecision(state, req.permitId, Date.now());
+      return { ...permitDecision(state, req.permitId, Date.now()), chainId };
     },
     { validator: validatePermitRequest },
   );
-  setHandler(breakerStateQuery, () => breakerView(state, Date.now()));
+  setHandler(breakerStateQuery, () => ({ ...breakerView(state, Date.now()), chainId }));
   const operator = (type: 'forceOpen' | 'forceClose' | 'reset' | 'disable') => (req: OperatorRequest | undefined) => {
     apply({ type, note: req?.note });
-    return breakerView(state, Date.now());
+    return { ...breakerView(state, Date.now()), chainId };
   };
   setHandler(forceOpenUpdate, operator('forceOpen'), { validator: validateOperatorRequest });
   setHandler(forceCloseUpdate, operator('forceClose'), { validator: validateOperatorRequest });
@@ -244,7 +246,7 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     configureUpdate,
     (req) => {
       apply({ type: 'configure', options: resolveBreakerOptions(req.options) });
-      return breakerView(state, Date.now());
+      return { ...breakerView(state, Date.now()), chainId };
     },
     {
       validator: (req) => {

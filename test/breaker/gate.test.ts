@@ -137,6 +137,32 @@ test('outcomes from the OutcomeSink are batched into few signals, none lost', as
   });
 });
 
+test('a breaker terminated and started again (a new chain, generations from 0) is learned, not ignored as old', async () => {
+  const taskQueue = uniqueTaskQueue('gate');
+  const serviceId = `chain-${randomUUID().slice(0, 8)}`;
+  await withTestWorker({ taskQueue, activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }) } }, async () => {
+    const gate = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-c', optionsFor: () => options });
+    try {
+      for (let i = 0; i < 5; i++) (await gate.admit(serviceId)).report(outcome(serviceId, false, 'worker-c'));
+      await waitFor('OPEN', async () => rejection(gate.admit(serviceId)));
+      const handle = (await testClient()).workflow.getHandle(workflowIds.breaker(serviceId));
+      const firstChain = (await handle.query(breakerStateQuery)).chainId;
+      await handle.terminate('operator removed it');
+      // Outcomes start a fresh breaker (generation 0, new chain); the gate follows it.
+      gate.record(outcome(serviceId, true, 'worker-c'));
+      await gate.flush();
+      await waitFor('CLOSED again', async () => (gate.cached(serviceId)?.state === 'CLOSED' ? true : undefined));
+      await gate.admit(serviceId);
+      const view = await handle.query(breakerStateQuery);
+      expect(view.chainId).not.toBe(firstChain);
+      expect(view.generation).toBe(0);
+      await handle.terminate('test done');
+    } finally {
+      await gate.close();
+    }
+  });
+});
+
 test('with Temporal unreachable the gate fails open and reports the error', async () => {
   const errors: unknown[] = [];
   const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200 }) });

@@ -185,6 +185,18 @@ describe('requests', () => {
     registry.set(registryOf([{ id: 'svc', endpoints: [{ url: b.origin }] }]));
     expect((await c.request('svc', { path: '/' })).body).toBe('b');
   });
+
+  it('a registry reload that keeps the limits keeps the rate-limit history (no fresh burst)', async () => {
+    const a = await server((_req, res) => res.end('a'));
+    const b = await server((_req, res) => res.end('b'));
+    const registry = mutableRegistry(registryOf([{ id: 'svc', endpoints: [{ url: a.origin }], rateLimit: { perMinute: 1 } }]));
+    const c = createCoordinator({ registry, reporterId: 'r' });
+    coordinators.push(c);
+    await c.request('svc', { path: '/' });
+    registry.set(registryOf([{ id: 'svc', endpoints: [{ url: b.origin }], rateLimit: { perMinute: 1 } }]));
+    await expect(c.request('svc', { path: '/', timeoutMs: 300 })).rejects.toMatchObject({ kind: 'rate_limited' });
+    expect(b.seen).toHaveLength(0);
+  });
 });
 
 describe('timeouts and aborts', () => {

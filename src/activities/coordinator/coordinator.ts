@@ -370,7 +370,11 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
         spec.endpoints.map((e) => e.weight),
         { coolDownMs: opts.endpointCoolDownMs },
       ),
-      admission: new Admission(windowsFromSpec(spec.rateLimit), maxConcurrent),
+      // Same limits: keep the admission, so a registry reload cannot forget recent starts and allow a burst.
+      admission:
+        existing && JSON.stringify(existing.spec.rateLimit ?? null) === JSON.stringify(spec.rateLimit ?? null)
+          ? existing.admission
+          : new Admission(windowsFromSpec(spec.rateLimit), maxConcurrent),
     };
     services.set(serviceId, state);
     return state;
