@@ -23,10 +23,10 @@ import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView, type PermitDecision, type ReportedOutcome } from '../domain/breaker';
+import { resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type PermitDecision, type ReportedOutcome } from '../domain/breaker';
 import { workflowIds } from '../domain/constants';
 import type { CallOutcome } from '../domain/outcome';
-import { acquirePermitUpdate, breakerStateQuery, circuitBreaker, recordOutcomesSignal, type BreakerWorkflowInput } from '../workflows/breaker';
+import { acquirePermitUpdate, breakerStatusQuery, circuitBreaker, recordOutcomesSignal, type BreakerStatus, type BreakerWorkflowInput } from '../workflows/breaker';
 import type { BreakerMetrics } from './breaker-metrics';
 import type { CallGate, CallPermit, OutcomeSink } from './ports';
 
@@ -407,8 +407,8 @@ export class BreakerGate implements CallGate, OutcomeSink {
     const seq = ++e.refreshSeq;
     e.refreshing = (async () => {
       try {
-        const view: BreakerView = await this.client.withDeadline(Date.now() + this.queryTimeoutMs, () =>
-          this.client.workflow.getHandle(e.workflowId).query(breakerStateQuery),
+        const view: BreakerStatus = await this.client.withDeadline(Date.now() + this.queryTimeoutMs, () =>
+          this.client.workflow.getHandle(e.workflowId).query(breakerStatusQuery),
         );
         if (seq > e.appliedSeq) {
           e.appliedSeq = seq;

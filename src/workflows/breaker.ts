@@ -35,7 +35,9 @@ import {
   permitDecision,
   reduceBreaker,
   resolveBreakerOptions,
+  retryAfterMs,
   type BreakerEvent,
+  type BreakerStateName,
   type BreakerOptions,
   type BreakerState,
   type BreakerTransition,
@@ -86,6 +88,19 @@ export const recordOutcomesSignal = defineSignal<[OutcomeBatch]>('recordOutcomes
 export const acquirePermitUpdate = defineUpdate<PermitDecision, [PermitRequest]>('acquirePermit');
 /** The full state: state, generation, window counts and rates, OPEN end, last transitions. */
 export const breakerStateQuery = defineQuery<BreakerView>('breakerState');
+/**
+ * Just what a gate needs to decide (tens of bytes, where the full state
+ * carries the window): every gate asks this twice a second per service.
+ */
+export const breakerStatusQuery = defineQuery<BreakerStatus>('breakerStatus');
+
+export interface BreakerStatus {
+  state: BreakerStateName;
+  generation: number;
+  /** See `retryAfterMs` in src/domain/breaker. */
+  retryAfterMs: number;
+  chainId: string;
+}
 export const forceOpenUpdate = defineUpdate<BreakerView, [OperatorRequest]>('forceOpen');
 export const forceCloseUpdate = defineUpdate<BreakerView, [OperatorRequest]>('forceClose');
 export const resetUpdate = defineUpdate<BreakerView, [OperatorRequest]>('reset');
@@ -234,6 +249,7 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     { validator: validatePermitRequest },
   );
   setHandler(breakerStateQuery, () => ({ ...breakerView(state, Date.now()), chainId }));
+  setHandler(breakerStatusQuery, () => ({ state: state.state, generation: state.generation, retryAfterMs: retryAfterMs(state, Date.now()), chainId }));
   const operator = (type: 'forceOpen' | 'forceClose' | 'reset' | 'disable') => (req: OperatorRequest | undefined) => {
     apply({ type, note: req?.note });
     return { ...breakerView(state, Date.now()), chainId };
