@@ -139,6 +139,8 @@ export interface BreakerGateOptions {
   maxConcurrentPermitRequests?: number;
   /** Deadline of each state query, ms, 100..60 000; the first call to a service waits at most this. Default 2000. */
   queryTimeoutMs?: number;
+  /** Deadline of each outcome batch sent, ms, 100..600 000; a failed batch is kept and sent again. Default 10 000. */
+  sendTimeoutMs?: number;
   /** Services not admitted for this long stop being refreshed, ms. Default 60 000. */
   idleAfterMs?: number;
   metrics?: BreakerMetrics;
@@ -196,6 +198,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
   private readonly maxPermitRequests: number;
   private readonly idleAfterMs: number;
   private readonly queryTimeoutMs: number;
+  private readonly sendTimeoutMs: number;
   private readonly entries = new Map<string, Entry>();
   private readonly refreshTimer: NodeJS.Timeout;
   private closed = false;
@@ -213,6 +216,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
     this.maxBuffered = intOption('maxBufferedOutcomes', opts.maxBufferedOutcomes, 10_000, this.maxBatchSize, 10_000_000);
     this.maxPermitRequests = intOption('maxConcurrentPermitRequests', opts.maxConcurrentPermitRequests, 5, 1, 100);
     this.queryTimeoutMs = intOption('queryTimeoutMs', opts.queryTimeoutMs, 2000, 100, 60_000);
+    this.sendTimeoutMs = intOption('sendTimeoutMs', opts.sendTimeoutMs, 10_000, 100, 600_000);
     this.idleAfterMs = intOption('idleAfterMs', opts.idleAfterMs, 60_000, 1000, 86_400_000);
     this.refreshTimer = setInterval(() => this.refreshAll(), this.refreshIntervalMs);
     this.refreshTimer.unref();
@@ -498,13 +502,15 @@ export class BreakerGate implements CallGate, OutcomeSink {
         e.refreshAfterFlush = false;
         e.urgent = false;
         try {
-          await this.client.workflow.signalWithStart(circuitBreaker, {
-            workflowId: e.workflowId,
-            taskQueue: this.taskQueue,
-            args: [this.workflowInput(e.serviceId)],
-            signal: recordOutcomesSignal,
-            signalArgs: [{ reporter: this.reporter, outcomes }],
-          });
+          await this.client.withDeadline(Date.now() + this.sendTimeoutMs, () =>
+            this.client.workflow.signalWithStart(circuitBreaker, {
+              workflowId: e.workflowId,
+              taskQueue: this.taskQueue,
+              args: [this.workflowInput(e.serviceId)],
+              signal: recordOutcomesSignal,
+              signalArgs: [{ reporter: this.reporter, outcomes }],
+            }),
+          );
         } catch (err) {
           this.opts.onError?.(err, e.serviceId);
           e.buffer.unshift(...outcomes);

@@ -166,11 +166,16 @@ test('a breaker terminated and started again (a new chain, generations from 0) i
 test('with Temporal unreachable the gate fails open and reports the error', async () => {
   const errors: unknown[] = [];
   const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200 }) });
-  const gate = new BreakerGate({ client, taskQueue: 'nowhere', queryTimeoutMs: 300, onError: (e) => errors.push(e) });
+  const gate = new BreakerGate({ client, taskQueue: 'nowhere', queryTimeoutMs: 300, sendTimeoutMs: 300, onError: (e) => errors.push(e) });
   try {
     const permit = await gate.admit('unreachable-service');
     expect(permit.generation).toBe(0);
     expect(errors.length).toBeGreaterThan(0);
+    // Outcomes cannot be sent: the batch fails within its deadline and is kept, never thrown at the caller.
+    const before = errors.length;
+    permit.report(outcome('unreachable-service', false, 'nowhere'));
+    await gate.flush();
+    expect(errors.length).toBeGreaterThan(before);
   } finally {
     await gate.close().catch(() => undefined);
     await client.connection.close();
