@@ -305,12 +305,12 @@ describe('status failures and Retry-After', () => {
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
     const err = await failure(c.request('svc', { path: '/' }));
     expect(err).toMatchObject({ status: 429, retryable: true, bodyExcerpt: 'slow down' });
-    expect(err.retryAfterMs).toBeGreaterThanOrEqual(Math.max(0, expected - 1_000));
+    expect(err.retryAfterMs).toBeGreaterThanOrEqual(Math.max(0, expected - 1_500));
     expect(err.retryAfterMs).toBeLessThanOrEqual(expected + 1_000);
     const f = toApplicationFailure(err, { attempt: 1, method: 'GET' });
     expect(f.nonRetryable).toBe(false);
     expect(f.type).toBe('HTTP_429');
-    expect(Number(f.nextRetryDelay)).toBeGreaterThanOrEqual(Math.max(1, expected - 1_000));
+    expect(Number(f.nextRetryDelay)).toBeGreaterThanOrEqual(Math.max(1, expected - 1_500));
     expect(Number(f.nextRetryDelay)).toBeLessThanOrEqual(expected + 1_000);
   });
 

@@ -156,34 +156,67 @@ const DEFAULTS = {
 type Options = { -readonly [K in keyof typeof DEFAULTS]: number };
 
 const METHOD = /^[A-Z]+$/;
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+/** Something a call's abort is delivered to. */
+interface AbortTarget {
+  abort(reason: Error): void;
+}
 
 /**
- * A one-shot abort notification: what `execute` listens to. Lighter than an
- * AbortController per call (no EventTarget); a caller's AbortSignal is
- * linked to one with {@link AbortLink.fromSignal}.
+ * What one call's deadline and the caller's cancellation act on, without an
+ * AbortController or closures per call: the exchange (or admission wait) in
+ * progress is told directly.
+ */
+class CallControl implements AbortTarget {
+  /** DEADLINE or CANCELLED once aborted. */
+  reason: Error | undefined;
+  exchange: Exchange | undefined;
+  waiting: AbortController | undefined;
+
+  abort(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.exchange?.abort(reason);
+    this.waiting?.abort(reason);
+  }
+
+  /** The CoordinatorError for an aborted call: a retryable timeout after the deadline, else `aborted`. */
+  error(serviceId: string, method: string, path: string, timeoutMs: number, endpoint?: string): CoordinatorError {
+    return this.reason === DEADLINE
+      ? new CoordinatorError({ serviceId, method, path, endpoint, kind: 'timeout', retryable: true, notSent: false, code: 'DEADLINE_EXCEEDED', detail: `no answer within ${timeoutMs} ms` })
+      : new CoordinatorError({ serviceId, method, path, endpoint, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
+  }
+}
+
+function fireDeadline(ctl: CallControl): void {
+  ctl.abort(DEADLINE);
+}
+
+/**
+ * A one-shot abort notification delivered to at most one target: what
+ * `execute` listens to. A caller's AbortSignal is linked to one with
+ * {@link AbortLink.fromSignal}; a shared GET has its own.
  */
 class AbortLink {
   private fired = false;
-  private listener: (() => void) | undefined;
+  private target: AbortTarget | undefined;
 
-  /** Calls `fn` once when fired (at once if already fired); returns an unsubscribe. */
-  subscribe(fn: () => void): () => void {
-    if (this.fired) {
-      fn();
-      return () => {};
-    }
-    this.listener = fn;
-    return () => {
-      if (this.listener === fn) this.listener = undefined;
-    };
+  subscribe(target: AbortTarget): void {
+    if (this.fired) target.abort(CANCELLED);
+    else this.target = target;
+  }
+
+  unsubscribe(target: AbortTarget): void {
+    if (this.target === target) this.target = undefined;
   }
 
   fire(): void {
     if (this.fired) return;
     this.fired = true;
-    const fn = this.listener;
-    this.listener = undefined;
-    fn?.();
+    const t = this.target;
+    this.target = undefined;
+    t?.abort(CANCELLED);
   }
 
   /** A link fired by `signal`; `dispose` detaches it from the signal. */
@@ -449,10 +482,10 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
   }
 
   function validateRequest(serviceId: string, req: CoordinatorRequest): string {
-    const method = (req.method ?? 'GET').toUpperCase();
+    const method = req.method === undefined ? 'GET' : KNOWN_METHODS.has(req.method) ? req.method : req.method.toUpperCase();
     const bad = (what: string) =>
       new CoordinatorError({ serviceId, method, path: String(req.path), kind: 'other', retryable: false, notSent: true, detail: what });
-    if (!METHOD.test(method)) throw bad(`invalid method ${JSON.stringify(req.method)}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS`);
+    if (!KNOWN_METHODS.has(method) && !METHOD.test(method)) throw bad(`invalid method ${JSON.stringify(req.method)}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS`);
     if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw bad(`invalid path ${JSON.stringify(req.path)}: must start with "/"`);
     if (req.body !== undefined && req.json !== undefined) throw bad('pass either body or json, not both');
     if (req.timeoutMs !== undefined && !(Number.isFinite(req.timeoutMs) && req.timeoutMs > 0)) {
@@ -478,24 +511,10 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     const timeoutMs = req.timeoutMs ?? opts.timeoutMs;
     const deadline = t0 + timeoutMs;
 
-    // One abort path for the deadline and the caller's signal, without an
-    // AbortController per call: the exchange (or admission wait) in progress
-    // is told directly.
-    let abortReason: Error | undefined;
-    let exchange: Exchange | undefined;
-    let waitController: AbortController | undefined;
-    const abort = (reason: Error) => {
-      if (abortReason) return;
-      abortReason = reason;
-      exchange?.abort(reason);
-      waitController?.abort(reason);
-    };
-    const timer = setTimeout(() => abort(DEADLINE), timeoutMs);
-    const unlink = outer?.subscribe(() => abort(CANCELLED));
-    const abortedError = (endpoint?: string): CoordinatorError =>
-      abortReason === DEADLINE
-        ? new CoordinatorError({ serviceId, method, path, endpoint, kind: 'timeout', retryable: true, notSent: false, code: 'DEADLINE_EXCEEDED', detail: `no answer within ${timeoutMs} ms` })
-        : new CoordinatorError({ serviceId, method, path, endpoint, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
+    const ctl = new CallControl();
+    const timer = setTimeout(fireDeadline, timeoutMs, ctl);
+    outer?.subscribe(ctl);
+    const abortedError = (endpoint?: string) => ctl.error(serviceId, method, path, timeoutMs, endpoint);
 
     let permit: CallPermit | undefined;
     let finalOutcome: CallOutcome | undefined;
@@ -535,7 +554,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       const tried = new Set<number>();
       let lastError: CoordinatorError | undefined;
       for (;;) {
-        if (abortReason) throw abortedError();
+        if (ctl.reason) throw abortedError();
         const idx = state.lb.pick(performance.now(), tried);
         if (idx === undefined) throw lastError!;
         tried.add(idx);
@@ -546,18 +565,19 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: release.retryAfterMs, detail: release.message });
         }
         if (release === undefined) {
-          waitController = new AbortController();
+          const waiting = new AbortController();
+          ctl.waiting = waiting;
           try {
-            release = await state.admission.acquire(waitController.signal, deadline);
+            release = await state.admission.acquire(waiting.signal, deadline);
           } catch (err) {
             if (err instanceof AdmissionDeadlineError) {
               throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: err.retryAfterMs, detail: err.message });
             }
             throw abortedError();
           } finally {
-            waitController = undefined;
+            ctl.waiting = undefined;
           }
-          if (abortReason) {
+          if (ctl.reason) {
             release();
             throw abortedError();
           }
@@ -568,7 +588,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
         const pool = state.pool;
         state.sending++;
         const ex = new Exchange();
-        exchange = ex;
+        ctl.exchange = ex;
         let outcome: CallOutcome;
         try {
           const res = await ex.start(pool.dispatcher, {
@@ -617,7 +637,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           return { status, headers: res.headers, body: res.body, json: parseJsonBody(res.body, res.headers), endpoint: ep.origin, latencyMs: performance.now() - t0 };
         } catch (err) {
           if (err instanceof CoordinatorError) throw err;
-          const e = abortReason ? abortedError(ep.origin) : transportError(err, { serviceId, method, path, endpoint: ep.origin });
+          const e = ctl.reason ? abortedError(ep.origin) : transportError(err, { serviceId, method, path, endpoint: ep.origin });
           outcome = {
             serviceId,
             endpoint: ep.origin,
@@ -633,20 +653,20 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           finalOutcome = outcome;
           const connectionLevel = e.kind === 'connection_refused' || e.kind === 'connection_reset' || e.kind === 'dns' || e.code === 'UND_ERR_CONNECT_TIMEOUT';
           if (connectionLevel) state.lb.reportFailure(idx, performance.now());
-          if (connectionLevel && (e.notSent || safeToResend) && tried.size < state.endpoints.length && !abortReason) {
+          if (connectionLevel && (e.notSent || safeToResend) && tried.size < state.endpoints.length && !ctl.reason) {
             lastError = e;
             continue;
           }
           throw e;
         } finally {
-          exchange = undefined;
-          settle(state, pool, abortReason !== undefined);
+          ctl.exchange = undefined;
+          settle(state, pool, ctl.reason !== undefined);
           release();
         }
       }
     } finally {
       clearTimeout(timer);
-      unlink?.();
+      outer?.unsubscribe(ctl);
       if (permit) {
         // No call was made (the local rate limit could not admit in time, or
         // the caller gave up first): the permit still gets exactly one report,
@@ -723,43 +743,50 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     let entry = inFlight.get(key);
     if (!entry) {
       const link = new AbortLink();
-      const promise = execute(state, req, method, auth, link).then(
-        (res) => {
-          const ttl = ttlFor(req, res);
-          if (ttl > 0) cache.set(key, { status: res.status, headers: res.headers, body: res.body, endpoint: res.endpoint }, { ttl });
-          return res;
-        },
-      );
-      const created: InFlight = { promise, waiters: 0, joined: 0, abort: link };
-      entry = created;
-      inFlight.set(key, created);
-      promise.then(
-        () => inFlight.delete(key),
-        () => inFlight.delete(key),
-      );
+      entry = { promise: undefined as unknown as Promise<CoordinatorResponse>, waiters: 0, joined: 0, abort: link };
+      inFlight.set(key, entry);
+      entry.promise = runShared(key, state, req, method, auth, link);
     }
-    return joinInFlight(entry, signal, serviceId, method, req.path);
-  }
-
-  /** Waits for a shared in-flight GET; the shared call is aborted only when every waiter has given up. */
-  function joinInFlight(entry: InFlight, signal: AbortSignal | undefined, serviceId: string, method: string, path: string): Promise<CoordinatorResponse> {
     entry.waiters++;
     entry.joined++;
-    // Each caller of a shared call gets its own copies, so one caller's mutation cannot reach another.
-    const own = (res: CoordinatorResponse): CoordinatorResponse =>
-      entry.joined === 1 ? res : { ...res, headers: { ...res.headers }, json: parseJsonBody(res.body, res.headers) };
-    if (!signal) {
-      return entry.promise.then(
-        (res) => {
-          entry.waiters--;
-          return own(res);
-        },
-        (err) => {
-          entry.waiters--;
-          throw err;
-        },
-      );
+    if (!signal) return awaitShared(entry);
+    return awaitSharedOrAbort(entry, signal, serviceId, method, req.path);
+  }
+
+  /** The one real call behind identical in-flight GETs: stores a cacheable answer, then leaves the in-flight map. */
+  async function runShared(
+    key: string,
+    state: ServiceState,
+    req: CoordinatorRequest,
+    method: string,
+    auth: { name: string; value: string; secret: string } | undefined,
+    link: AbortLink,
+  ): Promise<CoordinatorResponse> {
+    try {
+      const res = await execute(state, req, method, auth, link);
+      const ttl = ttlFor(req, res);
+      if (ttl > 0) cache!.set(key, { status: res.status, headers: res.headers, body: res.body, endpoint: res.endpoint }, { ttl });
+      return res;
+    } finally {
+      inFlight.delete(key);
     }
+  }
+
+  /** Each caller of a shared call gets its own copies, so one caller's mutation cannot reach another. */
+  function own(entry: InFlight, res: CoordinatorResponse): CoordinatorResponse {
+    return entry.joined === 1 ? res : { ...res, headers: { ...res.headers }, json: parseJsonBody(res.body, res.headers) };
+  }
+
+  async function awaitShared(entry: InFlight): Promise<CoordinatorResponse> {
+    try {
+      return own(entry, await entry.promise);
+    } finally {
+      entry.waiters--;
+    }
+  }
+
+  /** Waits for a shared in-flight GET or the caller's signal; the shared call is aborted only when every waiter has given up. */
+  function awaitSharedOrAbort(entry: InFlight, signal: AbortSignal, serviceId: string, method: string, path: string): Promise<CoordinatorResponse> {
     return new Promise<CoordinatorResponse>((resolve, reject) => {
       let done = false;
       const onAbort = () => {
@@ -775,7 +802,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           done = true;
           entry.waiters--;
           signal.removeEventListener('abort', onAbort);
-          resolve(own(res));
+          resolve(own(entry, res));
         },
         (err) => {
           if (done) return;
