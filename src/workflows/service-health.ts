@@ -58,7 +58,7 @@ export interface ServiceHealthInput {
   state?: ServiceHealthState;
   /** Alerts decided but not delivered before continue-as-new. */
   outbox?: Alert[];
-  /** Continue-as-new after this many observations in one run; default 500. */
+  /** Continue-as-new after this many observations in one run; default 200 (or 2,000 history events), so a replay after a worker restart stays cheap. */
   maxObservationsPerRun?: number;
 }
 
@@ -76,7 +76,7 @@ const { deliverAlert } = proxyActivities<Activities>({
 export async function serviceHealth(input: ServiceHealthInput): Promise<void> {
   let state = input.state ?? initialServiceHealth(input.serviceId, Date.now());
   const outbox: Alert[] = [...(input.outbox ?? [])];
-  const maxObs = input.maxObservationsPerRun ?? 500;
+  const maxObs = input.maxObservationsPerRun ?? 200;
   let observedThisRun = 0;
   let staleAfterMs = 300_000;
   let shownStatus: string | undefined;
@@ -107,7 +107,7 @@ export async function serviceHealth(input: ServiceHealthInput): Promise<void> {
   setHandler(pendingAlertsQuery, () => outbox);
   showStatus();
 
-  const wantsNewRun = () => observedThisRun >= maxObs || workflowInfo().continueAsNewSuggested;
+  const wantsNewRun = () => observedThisRun >= maxObs || workflowInfo().historyLength > 2000 || workflowInfo().continueAsNewSuggested;
   for (;;) {
     const woke = await condition(() => outbox.length > 0 || wantsNewRun(), staleAfterMs);
     if (!woke) {

@@ -121,7 +121,8 @@ export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthS
         for (const r of await probeServices({ targets: batch, concurrency: inside })) results.set(r.serviceId, r);
       } catch (err) {
         // The prober failed, not the services: their results are inconclusive, never healthy.
-        const why = `no probe result: ${(err as Error).message}`.slice(0, 200);
+        const cause = (err as { cause?: Error }).cause ?? (err as Error);
+        const why = `no probe result: ${cause.message}`.slice(0, 200);
         for (const t of batch) results.set(t.id, inconclusiveResult(t.id, Date.now(), why));
       }
     }

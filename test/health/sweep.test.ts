@@ -86,3 +86,29 @@ test('bad options are refused naming the option and the value', async () => {
   const err = await sweep([svc('ok', `${fleet.url}/ok`)], { concurrency: 0 }).catch((e: Error) => e);
   expect(String((err as { cause?: Error }).cause?.message)).toBe('healthSweep: option concurrency must be an integer in 1..1000, got 0');
 });
+
+test('a prober that fails for good leaves its services unknown, never healthy', async () => {
+  fleet.set('/fine', { status: 200 });
+  const taskQueue = uniqueTaskQueue('sweep');
+  const client = await testClient();
+  const real = createActivities({ registry: staticRegistry(registryOf([svc('fine', `${fleet.url}/fine`)])), dataDir: mkdtempSync(join(tmpdir(), 'ia-sweep-')) });
+  // The real activities, except that the prober crashes on every attempt.
+  const activities = { ...real, probeServices: async () => Promise.reject(new Error('prober crashed')) };
+  const result = await withTestWorker({ taskQueue, activities }, () =>
+    client.workflow.execute(healthSweep, { taskQueue, workflowId: `sweep/test-${taskQueue}`, args: [{ publish: false }] }),
+  );
+  expect(result.services).toEqual([expect.objectContaining({ id: 'fine', status: 'unknown', verdict: 'inconclusive' })]);
+  expect(result.services[0]!.detail).toContain('prober crashed');
+});
+
+test('a service inside its maintenance window reads maintenance, and its failure still explains its dependents', async () => {
+  fleet.set('/maint', { status: 500 });
+  const start = new Date(Date.now() - 3_600_000).toISOString().slice(0, 16); // UTC wall time, an hour ago
+  const result = await sweep([
+    { ...svc('maint', `${fleet.url}/maint`), maintenance: [{ start, duration: '2h', timezone: 'UTC' }] },
+    svc('dependent', `${fleet.url}/err`, {}, ['maint']),
+  ]);
+  const by = new Map(result.services.map((s) => [s.id, s]));
+  expect(by.get('maint')).toMatchObject({ status: 'maintenance', verdict: 'fail' });
+  expect(by.get('dependent')).toMatchObject({ status: 'impacted', rootCause: 'maint' });
+});
