@@ -7,6 +7,7 @@
  * step) and appends to the audit trail.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import pLimit from 'p-limit';
 import type { CredentialSpec, ServiceSpec } from '../domain/registry';
 import type { CredentialStore, NewAuditEntry } from './credential-store';
 import type { Coordinator } from './coordinator';
@@ -58,6 +59,37 @@ export interface ServiceStepInput {
   versionId: string;
   timeoutMs: number;
 }
+
+/** One consumer of a batch worked on by `installBatch`. */
+export interface BatchMember {
+  service: ServiceSpec;
+  idempotencyKey: string;
+  timeoutMs: number;
+  verifyAttempts: number;
+  verifyIntervalMs: number;
+}
+
+/** How one consumer of a batch ended. */
+export interface BatchOutcome {
+  id: string;
+  /** An install request was sent (it may have applied even if it failed): compensation must restore it. */
+  touched: boolean;
+  ok: boolean;
+  /** Not started because another consumer of the batch failed first. */
+  skipped?: boolean;
+  /** The step that failed. */
+  failedStep?: 'install' | 'verify';
+  error?: string;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
 
 /** Who is acting, for the audit trail: `rotation/<id>#<runId>`, or `activity` outside a workflow. */
 function actor(): string {
@@ -236,6 +268,95 @@ export function createRotationActivities(deps: RotationActivityDeps) {
         throw ApplicationFailure.retryable(`${service.id} reports ${credential.id} version ${inUse ?? '(none)'} in use, expected ${versionId}`, 'VersionNotInUse');
       }
       await audit({ credentialId: credential.id, step: 'verify', serviceId: service.id, versionId, outcome: 'ok', detail: null });
+    },
+
+    /**
+     * setSecret + testSecret for a whole batch in one activity (registry
+     * `fanOut: activity`): up to `maxParallel` consumers at once, each
+     * installed (up to 3 tries on retryable errors, backoff 500 ms doubling)
+     * then verified (up to `verifyAttempts`, `verifyIntervalMs` doubling to
+     * 10x). After the first failure no new consumer starts. Heartbeats every
+     * second with the consumers already done, so a retry after a worker crash
+     * skips them; the others are redone under the same idempotency keys.
+     * @returns one outcome per member; consumer failures are outcomes, not errors.
+     */
+    async installBatch(input: { credential: CredentialSpec; versionId: string; members: BatchMember[]; maxParallel: number }): Promise<BatchOutcome[]> {
+      const { credential, versionId } = input;
+      let context: Context | undefined;
+      try {
+        context = Context.current();
+      } catch {
+        context = undefined;
+      }
+      const previous = new Map(((context?.info.heartbeatDetails as BatchOutcome[] | undefined) ?? []).filter((o) => o.ok).map((o) => [o.id, o]));
+      const secret = await secretOf(credential.id, versionId);
+      const done: BatchOutcome[] = [...previous.values()];
+      const beat = setInterval(() => context?.heartbeat(done), 1_000);
+      const signal = cancelSignal();
+      let failed = false;
+      const limit = pLimit(Math.max(1, input.maxParallel));
+      try {
+        const outcomes = await Promise.all(
+          input.members.map((m) =>
+            limit(async (): Promise<BatchOutcome> => {
+              const id = m.service.id;
+              const prior = previous.get(id);
+              if (prior) return prior;
+              if (failed || signal?.aborted) return { id, touched: false, ok: false, skipped: true };
+              const p = provider(m.service.rotation?.provider ?? 'http', `services.${id}.rotation.provider`);
+              const c = ctx(credential, m.service, m.timeoutMs);
+              let lastError: unknown;
+              for (let attempt = 0; attempt < 3; attempt++) {
+                try {
+                  await p.install(c, { versionId, secret, idempotencyKey: m.idempotencyKey });
+                  lastError = undefined;
+                  break;
+                } catch (err) {
+                  lastError = err;
+                  if (!(err instanceof ProviderError && err.retryable) || signal?.aborted) break;
+                  await sleep(500 * 2 ** attempt, signal);
+                }
+              }
+              if (lastError !== undefined) {
+                failed = true;
+                await audit({ credentialId: credential.id, step: 'install', serviceId: id, versionId, outcome: 'failed', detail: (lastError as Error).message });
+                return { id, touched: true, ok: false, failedStep: 'install', error: (lastError as Error).message };
+              }
+              await audit({ credentialId: credential.id, step: 'install', serviceId: id, versionId, outcome: 'ok', detail: null });
+              let seen: string | undefined;
+              let delay = m.verifyIntervalMs;
+              for (let attempt = 0; attempt < m.verifyAttempts && !signal?.aborted; attempt++) {
+                try {
+                  seen = (await p.verify(c, { versionId, secret })).versionId;
+                  lastError = undefined;
+                } catch (err) {
+                  lastError = err;
+                  if (err instanceof ProviderError && !err.retryable) break;
+                }
+                if (seen === versionId) break;
+                if (attempt + 1 < m.verifyAttempts) {
+                  await sleep(delay, signal);
+                  delay = Math.min(delay * 2, m.verifyIntervalMs * 10);
+                }
+              }
+              if (seen !== versionId) {
+                failed = true;
+                const error = lastError ? (lastError as Error).message : `${id} reports ${credential.id} version ${seen ?? '(none)'} in use, expected ${versionId}`;
+                await audit({ credentialId: credential.id, step: 'verify', serviceId: id, versionId, outcome: 'failed', detail: error });
+                return { id, touched: true, ok: false, failedStep: 'verify', error };
+              }
+              await audit({ credentialId: credential.id, step: 'verify', serviceId: id, versionId, outcome: 'ok', detail: null });
+              const outcome = { id, touched: true, ok: true };
+              done.push(outcome);
+              return outcome;
+            }),
+          ),
+        );
+        if (signal?.aborted) throw ApplicationFailure.retryable('installBatch cancelled', 'Cancelled');
+        return outcomes;
+      } finally {
+        clearInterval(beat);
+      }
     },
 
     /** finishSecret: PENDING -> CURRENT, CURRENT -> PREVIOUS in one transaction. Idempotent. */

@@ -241,14 +241,45 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     }
   };
 
+  /** `fanOut: activity`: the whole batch in one heartbeating activity; its outcomes update the progress. */
+  const rotateBatch = async (members: ConsumerPlan[]): Promise<void> => {
+    for (const c of members) Object.assign(svc(c.id, 'consumer'), { step: 'install', status: 'running' });
+    const worstMemberMs = Math.max(...members.map((c) => (3 + c.verifyAttempts) * c.stepTimeoutMs + 10 * c.verifyAttempts * c.verifyIntervalMs + 3_500));
+    const outcomes = await proxyActivities<Acts>({
+      startToCloseTimeout: Math.ceil(members.length / plan.maxParallel) * worstMemberMs + 10_000,
+      heartbeatTimeout: 10_000,
+      retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
+    }).installBatch({
+      credential: credentialRef,
+      versionId,
+      maxParallel: plan.maxParallel,
+      members: members.map((c) => ({
+        service: consumerSpecs.get(c.id)!,
+        idempotencyKey: `${rotationKey}/install/${c.id}/${versionId}`,
+        timeoutMs: c.stepTimeoutMs,
+        verifyAttempts: c.verifyAttempts,
+        verifyIntervalMs: c.verifyIntervalMs,
+      })),
+    });
+    let firstError: string | undefined;
+    for (const o of outcomes) {
+      const p = svc(o.id, 'consumer');
+      if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
+      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped' });
+      else {
+        Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds: o.failedStep === 'verify' ? 'pending' : 'unknown', error: o.error });
+        firstError ??= `${o.id}: ${o.error}`;
+      }
+    }
+    if (firstError) throw new Error(firstError);
+  };
+
   try {
     const byId = new Map(plan.consumers.map((c) => [c.id, c]));
     for (const batch of plan.batches) {
-      await boundedAll(
-        batch.map((id) => byId.get(id)!),
-        plan.maxParallel,
-        rotateConsumer,
-      );
+      const members = batch.map((id) => byId.get(id)!);
+      if (plan.fanOut === 'activity') await rotateBatch(members);
+      else await boundedAll(members, plan.maxParallel, rotateConsumer);
     }
   } catch (err) {
     return CancellationScope.nonCancellable(() => compensate(isCancellation(err) ? 'cancelled' : `set/test failed: ${firstCause(err, state.services)}`));

@@ -45,7 +45,7 @@ export function registryFor(
   credentialId: string,
   issuerId: string,
   consumers: ConsumerDef[],
-  extra: { gracePeriod?: string; issuerRotation?: Record<string, unknown>; maxParallel?: number; schedule?: string; issuerUrl?: string; provider?: string } = {},
+  extra: { gracePeriod?: string; issuerRotation?: Record<string, unknown>; maxParallel?: number; schedule?: string; issuerUrl?: string; provider?: string; fanOut?: 'workflow' | 'activity' } = {},
 ): Registry {
   const doc = {
     services: [
@@ -68,6 +68,7 @@ export function registryFor(
         gracePeriod: extra.gracePeriod ?? '0s',
         ...(extra.schedule ? { schedule: extra.schedule } : {}),
         ...(extra.maxParallel ? { maxParallel: extra.maxParallel } : {}),
+        ...(extra.fanOut ? { fanOut: extra.fanOut } : {}),
       },
     ],
   };

@@ -1,0 +1,94 @@
+/**
+ * `fanOut: activity`: each batch is one heartbeating activity that works on
+ * its consumers in parallel. Same saga guarantees: dependency order, verify
+ * with backoff, compensation of exactly the touched consumers, and a worker
+ * killed mid-batch resumes without applying a step twice.
+ */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { rotate, startRotation } from '../../src/client/rotation';
+import type { RotationResult } from '../../src/domain/rotation';
+import { closeTestClient, testClient } from '../helpers/temporal';
+import { kill, startWorker } from './child-worker';
+import { rotationFixture } from './support';
+
+afterAll(closeTestClient);
+
+const consumers = [
+  { id: 'f1' },
+  { id: 'f2' },
+  { id: 'f3', dependsOn: ['f1'], rotation: { verifyAttempts: 6, verifyInterval: '50ms' } },
+  { id: 'f4', dependsOn: ['f2'] },
+];
+
+test('completes in dependency order with propagation delay; each install applied once', async () => {
+  const fx = await rotationFixture(consumers, { fanOut: 'activity', maxParallel: 2 });
+  try {
+    fx.server.behaviour('f3').propagationDelayMs = 300;
+    const order: string[] = [];
+    fx.server.onEvent = (e) => {
+      if (e.kind === 'install' && e.applied) order.push(e.service);
+    };
+    const result = await fx.run(async () => rotate(await testClient(), { credentialId: fx.credentialId, taskQueue: fx.taskQueue }));
+    expect(result.status).toBe('completed');
+    expect(order.slice(0, 2).sort()).toEqual(['f1', 'f2']);
+    expect(order.slice(2).sort()).toEqual(['f3', 'f4']);
+    for (const c of consumers) {
+      expect(fx.server.consumer(c.id).installs).toEqual([result.versionId]);
+      expect(result.services.find((s) => s.id === c.id)).toMatchObject({ step: 'verify', status: 'ok', holds: 'pending' });
+    }
+    expect(fx.server.issuer('issuer').revoked).toEqual([fx.initialVersionId]);
+  } finally {
+    await fx.close();
+  }
+});
+
+test('a rejection rolls back exactly the touched consumers', async () => {
+  const fx = await rotationFixture(consumers, { fanOut: 'activity' });
+  try {
+    fx.server.behaviour('f4').acceptOnly = new Set([fx.initialVersionId]);
+    const result = await fx.run(async () => rotate(await testClient(), { credentialId: fx.credentialId, taskQueue: fx.taskQueue }));
+    expect(result.status).toBe('rolled_back');
+    expect(result.cause).toContain('f4:');
+    for (const c of consumers) expect(fx.server.consumer(c.id).versionId).toBe(fx.initialVersionId);
+    expect(result.services.find((s) => s.id === 'f1')).toMatchObject({ step: 'restore', status: 'ok' });
+    const labels = await fx.store.labels(fx.credentialId);
+    expect([labels.CURRENT?.versionId, labels.PENDING]).toEqual([fx.initialVersionId, null]);
+    expect(fx.server.issuer('issuer').revoked).toEqual([result.versionId]);
+  } finally {
+    await fx.close();
+  }
+});
+
+test('worker killed mid-batch: the retried batch skips finished consumers and applies nothing twice', async () => {
+  const masterKey = randomBytes(32);
+  const many = Array.from({ length: 6 }, (_, i) => ({ id: `m${i}`, rotation: { stepTimeout: '2s' } }));
+  const fx = await rotationFixture(many, { fanOut: 'activity', maxParallel: 2, masterKey, issuerRotation: { stepTimeout: '2s' } });
+  for (const c of many) fx.server.behaviour(c.id).installDelayMs = 300;
+  const registryPath = join(fx.dataDir, 'registry.json');
+  writeFileSync(registryPath, JSON.stringify(fx.registry));
+  const env = { ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath };
+  let worker = await startWorker(env);
+  let killed: Promise<void> | undefined;
+  let applied = 0;
+  fx.server.onEvent = (e) => {
+    if (e.kind === 'install' && e.applied && ++applied === 3 && !killed) killed = kill(worker);
+  };
+  try {
+    const started = await startRotation(await testClient(), { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+    for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
+    await killed;
+    worker = await startWorker(env);
+    const result = (await started.handle.result()) as RotationResult;
+    expect(result.status).toBe('completed');
+    for (const c of many) {
+      expect(fx.server.consumer(c.id).installs).toEqual([result.versionId]);
+      expect(fx.server.consumer(c.id).appliedKeys.size).toBe(1);
+    }
+    expect(fx.server.issuer('issuer').minted).toEqual([result.versionId]);
+  } finally {
+    await kill(worker);
+    await fx.close();
+  }
+});
