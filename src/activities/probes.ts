@@ -72,7 +72,7 @@ export function classifyProbeError(err: unknown, timeoutMs: number): { kind: Pro
 /**
  * Builds the probe activities.
  * @returns `probeServices({ targets, concurrency })`: one judged result per target,
- *   in target order; heartbeats after each result so a retried attempt resumes.
+ *   in target order; heartbeats (at most once a second) so a retried attempt resumes.
  */
 export function createProbeActivities(deps: ProbeDeps = {}) {
   const now = deps.now ?? Date.now;
@@ -194,7 +194,8 @@ export function createProbeActivities(deps: ProbeDeps = {}) {
     /**
      * Probes a batch of services, at most `concurrency` at once, and returns
      * one result per target in order. Heartbeats `{ done: (ProbeResult|null)[] }`
-     * after every result; a retried attempt reuses the results already heartbeated.
+     * after a result at most once a second; a retried attempt reuses the results
+     * already heartbeated.
      */
     async probeServices(input: ProbeBatchInput): Promise<ProbeResult[]> {
       let ctx: Context | undefined;
@@ -206,13 +207,20 @@ export function createProbeActivities(deps: ProbeDeps = {}) {
       const prior = (ctx?.info.heartbeatDetails as { done?: (ProbeResult | null)[] } | undefined)?.done;
       const done: (ProbeResult | null)[] = input.targets.map((_, i) => prior?.[i] ?? null);
       const limit = pLimit(Math.max(1, input.concurrency ?? input.targets.length));
+      // Heartbeat details are serialised on every call: at most once a second, so a
+      // retried attempt loses at most a second of results.
+      let lastBeat = 0;
       await Promise.all(
         input.targets.map((t, i) =>
           done[i]
             ? undefined
             : limit(async () => {
                 done[i] = await probeOne(t);
-                ctx?.heartbeat({ done });
+                const at = performance.now();
+                if (ctx && at - lastBeat >= 1000) {
+                  lastBeat = at;
+                  ctx.heartbeat({ done });
+                }
               }),
         ),
       );

@@ -1,7 +1,7 @@
 /**
  * `healthSweep`: one pass over every service in the registry snapshot. Probes
  * run in chunk activities (each probing its services in parallel and
- * heartbeating per result), at most `concurrency` probes in flight overall;
+ * heartbeating results as they come), at most `concurrency` probes in flight overall;
  * the dependency graph then turns failures into `unhealthy` roots and
  * `impacted` dependents. Started by the Temporal Schedule (`schedule apply`)
  * or on demand by `runSweep`.
@@ -111,7 +111,7 @@ export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthS
       const maxTimeoutMs = Math.max(...batch.map((t) => t.check.timeout));
       const inside = Math.min(perActivity, batch.length);
       // Each probe is bounded by its own timeout; the activity gets its rounds' worth plus slack,
-      // and heartbeats after every result.
+      // and heartbeats its results as they come (at most once a second).
       const { probeServices } = proxyActivities<Activities>({
         startToCloseTimeout: Math.ceil(batch.length / inside) * maxTimeoutMs + 15_000,
         heartbeatTimeout: maxTimeoutMs + 10_000,
