@@ -64,7 +64,7 @@ export class SmoothWeightedRoundRobin {
    * @param exclude indexes not to pick.
    * @returns the endpoint index, or undefined when every endpoint is excluded.
    */
-  pick(nowMs: number, exclude?: ReadonlySet<number>): number | undefined {
+  pick(nowMs: number, exclude?: { has(index: number): boolean }): number | undefined {
     let best = -1;
     let total = 0;
     for (let i = 0; i < this.peers.length; i++) {

@@ -189,6 +189,22 @@ class CallControl implements AbortTarget {
   }
 }
 
+/** Endpoint indexes tried in one attempt: bits, no allocation (a Set past index 30). */
+class TriedSet {
+  private bits = 0;
+  private big: Set<number> | undefined;
+  size = 0;
+  has(i: number): boolean {
+    return i < 31 ? (this.bits & (1 << i)) !== 0 : (this.big?.has(i) ?? false);
+  }
+  add(i: number): void {
+    if (this.has(i)) return;
+    this.size++;
+    if (i < 31) this.bits |= 1 << i;
+    else (this.big ??= new Set()).add(i);
+  }
+}
+
 function fireDeadline(ctl: CallControl): void {
   ctl.abort(DEADLINE);
 }
@@ -551,7 +567,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       if (auth) headers[auth.name] = auth.value;
       const safeToResend = isIdempotentMethod(method) || !!req.idempotencyKey;
 
-      const tried = new Set<number>();
+      const tried = new TriedSet();
       let lastError: CoordinatorError | undefined;
       for (;;) {
         if (ctl.reason) throw abortedError();
@@ -723,7 +739,8 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     if (closed) throw new Error('coordinator is closed: create a new one');
     const method = validateRequest(serviceId, req);
     const state = stateFor(serviceId, method, req.path);
-    const auth = await authFor(state.spec, req, method);
+    // Skip the await when nothing authenticates the call (no credential, or auth: false).
+    const auth = req.auth === false || (!req.auth?.credentialId && !state.spec.credential) ? undefined : await authFor(state.spec, req, method);
     const cacheable = cache !== undefined && method === 'GET' && req.cache !== false && req.body === undefined && req.json === undefined;
     if (!cacheable) {
       if (!signal) return execute(state, req, method, auth, undefined);
