@@ -313,8 +313,10 @@ function validateOptions(deps: CoordinatorDeps): Options {
   return out;
 }
 
+const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
 function statusClass(status: number): CallOutcome['statusClass'] {
-  return `${Math.min(5, Math.max(1, Math.floor(status / 100)))}xx` as CallOutcome['statusClass'];
+  return STATUS_CLASSES[Math.min(5, Math.max(1, Math.floor(status / 100)))];
 }
 
 /** Seconds of freshness a response allows a private cache (RFC 9111 §5.2.2): undefined when it says nothing, 0 when it forbids storing. */
@@ -530,7 +532,6 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     const ctl = new CallControl();
     const timer = setTimeout(fireDeadline, timeoutMs, ctl);
     outer?.subscribe(ctl);
-    const abortedError = (endpoint?: string) => ctl.error(serviceId, method, path, timeoutMs, endpoint);
 
     let permit: CallPermit | undefined;
     let finalOutcome: CallOutcome | undefined;
@@ -570,7 +571,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       const tried = new TriedSet();
       let lastError: CoordinatorError | undefined;
       for (;;) {
-        if (ctl.reason) throw abortedError();
+        if (ctl.reason) throw ctl.error(serviceId, method, path, timeoutMs);
         const idx = state.lb.pick(performance.now(), tried);
         if (idx === undefined) throw lastError!;
         tried.add(idx);
@@ -589,13 +590,13 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
             if (err instanceof AdmissionDeadlineError) {
               throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: err.retryAfterMs, detail: err.message });
             }
-            throw abortedError();
+            throw ctl.error(serviceId, method, path, timeoutMs);
           } finally {
             ctl.waiting = undefined;
           }
           if (ctl.reason) {
             release();
-            throw abortedError();
+            throw ctl.error(serviceId, method, path, timeoutMs);
           }
         }
 
@@ -653,7 +654,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           return { status, headers: res.headers, body: res.body, json: parseJsonBody(res.body, res.headers), endpoint: ep.origin, latencyMs: performance.now() - t0 };
         } catch (err) {
           if (err instanceof CoordinatorError) throw err;
-          const e = ctl.reason ? abortedError(ep.origin) : transportError(err, { serviceId, method, path, endpoint: ep.origin });
+          const e = ctl.reason ? ctl.error(serviceId, method, path, timeoutMs, ep.origin) : transportError(err, { serviceId, method, path, endpoint: ep.origin });
           outcome = {
             serviceId,
             endpoint: ep.origin,

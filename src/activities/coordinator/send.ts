@@ -18,13 +18,19 @@ export interface Exchanged {
   body: string;
 }
 
+/** Joins repeated headers with `, `; returns undici's own object (no copy) when nothing repeats. */
 function flattenHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
-  const out: Record<string, string> = {};
   for (const k in h) {
-    const v = h[k];
-    if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+    if (typeof h[k] !== 'string') {
+      const out: Record<string, string> = {};
+      for (const n in h) {
+        const v = h[n];
+        if (v !== undefined) out[n] = Array.isArray(v) ? v.join(', ') : v;
+      }
+      return out;
+    }
   }
-  return out;
+  return h as Record<string, string>;
 }
 
 /** A DispatchHandler (undici's handler API v2) that resolves a promise with the whole response. */
