@@ -1,5 +1,11 @@
 #!/usr/bin/env node
 'use strict';
+// undici marks its decompress interceptor experimental; that note is not for users of this CLI.
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name === 'ExperimentalWarning' && /Interceptor/.test(w.message)) return;
+  process.stderr.write(`${w.name}: ${w.message}\n`);
+});
 let cli;
 try {
   cli = require('../lib/client/cli/main');

@@ -12,13 +12,23 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry as MetricsRegistry } from 'prom-client';
+import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
+import { createAlertActivities, parseAlertWebhooks } from '../activities/alerts';
+import { BreakerGate } from '../activities/breaker-gate';
+import { registerBreakerMetrics } from '../activities/breaker-metrics';
+import { createCoordinator } from '../activities/coordinator';
+import { SqliteCredentialStore } from '../activities/credential-store';
 import { closeDatabases } from '../activities/db';
+import { registerHealthMetrics } from '../activities/health-metrics';
+import { createHealthOutcomeSink, openHealthStore } from '../activities/health-store';
+import type { OutcomeSink } from '../activities/ports';
 import type { RegistrySource } from '../activities/registry';
 import { AesGcmCodec } from '../codec/aes-gcm-codec';
 import { loadCodecKeys } from '../codec/keys';
-import { workerConnectionOptions, type Config } from './config';
+import { breakerAlert } from '../domain/breaker';
+import { clientConnectionOptions, workerConnectionOptions, type Config } from './config';
 import { PinoSdkLogger } from './logger';
 
 let runtimeInstalled = false;
@@ -46,6 +56,8 @@ export function workflowSourceOptions(): Pick<WorkerOptions, 'workflowBundle' | 
 
 export interface AgentWorker {
   worker: Worker;
+  /** The worker's own Temporal client (same connection settings and codec), closed with the worker. */
+  client: Client;
   /** Runs until shutdown (signal or `worker.shutdown()`), then closes connections and databases. */
   run(): Promise<void>;
 }
@@ -73,14 +85,63 @@ export async function createAgentWorker(deps: {
     throw new Error(`cannot connect to Temporal at ${config.address} (namespace ${config.namespace}): ${(err as Error).message}. Is the server running? Set TEMPORAL_ADDRESS to point elsewhere.`);
   }
   const reporterId = deps.reporterId ?? `${hostname()}:${process.pid}`;
-  const activities = createActivities({ registry: deps.registry, dataDir: config.dataDir, reporterId });
+  const codec = new AesGcmCodec(loadCodecKeys(config.dataDir));
+  // Activities talk to Temporal too (breaker gate, per-service health workflows): one client, same codec.
+  const clientConnection = await Connection.connect(clientConnectionOptions(config));
+  const client = new Client({ connection: clientConnection, namespace: config.namespace, dataConverter: { payloadCodecs: [codec] } });
+
+  const breakerMetrics = deps.metrics ? registerBreakerMetrics(deps.metrics) : undefined;
+  const healthMetrics = deps.metrics ? registerHealthMetrics(deps.metrics) : undefined;
+  const gate = new BreakerGate({
+    client,
+    taskQueue: config.taskQueue,
+    reporter: reporterId,
+    optionsFor: (serviceId) => deps.registry.current().services.find((s) => s.id === serviceId)?.circuitBreaker,
+    metrics: breakerMetrics,
+    onError: (err, serviceId) => logger.warn({ serviceId, error: (err as Error).message }, 'breaker gate could not reach its breaker workflow'),
+  });
+  // Passive monitoring: every real call's outcome feeds the breakers and the health history.
+  const passive = createHealthOutcomeSink(openHealthStore(config.dataDir));
+  const outcomes: OutcomeSink = {
+    record(o) {
+      gate.record(o);
+      passive.record(o);
+    },
+  };
+  const store = new SqliteCredentialStore({ dataDir: config.dataDir });
+  const coordinator = createCoordinator({ registry: deps.registry, secrets: store, gate, outcomes, reporterId });
+  const alertWebhooks = parseAlertWebhooks(process.env.ALERT_WEBHOOKS);
+  const alerts = createAlertActivities({ webhooks: alertWebhooks });
+  const activities = createActivities({
+    registry: deps.registry,
+    dataDir: config.dataDir,
+    reporterId,
+    coordinator,
+    health: { client, taskQueue: config.taskQueue, metrics: healthMetrics, alertWebhooks },
+    rotation: {
+      store,
+      preflight: {
+        breakerState: async (serviceId) => {
+          await gate.refresh(serviceId).catch(() => undefined);
+          return gate.cached(serviceId)?.state;
+        },
+      },
+    },
+    breakers: {
+      metrics: breakerMetrics,
+      onTransition: async (t) => {
+        const alert = breakerAlert(t);
+        if (alert && alertWebhooks.length > 0) await alerts.deliverAlert(alert);
+      },
+    },
+  });
   const worker = await Worker.create({
     connection,
     namespace: config.namespace,
     taskQueue: config.taskQueue,
     ...workflowSourceOptions(),
     activities,
-    dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(config.dataDir))] },
+    dataConverter: { payloadCodecs: [codec] },
     maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities,
     shutdownGraceTime: '5s',
     identity: reporterId,
@@ -88,10 +149,15 @@ export async function createAgentWorker(deps: {
   logger.info({ address: config.address, namespace: config.namespace, taskQueue: config.taskQueue, reporterId }, 'worker started');
   return {
     worker,
+    client,
     async run() {
       try {
         await worker.run();
       } finally {
+        await gate.close().catch(() => undefined);
+        passive.close();
+        await coordinator.close();
+        await clientConnection.close();
         await connection.close();
         closeDatabases();
         logger.info('worker stopped');

@@ -27,12 +27,18 @@ export function readRegistry(path: string): Registry {
  * Follows the registry file: an edit takes effect at once; an invalid edit is
  * logged and rejected, and the last valid registry stays in force.
  */
-export function openRegistry(path: string, logger: Logger): RegistryWatcher {
+export function openRegistry(path: string, logger: Logger): RegistryWatcher & { onReload(fn: ReloadListener): void } {
+  const listeners: ReloadListener[] = [];
   const watcher = watchRegistryFile(path, {
-    onReload: (next, previous) => logger.info({ path, version: next.versionHash, previous: previous.versionHash }, 'registry reloaded'),
+    onReload: (next, previous) => {
+      logger.info({ path, version: next.versionHash, previous: previous.versionHash }, 'registry reloaded');
+      for (const fn of listeners) fn(next, previous);
+    },
     onInvalid: (err) => logger.error({ path, problems: err.problems.length, error: err.message }, 'registry edit rejected; keeping the last valid registry'),
   });
   const r = watcher.current();
   logger.info({ path, version: r.versionHash, services: r.services.length, credentials: r.credentials.length }, 'registry loaded');
-  return watcher;
+  return Object.assign(watcher, { onReload: (fn: ReloadListener) => void listeners.push(fn) });
 }
+
+export type ReloadListener = (next: Registry, previous: Registry) => void;

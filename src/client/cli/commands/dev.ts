@@ -21,6 +21,8 @@ import { emit } from '../context';
 import { formatTable } from '../table';
 import { formatSweep } from './sweep';
 import { openRegistry, resolveRegistryPath } from '../registry-source';
+import { syncRegistry } from '../../registry-sync';
+import type { Registry } from '../../../domain/registry';
 
 export type RotationStatus = 'completed' | 'rolled_back' | 'needs_attention' | 'failed';
 
@@ -105,6 +107,9 @@ export function register(program: Command): void {
         const config = { ...base, address: server.address, tls: undefined, apiKey: undefined };
         agent = await createAgentWorker({ config, registry, logger });
         running = agent.run();
+        const sync = (next: Registry, previous?: Registry) => void syncRegistry(agent!.client, logger, next, previous, { taskQueue: config.taskQueue });
+        registry.onReload(sync);
+        sync(registry.current());
         client = await connectClient(config);
 
         const sweep = await runSweep(client, { taskQueue: config.taskQueue });

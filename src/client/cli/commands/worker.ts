@@ -7,6 +7,8 @@ import { loadConfig } from '../../../worker/config';
 import { createAgentWorker } from '../../../worker/worker';
 import { createMetricsRegistry, serveMetrics } from '../../../worker/metrics';
 import { openRegistry, resolveRegistryPath } from '../registry-source';
+import { syncRegistry } from '../../registry-sync';
+import type { Registry } from '../../../domain/registry';
 
 export function register(program: Command): void {
   program
@@ -22,6 +24,9 @@ export function register(program: Command): void {
       const served = metrics && config.metricsAddress ? await serveMetrics(metrics, config.metricsAddress) : undefined;
       if (served) logger.info({ url: served.url }, 'metrics');
       const agent = await createAgentWorker({ config, registry, logger, metrics });
+      const sync = (next: Registry, previous?: Registry) => void syncRegistry(agent.client, logger, next, previous, { taskQueue: config.taskQueue });
+      registry.onReload(sync);
+      sync(registry.current());
       try {
         await agent.run();
       } finally {
