@@ -36,6 +36,7 @@ ${extra}
 credentials:
   - { id: make-token, issuer: make-prod }
   - { id: crm-key, issuer: crm-api, consumers: [make-prod], provider: http }
+  - { id: other-key, issuer: crm-api, consumers: [make-prod], provider: http }
 `;
 }
 
