@@ -18,6 +18,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent } from 'undici';
 import { createCoordinator } from '../src/activities/coordinator';
 import type { CallGate, OutcomeSink, SecretReader } from '../src/activities/ports';
 import { staticRegistry } from '../src/activities/registry';
@@ -109,6 +110,13 @@ export default async function run(): Promise<Figure[]> {
     if (res.status !== 200) throw new Error('bad response');
     await res.json();
   };
+  // Reference: undici's own request() on a bare Agent, no interceptors, no features.
+  const bare = new Agent({ connections: 128 });
+  const viaUndici = async (i: number) => {
+    const res = await bare.request({ origin, path: `/items?i=${i}`, method: 'GET', headers: { authorization: 'Bearer bench-token-0123456789' } });
+    if (res.statusCode !== 200) throw new Error('bad response');
+    await res.body.json();
+  };
   const viaAutocannon = async () => {
     const r = await autocannon({
       url: `${origin}/items`,
@@ -128,23 +136,41 @@ export default async function run(): Promise<Figure[]> {
     // Short rounds, the three clients back to back in each: on a shared,
     // loaded machine the ratio within a round is far steadier than any
     // single figure. Report the median of the per-round ratios.
-    const rounds: { ceiling: number; fetch: number; coordinator: number }[] = [];
+    await closedLoop(viaUndici, 1_000);
+    const rounds: { ceiling: number; fetch: number; undici: number; coordinator: number }[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const ceiling = await viaAutocannon();
       const fetchRate = await closedLoop(viaFetch, DURATION_MS);
+      const undiciRate = await closedLoop(viaUndici, DURATION_MS);
       const coordinatorRate = await closedLoop(viaCoordinator, DURATION_MS);
-      rounds.push({ ceiling, fetch: fetchRate, coordinator: coordinatorRate });
-      process.stderr.write(`  round ${round + 1}: autocannon ${Math.round(ceiling)}, fetch ${Math.round(fetchRate)}, coordinator ${Math.round(coordinatorRate)} req/s\n`);
+      rounds.push({ ceiling, fetch: fetchRate, undici: undiciRate, coordinator: coordinatorRate });
+      process.stderr.write(
+        `  round ${round + 1}: autocannon ${Math.round(ceiling)}, fetch ${Math.round(fetchRate)}, undici ${Math.round(undiciRate)}, coordinator ${Math.round(coordinatorRate)} req/s\n`,
+      );
     }
     if (outcomes === 0 || reported !== outcomes) throw new Error(`gate reports (${reported}) and outcomes (${outcomes}) disagree`);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const vsFetch = median(rounds.map((r) => r.coordinator / r.fetch));
     const vsCeiling = median(rounds.map((r) => r.coordinator / r.ceiling));
-    const med = { ceiling: median(rounds.map((r) => r.ceiling)), fetch: median(rounds.map((r) => r.fetch)), coordinator: median(rounds.map((r) => r.coordinator)) };
+    const med = {
+      ceiling: median(rounds.map((r) => r.ceiling)),
+      fetch: median(rounds.map((r) => r.fetch)),
+      undici: median(rounds.map((r) => r.undici)),
+      coordinator: median(rounds.map((r) => r.coordinator)),
+    };
+    const vsUndici = median(rounds.map((r) => r.coordinator / r.undici));
     const fig = (name: string, value: number, extra: Partial<Figure> = {}): Figure => ({ bench: 'coordinator', name, value: Math.round(value), unit: 'req/s', ...extra });
     return [
       fig(`autocannon ceiling (c=${CONCURRENCY}, keep-alive, median of ${ROUNDS} rounds)`, med.ceiling),
       fig(`global fetch (c=${CONCURRENCY}, median)`, med.fetch),
+      fig(`undici Agent.request, no features (c=${CONCURRENCY}, median; reference)`, med.undici, {
+        ratio: median(rounds.map((r) => r.undici / r.ceiling)),
+        baseline: { name: 'autocannon', value: Math.round(med.ceiling) },
+      }),
+      fig(`coordinator vs bare undici (c=${CONCURRENCY}; cost of the features)`, med.coordinator, {
+        baseline: { name: 'undici Agent.request', value: Math.round(med.undici) },
+        ratio: vsUndici,
+      }),
       fig(`coordinator vs fetch (c=${CONCURRENCY}, rate limit + gate + auth + outcomes on; ratio = median per-round ratio)`, med.coordinator, {
         baseline: { name: 'global fetch', value: Math.round(med.fetch) },
         ratio: vsFetch,
@@ -160,6 +186,7 @@ export default async function run(): Promise<Figure[]> {
     ];
   } finally {
     await coordinator.close(1_000);
+    await bare.close();
     child.kill();
   }
 }
