@@ -25,11 +25,12 @@ export interface MakeActivityDeps extends MakeDeps {
 }
 
 /**
- * @returns the activities `checkMakeService`, `startMakeScenarioRun`,
- *   `getMakeScenarioExecution`, `postWebhook`, `resolveMakeHookUrls`,
- *   `recordWebhookDeadLetter`, `resolveWebhookDeadLetter`,
- *   `listWebhookDeadLetters`, `getWebhookDeadLetter`, and `makeClients` is
- *   NOT among them (use {@link createMakeClients} for the provider).
+ * @param clients the Make clients; pass the same instance to `createMakeProvider`
+ *   so the activities and the rotation provider share one per-organization limit.
+ * @returns the activities `checkMakeService`, `probeMakeServices`,
+ *   `startMakeScenarioRun`, `getMakeScenarioExecution`, `postWebhook`,
+ *   `resolveMakeHookUrls`, `recordWebhookDeadLetter`, `resolveWebhookDeadLetter`,
+ *   `listWebhookDeadLetters`, `getWebhookDeadLetter`.
  */
 export function createMakeActivities(deps: MakeActivityDeps, clients = createMakeClients(deps)) {
   return {
