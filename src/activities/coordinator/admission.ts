@@ -74,7 +74,7 @@ export class Admission {
     return this.limiter === undefined && this.maxConcurrent === undefined;
   }
 
-  /** Calls in flight now. */
+  /** Calls in flight now (counted only when maxConcurrent is set). */
   get inFlight(): number {
     return this.active;
   }
@@ -131,6 +131,8 @@ export class Admission {
       if (at > now) return at > deadline ? new AdmissionDeadlineError(at - now) : undefined;
       this.limiter.tryStart(now);
     }
+    // Only a concurrency cap needs to hear when the call ends.
+    if (this.maxConcurrent === undefined) return NOOP;
     this.active++;
     let released = false;
     return () => {

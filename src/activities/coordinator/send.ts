@@ -36,8 +36,9 @@ function flattenHeaders(h: Record<string, string | string[] | undefined>): Recor
 /** A DispatchHandler (undici's handler API v2) that resolves a promise with the whole response. */
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly promise: Promise<Exchanged>;
-  private resolve!: (r: Exchanged) => void;
-  private reject!: (err: unknown) => void;
+  /** Set by the promise executor; internal. */
+  resolve!: (r: Exchanged) => void;
+  reject!: (err: unknown) => void;
   private controller: Dispatcher.DispatchController | undefined;
   private abortReason: Error | undefined;
   private settled = false;
@@ -46,10 +47,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private chunks: Buffer[] = [];
 
   constructor() {
-    this.promise = new Promise<Exchanged>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
+    // A module-level executor rather than a closure per exchange (this is the hot path).
+    capturing = this;
+    this.promise = new Promise<Exchanged>(captureResolvers);
+    capturing = undefined;
   }
 
   /** Starts the exchange on `dispatcher`. */
@@ -105,4 +106,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.chunks = [];
     this.reject(err);
   }
+}
+
+/** The exchange whose promise is being created (the Promise executor runs synchronously). */
+let capturing: Exchange | undefined;
+
+function captureResolvers(resolve: (r: Exchanged) => void, reject: (err: unknown) => void): void {
+  capturing!.resolve = resolve;
+  capturing!.reject = reject;
 }
