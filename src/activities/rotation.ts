@@ -119,6 +119,11 @@ function toFailure(err: unknown): unknown {
   return err;
 }
 
+/** A consumer's provider: its `rotation.provider`, else `make` for Make services, else `http`. */
+export function consumerProviderName(service: ServiceSpec): string {
+  return service.rotation?.provider ?? (service.type === 'make' ? 'make' : 'http');
+}
+
 /** Default issuer health check: the service's `healthCheck` over HTTP (2xx or listed status = healthy). */
 async function probeHealth(service: ServiceSpec): Promise<boolean | undefined> {
   const hc = service.healthCheck;
@@ -182,6 +187,16 @@ export function createRotationActivities(deps: RotationActivityDeps) {
           if (state === 'OPEN') problems.push(`circuit breaker of consumer ${c.id} is OPEN`);
         }
       }
+      // Provider plan checks (e.g. Make connections whose data the API cannot edit), before anything changes.
+      for (const c of consumers) {
+        const p = providers[consumerProviderName(c)];
+        if (!p?.preflight) continue;
+        try {
+          problems.push(...(await p.preflight(ctx(credential, c, 15_000))));
+        } catch (err) {
+          problems.push(`consumer ${c.id}: plan check failed: ${(err as Error).message.split('\n')[0]}`);
+        }
+      }
       const healthy = await (deps.preflight?.serviceHealthy ?? probeHealth)(issuer);
       if (healthy === false) problems.push(`issuer ${issuer.id} is unhealthy`);
       return { currentVersionId: labels.CURRENT?.versionId ?? null, leftoverPending: leftover, problems };
@@ -226,7 +241,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      */
     async installVersion(input: ServiceStepInput & { idempotencyKey: string; step: 'install' | 'restore'; verifyAfter?: boolean }): Promise<{ verified: boolean }> {
       const { credential, service, versionId } = input;
-      const p = provider(service.rotation?.provider ?? 'http', `services.${service.id}.rotation.provider`);
+      const p = provider(consumerProviderName(service), `services.${service.id}.rotation.provider`);
       let secret: string;
       try {
         secret = await secretOf(credential.id, versionId);
@@ -256,7 +271,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      */
     async verifyVersion(input: ServiceStepInput): Promise<void> {
       const { credential, service, versionId } = input;
-      const p = provider(service.rotation?.provider ?? 'http', `services.${service.id}.rotation.provider`);
+      const p = provider(consumerProviderName(service), `services.${service.id}.rotation.provider`);
       let inUse: string | undefined;
       try {
         const secret = await secretOf(credential.id, versionId);
@@ -303,7 +318,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
               const prior = previous.get(id);
               if (prior) return prior;
               if (failed || signal?.aborted) return { id, touched: false, ok: false, skipped: true };
-              const p = provider(m.service.rotation?.provider ?? 'http', `services.${id}.rotation.provider`);
+              const p = provider(consumerProviderName(m.service), `services.${id}.rotation.provider`);
               const c = ctx(credential, m.service, m.timeoutMs);
               let lastError: unknown;
               for (let attempt = 0; attempt < 3; attempt++) {

@@ -119,3 +119,28 @@ test('when a later consumer rejects the new key, rollback puts the previous data
   const setData = fake.requests.filter((r) => r.path === '/api/v2/connections/128/set-data').slice(-2);
   expect(setData).toHaveLength(2); // the new key, then the previous one back
 });
+
+test('a Make connection whose data cannot be edited is reported by the plan before anything changes', async () => {
+  const conn = fake.connections.get(128)!;
+  const dataBefore = { ...conn.data };
+  const labelsBefore = await store.labels(credentialId);
+  const billingBefore = contract.consumer('billing-api').versionId;
+  const mintedBefore = contract.issuer('crm-api').versions.size;
+  const setDataBefore = fake.requests.filter((r) => r.path.endsWith('/set-data')).length;
+  conn.editable = false;
+  try {
+    const client = await testClient();
+    const result = await withTestWorker({ taskQueue, activities: activities() }, () => rotate(client, { credentialId, taskQueue }));
+    expect(result.status).not.toBe('completed');
+    expect(result.cause).toMatch(/128|edit/i);
+    // Nothing changed: no version minted, no set-data sent, labels and consumers as before.
+    expect(contract.issuer('crm-api').versions.size).toBe(mintedBefore);
+    expect(fake.requests.filter((r) => r.path.endsWith('/set-data')).length).toBe(setDataBefore);
+    expect(fake.connections.get(128)!.data).toEqual(dataBefore);
+    expect(contract.consumer('billing-api').versionId).toBe(billingBefore);
+    expect((await store.labels(credentialId)).CURRENT?.versionId).toBe(labelsBefore.CURRENT?.versionId);
+    expect((await store.labels(credentialId)).PENDING ?? null).toBeNull();
+  } finally {
+    conn.editable = true;
+  }
+});

@@ -68,6 +68,12 @@ export interface RotationProvider {
   verify(ctx: ProviderContext, req: VerifyRequest): Promise<{ versionId: string | undefined }>;
   /** The issuer stops accepting `versionId`. Idempotent: an unknown or already revoked version is done. */
   revoke(ctx: ProviderContext, req: RevokeRequest): Promise<void>;
+  /**
+   * Optional, read-only plan check for a consumer, run at preflight before
+   * anything changes: each returned line is a reason the install would fail
+   * (e.g. a Make connection whose data cannot be edited through the API).
+   */
+  preflight?(ctx: ProviderContext): Promise<string[]>;
 }
 
 /**
