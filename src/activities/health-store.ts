@@ -31,7 +31,7 @@ import { openDatabase, type Db } from './db';
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 /** Latencies are recorded in microseconds, up to 10 minutes. */
-const HIST_OPTS = { lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 2 as const, bitBucketSize: 'packed' as const };
+const HIST_OPTS = { lowestDiscernibleValue: 1, highestTrackableValue: 600_000_000, numberOfSignificantValueDigits: 2 as const, bitBucketSize: 32 as const };
 
 type Histogram = hdr.Histogram;
 type Source = 'probe' | 'call';
@@ -55,6 +55,12 @@ const newHist = (): Histogram => hdr.build(HIST_OPTS);
 export interface HealthStoreOptions {
   /** How long history is kept, ms; default 31 days (the 30d window plus a day). */
   retentionMs?: number;
+  /**
+   * Current-hour latency histograms are written to the database at most this
+   * often, ms (encoding them is the costly part of recording); default 60000.
+   * Availability spans are written at once. `flush()` writes everything now.
+   */
+  bucketFlushEveryMs?: number;
 }
 
 /** Health history over one SQLite database. One instance per process and database. */
@@ -66,12 +72,17 @@ export class HealthStore {
   /** Merged earlier 23 hours per service: rebuilt when the clock hour changes. */
   private readonly past = new Map<string, { hour: number; hist: Histogram; count: number; errors: number }>();
   private lastPrune = 0;
+  private lastBucketFlush = 0;
+  private readonly bucketFlushEveryMs: number;
   private readonly stmt;
 
   constructor(readonly db: Db, opts: HealthStoreOptions = {}) {
     const r = opts.retentionMs ?? 31 * DAY_MS;
     if (!Number.isFinite(r) || r < 30 * DAY_MS) throw new RangeError(`HealthStore: retentionMs must be >= 30 days (${30 * DAY_MS}), got ${r}`);
     this.retentionMs = r;
+    const f = opts.bucketFlushEveryMs ?? 60_000;
+    if (!Number.isFinite(f) || f < 0) throw new RangeError(`HealthStore: bucketFlushEveryMs must be >= 0, got ${f}`);
+    this.bucketFlushEveryMs = f;
     db.exec(`
       CREATE TABLE IF NOT EXISTS health_spans (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -128,7 +139,7 @@ export class HealthStore {
         this.extendSpan(r.serviceId, r.startedAt, r.startedAt + v, availabilityClass(r));
         if (r.verdict !== 'inconclusive') this.addSample(r.serviceId, 'probe', r.startedAt, r.verdict === 'fail', r.verdict === 'fail' ? undefined : r.latencyMs);
       }
-      this.flushBuckets();
+      this.maybeFlushBuckets();
     })();
     this.maybePrune(results[0]?.startedAt);
   }
@@ -143,7 +154,7 @@ export class HealthStore {
         if (o.failureKind === 'breaker_open' || o.failureKind === 'rate_limited' || o.failureKind === 'aborted') continue;
         this.addSample(o.serviceId, 'call', o.startedAt, !o.ok, o.ok ? o.latencyMs : undefined);
       }
-      this.flushBuckets();
+      this.maybeFlushBuckets();
     })();
   }
 
@@ -197,6 +208,18 @@ export class HealthStore {
     if (count > 0) out.errorRate24h = errors / count;
     merged.destroy();
     return out;
+  }
+
+  /** Writes every buffered latency histogram now (worker shutdown). */
+  flush(): void {
+    this.db.transaction(() => this.flushBuckets())();
+  }
+
+  private maybeFlushBuckets(): void {
+    const at = performance.now();
+    if (at - this.lastBucketFlush < this.bucketFlushEveryMs) return;
+    this.lastBucketFlush = at;
+    this.flushBuckets();
   }
 
   /** Deletes history older than the retention. */
@@ -306,11 +329,17 @@ export class HealthStore {
   }
 }
 
-const stores = new WeakMap<Db, HealthStore>();
+const stores = new Map<Db, HealthStore>();
+
+/** Writes every open health store's buffered histograms (call on worker shutdown, before closeDatabases). */
+export function flushHealthStores(): void {
+  for (const [db, s] of stores) if (db.open) s.flush();
+}
 
 /** The health store of `<dataDir>/integration-agent.db` (one per process and database). */
 export function openHealthStore(dataDir: string): HealthStore {
   const db = openDatabase(dataDir);
+  for (const d of stores.keys()) if (!d.open) stores.delete(d);
   let s = stores.get(db);
   if (!s) {
     s = new HealthStore(db);
@@ -331,7 +360,7 @@ export interface HealthOutcomeSinkOptions {
 /**
  * Passive monitoring: an {@link OutcomeSink} for the coordinator that buffers
  * real call outcomes and writes them to the health store in batches. `record`
- * never throws or blocks; `close()` flushes and stops the timer.
+ * never throws or blocks; `close()` stops the timer and writes everything buffered.
  */
 export function createHealthOutcomeSink(store: HealthStore, opts: HealthOutcomeSinkOptions = {}): OutcomeSink & { flush(): void; close(): void } {
   const every = opts.flushEveryMs ?? 1000;
@@ -360,6 +389,11 @@ export function createHealthOutcomeSink(store: HealthStore, opts: HealthOutcomeS
     close() {
       clearInterval(timer);
       flush();
+      try {
+        store.flush();
+      } catch (err) {
+        opts.onError?.(err);
+      }
     },
   };
 }

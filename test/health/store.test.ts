@@ -121,7 +121,8 @@ test('p50/p95/p99 from HDR histograms (2 significant digits), probes and real ca
   expect(f.p99Ms).toBeLessThanOrEqual(101);
   expect(f.errorRate24h).toBeCloseTo(25 / 225, 6);
   expect(f.slaAvailability).toBe(99.9);
-  // Reopen the database (a worker restart): the same figures come back.
+  // Reopen the database (a worker restart, which flushes first): the same figures come back.
+  s.flush();
   closeDatabases();
   const again = openHealthStore(dataDir).figures('lat', now, 99.9);
   expect(again).toEqual(f);
