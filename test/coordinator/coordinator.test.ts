@@ -173,6 +173,9 @@ describe('requests', () => {
       /coordinator option headersTimeoutMs must be a finite number >= 1, got 0/,
     );
     expect(() => createCoordinator({ registry: staticRegistry(registryOf([])), reporterId: '' })).toThrow(/reporterId/);
+    expect(() => createCoordinator({ registry: staticRegistry(registryOf([])), reporterId: 'r', pipelining: 1.5 })).toThrow(
+      /coordinator option pipelining must be an integer >= 1, got 1.5/,
+    );
   });
 
   it('rebuilds the pool when the registry moves the service to another endpoint', async () => {

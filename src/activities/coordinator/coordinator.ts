@@ -127,6 +127,8 @@ export interface CoordinatorDeps {
   keepAliveTimeoutMs?: number;
   /** Connections per endpoint origin when the service sets no `maxConcurrent`. Default 128. */
   connectionsPerEndpoint?: number;
+  /** HTTP/1.1 requests in flight per connection; 1 (the default) turns pipelining off. */
+  pipelining?: number;
   /** Largest response body accepted (after decompression), bytes. Default 10 MiB. */
   maxResponseBytes?: number;
   /** Redirects followed per call (3xx with Location); 0 disables. Default 5. */
@@ -146,6 +148,7 @@ const DEFAULTS = {
   timeoutMs: 30_000,
   keepAliveTimeoutMs: 4_000,
   connectionsPerEndpoint: 128,
+  pipelining: 1,
   maxResponseBytes: 10 * 1024 * 1024,
   maxRedirections: 5,
   endpointCoolDownMs: 10_000,
@@ -302,8 +305,9 @@ function validateOptions(deps: CoordinatorDeps): Options {
     const v = deps[key];
     if (v === undefined) continue;
     const min = key === 'cacheMaxBytes' || key === 'maxRedirections' || key === 'endpointCoolDownMs' ? 0 : 1;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || (key === 'connectionsPerEndpoint' && !Number.isInteger(v))) {
-      throw new RangeError(`coordinator option ${key} must be a finite number >= ${min}, got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || ((key === 'connectionsPerEndpoint' || key === 'pipelining') && !Number.isInteger(v))) {
+      const what = key === 'connectionsPerEndpoint' || key === 'pipelining' ? 'an integer' : 'a finite number';
+      throw new RangeError(`coordinator option ${key} must be ${what} >= ${min}, got ${String(v)}`);
     }
     out[key] = v;
   }
@@ -435,7 +439,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
   function buildPool(spec: ServiceSpec, endpoints: readonly Endpoint[]): Pool {
     const agent = new Agent({
       connections: spec.rateLimit?.maxConcurrent ?? opts.connectionsPerEndpoint,
-      pipelining: 1,
+      pipelining: opts.pipelining,
       keepAliveTimeout: opts.keepAliveTimeoutMs,
       connect: { timeout: opts.connectTimeoutMs },
       headersTimeout: opts.headersTimeoutMs,
