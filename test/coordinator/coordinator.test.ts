@@ -189,6 +189,20 @@ describe('requests', () => {
     expect((await c.request('svc', { path: '/' })).body).toBe('b');
   });
 
+  it('closes the pool of a service the registry no longer lists', async () => {
+    const a = await server((_req, res) => res.end('a'));
+    const b = await server((_req, res) => res.end('b'));
+    const registry = mutableRegistry(registryOf([{ id: 'old', endpoints: [{ url: a.origin }] }, { id: 'other', endpoints: [{ url: b.origin }] }]));
+    const c = createCoordinator({ registry, reporterId: 'r' });
+    coordinators.push(c);
+    await c.request('old', { path: '/' });
+    expect(a.sockets.size).toBe(1);
+    registry.set(registryOf([{ id: 'other', endpoints: [{ url: b.origin }] }]));
+    await c.request('other', { path: '/' });
+    await waitFor(() => a.sockets.size === 0, 'the removed service\'s keep-alive socket to close');
+    await expect(c.request('old', { path: '/' })).rejects.toThrow(/unknown service "old"/);
+  });
+
   it('a registry reload that keeps the limits keeps the rate-limit history (no fresh burst)', async () => {
     const a = await server((_req, res) => res.end('a'));
     const b = await server((_req, res) => res.end('b'));

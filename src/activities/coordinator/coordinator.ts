@@ -23,7 +23,7 @@ import { performance } from 'node:perf_hooks';
 import { Agent, interceptors, type Dispatcher } from 'undici';
 import { LRUCache } from 'lru-cache';
 import type { CallOutcome } from '../../domain/outcome';
-import { getService, type ServiceSpec } from '../../domain/registry';
+import { getService, type Registry, type ServiceSpec } from '../../domain/registry';
 import { windowsFromSpec } from '../../domain/rate-limit';
 import { SmoothWeightedRoundRobin } from '../../domain/load-balance';
 import { classifyFailure, isIdempotentMethod, parseRetryAfter } from '../../domain/retry';
@@ -394,10 +394,26 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     return scheme === 'header' ? (spec.auth?.header ?? 'x-api-key').toLowerCase() : 'authorization';
   }
 
+  let lastRegistry: Registry | undefined;
+
+  /** After a registry reload, closes the pools of services it no longer lists. */
+  function forgetRemovedServices(registry: Registry): void {
+    lastRegistry = registry;
+    const ids = new Set(registry.services.map((x) => x.id));
+    for (const [id, st] of services) {
+      if (!ids.has(id)) {
+        services.delete(id);
+        void st.pool.agent.close().catch(() => {});
+      }
+    }
+  }
+
   function stateFor(serviceId: string, method: string, path: string): ServiceState {
     let spec: ServiceSpec;
     try {
-      spec = getService(deps.registry.current(), serviceId);
+      const registry = deps.registry.current();
+      if (registry !== lastRegistry) forgetRemovedServices(registry);
+      spec = getService(registry, serviceId);
     } catch (err) {
       throw new CoordinatorError({ serviceId, method, path, kind: 'other', retryable: false, notSent: true, detail: (err as Error).message });
     }
