@@ -13,10 +13,11 @@
  * another endpoint after a connection-level failure.
  *
  * Order of one `request`:
- *   cache hit? -> coalesce with an identical in-flight GET? -> read credential
- *   -> breaker gate -> for each endpoint try: rate limit/concurrency admission
- *   -> send (connect, headers, body timeouts; overall deadline; caller's
- *   AbortSignal) -> outcome to sink -> on connection failure fail over.
+ *   read credential (the cache is keyed by it) -> cache hit? -> coalesce with
+ *   an identical in-flight GET? -> breaker gate -> for each endpoint try:
+ *   rate limit/concurrency admission -> send (connect, headers, body
+ *   timeouts; overall deadline; caller's AbortSignal) -> outcome to sink ->
+ *   on connection failure fail over.
  */
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
