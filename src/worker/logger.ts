@@ -10,13 +10,19 @@ export const REDACT_KEYS = ['secret', 'password', 'token', 'apiKey', 'authorizat
 
 /**
  * @param level pino level.
- * @param to where lines go: `stdout` (default) or `stderr` (commands whose stdout carries `--json` output).
+ * @param to where lines go: `stdout` (default), `stderr` (commands whose stdout carries `--json` output), or a stream.
  */
-export function createLogger(level: string, to: 'stdout' | 'stderr' = 'stdout'): Logger {
-  const destination = pino.destination({ fd: to === 'stderr' ? 2 : 1, sync: true });
-  const paths = REDACT_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers.${k.toLowerCase()}`]);
+export function createLogger(level: string, to: 'stdout' | 'stderr' | pino.DestinationStream = 'stdout'): Logger {
+  const destination = typeof to === 'string' ? pino.destination({ fd: to === 'stderr' ? 2 : 1, sync: true }) : to;
+  const paths = [
+    ...REDACT_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers.${k.toLowerCase()}`]),
+    ...SECRET_HEADERS.flatMap((h) => [`headers["${h}"]`, `*.headers["${h}"]`]),
+  ];
   return pino({ level, base: { pid: process.pid }, redact: { paths, censor: '[redacted]' } }, destination);
 }
+
+/** Header names that carry credentials under custom auth schemes (`auth: { scheme: header }`). */
+export const SECRET_HEADERS = ['x-api-key', 'api-key', 'apikey', 'x-auth-token', 'proxy-authorization'];
 
 const LEVELS: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
   TRACE: 'trace',

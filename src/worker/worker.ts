@@ -100,14 +100,10 @@ export async function createAgentWorker(deps: {
     metrics: breakerMetrics,
     onError: (err, serviceId) => logger.warn({ serviceId, error: (err as Error).message }, 'breaker gate could not reach its breaker workflow'),
   });
-  // Passive monitoring: every real call's outcome feeds the breakers and the health history.
+  // Passive monitoring: every real call's outcome feeds the health history. (The breaker hears of
+  // each call through the gate's permit, which the coordinator reports to; feeding it here too would count twice.)
   const passive = createHealthOutcomeSink(openHealthStore(config.dataDir));
-  const outcomes: OutcomeSink = {
-    record(o) {
-      gate.record(o);
-      passive.record(o);
-    },
-  };
+  const outcomes: OutcomeSink = passive;
   const store = new SqliteCredentialStore({ dataDir: config.dataDir });
   const coordinator = createCoordinator({ registry: deps.registry, secrets: store, gate, outcomes, reporterId });
   const alertWebhooks = parseAlertWebhooks(process.env.ALERT_WEBHOOKS);
@@ -154,9 +150,10 @@ export async function createAgentWorker(deps: {
       try {
         await worker.run();
       } finally {
+        // Calls still in flight report to the gate, so the coordinator closes first.
+        await coordinator.close();
         await gate.close().catch(() => undefined);
         passive.close();
-        await coordinator.close();
         await clientConnection.close();
         await connection.close();
         closeDatabases();

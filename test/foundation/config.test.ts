@@ -1,3 +1,5 @@
+import { Writable } from 'node:stream';
+import { createLogger } from '../../src/worker/logger';
 import { loadConfig, ConfigError, clientConnectionOptions } from '../../src/worker/config';
 
 describe('worker configuration from the environment', () => {
@@ -31,5 +33,23 @@ describe('worker configuration from the environment', () => {
   test('an API key turns TLS on', () => {
     const c = loadConfig({ TEMPORAL_API_KEY: 'abc', TEMPORAL_ADDRESS: 'x.tmprl.cloud:7233' });
     expect(clientConnectionOptions(c)).toMatchObject({ address: 'x.tmprl.cloud:7233', tls: true, apiKey: 'abc' });
+  });
+});
+
+describe('logger redaction', () => {
+  test('secret-bearing keys and auth headers never reach the log line', () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
+    const log = createLogger('info', sink);
+    log.info({ secret: 's1', req: { password: 'p1', headers: { authorization: 'Bearer t1', 'x-api-key': 'k1' } }, headers: { 'x-api-key': 'k2' }, serviceId: 'billing-api' }, 'call');
+    const out = lines.join('');
+    for (const s of ['s1', 'p1', 't1', 'k1', 'k2']) expect(out).not.toContain(s);
+    expect(out).toContain('billing-api');
+    expect(out).toContain('[redacted]');
   });
 });
