@@ -6,7 +6,7 @@
  * `impacted` dependents. Started by the Temporal Schedule (`schedule apply`)
  * or on demand by `runSweep`.
  */
-import { ApplicationFailure, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, patched, proxyActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import {
   classifySweep,
@@ -95,13 +95,19 @@ export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthS
   const t0 = Date.now();
   const registry = await snapshotRegistry();
   const targets: ProbeTarget[] = registry.services.map((s) => probeTarget(s));
+  // Make services are checked through Make's API (token, connections, scenarios, hooks), after
+  // the others so a scenario can be marked impacted by the services its connections stand for.
+  // `patched`: sweeps begun before this change probed them over plain HTTP; they replay that way.
+  const makeIds = registry.services.filter((s) => s.type === 'make').map((s) => s.id);
+  const makeAware = makeIds.length > 0 && patched('make-health-checks');
+  const probed = makeAware ? targets.filter((t) => !makeIds.includes(t.id)) : targets;
   // Lanes: activities in flight at once, each keeping `perActivity` probes busy
   // (a pool, not rounds), so the sweep pays one activity round trip per lane
   // rather than one per probe.
   const perActivity = Math.min(perActivityOpt ?? DEFAULT_ACTIVITY_CONCURRENCY, concurrency, chunkOpt ?? Infinity);
   const lanes = Math.max(1, Math.floor(concurrency / perActivity));
-  const chunkSize = chunkOpt ?? Math.max(1, Math.min(DEFAULT_MAX_CHUNK, Math.ceil(targets.length / lanes)));
-  const chunks = chunk(targets, chunkSize);
+  const chunkSize = chunkOpt ?? Math.max(1, Math.min(DEFAULT_MAX_CHUNK, Math.ceil(probed.length / lanes)));
+  const chunks = chunk(probed, chunkSize);
   const results = new Map<string, ProbeResult>();
 
   let next = 0;
@@ -128,6 +134,17 @@ export async function healthSweep(input: HealthSweepInput = {}): Promise<HealthS
     }
   };
   await Promise.all(Array.from({ length: Math.min(lanes, chunks.length) }, lane));
+  if (makeAware) {
+    // Make's per-minute API limit can make these checks slow: a generous deadline, heartbeats per service.
+    const { probeMakeServices } = proxyActivities<Activities>({ startToCloseTimeout: '5m', heartbeatTimeout: '60s', retry: { maximumAttempts: 3, initialInterval: '1s' } });
+    const unhealthyServices = [...results.values()].filter((r) => r.verdict === 'fail').map((r) => r.serviceId);
+    try {
+      for (const r of await probeMakeServices({ serviceIds: makeIds, unhealthyServices })) results.set(r.serviceId, r);
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause ?? (err as Error);
+      for (const id of makeIds) results.set(id, inconclusiveResult(id, Date.now(), `no Make check result: ${cause.message}`.slice(0, 200)));
+    }
+  }
 
   const classified = classifySweep(registry.services, results);
   const counts = { healthy: 0, degraded: 0, unhealthy: 0, impacted: 0, unknown: 0, maintenance: 0 } as Record<HealthStatus, number>;
