@@ -26,3 +26,13 @@ test.each(files)('%s replays without nondeterminism', async (file) => {
   const workflowId = raw.workflowId ?? file.replace(/\.json$/, '');
   await Worker.runReplayHistory({ ...workflowSource(), dataConverter: { payloadCodecs: [new AesGcmCodec(keys)] } }, history, workflowId);
 });
+
+test('histories captured through the payload codec hold ciphertext only', () => {
+  const encrypted = Buffer.from('binary/encrypted').toString('base64');
+  for (const file of files.filter((f) => f.startsWith('dev-'))) {
+    const text = readFileSync(join(dir, file), 'utf8');
+    const encodings = [...text.matchAll(/"encoding":\s*"([A-Za-z0-9+/=]+)"/g)].map((m) => m[1]);
+    expect(encodings.length).toBeGreaterThan(0);
+    expect(new Set(encodings)).toEqual(new Set([encrypted]));
+  }
+});
