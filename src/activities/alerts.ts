@@ -52,7 +52,7 @@ export function slackAlertBody(alert: Alert): { text: string; blocks: unknown[] 
 }
 
 /**
- * Parses `IA_ALERT_WEBHOOKS`-style configuration: comma-separated
+ * Parses the `ALERT_WEBHOOKS` configuration: comma-separated
  * `[format=]url` items, e.g. `slack=https://hooks.slack.com/...,https://ops.example/alerts`.
  * @throws RangeError naming the item (by position, never the URL) when it is not an http(s) URL.
  */

@@ -22,7 +22,7 @@ import { createCoordinator } from '../activities/coordinator';
 import { SqliteCredentialStore } from '../activities/credential-store';
 import { closeDatabases } from '../activities/db';
 import { registerHealthMetrics } from '../activities/health-metrics';
-import { createHealthOutcomeSink, openHealthStore } from '../activities/health-store';
+import { createHealthOutcomeSink, flushHealthStores, openHealthStore } from '../activities/health-store';
 import type { OutcomeSink } from '../activities/ports';
 import type { RegistrySource } from '../activities/registry';
 import { AesGcmCodec } from '../codec/aes-gcm-codec';
@@ -154,6 +154,7 @@ export async function createAgentWorker(deps: {
         await coordinator.close();
         await gate.close().catch(() => undefined);
         passive.close();
+        flushHealthStores(); // latency histograms are written at most once a minute otherwise
         await clientConnection.close();
         await connection.close();
         closeDatabases();
