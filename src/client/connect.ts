@@ -2,6 +2,7 @@
  * Connecting to Temporal as a client, with the same payload codec as the workers.
  */
 import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { AesGcmCodec } from '../codec/aes-gcm-codec';
 import { loadCodecKeys } from '../codec/keys';
 import { clientConnectionOptions, type Config } from '../worker/config';
@@ -31,4 +32,27 @@ export async function connectClient(config: Config): Promise<Client> {
     namespace: config.namespace,
     dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(config.dataDir))] },
   });
+}
+
+/** Thrown when nothing polls the task queue: a started workflow would wait forever. */
+export class NoWorkerError extends Error {
+  constructor(taskQueue: string, namespace: string) {
+    super(`no worker is polling task queue "${taskQueue}" in namespace ${namespace}: start one with \`integration-agent worker\` (or run \`integration-agent dev\`), or set TEMPORAL_TASK_QUEUE to the workers' queue`);
+    this.name = 'NoWorkerError';
+  }
+}
+
+/**
+ * Checks that at least one worker polled `taskQueue` recently (Temporal keeps
+ * pollers of the last few minutes), so commands that start a workflow and wait
+ * for it fail at once instead of hanging.
+ * @throws NoWorkerError
+ */
+export async function requireWorker(client: Client, taskQueue: string): Promise<void> {
+  const r = await client.workflowService.describeTaskQueue({
+    namespace: client.options.namespace,
+    taskQueue: { name: taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+  });
+  if ((r.pollers ?? []).length === 0) throw new NoWorkerError(taskQueue, client.options.namespace);
 }

@@ -33,7 +33,7 @@ export class RotationAlreadyRunningError extends Error {
     readonly workflowId: string,
     readonly runId: string | undefined,
   ) {
-    super(`rotation of ${credentialId} is already running (workflow id ${workflowId}, run id ${runId ?? 'unknown'}); wait for it, watch it with \`integration-agent rotate ${credentialId}\` status, or cancel it`);
+    super(`rotation of ${credentialId} is already running (workflow id ${workflowId}, run id ${runId ?? 'unknown'}); wait for it, watch it with \`integration-agent credentials status ${credentialId}\`, or cancel it with \`integration-agent credentials cancel ${credentialId}\``);
     this.name = 'RotationAlreadyRunningError';
   }
 }

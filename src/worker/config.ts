@@ -122,7 +122,7 @@ function tlsOptions(config: Config) {
 
 /** Options for `Connection.connect` (client side). */
 export function clientConnectionOptions(config: Config): ConnectionOptions {
-  return { address: config.address, tls: tlsOptions(config), apiKey: config.apiKey, connectTimeout: 10_000 };
+  return { address: config.address, tls: tlsOptions(config), apiKey: config.apiKey, connectTimeout: 5_000 };
 }
 
 /** Options for `NativeConnection.connect` (worker side). */

@@ -15,9 +15,9 @@ export function register(program: Command): void {
     .command('codec-server')
     .description('serve /encode and /decode for the Temporal Web UI (token-protected, CORS for the UI origin)')
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8888')
-    .option('--ui-origin <origin>', 'the Web UI origin allowed by CORS', 'http://localhost:8233')
+    .option('--ui-origin <origin...>', 'Web UI origins allowed by CORS', ['http://localhost:8233', 'http://127.0.0.1:8233'])
     .option('--json', 'print the address as JSON')
-    .action(async (opts: { listen: string; uiOrigin: string; json?: boolean }) => {
+    .action(async (opts: { listen: string; uiOrigin: string[]; json?: boolean }) => {
       const token = process.env.CODEC_SERVER_TOKEN;
       if (!token) throw new CliError('set CODEC_SERVER_TOKEN: the Web UI must send it as "Authorization: Bearer <token>" (UI setting "Pass the user access token")');
       const config = loadConfig();
@@ -27,9 +27,9 @@ export function register(program: Command): void {
         host: opts.listen.slice(0, at),
         port: Number(opts.listen.slice(at + 1)),
         token,
-        allowedOrigins: [opts.uiOrigin],
+        allowedOrigins: opts.uiOrigin,
       });
-      emit(opts, { url: server.url }, () => `codec server on ${server.url} (CORS: ${opts.uiOrigin}); Ctrl-C stops it`);
+      emit(opts, { url: server.url }, () => `codec server on ${server.url} (CORS: ${opts.uiOrigin.join(', ')}); Ctrl-C stops it`);
       await new Promise<void>((resolve) => {
         const stop = () => server.close().then(resolve);
         process.once('SIGINT', stop);

@@ -19,7 +19,7 @@ import { SqliteCredentialStore } from '../../../activities/credential-store';
 import { formatDuration, parseDuration } from '../../../domain/duration';
 import type { RotationResult } from '../../../domain/rotation';
 import { loadConfig } from '../../../worker/config';
-import { connectClient } from '../../connect';
+import { connectClient, requireWorker } from '../../connect';
 import { cancelRotation, endGracePeriod, getRotation, rotate, RotationAlreadyRunningError, type RotationProgress } from '../../rotation';
 import { CliError, emit } from '../context';
 import { formatTable } from '../table';
@@ -92,7 +92,7 @@ async function readSecretInput(file: string | undefined): Promise<string> {
     text = Buffer.concat(chunks).toString('utf8');
   }
   const secret = text.replace(/\r?\n$/, '');
-  if (secret.length === 0) throw new CliError(`the secret read from ${file ? `--file ${file}` : 'stdin'} is empty`);
+  if (secret.trim().length === 0) throw new CliError(`the secret read from ${file ? `--file ${file}` : 'stdin'} is empty or only white space`);
   return secret;
 }
 
@@ -121,6 +121,7 @@ export function register(program: Command): void {
       const tty = process.stderr.isTTY && !opts.json;
       let lastLine = '';
       try {
+        await requireWorker(client, config.taskQueue);
         const result = await rotate(
           client,
           { credentialId, taskQueue: config.taskQueue, force: opts.force, dryRun: opts.dryRun, gracePeriodMs },
@@ -134,6 +135,8 @@ export function register(program: Command): void {
           },
         );
         if (tty && lastLine) process.stderr.write('\r\x1b[2K');
+        // A run that failed before touching any service (unknown credential, refused plan) is a user error: one line.
+        if (result.status === 'failed' && result.services.length === 0 && !opts.json) throw new CliError(`rotation of ${credentialId} failed: ${result.cause ?? 'see the workflow in the Web UI'}`);
         emit(opts, rotationJson(result), () => formatRotation(result));
         if (result.status !== 'completed') process.exitCode = 1;
       } catch (err) {

@@ -3,7 +3,7 @@
  * `integration-agent schedule apply|pause|resume|trigger|describe`.
  */
 import type { Client } from '@temporalio/client';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { tryParseDuration } from '../../../domain/duration';
 import { loadConfig } from '../../../worker/config';
 import { listBreakers } from '../../breakers';
@@ -139,9 +139,9 @@ export function register(program: Command): void {
     .command('apply')
     .description('create or update the sweep schedule (overlap SKIP, short catch-up window)')
     .option('--id <scheduleId>', 'schedule id', DEFAULT_SWEEP_SCHEDULE_ID)
-    .option('--interval <duration>', 'time between sweeps', durationOption('--interval'), 30_000)
+    .addOption(new Option('--interval <duration>', 'time between sweeps').argParser(durationOption('--interval')).default(30_000, '30s'))
     .option('--concurrency <n>', 'probes in flight per sweep (default 50)', intOption('--concurrency'))
-    .option('--catchup-window <duration>', 'how late a missed sweep may still run', durationOption('--catchup-window'), 60_000)
+    .addOption(new Option('--catchup-window <duration>', 'how late a missed sweep may still run').argParser(durationOption('--catchup-window')).default(60_000, '1m'))
     .option('--paused', 'create it paused')
     .option('--json', 'print JSON')
     .action(async (o: { id?: string; interval: number; concurrency?: number; catchupWindow: number; paused?: boolean; json?: boolean }) => {

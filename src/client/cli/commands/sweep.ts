@@ -3,7 +3,7 @@
  * Exit 0 when the sweep ran (whatever the services' health), 1 when it could not.
  */
 import type { Command } from 'commander';
-import { connectClient } from '../../connect';
+import { connectClient, requireWorker } from '../../connect';
 import { runSweep, type HealthSweepResult } from '../../health';
 import { loadConfig } from '../../../worker/config';
 import { emit } from '../context';
@@ -25,6 +25,7 @@ export function register(program: Command): void {
       const config = loadConfig();
       const client = await connectClient(config);
       try {
+        await requireWorker(client, config.taskQueue);
         const result = await runSweep(client, { taskQueue: config.taskQueue, concurrency: opts.concurrency });
         emit(opts, result, () => formatSweep(result));
       } finally {
