@@ -104,23 +104,38 @@ export async function getHealth(client: Client, serviceId: string): Promise<Serv
 /**
  * Every service with a running status workflow, sorted by id: found through
  * visibility (`WorkflowType = "serviceHealth"`), then each queried (16 at a
- * time); one that does not answer within `queryTimeoutMs` (no worker polls its
- * task queue) is reported from its `HealthStatus` search attribute only.
+ * time) when a worker polls its task queue; one on an unpolled queue, or that
+ * does not answer within `queryTimeoutMs`, is reported from its `HealthStatus`
+ * search attribute only.
  * @param opts.queryTimeoutMs per-query deadline, ms; default 5000.
  */
 export async function listHealth(client: Client, opts: { queryTimeoutMs?: number } = {}): Promise<ServiceHealthView[]> {
   const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
   checkInt('queryTimeoutMs', queryTimeoutMs, 1, 600_000);
-  const found: { workflowId: string; status: HealthStatus }[] = [];
+  const found: { workflowId: string; status: HealthStatus; taskQueue: string }[] = [];
   for await (const wf of client.workflow.list({ query: `WorkflowType = "serviceHealth" AND ExecutionStatus = "Running"` })) {
     const sa = wf.searchAttributes?.HealthStatus;
-    found.push({ workflowId: wf.workflowId, status: ((Array.isArray(sa) ? sa[0] : sa) as HealthStatus | undefined) ?? 'unknown' });
+    found.push({ workflowId: wf.workflowId, taskQueue: wf.taskQueue, status: ((Array.isArray(sa) ? sa[0] : sa) as HealthStatus | undefined) ?? 'unknown' });
   }
+  // A query to a workflow whose task queue nobody polls would wait out its deadline:
+  // ask once per task queue whether a worker polls it, and query only those.
+  const polled = new Map<string, boolean>();
+  await Promise.all(
+    [...new Set(found.map((f) => f.taskQueue))].map(async (name) => {
+      try {
+        const r = await client.workflowService.describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name }, taskQueueType: 1 /* WORKFLOW */ });
+        polled.set(name, (r.pollers ?? []).length > 0);
+      } catch {
+        polled.set(name, true); // cannot tell: try the query
+      }
+    }),
+  );
   const limit = pLimit(16);
   const views = await Promise.all(
     found.map((f) =>
       limit(async (): Promise<ServiceHealthView> => {
         try {
+          if (!polled.get(f.taskQueue)) throw new Error('no worker polls its task queue');
           const h = client.workflow.getHandle(f.workflowId);
           return toView(await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => h.query(serviceHealthQuery)));
         } catch {
