@@ -9,6 +9,7 @@ import pLimit from 'p-limit';
 import { retryUpdateWhileNotReady } from '../activities/breaker-gate';
 import { breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
+import { pollingTaskQueues } from './connect';
 import type { Registry } from '../domain/registry';
 import {
   breakerStateQuery,
@@ -71,22 +72,26 @@ export interface BreakerSummary {
 /**
  * Every running breaker, sorted by service id: listed through visibility
  * (`WorkflowType = "circuitBreaker"`), then each queried for its exact state
- * (8 at a time); a breaker that does not answer is reported with its
- * `BreakerState` search attribute.
+ * (8 at a time, 5 s deadline) when a worker polls its task queue; one on an
+ * unpolled queue, or that does not answer, is reported with its `BreakerState`
+ * search attribute.
  */
 export async function listBreakers(client: Client): Promise<BreakerSummary[]> {
-  const found: Array<{ workflowId: string; state: BreakerStateName }> = [];
+  const found: Array<{ workflowId: string; taskQueue: string; state: BreakerStateName }> = [];
   for await (const wf of client.workflow.list({ query: `WorkflowType = "circuitBreaker" AND ExecutionStatus = "Running"` })) {
     const sa = wf.searchAttributes?.BreakerState;
-    found.push({ workflowId: wf.workflowId, state: ((Array.isArray(sa) ? sa[0] : sa) as BreakerStateName | undefined) ?? 'CLOSED' });
+    found.push({ workflowId: wf.workflowId, taskQueue: wf.taskQueue, state: ((Array.isArray(sa) ? sa[0] : sa) as BreakerStateName | undefined) ?? 'CLOSED' });
   }
+  // A query to a breaker whose task queue nobody polls would hang until its deadline: query only polled ones.
+  const polled = await pollingTaskQueues(client, found.map((f) => f.taskQueue));
   const limit = pLimit(8);
   const rows = await Promise.all(
     found.map((f) =>
       limit(async (): Promise<BreakerSummary> => {
         const serviceId = f.workflowId.replace(/^breaker\//, '');
         try {
-          const v = await client.workflow.getHandle(f.workflowId).query(breakerStateQuery);
+          if (!polled.has(f.taskQueue)) throw new Error('no worker polls its task queue');
+          const v = await client.connection.withDeadline(Date.now() + 5_000, () => client.workflow.getHandle(f.workflowId).query(breakerStateQuery));
           return summarize(serviceId, f.workflowId, v);
         } catch {
           return { serviceId, workflowId: f.workflowId, state: f.state, generation: -1, failureRate: 0, slowCallRate: 0, calls: 0 };

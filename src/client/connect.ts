@@ -43,16 +43,33 @@ export class NoWorkerError extends Error {
 }
 
 /**
- * Checks that at least one worker polled `taskQueue` recently (Temporal keeps
- * pollers of the last few minutes), so commands that start a workflow and wait
- * for it fail at once instead of hanging.
+ * Which of the task queues have a worker polling them (Temporal keeps pollers
+ * of the last few minutes). A queue whose status cannot be read counts as polled.
+ */
+export async function pollingTaskQueues(client: Client, names: Iterable<string>): Promise<Set<string>> {
+  const polled = new Set<string>();
+  await Promise.all(
+    [...new Set(names)].map(async (name) => {
+      try {
+        const r = await client.workflowService.describeTaskQueue({
+          namespace: client.options.namespace,
+          taskQueue: { name, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+          taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        });
+        if ((r.pollers ?? []).length > 0) polled.add(name);
+      } catch {
+        polled.add(name);
+      }
+    }),
+  );
+  return polled;
+}
+
+/**
+ * Checks that a worker polls `taskQueue`, so commands that start a workflow
+ * and wait for it fail at once instead of hanging.
  * @throws NoWorkerError
  */
 export async function requireWorker(client: Client, taskQueue: string): Promise<void> {
-  const r = await client.workflowService.describeTaskQueue({
-    namespace: client.options.namespace,
-    taskQueue: { name: taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-    taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-  });
-  if ((r.pollers ?? []).length === 0) throw new NoWorkerError(taskQueue, client.options.namespace);
+  if (!(await pollingTaskQueues(client, [taskQueue])).has(taskQueue)) throw new NoWorkerError(taskQueue, client.options.namespace);
 }

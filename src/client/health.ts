@@ -14,6 +14,7 @@ import {
 } from '@temporalio/client';
 import pLimit from 'p-limit';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
+import { pollingTaskQueues } from './connect';
 import type { HealthFigures, HealthStatus, ServiceHealthState } from '../domain/health';
 import { serviceHealthQuery } from '../workflows/service-health';
 import type { HealthSweepInput, HealthSweepResult } from '../workflows/sweep';
@@ -117,25 +118,14 @@ export async function listHealth(client: Client, opts: { queryTimeoutMs?: number
     const sa = wf.searchAttributes?.HealthStatus;
     found.push({ workflowId: wf.workflowId, taskQueue: wf.taskQueue, status: ((Array.isArray(sa) ? sa[0] : sa) as HealthStatus | undefined) ?? 'unknown' });
   }
-  // A query to a workflow whose task queue nobody polls would wait out its deadline:
-  // ask once per task queue whether a worker polls it, and query only those.
-  const polled = new Map<string, boolean>();
-  await Promise.all(
-    [...new Set(found.map((f) => f.taskQueue))].map(async (name) => {
-      try {
-        const r = await client.workflowService.describeTaskQueue({ namespace: client.options.namespace, taskQueue: { name }, taskQueueType: 1 /* WORKFLOW */ });
-        polled.set(name, (r.pollers ?? []).length > 0);
-      } catch {
-        polled.set(name, true); // cannot tell: try the query
-      }
-    }),
-  );
+  // A query to a workflow whose task queue nobody polls would wait out its deadline: query only polled ones.
+  const polled = await pollingTaskQueues(client, found.map((f) => f.taskQueue));
   const limit = pLimit(16);
   const views = await Promise.all(
     found.map((f) =>
       limit(async (): Promise<ServiceHealthView> => {
         try {
-          if (!polled.get(f.taskQueue)) throw new Error('no worker polls its task queue');
+          if (!polled.has(f.taskQueue)) throw new Error('no worker polls its task queue');
           const h = client.workflow.getHandle(f.workflowId);
           return toView(await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => h.query(serviceHealthQuery)));
         } catch {
