@@ -22,7 +22,7 @@ interface Run {
 }
 
 function cli(env: Record<string, string>, args: string[]): Promise<Run> {
-  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), join(__dirname, 'cli-entry.ts'), ...args], {
+  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), join(__dirname, '..', 'helpers', 'cli-entry.ts'), ...args], {
     env: { ...process.env, TEMPORAL_ADDRESS: testAddress(), LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -23,7 +23,7 @@ interface Run {
 }
 
 function cli(fx: RotationFixture, masterKey: Buffer, args: string[], input?: string): Promise<Run> {
-  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), join(__dirname, 'cli-entry.ts'), ...args], {
+  const child = spawn(process.execPath, ['--require', require.resolve('tsx/cjs'), join(__dirname, '..', 'helpers', 'cli-entry.ts'), ...args], {
     env: {
       ...process.env,
       TEMPORAL_ADDRESS: testAddress(),
