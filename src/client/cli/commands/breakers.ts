@@ -9,12 +9,11 @@
  *   service when INTEGRATION_AGENT_REGISTRY names a registry.
  */
 import type { Command } from 'commander';
-import { connectClient } from '../../connect';
 import { disable, forceClose, forceOpen, getBreaker, listBreakers, reset, type BreakerInfo, type BreakerSummary, type OperatorOptions } from '../../breakers';
 import type { BreakerOptions, BreakerTransition, BreakerView } from '../../../domain/breaker';
 import { formatDuration } from '../../../domain/duration';
-import { loadConfig, type Config } from '../../../worker/config';
-import { CliError, emit } from '../context';
+import type { Config } from '../../../worker/config';
+import { CliError, emit, withClient } from '../context';
 import { readRegistry } from '../registry-source';
 import { formatTable } from '../table';
 
@@ -86,16 +85,6 @@ export function formatBreaker(b: BreakerView & { running?: boolean; workflowId?:
 function optionsFromRegistry(config: Config, serviceId: string): Partial<BreakerOptions> | undefined {
   if (!config.registryPath) return undefined;
   return readRegistry(config.registryPath).services.find((s) => s.id === serviceId)?.circuitBreaker;
-}
-
-async function withClient<T>(fn: (client: Awaited<ReturnType<typeof connectClient>>, config: Config) => Promise<T>): Promise<T> {
-  const config = loadConfig();
-  const client = await connectClient(config);
-  try {
-    return await fn(client, config);
-  } finally {
-    await client.connection.close();
-  }
 }
 
 function checkId(id: string): void {

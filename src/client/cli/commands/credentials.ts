@@ -21,7 +21,7 @@ import type { RotationResult } from '../../../domain/rotation';
 import { loadConfig } from '../../../worker/config';
 import { connectClient, requireWorker } from '../../connect';
 import { cancelRotation, endGracePeriod, getRotation, rotate, RotationAlreadyRunningError, type RotationProgress } from '../../rotation';
-import { CliError, emit } from '../context';
+import { CliError, emit, withClient } from '../context';
 import { formatTable } from '../table';
 
 const SLUG = /^[a-z0-9][a-z0-9-]*$/;
@@ -190,19 +190,15 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       const credentialId = credentialIdArg(id);
-      const config = loadConfig();
-      const client = await connectClient(config);
-      try {
-        const view = await getRotation(client, credentialId);
-        if (!view) throw new CliError(`no rotation of ${credentialId} found (workflow id rotation/${credentialId})`);
-        emit(opts, view, () => {
-          if (view.progress) return `rotation of ${credentialId} is running (run ${view.runId})\n${progressLine(view.progress)}`;
-          if (view.result) return formatRotation(view.result);
-          return `rotation of ${credentialId}: workflow ${view.executionStatus.toLowerCase()} (run ${view.runId})`;
-        });
-      } finally {
-        await client.connection.close();
-      }
+      await withClient(async (client) => {
+      const view = await getRotation(client, credentialId);
+      if (!view) throw new CliError(`no rotation of ${credentialId} found (workflow id rotation/${credentialId})`);
+      emit(opts, view, () => {
+        if (view.progress) return `rotation of ${credentialId} is running (run ${view.runId})\n${progressLine(view.progress)}`;
+        if (view.result) return formatRotation(view.result);
+        return `rotation of ${credentialId}: workflow ${view.executionStatus.toLowerCase()} (run ${view.runId})`;
+      });
+      });
     });
 
   creds
@@ -211,15 +207,11 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       const credentialId = credentialIdArg(id);
-      const config = loadConfig();
-      const client = await connectClient(config);
-      try {
-        const cancelled = await cancelRotation(client, credentialId);
-        if (!cancelled) throw new CliError(`no rotation of ${credentialId} is running`);
-        emit(opts, { credentialId, cancelRequested: true }, () => `cancellation of rotation/${credentialId} requested`);
-      } finally {
-        await client.connection.close();
-      }
+      await withClient(async (client) => {
+      const cancelled = await cancelRotation(client, credentialId);
+      if (!cancelled) throw new CliError(`no rotation of ${credentialId} is running`);
+      emit(opts, { credentialId, cancelRequested: true }, () => `cancellation of rotation/${credentialId} requested`);
+      });
     });
 
   creds
@@ -228,14 +220,10 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       const credentialId = credentialIdArg(id);
-      const config = loadConfig();
-      const client = await connectClient(config);
-      try {
-        await endGracePeriod(client, credentialId);
-        emit(opts, { credentialId, signalled: true }, () => `grace period of rotation/${credentialId} ended`);
-      } finally {
-        await client.connection.close();
-      }
+      await withClient(async (client) => {
+      await endGracePeriod(client, credentialId);
+      emit(opts, { credentialId, signalled: true }, () => `grace period of rotation/${credentialId} ended`);
+      });
     });
 
   program

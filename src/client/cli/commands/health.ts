@@ -5,9 +5,7 @@
 import type { Client } from '@temporalio/client';
 import { Option, type Command } from 'commander';
 import { tryParseDuration } from '../../../domain/duration';
-import { loadConfig } from '../../../worker/config';
 import { listBreakers } from '../../breakers';
-import { connectClient } from '../../connect';
 import {
   applySweepSchedule,
   DEFAULT_SWEEP_SCHEDULE_ID,
@@ -20,7 +18,7 @@ import {
   type ServiceHealthView,
   type SweepScheduleInfo,
 } from '../../health';
-import { CliError, emit } from '../context';
+import { CliError, emit, withClient } from '../context';
 import { formatTable } from '../table';
 
 /** One status row: the service's health joined with its breaker state. */
@@ -70,16 +68,6 @@ function intOption(name: string) {
     if (!Number.isInteger(n) || n < 1) throw new CliError(`${name}: expected a whole number >= 1, got "${v}"`);
     return n;
   };
-}
-
-async function withClient<T>(fn: (client: Client, taskQueue: string) => Promise<T>): Promise<T> {
-  const config = loadConfig();
-  const client = await connectClient(config);
-  try {
-    return await fn(client, config.taskQueue);
-  } finally {
-    await client.connection.close();
-  }
 }
 
 async function statusRows(client: Client, serviceId?: string): Promise<StatusRow[]> {
@@ -145,7 +133,7 @@ export function register(program: Command): void {
     .option('--paused', 'create it paused')
     .option('--json', 'print JSON')
     .action(async (o: { id?: string; interval: number; concurrency?: number; catchupWindow: number; paused?: boolean; json?: boolean }) => {
-      await withClient(async (client, taskQueue) => {
+      await withClient(async (client, { taskQueue }) => {
         let r: Awaited<ReturnType<typeof applySweepSchedule>>;
         try {
           r = await applySweepSchedule(client, {

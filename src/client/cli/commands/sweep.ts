@@ -3,10 +3,9 @@
  * Exit 0 when the sweep ran (whatever the services' health), 1 when it could not.
  */
 import type { Command } from 'commander';
-import { connectClient, requireWorker } from '../../connect';
+import { requireWorker } from '../../connect';
 import { runSweep, type HealthSweepResult } from '../../health';
-import { loadConfig } from '../../../worker/config';
-import { emit } from '../context';
+import { emit, withClient } from '../context';
 import { formatTable } from '../table';
 
 /** The human form of a sweep result: one row per service. */
@@ -22,14 +21,10 @@ export function register(program: Command): void {
     .option('--concurrency <n>', 'probes at once', (v) => Number.parseInt(v, 10))
     .option('--json', 'print the result as JSON')
     .action(async (opts: { json?: boolean; concurrency?: number }) => {
-      const config = loadConfig();
-      const client = await connectClient(config);
-      try {
+      await withClient(async (client, config) => {
         await requireWorker(client, config.taskQueue);
         const result = await runSweep(client, { taskQueue: config.taskQueue, concurrency: opts.concurrency });
         emit(opts, result, () => formatSweep(result));
-      } finally {
-        await client.connection.close();
-      }
+      });
     });
 }
