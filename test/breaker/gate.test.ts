@@ -62,10 +62,17 @@ test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the
     const a = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-a', optionsFor: () => options, metrics });
     const b = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-b', optionsFor: () => options });
     try {
+      // The synchronous fast path knows nothing before the first admit, and learns nothing by being asked.
+      expect(a.admitNow(serviceId)).toBeUndefined();
+      expect(a.cached(serviceId)).toBeUndefined();
       // Nothing started yet: both admit (CLOSED, generation 0), from the cache after the first look.
       const pa = await a.admit(serviceId);
       const pb = await b.admit(serviceId);
       expect([pa.generation, pb.generation]).toEqual([0, 0]);
+      // Now the breaker is known CLOSED: admitNow hands out the same permit at once.
+      expect(a.admitNow(serviceId)).toBe(pa);
+      expect(b.admitNow(serviceId)).toBe(pb);
+      expect(a.admitNow(`${serviceId}-never-seen`)).toBeUndefined();
       expect(b.cached(serviceId)).toMatchObject({ state: 'CLOSED', generation: 0 });
       // Worker A sees the service fail; its failures start the breaker lazily and trip it.
       for (let i = 0; i < 5; i++) (await a.admit(serviceId)).report(outcome(serviceId, false, 'worker-a'));
@@ -73,9 +80,11 @@ test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the
       expect(err).toMatchObject({ name: 'BreakerOpenError', serviceId, state: 'OPEN', generation: 1 });
       expect(err.retryAfterMs).toBeGreaterThan(0);
       expect(err.retryAfterMs).toBeLessThanOrEqual(3000);
+      expect(a.admitNow(serviceId)).toBeUndefined();
       // Worker B never saw a failure; its periodic refresh brings the trip.
       const errB = await waitFor('B rejects', async () => rejection(b.admit(serviceId)));
       expect(errB.state).toBe('OPEN');
+      expect(b.admitNow(serviceId)).toBeUndefined();
       // The rejection is the activity's next retry delay.
       const failure = errB.toApplicationFailure();
       expect(failure).toBeInstanceOf(ApplicationFailure);
@@ -86,6 +95,9 @@ test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the
       const handle = (await testClient()).workflow.getHandle(workflowIds.breaker(serviceId));
       await waitFor('HALF_OPEN', async () => ((await handle.query(breakerStateQuery)).state === 'HALF_OPEN' ? true : undefined));
       await Promise.all([a.refresh(serviceId), b.refresh(serviceId)]);
+      // HALF_OPEN trials are the breaker's to grant: never from the fast path.
+      expect(a.admitNow(serviceId)).toBeUndefined();
+      expect(b.admitNow(serviceId)).toBeUndefined();
       const attempts = await Promise.allSettled(Array.from({ length: 8 }, (_, i) => (i % 2 ? a : b).admit(serviceId)));
       const permits = attempts.filter((r): r is PromiseFulfilledResult<CallPermit> => r.status === 'fulfilled').map((r) => r.value);
       expect(permits).toHaveLength(2);
@@ -94,6 +106,9 @@ test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the
       await waitFor('A admits again', async () => ((await a.admit(serviceId).then(() => true, () => undefined)) ? true : undefined));
       await waitFor('B admits again', async () => ((await b.admit(serviceId).then(() => true, () => undefined)) ? true : undefined));
       expect(a.cached(serviceId)).toMatchObject({ state: 'CLOSED', generation: 3 });
+      // CLOSED again: the fast path admits, under the new generation.
+      expect(a.admitNow(serviceId)?.generation).toBe(3);
+      expect(b.admitNow(serviceId)?.generation).toBe(3);
       const view = await handle.query(breakerStateQuery);
       expect(view.transitions.map((t) => `${t.from}>${t.to}`)).toEqual(['CLOSED>OPEN', 'OPEN>HALF_OPEN', 'HALF_OPEN>CLOSED']);
 
@@ -145,6 +160,7 @@ test('a breaker terminated and started again (a new chain, generations from 0) i
     try {
       for (let i = 0; i < 5; i++) (await gate.admit(serviceId)).report(outcome(serviceId, false, 'worker-c'));
       await waitFor('OPEN', async () => rejection(gate.admit(serviceId)));
+      expect(gate.admitNow(serviceId)).toBeUndefined();
       const handle = (await testClient()).workflow.getHandle(workflowIds.breaker(serviceId));
       const firstChain = (await handle.query(breakerStateQuery)).chainId;
       await handle.terminate('operator removed it');
@@ -152,6 +168,7 @@ test('a breaker terminated and started again (a new chain, generations from 0) i
       gate.record(outcome(serviceId, true, 'worker-c'));
       await gate.flush();
       await waitFor('CLOSED again', async () => (gate.cached(serviceId)?.state === 'CLOSED' ? true : undefined));
+      expect(gate.admitNow(serviceId)?.generation).toBe(0);
       await gate.admit(serviceId);
       const view = await handle.query(breakerStateQuery);
       expect(view.chainId).not.toBe(firstChain);

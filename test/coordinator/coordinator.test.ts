@@ -3,7 +3,8 @@
  * No mocks: real undici pools, real sockets, real timers.
  */
 import { createHook } from 'node:async_hooks';
-import { gzipSync, brotliCompressSync } from 'node:zlib';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { gzipSync, brotliCompressSync, deflateSync, deflateRawSync } from 'node:zlib';
 import { ApplicationFailure } from '@temporalio/common';
 import { createCoordinator, CoordinatorError, toApplicationFailure, type Coordinator, type CoordinatorDeps } from '../../src/activities/coordinator';
 import type { CallGate, CallPermit, SecretReader } from '../../src/activities/ports';
@@ -151,6 +152,30 @@ describe('requests', () => {
     const err = await failure(c.request('svc', { path: '/', auth: { versionId: 'missing' } }));
     expect(err.retryable).toBe(false);
     expect(err.message).toMatch(/credential "key" has no version "missing"/);
+  });
+
+  it('prefers the SecretReader fast path (readSecretSync), follows a changed secret at once, and turns its throw into a rejection', async () => {
+    const s = await server((_req, res) => res.end('ok'));
+    let current: string | Error = 'sync-one';
+    const reader: SecretReader = {
+      readSecret: () => Promise.reject(new Error('readSecret must not be asked when readSecretSync exists')),
+      readSecretSync: (_id, versionId) => {
+        if (current instanceof Error) throw current;
+        return versionId ? `${current}-${versionId}` : current;
+      },
+    };
+    const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }], credential: 'key' }], { secrets: reader });
+    await c.request('svc', { path: '/', cache: false });
+    await c.request('svc', { path: '/', cache: false });
+    current = 'sync-two';
+    await c.request('svc', { path: '/', cache: false });
+    await c.request('svc', { path: '/', auth: { versionId: 'v2' }, cache: false });
+    expect(s.seen.map((x) => x.headers.authorization)).toEqual(['Bearer sync-one', 'Bearer sync-one', 'Bearer sync-two', 'Bearer sync-two-v2']);
+    current = new Error('store is locked');
+    let p: Promise<unknown> | undefined;
+    expect(() => (p = c.request('svc', { path: '/' }))).not.toThrow();
+    await expect(p).rejects.toThrow('store is locked');
+    expect(s.seen).toHaveLength(4);
   });
 
   it('reuses keep-alive connections across calls', async () => {
@@ -412,7 +437,7 @@ describe('status failures and Retry-After', () => {
   });
 });
 
-describe('interceptors: redirects and compression', () => {
+describe('redirects and compression', () => {
   it('follows a redirect to another host and does not send the credential there', async () => {
     const other = await server((req, res) => res.end(`other saw ${req.url}`), '127.0.0.2');
     const s = await server((req, res) => {
@@ -463,6 +488,368 @@ describe('interceptors: redirects and compression', () => {
     const err = await failure(c.request('svc', { path: '/' }));
     expect(err.retryable).toBe(false);
     expect(err.kind).toBe('body');
+  });
+
+  it.each(['gzip', 'deflate'])('a corrupt %s body is a non-retryable body failure', async (encoding) => {
+    const s = await server((_req, res) => {
+      res.writeHead(200, { 'content-encoding': encoding });
+      res.end(Buffer.from(`definitely not ${encoding}`));
+    });
+    const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+    const err = await failure(c.request('svc', { path: '/' }));
+    expect(err).toMatchObject({ kind: 'body', retryable: false, endpoint: s.origin });
+  });
+
+  // BUG (src/domain/retry.ts BODY_CODES): Node's brotli errors carry codes such as
+  // ERR__ERROR_FORMAT_PADDING_1, not ERR_PADDING_1, so a corrupt br body is
+  // classified kind 'other', retryable. `it.failing` until fixed: then make it `it`.
+  it.failing('a corrupt br body is a non-retryable body failure', async () => {
+    const s = await server((_req, res) => {
+      res.writeHead(200, { 'content-encoding': 'br' });
+      res.end(Buffer.from('definitely not brotli'));
+    });
+    const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+    const err = await failure(c.request('svc', { path: '/' }));
+    expect(err).toMatchObject({ kind: 'body', retryable: false });
+  });
+
+  describe('redirects', () => {
+    /** `/start` answers `status` with Location `/landed`; `/landed` answers `landed`. */
+    async function redirecting(status: number) {
+      const s = await server((req, res) => {
+        if (req.url === '/start') {
+          res.writeHead(status, { location: '/landed', 'content-type': 'text/plain' });
+          return res.end(`moved: ${status}`);
+        }
+        res.end('landed');
+      });
+      return { s, c: coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]) };
+    }
+
+    it.each(['POST', 'PUT', 'PATCH', 'DELETE'])('303 after a %s arrives as a GET with no body and no content-* headers', async (method) => {
+      const { s, c } = await redirecting(303);
+      const res = await c.request('svc', { method, path: '/start', json: { order: 1 }, headers: { 'content-language': 'en', 'x-keep': 'yes' } });
+      expect(res).toMatchObject({ status: 200, body: 'landed' });
+      expect(s.seen.map((x) => [x.method, x.url, x.body])).toEqual([
+        [method, '/start', '{"order":1}'],
+        ['GET', '/landed', ''],
+      ]);
+      // The first hop did carry them, so their absence below is the redirect's doing.
+      expect(s.seen[0]!.headers).toMatchObject({ 'content-type': 'application/json', 'content-language': 'en' });
+      const hop = s.seen[1]!.headers;
+      expect(hop['content-type']).toBeUndefined();
+      expect(hop['content-language']).toBeUndefined();
+      expect(hop['content-length']).toBeUndefined();
+      expect(hop['transfer-encoding']).toBeUndefined();
+      expect(hop['x-keep']).toBe('yes');
+    });
+
+    it('303 after a HEAD stays a HEAD', async () => {
+      const { s, c } = await redirecting(303);
+      const res = await c.request('svc', { method: 'HEAD', path: '/start' });
+      expect(res.status).toBe(200);
+      expect(s.seen.map((x) => [x.method, x.url])).toEqual([
+        ['HEAD', '/start'],
+        ['HEAD', '/landed'],
+      ]);
+    });
+
+    it.each([301, 302])('%i after a POST arrives as a GET without the body', async (status) => {
+      const { s, c } = await redirecting(status);
+      const res = await c.request('svc', { method: 'POST', path: '/start', json: { order: 1 } });
+      expect(res).toMatchObject({ status: 200, body: 'landed' });
+      expect(s.seen.map((x) => [x.method, x.url, x.body])).toEqual([
+        ['POST', '/start', '{"order":1}'],
+        ['GET', '/landed', ''],
+      ]);
+      expect(s.seen[1]!.headers['content-length']).toBeUndefined();
+      expect(s.seen[1]!.headers['transfer-encoding']).toBeUndefined();
+    });
+
+    it.each([301, 302])('%i after a PUT keeps the PUT and its body (only POST turns into GET)', async (status) => {
+      const { s, c } = await redirecting(status);
+      await c.request('svc', { method: 'PUT', path: '/start', body: 'put-body' });
+      expect(s.seen.map((x) => [x.method, x.url, x.body])).toEqual([
+        ['PUT', '/start', 'put-body'],
+        ['PUT', '/landed', 'put-body'],
+      ]);
+    });
+
+    it.each([307, 308])('%i keeps the POST, its body and its content type', async (status) => {
+      const { s, c } = await redirecting(status);
+      const res = await c.request('svc', { method: 'POST', path: '/start', json: { order: 1 }, idempotencyKey: 'order-1' });
+      expect(res).toMatchObject({ status: 200, body: 'landed' });
+      expect(s.seen.map((x) => [x.method, x.url, x.body])).toEqual([
+        ['POST', '/start', '{"order":1}'],
+        ['POST', '/landed', '{"order":1}'],
+      ]);
+      expect(s.seen[1]!.headers).toMatchObject({ 'content-type': 'application/json', 'idempotency-key': 'order-1' });
+    });
+
+    it('300 with a Location is followed too; a 3xx without Location is an answer', async () => {
+      const s = await server((req, res) => {
+        if (req.url === '/choices') res.writeHead(300, { location: '/landed' });
+        else if (req.url === '/nowhere') res.writeHead(302);
+        return res.end(req.url === '/nowhere' ? 'no location' : 'landed');
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      expect(await c.request('svc', { path: '/choices' })).toMatchObject({ status: 200, body: 'landed' });
+      expect(await c.request('svc', { path: '/nowhere' })).toMatchObject({ status: 302, body: 'no location' });
+      expect(s.seen.map((x) => x.url)).toEqual(['/choices', '/landed', '/nowhere']);
+    });
+
+    it('a call that follows two redirects records one outcome, status 200, and reports to its permit once', async () => {
+      const s = await server((req, res) => {
+        if (req.url === '/a') res.writeHead(301, { location: '/b' });
+        else if (req.url === '/b') res.writeHead(302, { location: `${s.origin}/c` });
+        res.end(req.url === '/c' ? 'c' : 'moving');
+      });
+      const outcomes = collectOutcomes();
+      const reported: CallOutcome[] = [];
+      const gate: CallGate = { admit: async () => ({ generation: 4, report: (o) => void reported.push(o) }) };
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { outcomes, gate });
+      const res = await c.request('svc', { path: '/a' });
+      expect(res).toMatchObject({ status: 200, body: 'c', endpoint: s.origin });
+      expect(s.seen.map((x) => x.url)).toEqual(['/a', '/b', '/c']);
+      expect(outcomes.all).toEqual([expect.objectContaining({ serviceId: 'svc', endpoint: s.origin, ok: true, status: 200, statusClass: '2xx', generation: 4 })]);
+      expect(reported).toEqual([expect.objectContaining({ ok: true, status: 200, generation: 4 })]);
+    });
+
+    it('the gate fast path (admitNow) is used when it answers, and its permit gets the one outcome of a redirected call', async () => {
+      const s = await server((req, res) => {
+        if (req.url === '/a') res.writeHead(307, { location: '/b' });
+        res.end(req.url === '/b' ? 'b' : 'moving');
+      });
+      const reported: CallOutcome[] = [];
+      const gate: CallGate = {
+        admit: () => Promise.reject(new Error('admit must not be asked when admitNow answers')),
+        admitNow: () => ({ generation: 9, report: (o) => void reported.push(o) }),
+      };
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { gate });
+      expect(await c.request('svc', { method: 'POST', path: '/a', body: 'x' })).toMatchObject({ status: 200, body: 'b' });
+      expect(reported).toEqual([expect.objectContaining({ ok: true, status: 200, generation: 9 })]);
+    });
+
+    it('stops after maxRedirections: the caller gets the 3xx itself, as an answer, with one outcome', async () => {
+      const s = await server((req, res) => {
+        const n = Number(req.url!.split('/')[2]);
+        res.writeHead(302, { location: `/hop/${n + 1}`, 'content-type': 'text/plain' });
+        res.end(`go to ${n + 1}`);
+      });
+      const outcomes = collectOutcomes();
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { maxRedirections: 2, outcomes });
+      const res = await c.request('svc', { path: '/hop/0' });
+      expect(res).toMatchObject({ status: 302, body: 'go to 3' });
+      expect(res.headers.location).toBe('/hop/3');
+      expect(s.seen.map((x) => x.url)).toEqual(['/hop/0', '/hop/1', '/hop/2']);
+      expect(outcomes.all).toEqual([expect.objectContaining({ ok: true, status: 302, statusClass: '3xx', failureKind: undefined })]);
+    });
+
+    it('maxRedirections: 0 follows none', async () => {
+      const { s } = await redirecting(301);
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { maxRedirections: 0 });
+      const res = await c.request('svc', { path: '/start' });
+      expect(res).toMatchObject({ status: 301, body: 'moved: 301' });
+      expect(res.headers.location).toBe('/landed');
+      expect(s.seen).toHaveLength(1);
+    });
+
+    it('drops cookie, proxy-authorization and a caller-set host on the way to another origin; same origin keeps cookie', async () => {
+      const other = await server((req, res) => res.end(`other saw ${req.url}`), '127.0.0.2');
+      const s = await server((req, res) => {
+        if (req.url === '/here') res.writeHead(307, { location: '/there' });
+        else if (req.url === '/away') res.writeHead(307, { location: `${other.origin}/moved` });
+        res.end(req.url === '/there' ? 'same origin' : 'moving');
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      const headers = { Cookie: 'session=c00k1e', 'Proxy-Authorization': 'Basic cHJveHk6cHc=', Host: `localhost:${s.port}`, 'X-Trace': 't1' };
+      expect((await c.request('svc', { path: '/away', headers })).body).toBe('other saw /moved');
+      expect(s.seen[0]!.headers).toMatchObject({ cookie: 'session=c00k1e', 'proxy-authorization': 'Basic cHJveHk6cHc=', host: `localhost:${s.port}` });
+      const seen = other.seen[0]!.headers;
+      expect(seen.cookie).toBeUndefined();
+      expect(seen['proxy-authorization']).toBeUndefined();
+      expect(seen.host).toBe(`127.0.0.2:${other.port}`);
+      expect(seen['x-trace']).toBe('t1');
+
+      expect((await c.request('svc', { path: '/here', headers })).body).toBe('same origin');
+      const same = s.seen.at(-1)!;
+      expect(same.url).toBe('/there');
+      expect(same.headers).toMatchObject({ cookie: 'session=c00k1e', 'proxy-authorization': 'Basic cHJveHk6cHc=', 'x-trace': 't1' });
+    });
+
+    it('a redirect to another endpoint of the same service keeps the credential but not the cookie', async () => {
+      let a: TestServer | undefined;
+      let b: TestServer | undefined;
+      const handler = (other: () => TestServer | undefined) => (req: IncomingMessage, res: ServerResponse) => {
+        if (req.url === '/start') res.writeHead(307, { location: `${other()!.origin}/landed` });
+        res.end(req.url === '/landed' ? 'landed' : 'moving');
+      };
+      a = await server(handler(() => b));
+      b = await server(handler(() => a), '127.0.0.2');
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: a.origin }, { url: b.origin }], credential: 'key' }]);
+      expect((await c.request('svc', { path: '/start', headers: { cookie: 'session=c00k1e' } })).body).toBe('landed');
+      const landed = [...a.seen, ...b.seen].filter((x) => x.url === '/landed');
+      expect(landed).toHaveLength(1);
+      expect(landed[0]!.headers.authorization).toBe(`Bearer ${SECRET}`);
+      expect(landed[0]!.headers.cookie).toBeUndefined();
+    });
+
+    it.each(['ftp://x/', 'file:///etc/passwd', 'http://[oops/'])('a redirect to %s fails the call with a CoordinatorError', async (location) => {
+      const s = await server((_req, res) => {
+        res.writeHead(302, { location });
+        res.end();
+      });
+      const outcomes = collectOutcomes();
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { outcomes });
+      const err = await failure(c.request('svc', { path: '/x' }));
+      expect(err).toMatchObject({ serviceId: 'svc', method: 'GET', path: '/x', endpoint: s.origin });
+      expect(err.message).toMatch(/redirect/);
+      expect(s.seen).toHaveLength(1);
+      expect(outcomes.all).toHaveLength(1);
+    });
+
+    // BUG (call.ts transportFailure): a connection failure on a redirect hop is
+    // treated like one on the endpoint itself: notSent is true, so the POST is
+    // failed over to the next endpoint (sent twice) and the error claims it
+    // never reached the service. `it.failing` until fixed: then make it `it`.
+    it.failing('a POST answered with 303 is not sent again to another endpoint when the redirect target is down', async () => {
+      // Both endpoints process the POST and point to a status page on a host that refuses connections.
+      const handler = (_req: IncomingMessage, res: ServerResponse) => {
+        res.writeHead(303, { location: 'http://127.0.0.1:9/status' });
+        res.end();
+      };
+      const a = await server(handler);
+      const b = await server(handler);
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: a.origin }, { url: b.origin }] }]);
+      const err = await failure(c.request('svc', { method: 'POST', path: '/orders', json: { order: 1 } }));
+      // The service received (and acted on) the POST: it must not go to a second endpoint, and the error must not claim it was never sent.
+      expect(a.seen.length + b.seen.length).toBe(1);
+      expect(err.notSent).toBe(false);
+    });
+  });
+
+  describe('compression', () => {
+    const payload = JSON.stringify({ items: Array.from({ length: 50 }, (_, i) => ({ id: i, name: `item ${i}` })) });
+
+    it.each<[string, string, (b: Buffer) => Buffer]>([
+      ['deflate (zlib-wrapped)', 'deflate', (b) => deflateSync(b)],
+      ['deflate (raw DEFLATE)', 'deflate', (b) => deflateRawSync(b)],
+      ['x-gzip', 'x-gzip', (b) => gzipSync(b)],
+      ['GZIP (any case)', 'GZIP', (b) => gzipSync(b)],
+      ['gzip, br (gzip applied first)', 'gzip, br', (b) => brotliCompressSync(gzipSync(b))],
+      ['br, deflate', 'br, deflate', (b) => deflateSync(brotliCompressSync(b))],
+      ['identity, gzip', 'identity, gzip', (b) => gzipSync(b)],
+    ])('decodes %s; the caller sees no content-encoding or content-length', async (_label, encoding, encode) => {
+      const coded = encode(Buffer.from(payload));
+      const s = await server((_req, res) => {
+        res.writeHead(200, { 'content-encoding': encoding, 'content-type': 'application/json', 'content-length': String(coded.length), 'x-extra': 'kept' });
+        res.end(coded);
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      const res = await c.request('svc', { path: '/' });
+      expect(res.body).toBe(payload);
+      expect((res.json as { items: unknown[] }).items).toHaveLength(50);
+      expect(res.headers['content-encoding']).toBeUndefined();
+      expect(res.headers['content-length']).toBeUndefined();
+      expect(res.headers).toMatchObject({ 'content-type': 'application/json', 'x-extra': 'kept' });
+    });
+
+    it('two content-encoding header lines are one list (gzip then br)', async () => {
+      const s = await server((_req, res) => {
+        res.setHeader('content-encoding', ['gzip', 'br']);
+        res.end(brotliCompressSync(gzipSync(Buffer.from('layered'))));
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      const res = await c.request('svc', { path: '/' });
+      expect(res.body).toBe('layered');
+      expect(res.headers['content-encoding']).toBeUndefined();
+    });
+
+    it('an unknown coding leaves the body untouched', async () => {
+      const s = await server((_req, res) => {
+        res.writeHead(200, { 'content-encoding': 'x-custom' });
+        res.end('opaque bytes');
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      expect((await c.request('svc', { path: '/' })).body).toBe('opaque bytes');
+    });
+
+    // BUG (call.ts onResponseEnd): decode() returns an unknown coding's body
+    // as is, but content-encoding and content-length are removed anyway, so
+    // the caller cannot tell the body is still coded. `it.failing` until fixed.
+    it.failing('an unknown coding keeps its content-encoding header (the body is still coded)', async () => {
+      const s = await server((_req, res) => {
+        res.writeHead(200, { 'content-encoding': 'x-custom', 'content-length': '12' });
+        res.end('opaque bytes');
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      const res = await c.request('svc', { path: '/' });
+      expect(res.headers['content-encoding']).toBe('x-custom');
+      expect(res.headers['content-length']).toBe('12');
+    });
+
+    it('identity alone is no coding: the body and headers stay as sent', async () => {
+      const s = await server((_req, res) => {
+        res.writeHead(200, { 'content-encoding': 'identity' });
+        res.end('plain');
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      const res = await c.request('svc', { path: '/' });
+      expect(res.body).toBe('plain');
+    });
+
+    it.each<[string, (b: Buffer) => Buffer]>([
+      ['gzip', (b) => gzipSync(b)],
+      ['br', (b) => brotliCompressSync(b)],
+      ['deflate', (b) => deflateSync(b)],
+    ])('a %s body that inflates beyond maxResponseBytes fails with kind body, not retryable; one at the limit passes', async (encoding, encode) => {
+      const s = await server((req, res) => {
+        res.writeHead(200, { 'content-encoding': encoding });
+        res.end(encode(Buffer.alloc(req.url === '/bomb' ? 100_000 : 1_000, 0x30)));
+      });
+      const outcomes = collectOutcomes();
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { maxResponseBytes: 1_000, outcomes });
+      const err = await failure(c.request('svc', { path: '/bomb' }));
+      expect(err).toMatchObject({ kind: 'body', retryable: false, endpoint: s.origin });
+      expect(outcomes.all).toEqual([expect.objectContaining({ ok: false, failureKind: 'body' })]);
+      expect((await c.request('svc', { path: '/limit' })).body).toBe('0'.repeat(1_000));
+    });
+
+    it('each layer of a layered coding is bounded too', async () => {
+      const s = await server((_req, res) => {
+        res.writeHead(200, { 'content-encoding': 'gzip, gzip' });
+        res.end(gzipSync(gzipSync(Buffer.alloc(1_000_000))));
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { maxResponseBytes: 10_000 });
+      const err = await failure(c.request('svc', { path: '/' }));
+      expect(err).toMatchObject({ kind: 'body', retryable: false });
+    });
+
+    it('an error status with a compressed body fails with the decoded excerpt', async () => {
+      const s = await server((_req, res) => {
+        res.writeHead(404, { 'content-encoding': 'gzip', 'content-type': 'text/plain' });
+        res.end(gzipSync(Buffer.from('no such invoice')));
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      const err = await failure(c.request('svc', { path: '/invoices/7' }));
+      expect(err).toMatchObject({ status: 404, kind: 'status', bodyExcerpt: 'no such invoice' });
+      const res = await c.request('svc', { path: '/invoices/7', throwOnStatus: false });
+      expect(res).toMatchObject({ status: 404, body: 'no such invoice' });
+      expect(res.headers['content-encoding']).toBeUndefined();
+    });
+
+    it('a redirect body is dropped; only the final answer is decoded', async () => {
+      const s = await server((req, res) => {
+        if (req.url === '/old') {
+          res.writeHead(301, { location: '/new', 'content-encoding': 'gzip' });
+          return res.end(Buffer.from('not gzip at all'));
+        }
+        res.writeHead(200, { 'content-encoding': 'br' });
+        res.end(brotliCompressSync(Buffer.from('new home')));
+      });
+      const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
+      expect((await c.request('svc', { path: '/old' })).body).toBe('new home');
+    });
   });
 });
 

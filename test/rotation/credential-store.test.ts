@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, statSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadMasterKey, SqliteCredentialStore } from '../../src/activities/credential-store';
+import { loadMasterKey, SECRET_RECHECK_MS, SqliteCredentialStore } from '../../src/activities/credential-store';
 import { openDatabase } from '../../src/activities/db';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'ia-store-'));
@@ -113,6 +113,134 @@ describe('audit trail', () => {
     expect(() => db.prepare('UPDATE credential_audit SET outcome = ?').run('tampered')).toThrow('append-only');
     expect(() => db.prepare('DELETE FROM credential_audit').run()).toThrow('append-only');
     expect(JSON.stringify(trail)).not.toContain('secret-x');
+  });
+});
+
+/**
+ * A store on its own SQLite connection, as the CLI or another worker process
+ * has. Two stores in one module registry share one connection (openDatabase
+ * opens a path once per process), so this loads the store modules afresh.
+ */
+function storeOnOtherConnection(dataDir: string, masterKey: Buffer): { store: SqliteCredentialStore; close(): void } {
+  let mod!: typeof import('../../src/activities/credential-store');
+  let db!: typeof import('../../src/activities/db');
+  jest.isolateModules(() => {
+    mod = require('../../src/activities/credential-store') as typeof mod;
+    db = require('../../src/activities/db') as typeof db;
+  });
+  return { store: new mod.SqliteCredentialStore({ dataDir, masterKey }), close: () => db.closeDatabases() };
+}
+
+describe('readSecretSync (the coordinator\'s per-call read)', () => {
+  /** Both reads, which must agree. */
+  async function both(store: SqliteCredentialStore, credentialId: string, versionId?: string): Promise<string | undefined> {
+    const sync = store.readSecretSync(credentialId, versionId);
+    expect(await store.readSecret(credentialId, versionId)).toBe(sync);
+    return sync;
+  }
+
+  /** Long enough for the store to look at SQLite's data_version again. */
+  const recheck = () => new Promise<void>((r) => setTimeout(r, SECRET_RECHECK_MS + 2));
+
+  test('sees a CURRENT change committed on another connection on its next look at the database', async () => {
+    const dir = tmp();
+    const key = randomBytes(32);
+    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
+    const other = storeOnOtherConnection(dir, key);
+    try {
+      const v1 = await store.importCurrent('db', 'one', 'test');
+      // Read twice: the second answer comes from the memo.
+      expect(await both(store, 'db')).toBe('one');
+      expect(store.readSecretSync('db')).toBe('one');
+
+      await other.store.importCurrent('db', 'two', 'cli:alice');
+      await recheck();
+      expect(store.readSecretSync('db')).toBe('two');
+      expect(await both(store, 'db')).toBe('two');
+
+      // A rotation's finish moves labels only (no new row), on the other connection.
+      await other.store.putPending('db', 'v3', 'three', 'rotation/db#1');
+      await recheck();
+      expect(await both(store, 'db')).toBe('two');
+      expect(await both(store, 'db', 'v3')).toBe('three');
+      await other.store.promotePending('db', 'v3');
+      await recheck();
+      expect(store.readSecretSync('db')).toBe('three');
+      expect(await both(store, 'db')).toBe('three');
+      // A version read is the version's, whatever its label.
+      expect(await both(store, 'db', v1)).toBe('one');
+    } finally {
+      other.close();
+    }
+  });
+
+  test('sees a change made through the same instance on the very next call', async () => {
+    const store = new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(32) });
+    await store.importCurrent('api', 'one', 'test');
+    expect(await both(store, 'api')).toBe('one');
+    await store.importCurrent('api', 'two', 'test');
+    expect(store.readSecretSync('api')).toBe('two');
+    await store.putPending('api', 'v3', 'three', 'rotation/api#1');
+    expect(await both(store, 'api')).toBe('two');
+    expect(await both(store, 'api', 'v3')).toBe('three');
+    await store.promotePending('api', 'v3');
+    expect(store.readSecretSync('api')).toBe('three');
+    expect(await both(store, 'api')).toBe('three');
+  });
+
+  // BUG (credential-store.ts readSecretSync): two stores on one data dir in one
+  // process share one SQLite connection (openDatabase opens a path once), so a
+  // write through one moves no data_version for the other and does not empty
+  // the other's memo: the other keeps answering the old CURRENT for ever.
+  // (createActivities builds its own store when deps.rotation.store is not
+  // given, beside the one an embedder gives the coordinator.) `test.failing`
+  // until fixed: then make it `test`.
+  test.failing('sees a change made through another instance on the same data dir in the same process', async () => {
+    const dir = tmp();
+    const key = randomBytes(32);
+    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
+    const sibling = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
+    await store.importCurrent('api', 'one', 'test');
+    expect(await both(store, 'api')).toBe('one');
+    await sibling.importCurrent('api', 'two', 'test');
+    await recheck();
+    expect(store.readSecretSync('api')).toBe('two');
+  });
+
+  test('a missing credential or version is undefined, and a later import is seen (same and other connection)', async () => {
+    const dir = tmp();
+    const key = randomBytes(32);
+    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
+    const other = storeOnOtherConnection(dir, key);
+    try {
+      expect(await both(store, 'late')).toBeUndefined();
+      expect(store.readSecretSync('late')).toBeUndefined();
+      expect(await both(store, 'late', 'v1')).toBeUndefined();
+      await store.importCurrent('late', 'here now', 'test', 'v1');
+      expect(store.readSecretSync('late')).toBe('here now');
+      expect(await both(store, 'late', 'v1')).toBe('here now');
+
+      expect(await both(store, 'later')).toBeUndefined();
+      expect(store.readSecretSync('later')).toBeUndefined();
+      await other.store.importCurrent('later', 'from the cli', 'cli:bob');
+      await recheck();
+      expect(store.readSecretSync('later')).toBe('from the cli');
+      expect(await both(store, 'later')).toBe('from the cli');
+    } finally {
+      other.close();
+    }
+  });
+
+  test('a row this store cannot decrypt throws from readSecretSync and rejects from readSecret, every time', async () => {
+    const dir = tmp();
+    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    await store.importCurrent('c', 'secret-c', 'test');
+    const wrong = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    for (let i = 0; i < 2; i++) {
+      expect(() => wrong.readSecretSync('c')).toThrow(/encrypted under master key [0-9a-f]{8}/);
+      await expect(wrong.readSecret('c')).rejects.toThrow(/encrypted under master key/);
+    }
+    expect(store.readSecretSync('c')).toBe('secret-c');
   });
 });
 
