@@ -1,22 +1,56 @@
 /**
  * Runs the benchmarks: `tsx bench/run.ts [name-filter]`.
  * One JSON line per figure on stdout, then a markdown table.
+ *
+ * Each bench file runs in a process of its own (this script again, with
+ * `--only FILE`), so one bench's heap, sockets and timers cannot weigh on
+ * the next one's figures.
  */
+import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Figure } from './harness';
 
+/** Runs one bench file in this process; prints its figures as JSON lines. */
+async function runOne(file: string): Promise<void> {
+  const mod = (await import(join(__dirname, file))) as { default: () => Promise<Figure[]> };
+  const figures = await mod.default();
+  for (const fig of figures) process.stdout.write(JSON.stringify(fig) + '\n');
+}
+
+/** Runs one bench file in a child process; resolves with its figures. */
+function runChild(file: string): Promise<Figure[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, __filename, '--only', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (code !== 0) return reject(new Error(`bench ${file} failed (exit ${code ?? signal}); its error is above`));
+      resolve(
+        out
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Figure),
+      );
+    });
+  });
+}
+
 async function main(): Promise<void> {
+  const only = process.argv.indexOf('--only');
+  if (only >= 0) return runOne(process.argv[only + 1]!);
   const filter = process.argv[2];
   const files = readdirSync(__dirname)
     .filter((f) => f.endsWith('.bench.ts'))
     .filter((f) => !filter || f.includes(filter))
     .sort();
+  if (files.length === 0) throw new Error(`no bench matches "${filter}": choose one of ${readdirSync(__dirname).filter((f) => f.endsWith('.bench.ts')).join(', ')}`);
   const all: Figure[] = [];
   for (const f of files) {
-    const mod = (await import(join(__dirname, f))) as { default: () => Promise<Figure[]> };
     process.stderr.write(`running ${f}\n`);
-    const figures = await mod.default();
+    const figures = await runChild(f);
     for (const fig of figures) {
       process.stdout.write(JSON.stringify(fig) + '\n');
       all.push(fig);

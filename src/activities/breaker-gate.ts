@@ -172,6 +172,8 @@ interface Entry {
   /** Re-query after the current flush completes (a local failure was sent). */
   refreshAfterFlush: boolean;
   freePermit: Promise<CallPermit>;
+  /** The permit `freePermit` resolves with (for admitNow). */
+  freePermitValue: CallPermit;
   freePermitGeneration: number;
   buffer: ReportedOutcome[];
   flushing: boolean;
@@ -249,6 +251,18 @@ export class BreakerGate implements CallGate, OutcomeSink {
   }
 
   /**
+   * The permit of a known CLOSED (or DISABLED) breaker, at once; undefined
+   * when {@link admit} has to decide (unknown service, OPEN, HALF_OPEN,
+   * FORCED_OPEN). The coordinator's hot path: no promise per call.
+   */
+  admitNow(serviceId: string): CallPermit | undefined {
+    const e = this.entries.get(serviceId);
+    if (e === undefined || !e.known || (e.state !== 'CLOSED' && e.state !== 'DISABLED')) return undefined;
+    e.lastUsedMs = Date.now();
+    return e.freePermitValue;
+  }
+
+  /**
    * OutcomeSink: buffers the outcome of a call that did not go through
    * {@link admit}. Outcomes carrying a `generation` were admitted by a gate,
    * whose permit reports the call's final outcome; they are skipped here, so
@@ -307,6 +321,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
         refreshSeq: 0,
         appliedSeq: 0,
         freePermit: undefined as unknown as Promise<CallPermit>,
+        freePermitValue: undefined as unknown as CallPermit,
         freePermitGeneration: -1,
         buffer: [],
         flushing: false,
@@ -324,6 +339,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
     const generation = e.generation;
     const permit: CallPermit = { generation, report: (o) => this.enqueue(o, undefined, generation) };
     e.freePermit = Promise.resolve(permit);
+    e.freePermitValue = permit;
     e.freePermitGeneration = generation;
   }
 

@@ -13,6 +13,7 @@
  * 32 bytes) or from `<dataDir>/master.key`, created with mode 0600 on first run.
  * Secret values never appear in errors, logs or the audit trail.
  */
+import { performance } from 'node:perf_hooks';
 import { createCipheriv, createDecipheriv, createHash, randomBytes, randomUUID } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -201,6 +202,17 @@ export interface SqliteCredentialStoreOptions {
   now?: () => number;
 }
 
+/**
+ * Write counters per SQLite connection. Store instances on one data dir in
+ * one process share a connection (`openDatabase`), and SQLite's
+ * `data_version` does not move for a connection's own commits: each write
+ * bumps this instead, and every instance's memo follows it.
+ */
+const WRITES = new WeakMap<Db, { count: number }>();
+
+/** Longest time a commit by another connection can go unseen by {@link SqliteCredentialStore.readSecretSync}, ms. */
+export const SECRET_RECHECK_MS = 1;
+
 /** The embedded store: SQLite (better-sqlite3), values under AES-256-GCM. */
 export class SqliteCredentialStore implements CredentialStore {
   private readonly db: Db;
@@ -208,6 +220,15 @@ export class SqliteCredentialStore implements CredentialStore {
   private readonly keyId: string;
   private readonly keys: Map<string, Buffer>;
   private readonly now: () => number;
+  /** Decrypted secrets by credential id (CURRENT) or `id\0versionId`; see {@link readSecretSync}. */
+  private readonly secrets = new Map<string, string | undefined>();
+  /** Writes through this connection (every store instance on it), shared; the memo is valid for one value. */
+  private readonly connectionWrites: { count: number };
+  private secretsWrites = -1;
+  private secretsDataVersion = -1;
+  /** performance.now() of the last data_version check. */
+  private secretsCheckedAt = -Infinity;
+  private dataVersionQuery: { get(): unknown } | undefined;
 
   constructor(opts: SqliteCredentialStoreOptions) {
     if (!opts || typeof opts.dataDir !== 'string' || opts.dataDir === '') throw new RangeError(`dataDir: expected a folder path, got ${JSON.stringify(opts?.dataDir)}`);
@@ -218,6 +239,9 @@ export class SqliteCredentialStore implements CredentialStore {
     this.now = opts.now ?? Date.now;
     this.db = openDatabase(opts.dataDir);
     this.db.exec(SCHEMA);
+    let writes = WRITES.get(this.db);
+    if (writes === undefined) WRITES.set(this.db, (writes = { count: 0 }));
+    this.connectionWrites = writes;
   }
 
   private encrypt(credentialId: string, versionId: string, secret: string) {
@@ -250,8 +274,49 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 
   async readSecret(credentialId: string, versionId?: string): Promise<string | undefined> {
+    return this.readSecretSync(credentialId, versionId);
+  }
+
+  /**
+   * The secret of a version (default: CURRENT), decrypted; undefined when
+   * there is no such version. What the coordinator calls on every request.
+   *
+   * Answers are kept decrypted in memory while the database is unchanged, so
+   * a call costs a Map lookup instead of a query and an AES-GCM decryption.
+   * Writes through this process's connection (this store, or another
+   * instance on the same data dir) empty the memo at once. Commits by other
+   * connections (the CLI, another worker on the same data dir) move SQLite's
+   * `data_version` (https://sqlite.org/pragma.html#pragma_data_version),
+   * which is read at most once per {@link SECRET_RECHECK_MS}: such a change
+   * is seen within that time. A rotation keeps the previous version valid
+   * for its grace period (minutes), so a call in that window that still
+   * carries it authenticates.
+   *
+   * @throws Error when the row is encrypted under a master key this store was not given, or fails authentication.
+   */
+  readSecretSync(credentialId: string, versionId?: string): string | undefined {
+    const now = performance.now();
+    if (now - this.secretsCheckedAt >= SECRET_RECHECK_MS) {
+      this.secretsCheckedAt = now;
+      this.dataVersionQuery ??= this.db.prepare('PRAGMA data_version').pluck();
+      const dataVersion = this.dataVersionQuery.get() as number;
+      if (dataVersion !== this.secretsDataVersion) {
+        this.secrets.clear();
+        this.secretsDataVersion = dataVersion;
+      }
+    }
+    if (this.connectionWrites.count !== this.secretsWrites) {
+      this.secrets.clear();
+      this.secretsWrites = this.connectionWrites.count;
+    }
+    const key = versionId === undefined ? credentialId : `${credentialId}\0${versionId}`;
+    const known = this.secrets.get(key);
+    if (known !== undefined || this.secrets.has(key)) return known;
     const row = versionId === undefined ? this.byLabel(credentialId, 'CURRENT') : this.row(credentialId, versionId);
-    return row ? this.decrypt(row) : undefined;
+    const secret = row ? this.decrypt(row) : undefined;
+    if (this.secrets.size >= 1024) this.secrets.clear();
+    this.secrets.set(key, secret);
+    return secret;
   }
 
   async labels(credentialId: string): Promise<Record<StagingLabel, CredentialVersion | null>> {
@@ -290,6 +355,7 @@ export class SqliteCredentialStore implements CredentialStore {
     const enc = this.encrypt(credentialId, versionId, secret);
     const now = this.now();
     this.db.transaction(() => {
+      this.connectionWrites.count++;
       this.db.prepare(`UPDATE credential_versions SET label = NULL WHERE credential_id = ? AND label = 'PREVIOUS'`).run(credentialId);
       this.db.prepare(`UPDATE credential_versions SET label = 'PREVIOUS' WHERE credential_id = ? AND label = 'CURRENT'`).run(credentialId);
       this.db
@@ -304,6 +370,7 @@ export class SqliteCredentialStore implements CredentialStore {
 
   async putPending(credentialId: string, versionId: string, secret: string, createdBy: string): Promise<void> {
     this.db.transaction(() => {
+      this.connectionWrites.count++;
       const pending = this.byLabel(credentialId, 'PENDING');
       if (pending && pending.version_id === versionId) return;
       if (pending) {
@@ -323,6 +390,7 @@ export class SqliteCredentialStore implements CredentialStore {
 
   async promotePending(credentialId: string, versionId: string): Promise<string | null> {
     return this.db.transaction(() => {
+      this.connectionWrites.count++;
       const row = this.row(credentialId, versionId);
       if (row?.label === 'CURRENT') return this.byLabel(credentialId, 'PREVIOUS')?.version_id ?? null;
       if (row?.label !== 'PENDING') {
@@ -337,10 +405,12 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 
   async discardPending(credentialId: string, versionId: string): Promise<void> {
+    this.connectionWrites.count++;
     this.db.prepare(`UPDATE credential_versions SET label = NULL WHERE credential_id = ? AND version_id = ? AND label = 'PENDING'`).run(credentialId, versionId);
   }
 
   async markRevoked(credentialId: string, versionId: string, at: number = this.now()): Promise<void> {
+    this.connectionWrites.count++;
     this.db.prepare('UPDATE credential_versions SET revoked_at = ? WHERE credential_id = ? AND version_id = ? AND revoked_at IS NULL').run(at, credentialId, versionId);
   }
 

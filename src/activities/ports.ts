@@ -12,6 +12,12 @@ export interface SecretReader {
    * @returns the secret value, or undefined when the credential has no such version.
    */
   readSecret(credentialId: string, versionId?: string): Promise<string | undefined>;
+  /**
+   * The same answer without a promise, for readers that need no I/O to give
+   * it (an embedded database, a cache). The coordinator prefers it on every
+   * call. Throws what `readSecret` would reject with.
+   */
+  readSecretSync?(credentialId: string, versionId?: string): string | undefined;
 }
 
 /** Receives every call outcome (breakers, passive health). Must not throw or block. */
@@ -26,6 +32,12 @@ export interface CallGate {
    * until the next trial when the breaker does not admit the call.
    */
   admit(serviceId: string): Promise<CallPermit>;
+  /**
+   * A permit at once when the gate can decide without waiting and admits
+   * (a known CLOSED breaker); undefined when the caller must use `admit`.
+   * Lets the coordinator skip a promise on the hot path.
+   */
+  admitNow?(serviceId: string): CallPermit | undefined;
 }
 
 export interface CallPermit {

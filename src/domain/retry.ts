@@ -112,7 +112,8 @@ export function classifyFailure(facts: FailureFacts): FailureClass {
   if (REFUSED_CODES.has(code)) return { kind: 'connection_refused', retryable: true, notSent: true };
   if (DNS_CODES.has(code)) return { kind: 'dns', retryable: true, notSent: true };
   if (RESET_CODES.has(code)) return { kind: 'connection_reset', retryable: true, notSent: false };
-  if (BODY_CODES.has(code)) return { kind: 'body', retryable: false, notSent: false };
+  // zlib's codes (Z_DATA_ERROR, ...) and brotli's (ERR__ERROR_FORMAT_PADDING_1, ...): the body is corrupt; resending gets the same bytes.
+  if (BODY_CODES.has(code) || code.startsWith('Z_') || code.startsWith('ERR__ERROR_FORMAT_')) return { kind: 'body', retryable: false, notSent: false };
   if (isTlsCode(code)) return { kind: 'tls', retryable: false, notSent: false };
   return { kind: 'other', retryable: true, notSent: false };
 }

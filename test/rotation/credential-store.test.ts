@@ -188,14 +188,10 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
     expect(await both(store, 'api')).toBe('three');
   });
 
-  // BUG (credential-store.ts readSecretSync): two stores on one data dir in one
-  // process share one SQLite connection (openDatabase opens a path once), so a
-  // write through one moves no data_version for the other and does not empty
-  // the other's memo: the other keeps answering the old CURRENT for ever.
-  // (createActivities builds its own store when deps.rotation.store is not
-  // given, beside the one an embedder gives the coordinator.) `test.failing`
-  // until fixed: then make it `test`.
-  test.failing('sees a change made through another instance on the same data dir in the same process', async () => {
+  // Two stores on one data dir in one process share one SQLite connection
+  // (openDatabase opens a path once): data_version does not move for the
+  // other, so the write counter per connection has to.
+  test('sees a change made through another instance on the same data dir in the same process', async () => {
     const dir = tmp();
     const key = randomBytes(32);
     const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });

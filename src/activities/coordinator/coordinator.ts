@@ -20,19 +20,18 @@
  *   on connection failure fail over.
  */
 import { createHash } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
-import { Agent, interceptors, type Dispatcher } from 'undici';
+import { Agent, interceptors } from 'undici';
 import { LRUCache } from 'lru-cache';
-import type { CallOutcome } from '../../domain/outcome';
 import { getService, type Registry, type ServiceSpec } from '../../domain/registry';
 import { windowsFromSpec } from '../../domain/rate-limit';
 import { SmoothWeightedRoundRobin } from '../../domain/load-balance';
-import { classifyFailure, isIdempotentMethod, parseRetryAfter } from '../../domain/retry';
-import type { CallGate, CallPermit, OutcomeSink, SecretReader } from '../ports';
+import { isIdempotentMethod } from '../../domain/retry';
+import type { CallGate, OutcomeSink, SecretReader } from '../ports';
 import type { RegistrySource } from '../registry';
-import { Admission, AdmissionDeadlineError } from './admission';
-import { CoordinatorError, bodyExcerpt, transportError } from './errors';
-import { Exchange } from './send';
+import { Admission } from './admission';
+import { Call, CANCELLED, parseJsonBody, type CallEndpoint, type CallHost, type CallListener, type CallPool, type CallRequest, type CallResponse, type CallService } from './call';
+import { CoordinatorError } from './errors';
+import { SlotIndex } from './slot-index';
 
 /** One call through the coordinator. JSON-serialisable, so it can be an activity input. */
 export interface CoordinatorRequest {
@@ -162,114 +161,11 @@ type Options = { -readonly [K in keyof typeof DEFAULTS]: number };
 const METHOD = /^[A-Z]+$/;
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
-/** Something a call's abort is delivered to. */
-interface AbortTarget {
-  abort(reason: Error): void;
-}
-
-/**
- * What one call's deadline and the caller's cancellation act on, without an
- * AbortController or closures per call: the exchange (or admission wait) in
- * progress is told directly.
- */
-class CallControl implements AbortTarget {
-  /** DEADLINE or CANCELLED once aborted. */
-  reason: Error | undefined;
-  exchange: Exchange | undefined;
-  waiting: AbortController | undefined;
-
-  abort(reason: Error): void {
-    if (this.reason) return;
-    this.reason = reason;
-    this.exchange?.abort(reason);
-    this.waiting?.abort(reason);
-  }
-
-  /** The CoordinatorError for an aborted call: a retryable timeout after the deadline, else `aborted`. */
-  error(serviceId: string, method: string, path: string, timeoutMs: number, endpoint?: string): CoordinatorError {
-    return this.reason === DEADLINE
-      ? new CoordinatorError({ serviceId, method, path, endpoint, kind: 'timeout', retryable: true, notSent: false, code: 'DEADLINE_EXCEEDED', detail: `no answer within ${timeoutMs} ms` })
-      : new CoordinatorError({ serviceId, method, path, endpoint, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
-  }
-}
-
-/** Endpoint indexes tried in one attempt: bits, no allocation (a Set past index 30). */
-class TriedSet {
-  private bits = 0;
-  private big: Set<number> | undefined;
-  size = 0;
-  has(i: number): boolean {
-    return i < 31 ? (this.bits & (1 << i)) !== 0 : (this.big?.has(i) ?? false);
-  }
-  add(i: number): void {
-    if (this.has(i)) return;
-    this.size++;
-    if (i < 31) this.bits |= 1 << i;
-    else (this.big ??= new Set()).add(i);
-  }
-}
-
-function fireDeadline(ctl: CallControl): void {
-  ctl.abort(DEADLINE);
-}
-
-/**
- * A one-shot abort notification delivered to at most one target: what
- * `execute` listens to. A caller's AbortSignal is linked to one with
- * {@link AbortLink.fromSignal}; a shared GET has its own.
- */
-class AbortLink {
-  private fired = false;
-  private target: AbortTarget | undefined;
-
-  subscribe(target: AbortTarget): void {
-    if (this.fired) target.abort(CANCELLED);
-    else this.target = target;
-  }
-
-  unsubscribe(target: AbortTarget): void {
-    if (this.target === target) this.target = undefined;
-  }
-
-  fire(): void {
-    if (this.fired) return;
-    this.fired = true;
-    const t = this.target;
-    this.target = undefined;
-    t?.abort(CANCELLED);
-  }
-
-  /** A link fired by `signal`; `dispose` detaches it from the signal. */
-  static fromSignal(signal: AbortSignal): { link: AbortLink; dispose: () => void } {
-    const link = new AbortLink();
-    if (signal.aborted) {
-      link.fire();
-      return { link, dispose: () => {} };
-    }
-    const onAbort = () => link.fire();
-    signal.addEventListener('abort', onAbort, { once: true });
-    return { link, dispose: () => signal.removeEventListener('abort', onAbort) };
-  }
-}
-
-/** Abort reasons handed to undici; never seen by callers (they get a CoordinatorError). Made once: no stack capture per call. */
-const DEADLINE = new Error('coordinator: overall deadline reached');
-const CANCELLED = new Error('coordinator: cancelled by the caller');
-
-interface Endpoint {
-  /** URL origin, `http://host:port`. */
-  origin: string;
-  /** Path prefix from the registry URL, without trailing slash ('' for none). */
-  prefix: string;
-}
-
-interface Pool {
+interface Pool extends CallPool {
   agent: Agent;
-  /** The agent composed with the interceptors: what requests go through. */
-  dispatcher: Dispatcher;
 }
 
-interface ServiceState {
+interface ServiceState extends CallService {
   spec: ServiceSpec;
   fingerprint: string;
   pool: Pool;
@@ -277,9 +173,17 @@ interface ServiceState {
   sending: number;
   /** Set after an aborted request: replace the pool as soon as nothing is in flight (see `settle`). */
   recycle: boolean;
-  endpoints: Endpoint[];
+  endpoints: CallEndpoint[];
   lb: SmoothWeightedRoundRobin;
   admission: Admission;
+  credentialOrigins: Set<string>;
+  credentialHeaders: string[];
+  /** The request headers of the last plain call (no extra headers, no body), shared by the calls with the same credential. */
+  plainHeaders: { auth: string | undefined; headers: Record<string, string> } | undefined;
+  /** The last credential this service's calls carried, as the auth header (one per rotation, not per call). */
+  lastAuth: Auth | undefined;
+  /** GETs in flight, by credential tag (a hash, or '' for none) then path key. */
+  inFlight: Map<string, SlotIndex<InFlight>>;
 }
 
 interface CachedResponse {
@@ -290,14 +194,58 @@ interface CachedResponse {
   endpoint: string;
 }
 
-interface InFlight {
-  promise: Promise<CoordinatorResponse>;
+/**
+ * A GET in flight that identical GETs join (coalescing). It is its call's
+ * listener: when the call settles it stores a cacheable answer, then leaves
+ * the in-flight index, in that order, so an identical GET finds one or the
+ * other.
+ */
+class InFlight implements CallListener {
+  promise!: Promise<CoordinatorResponse>;
   /** Callers still waiting. */
-  waiters: number;
-  /** Callers that ever joined. */
-  joined: number;
-  /** Aborts the shared call (when every waiter has given up). */
-  abort: AbortLink;
+  waiters = 0;
+  constructor(
+    readonly call: Call,
+    /** The index this entry is in (per service and credential). */
+    private readonly index: SlotIndex<InFlight>,
+    /** Its key there: the path, plus the extra request headers when there are any. */
+    readonly pathKey: string,
+    private readonly onAnswer: (entry: InFlight, res: CoordinatorResponse) => void,
+    readonly serviceId: string,
+    readonly authTag: string,
+    readonly req: CoordinatorRequest,
+  ) {}
+
+  callFinished(res: CallResponse | undefined): void {
+    if (res !== undefined) this.onAnswer(this, res);
+    if (this.index.get(this.pathKey) === this) this.index.delete(this.pathKey);
+  }
+}
+
+/** Links a caller's AbortSignal to a call (as the signal's event listener), and unlinks it when the call settles. */
+class AbortBinding implements CallListener {
+  constructor(
+    private readonly call: Call,
+    private readonly signal: AbortSignal,
+  ) {
+    signal.addEventListener('abort', this, { once: true });
+  }
+
+  handleEvent(): void {
+    this.call.abort(CANCELLED);
+  }
+
+  callFinished(): void {
+    this.signal.removeEventListener('abort', this);
+  }
+}
+
+interface Auth {
+  name: string;
+  value: string;
+  secret: string;
+  /** sha256 of the secret (base64url, 22 chars): what cache and coalescing keys carry. */
+  tag: string;
 }
 
 function validateOptions(deps: CoordinatorDeps): Options {
@@ -318,11 +266,6 @@ function validateOptions(deps: CoordinatorDeps): Options {
   return out;
 }
 
-const STATUS_CLASSES = ['1xx', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
-
-function statusClass(status: number): CallOutcome['statusClass'] {
-  return STATUS_CLASSES[Math.min(5, Math.max(1, Math.floor(status / 100)))];
-}
 
 /** Seconds of freshness a response allows a private cache (RFC 9111 §5.2.2): undefined when it says nothing, 0 when it forbids storing. */
 function responseMaxAgeMs(headers: Record<string, string>): number | undefined {
@@ -334,39 +277,9 @@ function responseMaxAgeMs(headers: Record<string, string>): number | undefined {
   return m ? Number(m[2]) * 1000 : undefined;
 }
 
-/** The parsed body when the content type is JSON (`application/json`, `application/health+json`, ...) and it parses; else undefined. */
-function parseJsonBody(text: string, headers: Record<string, string>): unknown {
-  const type = headers['content-type'];
-  if (text.length === 0 || !type || !/[/+]json(\s*;|$)/i.test(type)) return undefined;
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
-/** Origins a credential may be sent to: strips auth headers from requests (redirects) to any other origin. */
-function guardCredentialOrigins(allowed: ReadonlySet<string>, authHeaderNames: readonly string[]): Dispatcher.DispatcherComposeInterceptor {
-  return (dispatch) => (opts, handler) => {
-    const origin = typeof opts.origin === 'string' ? opts.origin : opts.origin?.toString();
-    if (!origin || allowed.has(origin) || allowed.has(new URL(origin).origin) || !opts.headers) return dispatch(opts, handler);
-    const keep = (name: unknown) => !authHeaderNames.includes(String(name).toLowerCase());
-    let headers: unknown;
-    if (Array.isArray(opts.headers)) {
-      // Flat [name, value, name, value, ...] (what the redirect handler passes on).
-      const flat = opts.headers as unknown[];
-      const out: unknown[] = [];
-      for (let i = 0; i + 1 < flat.length; i += 2) if (keep(flat[i])) out.push(flat[i], flat[i + 1]);
-      headers = out;
-    } else if (typeof (opts.headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
-      headers = [...(opts.headers as Iterable<[string, string]>)].filter(([k]) => keep(k));
-    } else {
-      const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(opts.headers as Record<string, unknown>)) if (keep(k)) out[k] = v;
-      headers = out;
-    }
-    return dispatch({ ...opts, headers: headers as Dispatcher.DispatchOptions['headers'] }, handler);
-  };
+function badRequest(serviceId: string, method: string, req: CoordinatorRequest, detail: string): CoordinatorError {
+  return new CoordinatorError({ serviceId, method, path: String(req.path), kind: 'other', retryable: false, notSent: true, detail });
 }
 
 /**
@@ -387,7 +300,6 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           ttlAutopurge: false,
         })
       : undefined;
-  const inFlight = new Map<string, InFlight>();
   let closed = false;
 
   function authHeaderName(spec: ServiceSpec): string {
@@ -396,13 +308,15 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
   }
 
   let lastRegistry: Registry | undefined;
+  /** The services of `lastRegistry` by id (built once per registry, not searched per call). */
+  let specById = new Map<string, ServiceSpec>();
 
-  /** After a registry reload, closes the pools of services it no longer lists. */
-  function forgetRemovedServices(registry: Registry): void {
+  /** After a registry (re)load: indexes its services and closes the pools of services it no longer lists. */
+  function adoptRegistry(registry: Registry): void {
     lastRegistry = registry;
-    const ids = new Set(registry.services.map((x) => x.id));
+    specById = new Map(registry.services.map((x) => [x.id, x]));
     for (const [id, st] of services) {
-      if (!ids.has(id)) {
+      if (!specById.has(id)) {
         services.delete(id);
         void st.pool.agent.close().catch(() => {});
       }
@@ -410,11 +324,11 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
   }
 
   function stateFor(serviceId: string, method: string, path: string): ServiceState {
-    let spec: ServiceSpec;
+    let spec: ServiceSpec | undefined;
     try {
       const registry = deps.registry.current();
-      if (registry !== lastRegistry) forgetRemovedServices(registry);
-      spec = getService(registry, serviceId);
+      if (registry !== lastRegistry) adoptRegistry(registry);
+      spec = specById.get(serviceId) ?? getService(registry, serviceId);
     } catch (err) {
       throw new CoordinatorError({ serviceId, method, path, kind: 'other', retryable: false, notSent: true, detail: (err as Error).message });
     }
@@ -423,6 +337,8 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     const fingerprint = JSON.stringify([spec.endpoints, spec.rateLimit ?? null, spec.auth ?? null]);
     if (existing && existing.fingerprint === fingerprint) {
       existing.spec = spec;
+      existing.plainHeaders = undefined;
+      existing.lastAuth = undefined;
       return existing;
     }
     if (existing) void existing.pool.agent.close().catch(() => {});
@@ -434,7 +350,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     const state: ServiceState = {
       spec,
       fingerprint,
-      pool: buildPool(spec, endpoints),
+      pool: buildPool(spec),
       sending: 0,
       recycle: false,
       endpoints,
@@ -447,13 +363,24 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
         existing && JSON.stringify(existing.spec.rateLimit ?? null) === JSON.stringify(spec.rateLimit ?? null)
           ? existing.admission
           : new Admission(windowsFromSpec(spec.rateLimit), maxConcurrent),
+      credentialOrigins: new Set(endpoints.map((e) => e.origin)),
+      credentialHeaders: [authHeaderName(spec)],
+      plainHeaders: undefined,
+      lastAuth: undefined,
+      // In-flight GETs outlive a pool rebuild: they still settle and leave.
+      inFlight: existing?.inFlight ?? new Map(),
     };
     services.set(serviceId, state);
     return state;
   }
 
-  /** One keep-alive pool per service (an undici Agent: a connection pool per endpoint origin) with its interceptors. */
-  function buildPool(spec: ServiceSpec, endpoints: readonly Endpoint[]): Pool {
+  /**
+   * One keep-alive pool per service: an undici Agent (a connection pool per
+   * endpoint origin). Requests to host names go through undici's DNS-caching
+   * interceptor; IP literals, which have nothing to resolve, go to the agent
+   * directly. Redirects and decompression are the call's own (call.ts).
+   */
+  function buildPool(spec: ServiceSpec): Pool {
     const agent = new Agent({
       connections: spec.rateLimit?.maxConcurrent ?? opts.connectionsPerEndpoint,
       pipelining: opts.pipelining,
@@ -463,289 +390,144 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       bodyTimeout: opts.bodyTimeoutMs,
       maxResponseSize: opts.maxResponseBytes,
     });
-    // compose: the last interceptor is the outermost. Redirects pass through
-    // decompress, the credential guard and DNS caching on every hop.
-    const dispatcher = agent.compose(
-      interceptors.dns({ maxTTL: 30_000 }),
-      guardCredentialOrigins(new Set(endpoints.map((e) => e.origin)), [authHeaderName(spec)]),
-      interceptors.decompress({ maxSize: opts.maxResponseBytes, skipErrorResponses: false }),
-      ...(opts.maxRedirections > 0 ? [interceptors.redirect({ maxRedirections: opts.maxRedirections })] : []),
-    );
-    return { agent, dispatcher };
+    return { agent, direct: agent, resolving: agent.compose(interceptors.dns({ maxTTL: 30_000 })) };
   }
 
-  /**
-   * Ends one request on the service's pool. After an abort the pool is
-   * replaced as soon as nothing else is in flight on it: undici (7.x, see
-   * nodejs/undici#5845 and #386) can leave a socket behind after an aborted
-   * HTTP/1.1 request — it re-queues the aborted request and opens a fresh
-   * connection for it, or still writes a request aborted while connecting —
-   * and neither socket has a timer that would ever close it. Destroying the
-   * idle pool closes them; the next call opens a new one.
-   */
-  function settle(state: ServiceState, pool: Pool, aborted: boolean): void {
-    if (pool !== state.pool) return;
-    state.sending--;
-    if (aborted) state.recycle = true;
-    if (state.recycle && state.sending === 0 && !closed) {
-      state.recycle = false;
-      state.pool = buildPool(state.spec, state.endpoints);
-      void pool.agent.destroy().catch(() => {});
-    }
-  }
+  const host: CallHost = {
+    gate: deps.gate,
+    outcomes: deps.outcomes,
+    reporterId: deps.reporterId,
+    headersTimeoutMs: opts.headersTimeoutMs,
+    bodyTimeoutMs: opts.bodyTimeoutMs,
+    maxResponseBytes: opts.maxResponseBytes,
+    maxRedirections: opts.maxRedirections,
+    poolFor(service) {
+      const state = service as ServiceState;
+      state.sending++;
+      return state.pool;
+    },
+    /**
+     * Ends one request on the service's pool. After an abort the pool is
+     * replaced as soon as nothing else is in flight on it: undici (7.x, see
+     * nodejs/undici#5845 and #386) can leave a socket behind after an aborted
+     * HTTP/1.1 request — it re-queues the aborted request and opens a fresh
+     * connection for it, or still writes a request aborted while connecting —
+     * and neither socket has a timer that would ever close it. Destroying the
+     * idle pool closes them; the next call opens a new one.
+     */
+    settle(service, pool, aborted) {
+      const state = service as ServiceState;
+      if (pool !== state.pool) return;
+      state.sending--;
+      if (aborted) state.recycle = true;
+      if (state.recycle && state.sending === 0 && !closed) {
+        state.recycle = false;
+        state.pool = buildPool(state.spec);
+        void (pool as Pool).agent.destroy().catch(() => {});
+      }
+    },
+  };
 
-  async function authFor(spec: ServiceSpec, req: CoordinatorRequest, method: string): Promise<{ name: string; value: string; secret: string } | undefined> {
+  function authFor(state: ServiceState, req: CoordinatorRequest, method: string): Auth | undefined | Promise<Auth | undefined> {
+    const spec = state.spec;
     if (req.auth === false) return undefined;
     const credentialId = req.auth?.credentialId ?? spec.credential;
     if (!credentialId) return undefined;
-    const fail = (detail: string) =>
-      new CoordinatorError({ serviceId: spec.id, method, path: req.path, kind: 'other', retryable: false, notSent: true, detail });
-    if (!deps.secrets) throw fail(`service needs credential "${credentialId}" but the coordinator has no SecretReader: pass deps.secrets`);
-    const secret = await deps.secrets.readSecret(credentialId, req.auth?.versionId);
+    const reader = deps.secrets;
+    if (!reader) throw missingSecret(spec, req, method, `service needs credential "${credentialId}" but the coordinator has no SecretReader: pass deps.secrets`);
+    const versionId = req.auth?.versionId;
+    if (reader.readSecretSync) return authFromSecret(state, req, method, credentialId, versionId, reader.readSecretSync(credentialId, versionId));
+    return reader.readSecret(credentialId, versionId).then((secret) => authFromSecret(state, req, method, credentialId, versionId, secret));
+  }
+
+  function missingSecret(spec: ServiceSpec, req: CoordinatorRequest, method: string, detail: string): CoordinatorError {
+    return new CoordinatorError({ serviceId: spec.id, method, path: req.path, kind: 'other', retryable: false, notSent: true, detail });
+  }
+
+  function authFromSecret(state: ServiceState, req: CoordinatorRequest, method: string, credentialId: string, versionId: string | undefined, secret: string | undefined): Auth {
+    const spec = state.spec;
     if (secret === undefined) {
-      throw fail(`credential "${credentialId}" has no ${req.auth?.versionId ? `version "${req.auth.versionId}"` : 'CURRENT version'}: rotate or import it first`);
+      throw missingSecret(spec, req, method, `credential "${credentialId}" has no ${versionId ? `version "${versionId}"` : 'CURRENT version'}: rotate or import it first`);
     }
+    const last = state.lastAuth;
+    if (last !== undefined && last.secret === secret) return last;
     const auth = spec.auth ?? { scheme: 'bearer' as const };
+    let made: Auth;
     switch (auth.scheme) {
       case 'basic': {
         const pair = auth.username !== undefined ? `${auth.username}:${secret}` : secret;
-        return { name: 'authorization', value: `Basic ${Buffer.from(pair).toString('base64')}`, secret };
+        made = { name: 'authorization', value: `Basic ${Buffer.from(pair).toString('base64')}`, secret, tag: '' };
+        break;
       }
       case 'header':
-        return { name: authHeaderName(spec), value: secret, secret };
+        made = { name: authHeaderName(spec), value: secret, secret, tag: '' };
+        break;
       case 'make':
-        return { name: 'authorization', value: `Token ${secret}`, secret };
+        made = { name: 'authorization', value: `Token ${secret}`, secret, tag: '' };
+        break;
       default:
-        return { name: 'authorization', value: `Bearer ${secret}`, secret };
+        made = { name: 'authorization', value: `Bearer ${secret}`, secret, tag: '' };
     }
+    // Responses are private to the identity that fetched them: cache and coalescing keys carry a hash, never the secret itself.
+    made.tag = createHash('sha256').update(secret).digest('base64url').slice(0, 22);
+    state.lastAuth = made;
+    return made;
   }
 
   function validateRequest(serviceId: string, req: CoordinatorRequest): string {
     const method = req.method === undefined ? 'GET' : KNOWN_METHODS.has(req.method) ? req.method : req.method.toUpperCase();
-    const bad = (what: string) =>
-      new CoordinatorError({ serviceId, method, path: String(req.path), kind: 'other', retryable: false, notSent: true, detail: what });
-    if (!KNOWN_METHODS.has(method) && !METHOD.test(method)) throw bad(`invalid method ${JSON.stringify(req.method)}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS`);
-    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw bad(`invalid path ${JSON.stringify(req.path)}: must start with "/"`);
-    if (req.body !== undefined && req.json !== undefined) throw bad('pass either body or json, not both');
+    if (!KNOWN_METHODS.has(method) && !METHOD.test(method)) throw badRequest(serviceId, method, req, `invalid method ${JSON.stringify(req.method)}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS`);
+    if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw badRequest(serviceId, method, req, `invalid path ${JSON.stringify(req.path)}: must start with "/"`);
+    if (req.body !== undefined && req.json !== undefined) throw badRequest(serviceId, method, req, 'pass either body or json, not both');
     if (req.timeoutMs !== undefined && !(Number.isFinite(req.timeoutMs) && req.timeoutMs > 0)) {
-      throw bad(`invalid timeoutMs ${String(req.timeoutMs)}: must be a finite number of ms > 0`);
+      throw badRequest(serviceId, method, req, `invalid timeoutMs ${String(req.timeoutMs)}: must be a finite number of ms > 0`);
     }
     if (typeof req.cache === 'object' && !(Number.isFinite(req.cache.ttlMs) && req.cache.ttlMs >= 0)) {
-      throw bad(`invalid cache.ttlMs ${String(req.cache.ttlMs)}: must be a finite number of ms >= 0`);
+      throw badRequest(serviceId, method, req, `invalid cache.ttlMs ${String(req.cache.ttlMs)}: must be a finite number of ms >= 0`);
     }
     return method;
   }
 
-  /** Sends the call through gate, admission and endpoints; the heart of request(). */
-  async function execute(
-    state: ServiceState,
-    req: CoordinatorRequest,
-    method: string,
-    auth: { name: string; value: string; secret: string } | undefined,
-    outer: AbortLink | undefined,
-  ): Promise<CoordinatorResponse> {
-    const serviceId = state.spec.id;
-    const path = req.path;
-    const t0 = performance.now();
-    const timeoutMs = req.timeoutMs ?? opts.timeoutMs;
-    const deadline = t0 + timeoutMs;
-
-    const ctl = new CallControl();
-    const timer = setTimeout(fireDeadline, timeoutMs, ctl);
-    outer?.subscribe(ctl);
-
-    let permit: CallPermit | undefined;
-    let finalOutcome: CallOutcome | undefined;
-    try {
-      if (deps.gate) {
-        try {
-          permit = await deps.gate.admit(serviceId);
-        } catch (err) {
-          const e = err as { retryAfterMs?: unknown; message?: unknown };
-          throw new CoordinatorError({
-            serviceId,
-            method,
-            path,
-            kind: 'breaker_open',
-            retryable: true,
-            notSent: true,
-            code: 'BREAKER_OPEN',
-            retryAfterMs: typeof e?.retryAfterMs === 'number' ? e.retryAfterMs : undefined,
-            detail: typeof e?.message === 'string' ? e.message : 'circuit breaker did not admit the call',
-          });
-        }
-      }
-
-      const headers: Record<string, string> = {};
+  /** What the call sends: headers (lower-case), body, and whether it may be resent to another endpoint. */
+  function callRequest(state: ServiceState, req: CoordinatorRequest, method: string, auth: Auth | undefined): CallRequest {
+    const plain = req.headers === undefined && req.json === undefined && !req.idempotencyKey;
+    let headers: Record<string, string>;
+    const authValue = auth?.value;
+    if (plain && state.plainHeaders !== undefined && state.plainHeaders.auth === authValue) {
+      headers = state.plainHeaders.headers;
+    } else {
+      headers = {};
       if (req.headers) for (const k in req.headers) headers[k.toLowerCase()] = req.headers[k]!;
-      let body: string | undefined = req.body;
-      if (req.json !== undefined) {
-        body = JSON.stringify(req.json);
-        headers['content-type'] ??= 'application/json';
-      }
+      if (req.json !== undefined) headers['content-type'] ??= 'application/json';
       if (req.idempotencyKey) headers['idempotency-key'] = req.idempotencyKey;
-      // The decompress interceptor undoes these (RFC 9110 §12.5.3).
+      // Undone by the call (RFC 9110 §12.5.3).
       headers['accept-encoding'] ??= 'gzip, deflate, br';
       if (auth) headers[auth.name] = auth.value;
-      const safeToResend = isIdempotentMethod(method) || !!req.idempotencyKey;
-
-      const tried = new TriedSet();
-      let lastError: CoordinatorError | undefined;
-      for (;;) {
-        if (ctl.reason) throw ctl.error(serviceId, method, path, timeoutMs);
-        const idx = state.lb.pick(performance.now(), tried);
-        if (idx === undefined) throw lastError!;
-        tried.add(idx);
-        const ep = state.endpoints[idx]!;
-
-        let release = state.admission.tryAcquire(deadline);
-        if (release instanceof AdmissionDeadlineError) {
-          throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: release.retryAfterMs, detail: release.message });
-        }
-        if (release === undefined) {
-          const waiting = new AbortController();
-          ctl.waiting = waiting;
-          try {
-            release = await state.admission.acquire(waiting.signal, deadline);
-          } catch (err) {
-            if (err instanceof AdmissionDeadlineError) {
-              throw new CoordinatorError({ serviceId, method, path, kind: 'rate_limited', retryable: true, notSent: true, code: 'RATE_LIMITED', retryAfterMs: err.retryAfterMs, detail: err.message });
-            }
-            throw ctl.error(serviceId, method, path, timeoutMs);
-          } finally {
-            ctl.waiting = undefined;
-          }
-          if (ctl.reason) {
-            release();
-            throw ctl.error(serviceId, method, path, timeoutMs);
-          }
-        }
-
-        const startedAt = Date.now();
-        const ts = performance.now();
-        const pool = state.pool;
-        state.sending++;
-        const ex = new Exchange();
-        ctl.exchange = ex;
-        let outcome: CallOutcome;
-        try {
-          const res = await ex.start(pool.dispatcher, {
-            origin: ep.origin,
-            path: ep.prefix + path,
-            method: method as Dispatcher.HttpMethod,
-            headers,
-            body,
-            headersTimeout: opts.headersTimeoutMs,
-            bodyTimeout: opts.bodyTimeoutMs,
-          });
-          const latencyMs = performance.now() - ts;
-          const status = res.status;
-          const failure = status >= 400 ? classifyFailure({ status }) : undefined;
-          outcome = {
-            serviceId,
-            endpoint: ep.origin,
-            // The service answered as a healthy one would: 1xx-4xx except 408/429 (the caller's business errors are not its fault).
-            ok: status < 500 && status !== 408 && status !== 429,
-            status,
-            statusClass: statusClass(status),
-            failureKind: failure?.kind,
-            latencyMs,
-            startedAt,
-            reporter: deps.reporterId,
-            generation: permit?.generation,
-          };
-          deps.outcomes?.record(outcome);
-          finalOutcome = outcome;
-          if (status === 502 || status === 503 || status === 504) state.lb.reportFailure(idx, performance.now());
-          else state.lb.reportSuccess(idx);
-          if (failure && req.throwOnStatus !== false) {
-            throw new CoordinatorError({
-              serviceId,
-              method,
-              path,
-              endpoint: ep.origin,
-              kind: failure.kind,
-              retryable: failure.retryable,
-              notSent: false,
-              status,
-              retryAfterMs: parseRetryAfter(res.headers['retry-after'], Date.now()),
-              bodyExcerpt: bodyExcerpt(res.body, auth?.secret),
-            });
-          }
-          return { status, headers: res.headers, body: res.body, json: parseJsonBody(res.body, res.headers), endpoint: ep.origin, latencyMs: performance.now() - t0 };
-        } catch (err) {
-          if (err instanceof CoordinatorError) throw err;
-          const e = ctl.reason ? ctl.error(serviceId, method, path, timeoutMs, ep.origin) : transportError(err, { serviceId, method, path, endpoint: ep.origin });
-          outcome = {
-            serviceId,
-            endpoint: ep.origin,
-            ok: false,
-            failureKind: e.kind,
-            latencyMs: performance.now() - ts,
-            startedAt,
-            reporter: deps.reporterId,
-            generation: permit?.generation,
-          };
-          // A caller's cancellation says nothing about the service: not an outcome.
-          if (e.kind !== 'aborted') deps.outcomes?.record(outcome);
-          finalOutcome = outcome;
-          const connectionLevel = e.kind === 'connection_refused' || e.kind === 'connection_reset' || e.kind === 'dns' || e.code === 'UND_ERR_CONNECT_TIMEOUT';
-          if (connectionLevel) state.lb.reportFailure(idx, performance.now());
-          if (connectionLevel && (e.notSent || safeToResend) && tried.size < state.endpoints.length && !ctl.reason) {
-            lastError = e;
-            continue;
-          }
-          throw e;
-        } finally {
-          ctl.exchange = undefined;
-          settle(state, pool, ctl.reason !== undefined);
-          release();
-        }
-      }
-    } finally {
-      clearTimeout(timer);
-      outer?.unsubscribe(ctl);
-      if (permit) {
-        // No call was made (the local rate limit could not admit in time, or
-        // the caller gave up first): the permit still gets exactly one report,
-        // as `aborted`, which breakers ignore (src/domain/breaker.ts classifyOutcome).
-        permit.report(
-          finalOutcome ?? {
-            serviceId,
-            endpoint: state.endpoints[0]!.origin,
-            ok: false,
-            failureKind: 'aborted',
-            latencyMs: performance.now() - t0,
-            startedAt: Date.now(),
-            reporter: deps.reporterId,
-            generation: permit.generation,
-          },
-        );
-      }
+      if (plain) state.plainHeaders = { auth: authValue, headers };
     }
+    return {
+      method,
+      path: req.path,
+      headers,
+      body: req.json !== undefined ? JSON.stringify(req.json) : req.body,
+      safeToResend: isIdempotentMethod(method) || !!req.idempotencyKey,
+      throwOnStatus: req.throwOnStatus !== false,
+      secret: auth?.secret,
+    };
   }
 
-  /** sha256 of the secret (base64url, 22 chars), memoised for the last few secrets: one hash per rotation, not per call. */
-  const digests = new Map<string, string>();
-  function secretDigest(secret: string): string {
-    let d = digests.get(secret);
-    if (d === undefined) {
-      if (digests.size >= 64) digests.clear();
-      d = createHash('sha256').update(secret).digest('base64url').slice(0, 22);
-      digests.set(secret, d);
-    }
-    return d;
-  }
-
-  function cacheKey(serviceId: string, req: CoordinatorRequest, auth: { secret: string } | undefined): string {
-    let key = `${serviceId}\n${req.path}`;
-    if (req.headers) {
-      const names = Object.keys(req.headers).sort();
-      for (const n of names) key += `\n${n.toLowerCase()}:${req.headers[n]}`;
-    }
-    // Responses are private to the identity that fetched them; key on a hash, never the secret itself.
-    if (auth) key += `\n#${secretDigest(auth.secret)}`;
+  /** Key of a GET inside its service's in-flight index: the path, plus the extra request headers (sorted, lower-case names) when there are any. */
+  function pathKey(req: CoordinatorRequest): string {
+    if (!req.headers) return req.path;
+    let key = req.path;
+    const names = Object.keys(req.headers).sort();
+    for (const n of names) key += `\n${n.toLowerCase()}:${req.headers[n]}`;
     return key;
+  }
+
+  /** Key of a cached answer: service, path key and credential tag. */
+  function cacheKey(serviceId: string, pathKey: string, authTag: string): string {
+    return `${serviceId}\n${pathKey}\n#${authTag}`;
   }
 
   function ttlFor(req: CoordinatorRequest, res: CoordinatorResponse): number {
@@ -757,71 +539,69 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     return Math.min(ttl, opts.cacheMaxTtlMs);
   }
 
-  async function request(serviceId: string, req: CoordinatorRequest, signal?: AbortSignal): Promise<CoordinatorResponse> {
-    if (closed) throw new Error('coordinator is closed: create a new one');
-    const method = validateRequest(serviceId, req);
-    const state = stateFor(serviceId, method, req.path);
-    // Skip the await when nothing authenticates the call (no credential, or auth: false).
-    const auth = req.auth === false || (!req.auth?.credentialId && !state.spec.credential) ? undefined : await authFor(state.spec, req, method);
+  function abortedBeforeStart(serviceId: string, method: string, path: string): CoordinatorError {
+    return new CoordinatorError({ serviceId, method, path, kind: 'aborted', retryable: false, notSent: true, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
+  }
+
+  function request(serviceId: string, req: CoordinatorRequest, signal?: AbortSignal): Promise<CoordinatorResponse> {
+    try {
+      if (closed) throw new Error('coordinator is closed: create a new one');
+      const method = validateRequest(serviceId, req);
+      const state = stateFor(serviceId, method, req.path);
+      const auth = authFor(state, req, method);
+      if (auth instanceof Promise) return auth.then((a) => afterAuth(state, req, method, a, signal));
+      return afterAuth(state, req, method, auth, signal);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  /** Stores a shared GET's answer when it may be cached (a copy: callers may mutate theirs). */
+  function storeAnswer(entry: InFlight, res: CoordinatorResponse): void {
+    const ttl = ttlFor(entry.req, res);
+    if (ttl > 0 && !closed) {
+      cache!.set(cacheKey(entry.serviceId, entry.pathKey, entry.authTag), { status: res.status, headers: { ...res.headers }, body: res.body, endpoint: res.endpoint }, { ttl });
+    }
+  }
+
+  function afterAuth(state: ServiceState, req: CoordinatorRequest, method: string, auth: Auth | undefined, signal: AbortSignal | undefined): Promise<CoordinatorResponse> {
+    const serviceId = state.spec.id;
+    if (signal?.aborted) return Promise.reject(abortedBeforeStart(serviceId, method, req.path));
     const cacheable = cache !== undefined && method === 'GET' && req.cache !== false && req.body === undefined && req.json === undefined;
     if (!cacheable) {
-      if (!signal) return execute(state, req, method, auth, undefined);
-      const { link, dispose } = AbortLink.fromSignal(signal);
-      try {
-        return await execute(state, req, method, auth, link);
-      } finally {
-        dispose();
+      const call = new Call(host, state, callRequest(state, req, method, auth), req.timeoutMs ?? opts.timeoutMs);
+      if (signal) call.listener = new AbortBinding(call, signal);
+      return call.start();
+    }
+
+    const authTag = auth?.tag ?? '';
+    const key = pathKey(req);
+    if (cache.size > 0) {
+      const hit = cache.get(cacheKey(serviceId, key, authTag));
+      if (hit) return Promise.resolve({ ...hit, headers: { ...hit.headers }, json: parseJsonBody(hit.body, hit.headers), latencyMs: 0, cached: true });
+    }
+
+    let index = state.inFlight.get(authTag);
+    if (index === undefined) {
+      index = new SlotIndex();
+      state.inFlight.set(authTag, index);
+    }
+    let entry = index.get(key);
+    if (entry === undefined) {
+      const call = new Call(host, state, callRequest(state, req, method, auth), req.timeoutMs ?? opts.timeoutMs);
+      entry = new InFlight(call, index, key, storeAnswer, serviceId, authTag, req);
+      call.listener = entry;
+      index.set(key, entry);
+      entry.promise = call.start();
+      if (!signal) {
+        // The first caller without a signal takes the call's own answer; joiners get copies.
+        entry.waiters++;
+        return entry.promise;
       }
     }
-
-    const key = cacheKey(serviceId, req, auth);
-    const hit = cache.get(key);
-    if (hit) return { ...hit, headers: { ...hit.headers }, json: parseJsonBody(hit.body, hit.headers), latencyMs: 0, cached: true };
-    if (signal?.aborted) throw new CoordinatorError({ serviceId, method, path: req.path, kind: 'aborted', retryable: false, notSent: true, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
-
-    let entry = inFlight.get(key);
-    if (!entry) {
-      const link = new AbortLink();
-      entry = { promise: undefined as unknown as Promise<CoordinatorResponse>, waiters: 0, joined: 0, abort: link };
-      inFlight.set(key, entry);
-      entry.promise = runShared(key, state, req, method, auth, link);
-    }
     entry.waiters++;
-    entry.joined++;
-    if (!signal) return awaitShared(entry);
+    if (!signal) return entry.promise.then(copyResponse);
     return awaitSharedOrAbort(entry, signal, serviceId, method, req.path);
-  }
-
-  /** The one real call behind identical in-flight GETs: stores a cacheable answer, then leaves the in-flight map. */
-  async function runShared(
-    key: string,
-    state: ServiceState,
-    req: CoordinatorRequest,
-    method: string,
-    auth: { name: string; value: string; secret: string } | undefined,
-    link: AbortLink,
-  ): Promise<CoordinatorResponse> {
-    try {
-      const res = await execute(state, req, method, auth, link);
-      const ttl = ttlFor(req, res);
-      if (ttl > 0) cache!.set(key, { status: res.status, headers: res.headers, body: res.body, endpoint: res.endpoint }, { ttl });
-      return res;
-    } finally {
-      inFlight.delete(key);
-    }
-  }
-
-  /** Each caller of a shared call gets its own copies, so one caller's mutation cannot reach another. */
-  function own(entry: InFlight, res: CoordinatorResponse): CoordinatorResponse {
-    return entry.joined === 1 ? res : { ...res, headers: { ...res.headers }, json: parseJsonBody(res.body, res.headers) };
-  }
-
-  async function awaitShared(entry: InFlight): Promise<CoordinatorResponse> {
-    try {
-      return own(entry, await entry.promise);
-    } finally {
-      entry.waiters--;
-    }
   }
 
   /** Waits for a shared in-flight GET or the caller's signal; the shared call is aborted only when every waiter has given up. */
@@ -831,7 +611,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       const onAbort = () => {
         if (done) return;
         done = true;
-        if (--entry.waiters === 0) entry.abort.fire();
+        if (--entry.waiters === 0) entry.call.abort(CANCELLED);
         reject(new CoordinatorError({ serviceId, method, path, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' }));
       };
       signal.addEventListener('abort', onAbort, { once: true });
@@ -841,7 +621,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           done = true;
           entry.waiters--;
           signal.removeEventListener('abort', onAbort);
-          resolve(own(entry, res));
+          resolve(copyResponse(res));
         },
         (err) => {
           if (done) return;
@@ -873,4 +653,9 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       );
     },
   };
+}
+
+/** A caller's own copy of a shared answer, so one caller's mutation cannot reach another. */
+function copyResponse(res: CoordinatorResponse): CoordinatorResponse {
+  return { ...res, headers: { ...res.headers }, json: parseJsonBody(res.body, res.headers) };
 }
