@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type Dispatcher } from 'undici';
-import { createCoordinator } from '../src/activities/coordinator';
+import { COORDINATOR_DEFAULTS, createCoordinator } from '../src/activities/coordinator';
 import { SqliteCredentialStore } from '../src/activities/credential-store';
 import { closeDatabases } from '../src/activities/db';
 import type { CallGate, CallPermit, OutcomeSink } from '../src/activities/ports';
@@ -54,7 +54,7 @@ async function startServerProcess(): Promise<{ child: ChildProcess; origin: stri
   const dir = mkdtempSync(join(tmpdir(), 'ia-bench-coord-'));
   const file = join(dir, 'server.js');
   writeFileSync(file, SERVER_SOURCE);
-  const child = fork(file, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  const child = fork(file, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], execArgv: [] });
   const port = await new Promise<number>((resolve, reject) => {
     child.once('message', (m) => resolve(Number(m)));
     child.once('exit', (code) => reject(new Error(`bench server exited early (code ${code})`)));
@@ -124,8 +124,9 @@ export default async function run(): Promise<Figure[]> {
     if (res.status !== 200) throw new Error('bad response');
     await res.json();
   };
-  // References: undici's own request() and its low-level dispatch() on a bare Agent, no interceptors, no features.
-  const bare = new Agent({ connections: 128 });
+  // References: undici's own request() and its low-level dispatch() on a bare Agent, no interceptors,
+  // no features, with the coordinator's default pool size (so the two differ only in the features).
+  const bare = new Agent({ connections: COORDINATOR_DEFAULTS.connectionsPerEndpoint });
   const viaUndici = async (i: number) => {
     const res = await bare.request({ origin, path: `/items?i=${i}`, method: 'GET', headers: { authorization: 'Bearer bench-token-0123456789' } });
     if (res.statusCode !== 200) throw new Error('bad response');

@@ -125,7 +125,12 @@ export interface CoordinatorDeps {
   timeoutMs?: number;
   /** Idle keep-alive sockets are closed after this, ms. Default 4_000. */
   keepAliveTimeoutMs?: number;
-  /** Connections per endpoint origin when the service sets no `maxConcurrent`. Default 128. */
+  /**
+   * Connections per endpoint origin when the service sets no `maxConcurrent`;
+   * calls beyond it wait in undici's queue (inside their deadline). Default
+   * 32: polite to services, and faster than one socket per caller when
+   * callers outnumber it (docs/coordinator.md, Connections).
+   */
   connectionsPerEndpoint?: number;
   /** HTTP/1.1 requests in flight per connection; 1 (the default) turns pipelining off. */
   pipelining?: number;
@@ -141,13 +146,14 @@ export interface CoordinatorDeps {
   cacheMaxTtlMs?: number;
 }
 
-const DEFAULTS = {
+/** Defaults of the {@link CoordinatorDeps} options. */
+export const COORDINATOR_DEFAULTS = {
   connectTimeoutMs: 5_000,
   headersTimeoutMs: 10_000,
   bodyTimeoutMs: 30_000,
   timeoutMs: 30_000,
   keepAliveTimeoutMs: 4_000,
-  connectionsPerEndpoint: 128,
+  connectionsPerEndpoint: 32,
   pipelining: 1,
   maxResponseBytes: 10 * 1024 * 1024,
   maxRedirections: 5,
@@ -156,7 +162,7 @@ const DEFAULTS = {
   cacheMaxTtlMs: 300_000,
 } as const;
 
-type Options = { -readonly [K in keyof typeof DEFAULTS]: number };
+type Options = { -readonly [K in keyof typeof COORDINATOR_DEFAULTS]: number };
 
 const METHOD = /^[A-Z]+$/;
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -249,8 +255,8 @@ interface Auth {
 }
 
 function validateOptions(deps: CoordinatorDeps): Options {
-  const out = { ...DEFAULTS } as Options;
-  for (const key of Object.keys(DEFAULTS) as (keyof Options)[]) {
+  const out = { ...COORDINATOR_DEFAULTS } as Options;
+  for (const key of Object.keys(COORDINATOR_DEFAULTS) as (keyof Options)[]) {
     const v = deps[key];
     if (v === undefined) continue;
     const min = key === 'cacheMaxBytes' || key === 'maxRedirections' || key === 'endpointCoolDownMs' ? 0 : 1;

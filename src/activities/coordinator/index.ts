@@ -1,5 +1,5 @@
 /** The API coordinator: see coordinator.ts for the request pipeline and docs/coordinator.md for the policies. */
-export { createCoordinator } from './coordinator';
+export { createCoordinator, COORDINATOR_DEFAULTS } from './coordinator';
 export type { Coordinator, CoordinatorDeps, CoordinatorRequest, CoordinatorResponse } from './coordinator';
 export { CoordinatorError, BODY_EXCERPT_CHARS } from './errors';
 export type { CoordinatorErrorInit } from './errors';
