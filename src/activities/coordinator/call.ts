@@ -14,9 +14,11 @@
  * Redirects follow RFC 9110 §15.4 as undici's redirect handler does: 301/302
  * turn a POST into a GET, 303 turns anything but HEAD into a GET without a
  * body or `content-*` headers, 307/308 keep method and body; the `Host`
- * header is dropped; credentials, `Cookie` and `Proxy-Authorization` are
- * dropped on the way to any origin that is not one of the service's
- * endpoints. Bodies are decompressed (gzip, deflate, br; RFC 9110 §8.4) once
+ * header is dropped; `Cookie` and `Proxy-Authorization` are dropped when the
+ * origin changes, and the credential header on the way to any origin that
+ * is not one of the service's endpoints. After a redirect a failure is the
+ * target's: the endpoint is not cooled down and the call does not fail over
+ * (the endpoint has already acted on the request). Bodies are decompressed (gzip, deflate, br; RFC 9110 §8.4) once
  * they are complete, bounded by `maxResponseBytes`.
  *
  * Aborts (the caller's signal, the overall deadline) settle the call at once,
@@ -83,13 +85,13 @@ export interface CallHost {
 /** A complete answer. */
 export interface CallResponse {
   status: number;
-  /** Lower-case names; repeated headers joined with `, `. */
+  /** Response headers, lower-case names; repeated headers joined with `, `. */
   headers: Record<string, string>;
-  /** The body as UTF-8, decompressed. */
+  /** The body decoded as UTF-8 (decompressed). */
   body: string;
   /** The parsed body, when the content type is JSON and it parses. */
   json?: unknown;
-  /** Origin of the endpoint that served the call. */
+  /** Origin of the endpoint that served the call (e.g. `http://10.0.0.5:8080`). */
   endpoint: string;
   /** Wall time of the call in ms, admission wait included. */
   latencyMs: number;

@@ -69,19 +69,8 @@ export interface CoordinatorRequest {
   throwOnStatus?: boolean;
 }
 
-/** What a call returned. */
-export interface CoordinatorResponse {
-  status: number;
-  /** Response headers, lower-case names; repeated headers joined with `, `. */
-  headers: Record<string, string>;
-  /** The body decoded as UTF-8 (decompressed). */
-  body: string;
-  /** The parsed body, when the content type is JSON and it parses. */
-  json?: unknown;
-  /** Origin of the endpoint that served the call (e.g. `http://10.0.0.5:8080`). */
-  endpoint: string;
-  /** Wall time of the call in ms, admission wait included; 0 for a cache hit. */
-  latencyMs: number;
+/** What a call returned (see {@link CallResponse}); `latencyMs` is 0 for a cache hit. */
+export interface CoordinatorResponse extends CallResponse {
   /** True when served from the GET cache. */
   cached?: boolean;
 }
