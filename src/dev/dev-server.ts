@@ -3,6 +3,8 @@
  * with SQLite persistence and this project's search attributes registered.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createServer } from 'node:net';
 import { connect as connectSocket } from 'node:net';
 import { Connection } from '@temporalio/client';
@@ -76,7 +78,11 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
     args.push('--ui-port', String(uiPort));
     uiUrl = `http://127.0.0.1:${uiPort}`;
   }
-  if (opts.dbFilename) args.push('--db-filename', opts.dbFilename);
+  if (opts.dbFilename) {
+    // temporal refuses a database file in a folder that does not exist (a fresh machine's data dir).
+    mkdirSync(dirname(opts.dbFilename), { recursive: true, mode: 0o700 });
+    args.push('--db-filename', opts.dbFilename);
+  }
   for (const ns of opts.namespaces ?? []) args.push('--namespace', ns);
   for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${name}=${type}`);
   // Keep history-size budgets small enough that continue-as-new paths are exercised realistically.
@@ -90,7 +96,8 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
   child.stdout!.on('data', onData);
   child.stderr!.on('data', onData);
   let exited: number | null | undefined;
-  child.once('exit', (code) => (exited = code));
+  // 'close', not 'exit': it comes after the output pipes are drained, so `tail` holds the server's last words.
+  child.once('close', (code) => (exited = code));
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
   while (!(await canConnect(port))) {
     if (exited !== undefined) throw new Error(`temporal dev server exited with code ${exited} before it was ready:\n${tail}`);

@@ -12,8 +12,9 @@ import { freePort } from '../../src/dev/dev-server';
 const BIN = join(__dirname, '..', '..', 'bin', 'integration-agent.js');
 const STATUSES = ['healthy', 'degraded', 'unhealthy', 'impacted', 'unknown', 'maintenance'];
 
-test('dev --json: every example service has a status, the credential rotates, Ctrl-C exits 0 within 10 s', async () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'ia-dev-'));
+test('dev --json on a fresh machine (no data dir yet): every example service has a status, the credential rotates, Ctrl-C exits 0 within 10 s', async () => {
+  // As on a fresh machine: the data dir does not exist yet (dev creates it).
+  const dataDir = join(mkdtempSync(join(tmpdir(), 'ia-dev-')), 'home', '.local', 'share', 'integration-agent');
   const [port, uiPort] = [await freePort(), await freePort()];
   const child = spawn(process.execPath, [BIN, 'dev', '--json', '--port', String(port), '--ui-port', String(uiPort)], {
     env: { ...process.env, INTEGRATION_AGENT_DATA_DIR: dataDir },
