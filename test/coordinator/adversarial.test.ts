@@ -4,8 +4,8 @@
  * the default pool size, redirect edge cases and bad input. Real loopback
  * servers only (127.0.0.1 / 127.0.0.2), no mocks of undici.
  *
- * Tests marked `it.failing` assert the CORRECT behaviour and fail today: each
- * says what is wrong and where in src.
+ * The comment above a test names the code that makes it hold where that is
+ * not obvious.
  */
 import { createHook } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
@@ -444,14 +444,9 @@ describe('aborts at every phase', () => {
     expect((await c.request('svc', { path: '/', cache: false })).body).toBe('ok');
   });
 
-  // docs/coordinator.md (Aborts) says the pool is replaced after an abort so that undici leaves no
-  // socket behind, and coordinator.ts settle() does destroy the idle pool. But undici's Client
-  // (lib/dispatcher/client.js connect()) does not cancel a TCP connect in progress when it is
-  // destroyed: the half-open socket and its connect-timeout timer stay until connectTimeoutMs
-  // (default 5 s) ends them. Every call aborted while connecting to a host that drops SYNs leaves
-  // one such socket for that long. Closing it needs a connector of our own in buildPool() that
-  // remembers its connecting sockets and destroys them when the pool is recycled.
-  it.failing('abort while the TCP connect hangs: the connecting socket is closed promptly, not when connectTimeoutMs ends', async () => {
+  // undici does not cancel a TCP connect in progress when its client is destroyed; the pool's own
+  // connector (coordinator.ts buildPool, dropPool) remembers connecting sockets and destroys them.
+  it('abort while the TCP connect hangs: the connecting socket is closed promptly, not when connectTimeoutMs ends', async () => {
     const hole = await unacceptingListener();
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: hole.origin }] }], { connectTimeoutMs: 60_000 });
     await sleep(50);
@@ -478,14 +473,8 @@ describe('aborts at every phase', () => {
     expect(outcomes.all.filter((o) => o.endpoint === hole.origin)).toHaveLength(1);
   });
 
-  // call.ts Call.abort(): while undici is still connecting there is no DispatchController yet
-  // (onRequestStart comes only when the request is written), so abort() settles through finish()
-  // alone: no outcome reaches the OutcomeSink, and finish() reports abortedOutcome() ('aborted',
-  // ignored by breakers) to the permit. The same deadline one step later (request on the wire, see
-  // the next test) is recorded as 'timeout'. So an endpoint whose connects hang longer than the
-  // call's timeoutMs (timeoutMs < connectTimeoutMs) is invisible to passive health and to the
-  // breaker. The previous implementation (db21cda execute()) recorded 'timeout' here too.
-  it.failing('the deadline firing while the TCP connect hangs is recorded as a timeout outcome for that endpoint, and the permit hears timeout', async () => {
+  // A deadline that passes while the request is still connecting is the service's timeout too (call.ts abort).
+  it('the deadline firing while the TCP connect hangs is recorded as a timeout outcome for that endpoint, and the permit hears timeout', async () => {
     const hole = await unacceptingListener();
     const outcomes = collectOutcomes();
     const { gate, permits } = recordingGate();
@@ -511,11 +500,8 @@ describe('aborts at every phase', () => {
     expect(outcomes.all).toEqual([expect.objectContaining({ serviceId: 'svc', endpoint: hang.origin, ok: false, failureKind: 'timeout' })]);
   });
 
-  // coordinator.ts request(): with an asynchronous SecretReader the call is built only after
-  // `auth.then(...)`; the caller's signal is looked at only then (afterAuth), so an abort while the
-  // credential is being read is ignored until the reader answers, however long that takes (and the
-  // overall deadline does not cover this phase either: Call's timer starts in Call.start()).
-  it.failing('abort while an asynchronous SecretReader is still reading: rejects at once as aborted', async () => {
+  // With an asynchronous SecretReader the caller's abort does not wait for the reader (coordinator.ts request).
+  it('abort while an asynchronous SecretReader is still reading: rejects at once as aborted', async () => {
     const s = await server((_req, res) => res.end('ok'));
     let answer!: (v: string) => void;
     const slowSecrets: SecretReader = { readSecret: () => new Promise<string>((r) => (answer = r)) };
@@ -625,13 +611,8 @@ describe('coalescing of identical in-flight GETs', () => {
     expect(s.seen).toHaveLength(4);
   });
 
-  // coordinator.ts afterAuth(): the first signal-less caller gets the shared call's own response
-  // object (`return entry.promise`), while joiners get `entry.promise.then(copyResponse)`, a copy
-  // made in a promise reaction. The first caller's own `await`/`then` was registered before the
-  // joiners' reactions, so its continuation runs first: whatever it does to its response (headers,
-  // status) is what copyResponse then copies for every joiner. The copy must be taken before any
-  // caller sees the object (e.g. in InFlight.callFinished), or the first caller must get a copy too.
-  it.failing("a caller mutating its response (headers, status) does not change what a coalesced joiner gets", async () => {
+  // Joiners copy from an untouched snapshot taken before any caller sees the answer (InFlight.callFinished).
+  it("a caller mutating its response (headers, status) does not change what a coalesced joiner gets", async () => {
     const s = await server((_req, res) => setTimeout(() => res.writeHead(200, { 'x-version': 'v1', 'content-type': 'application/json' }).end('{"n":1}'), 60));
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
     const first = c.request('svc', { path: '/doc' }).then((res) => {
@@ -650,10 +631,8 @@ describe('coalescing of identical in-flight GETs', () => {
     expect(s.seen).toHaveLength(1);
   });
 
-  // coordinator.ts afterAuth()/pathKey(): the coalescing key is service + credential + path +
-  // headers only. A joiner's own `timeoutMs` is ignored (it waits for the shared call's deadline,
-  // which is the first caller's), so a caller asking for 100 ms can wait the first caller's 30 s.
-  it.failing("a joiner's own timeoutMs bounds its wait: a short deadline is not stretched by the shared call's longer one", async () => {
+  // Calls join only one with the same deadline and throwOnStatus (the join key carries both when not default).
+  it("a joiner's own timeoutMs bounds its wait: a short deadline is not stretched by the shared call's longer one", async () => {
     const s = await server((_req, res) => setTimeout(() => res.end('late'), 500));
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
     const first = c.request('svc', { path: '/x', timeoutMs: 5_000 }).catch((e: unknown) => e);
@@ -663,9 +642,8 @@ describe('coalescing of identical in-flight GETs', () => {
     expect(await first).toMatchObject({ body: 'late' });
   });
 
-  // Same place: the shared call carries the FIRST caller's deadline, so a joiner that allowed
-  // 5 s fails with 'timeout' after the first caller's 100 ms although the answer comes in time.
-  it.failing("a joiner's own timeoutMs bounds its wait: a longer deadline is not cut short by the shared call's", async () => {
+  // Same: a patient caller is not cut off by a hasty one's deadline.
+  it("a joiner's own timeoutMs bounds its wait: a longer deadline is not cut short by the shared call's", async () => {
     const s = await server((_req, res) => setTimeout(() => res.end('in time'), 300));
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
     const hasty = failure(c.request('svc', { path: '/x', timeoutMs: 100 }));
@@ -675,11 +653,8 @@ describe('coalescing of identical in-flight GETs', () => {
     expect(await patient).toMatchObject({ body: 'in time' });
   });
 
-  // coordinator.ts afterAuth(): `throwOnStatus` is not part of the coalescing key, and the shared
-  // Call's CallRequest is built from the first caller's request only. A joiner with
-  // `throwOnStatus: false` gets the first caller's CoordinatorError instead of the 404 response it
-  // asked for (and, the other way round, a default joiner would get a resolved 404).
-  it.failing('a joiner with throwOnStatus: false gets the 404 response, not the rejection made for the first caller', async () => {
+  // Same: throwOnStatus is part of the join key.
+  it('a joiner with throwOnStatus: false gets the 404 response, not the rejection made for the first caller', async () => {
     const s = await server((_req, res) => setTimeout(() => res.writeHead(404).end('no such thing'), 60));
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
     const strict = failure(c.request('svc', { path: '/thing' }));
@@ -730,11 +705,8 @@ describe('GET cache', () => {
     expect(s.seen).toHaveLength(2);
   });
 
-  // coordinator.ts ttlFor()/responseMaxAgeMs(): freshness is taken from max-age alone; the `Age`
-  // header (RFC 9111 §4.2.3: current_age includes the Age the upstream cache reports) is ignored.
-  // A response that an upstream cache has already held for its whole max-age (`max-age=60, Age: 60`)
-  // is stale on arrival but is cached here for another 60 s.
-  it.failing('a response that is already stale on arrival (Age >= max-age) is not served from cache', async () => {
+  // Freshness left = max-age minus Age (RFC 9111 §4.2.3).
+  it('a response that is already stale on arrival (Age >= max-age) is not served from cache', async () => {
     const s = await server((_req, res) => res.writeHead(200, { 'cache-control': 'max-age=60', age: '60' }).end(`n=${s.seen.length}`));
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
     expect((await c.request('svc', { path: '/stale' })).body).toBe('n=1');
@@ -820,13 +792,8 @@ describe('failover, cool-down and redirects across endpoints', () => {
     return registryOf([{ id: 'svc', endpoints: [{ url }], ...extra }]);
   }
 
-  // coordinator.ts stateFor(): a registry reload that changes the fingerprint closes the old
-  // service's pool at once (`existing.pool.agent.close()`), but calls in flight keep the OLD state
-  // object. Their redirect hop (call.ts redirect() -> dispatch on `this.pool`) goes to that closed
-  // agent, which refuses it (ClientClosedError, UND_ERR_CLOSED, classified connection_reset): the
-  // call fails although the service answered and the target is up. The comment in stateFor says
-  // "In-flight GETs outlive a pool rebuild: they still settle", but a redirected one cannot.
-  it.failing('a redirect hop of a call in flight during a registry reload that rebuilds the pool is still followed', async () => {
+  // A reload retires the old pool; it closes only when its last call settles (coordinator.ts retire).
+  it('a redirect hop of a call in flight during a registry reload that rebuilds the pool is still followed', async () => {
     const s = await server((req, res) => {
       if (req.url === '/start') return setTimeout(() => res.writeHead(302, { location: '/landed' }).end(), 100);
       res.end('landed');
@@ -844,11 +811,8 @@ describe('failover, cool-down and redirects across endpoints', () => {
     expect(outcomes.all.every((o) => o.ok)).toBe(true);
   });
 
-  // Same cause, on failover: call.ts transportFailure() -> attempt() -> send() ->
-  // host.poolFor(this.service) returns the old state's pool, closed by the reload, so the failover
-  // try to a healthy endpoint fails with UND_ERR_CLOSED, is recorded as a connection_reset outcome
-  // of that healthy endpoint, and cools it down (on the orphaned state's balancer).
-  it.failing('failover of a call in flight during a registry reload that rebuilds the pool reaches the healthy endpoint', async () => {
+  // Same, for failover within the call.
+  it('failover of a call in flight during a registry reload that rebuilds the pool reaches the healthy endpoint', async () => {
     const a = await server((req) => setTimeout(() => req.socket.destroy(), 100));
     const b = await server((_req, res) => res.end('b'));
     const endpoints = [{ url: a.origin }, { url: b.origin }];
@@ -1059,23 +1023,17 @@ describe('bad input', () => {
     expect(s.seen[0]!.method).toBe('POST');
   });
 
-  // coordinator.ts validateRequest(): `req.method.toUpperCase()` is called on whatever the caller
-  // passed; a non-string method (an activity input is untyped JSON) throws a TypeError, which
-  // request() rejects with as is: not a CoordinatorError, so toApplicationFailure cannot classify it.
-  it.failing('a non-string method is refused with a CoordinatorError, not a TypeError', async () => {
+  // Untyped input (an activity's JSON) is checked before use.
+  it('a non-string method is refused with a CoordinatorError, not a TypeError', async () => {
     const { s, c } = await setup();
     const err = await failure(c.request('svc', { method: 42 as unknown as string, path: '/' }));
     expect(err).toMatchObject({ kind: 'other', retryable: false, notSent: true });
     expect(s.seen).toHaveLength(0);
   });
 
-  // coordinator.ts validateRequest() only checks that the path starts with '/'. undici refuses a
-  // path with a space or a control character (InvalidArgumentError 'invalid request path',
-  // UND_ERR_INVALID_ARG) inside dispatch, which reaches call.ts transportFailure(): it is
-  // classified kind 'other', RETRYABLE, notSent false, recorded in the OutcomeSink as a failed call
-  // of the endpoint and reported to the breaker permit (classifyOutcome counts it as a failure).
-  // A caller's typo thus counts against the service's health and is retried by Temporal.
-  it.failing.each([
+  // Spaces and control characters in the path are the caller's error, refused before anything is sent
+  // (not a retryable failure counted against the service).
+  it.each([
     ['a space', '/search?q=two words'],
     ['a line feed', '/x\nInjected: 1'],
   ])('a path with %s is refused up front: non-retryable, notSent, no outcome, no permit report', async (_label, path) => {
@@ -1090,12 +1048,8 @@ describe('bad input', () => {
     expect(permits.flat().filter((o) => o.failureKind !== 'aborted')).toEqual([]);
   });
 
-  // coordinator.ts validateRequest(): METHOD (/^[A-Z]+$/) lets any upper-case word through, CONNECT
-  // included, although the error message lists GET, POST, PUT, PATCH, DELETE, HEAD and OPTIONS.
-  // undici sends CONNECT as a tunnel request (client-h1 writeH1 treats it like an upgrade); the
-  // service closes it, and call.ts transportFailure() records a connection_reset outcome and cools
-  // the endpoint down (connectionLevel): the caller's bad method marks a healthy endpoint as down.
-  it.failing('CONNECT is refused up front: nothing sent, no outcome, the endpoint not cooled down', async () => {
+  // Only GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS are sent.
+  it('CONNECT is refused up front: nothing sent, no outcome, the endpoint not cooled down', async () => {
     const s = await server((_req, res) => res.end('ok'));
     const outcomes = collectOutcomes();
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { outcomes });
@@ -1105,9 +1059,8 @@ describe('bad input', () => {
     expect(outcomes.all).toEqual([]);
   });
 
-  // Same path through call.ts transportFailure() for a header value undici refuses
-  // ('invalid x-note header', UND_ERR_INVALID_ARG): a retryable 'other' failure recorded against the service.
-  it.failing('a header value with CR/LF is refused up front: non-retryable, notSent, no outcome', async () => {
+  // Header names must be tokens and values free of CR, LF and NUL.
+  it('a header value with CR/LF is refused up front: non-retryable, notSent, no outcome', async () => {
     const s = await server((_req, res) => res.end('ok'));
     const outcomes = collectOutcomes();
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }], { outcomes });
@@ -1117,12 +1070,8 @@ describe('bad input', () => {
     expect(outcomes.all).toEqual([]);
   });
 
-  // coordinator.ts validateRequest() accepts any finite timeoutMs > 0, but call.ts Call.start()
-  // hands it to setTimeout, which cannot wait longer than 2^31-1 ms: Node replaces a larger delay
-  // with 1 ms (TimeoutOverflowWarning). A generous deadline (~25 days and up) thus fails
-  // every call at once with kind 'timeout'. It should be refused as bad input or capped.
-  // (The TimeoutOverflowWarning this test file prints is this test.)
-  it.failing('timeoutMs above 2^31-1 ms does not turn into a 1 ms deadline', async () => {
+  // A deadline longer than a Node timer can wait is refused as bad input (it used to become 1 ms).
+  it('timeoutMs above 2^31-1 ms does not turn into a 1 ms deadline', async () => {
     const s = await server((_req, res) => setTimeout(() => res.end('ok'), 30));
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: s.origin }] }]);
     const r = await c.request('svc', { path: '/', cache: false, timeoutMs: 2 ** 31 }).then(
@@ -1178,15 +1127,8 @@ describe('odd answers, gates and close()', () => {
     expect(asked).toBe(2);
   });
 
-  // coordinator.ts afterAuth() registers the InFlight entry in the index BEFORE call.start(), and
-  // call.ts Call.start() arms the deadline timer before asking the gate. A gate whose admit() throws
-  // synchronously (instead of returning a rejected promise; a contract breach, but one line of
-  // non-async code away) makes request() reject with the gate's raw Error, not a CoordinatorError;
-  // the entry stays in the in-flight index with `promise` never assigned, so an identical GET made
-  // meanwhile fails with a TypeError ('then' of undefined); and the orphaned Call's deadline timer
-  // stays armed: when it fires, the Call's promise rejects with nobody listening (an unhandled
-  // rejection). This test disarms that timer itself so the rejection cannot escape the test.
-  it.failing('a gate whose admit() throws synchronously: a CoordinatorError, no armed deadline left, the next identical GET is a fresh call', async () => {
+  // A gate that throws instead of rejecting fails the call like a refusal; nothing is left armed or indexed.
+  it('a gate whose admit() throws synchronously: a CoordinatorError, no armed deadline left, the next identical GET is a fresh call', async () => {
     const s = await server((_req, res) => res.end('ok'));
     let broken = true;
     const gate: CallGate = {
@@ -1216,13 +1158,8 @@ describe('odd answers, gates and close()', () => {
     }
   });
 
-  // coordinator.ts close(): it calls `agent.close()`, waits graceMs, then `agent.destroy()` to cut
-  // what is still in flight. But undici's Agent[kClose] (lib/dispatcher/agent.js) clears its map of
-  // per-origin pools at once, so the later destroy() finds nothing to destroy: close(graceMs)
-  // resolves after graceMs while the calls in flight carry on until their own headers/body timeout
-  // or deadline, with their sockets open. The docs promise "waits up to graceMs ... then destroys
-  // what is left".
-  it.failing('close(graceMs) cuts a call still in flight after the grace period', async () => {
+  // close(graceMs) waits for calls in flight up to graceMs, then destroys the pools (coordinator.ts close).
+  it('close(graceMs) cuts a call still in flight after the grace period', async () => {
     const hang = await server(() => {
       /* never answers */
     });
@@ -1236,12 +1173,8 @@ describe('odd answers, gates and close()', () => {
     await waitFor(() => hang.sockets.size === 0, 'the socket to be closed', 500);
   });
 
-  // After close(), a call that was waiting at the gate goes on: call.ts attempt() -> send() ->
-  // dispatch on the closed/destroyed pool, which throws ClientDestroyedError (UND_ERR_DESTROYED).
-  // transportFailure() classifies it 'other' with notSent false, RECORDS it in the OutcomeSink as a
-  // failed call of the endpoint and reports it to the breaker permit, although nothing was sent
-  // (and a POST without idempotency key is then not retried by toApplicationFailure).
-  it.failing('a call still at the gate when the coordinator closes is refused as not sent, with no outcome', async () => {
+  // A call that reaches send() after close() is refused as not sent, with no outcome (call.ts send).
+  it('a call still at the gate when the coordinator closes is refused as not sent, with no outcome', async () => {
     const s = await server((_req, res) => res.end('ok'));
     const g = manualGate();
     const outcomes = collectOutcomes();

@@ -80,6 +80,10 @@ export interface CallHost {
   poolFor(service: CallService): CallPool;
   /** Ends one request on `pool` (counts it out; replaces the pool after an abort). */
   settle(service: CallService, pool: CallPool, aborted: boolean): void;
+  /** Told once per call when it settles (the coordinator counts live calls per service). */
+  callEnded(service: CallService): void;
+  /** True once the coordinator is closing: nothing new is sent. */
+  readonly closed: boolean;
 }
 
 /** A complete answer. */
@@ -264,7 +268,7 @@ export class Call implements Dispatcher.DispatchHandler {
     capturing = undefined;
   }
 
-  /** Starts the call; returns its promise (rejects only with CoordinatorError). */
+  /** Starts the call; returns its promise (rejects only with CoordinatorError). Never throws. */
   start(): Promise<CallResponse> {
     this.timer = setTimeout(fireDeadline, this.timeoutMs, this);
     const gate = this.host.gate;
@@ -272,34 +276,44 @@ export class Call implements Dispatcher.DispatchHandler {
       this.attempt();
       return this.promise;
     }
-    const now = gate.admitNow?.(this.service.spec.id);
-    if (now !== undefined) {
-      this.permit = now;
-      this.attempt();
+    let pending: Promise<CallPermit>;
+    try {
+      const now = gate.admitNow?.(this.service.spec.id);
+      if (now !== undefined) {
+        this.permit = now;
+        this.attempt();
+        return this.promise;
+      }
+      pending = gate.admit(this.service.spec.id);
+    } catch (err) {
+      // A gate that throws instead of rejecting broke its contract; the call still fails as a gate refusal would.
+      this.gateRefused(err);
       return this.promise;
     }
-    gate.admit(this.service.spec.id).then(
+    pending.then(
       (permit) => {
         this.permit = permit;
         // Settled (aborted) while the gate decided: the permit still gets its one report.
         if (this.phase === Phase.Done) return void permit.report(this.abortedOutcome());
         this.attempt();
       },
-      (err: unknown) => {
-        const e = err as { retryAfterMs?: unknown; message?: unknown };
-        this.finish(
-          this.error({
-            kind: 'breaker_open',
-            retryable: true,
-            notSent: true,
-            code: 'BREAKER_OPEN',
-            retryAfterMs: typeof e?.retryAfterMs === 'number' ? e.retryAfterMs : undefined,
-            detail: typeof e?.message === 'string' ? e.message : 'circuit breaker did not admit the call',
-          }),
-        );
-      },
+      (err: unknown) => this.gateRefused(err),
     );
     return this.promise;
+  }
+
+  private gateRefused(err: unknown): void {
+    const e = err as { retryAfterMs?: unknown; message?: unknown };
+    this.finish(
+      this.error({
+        kind: 'breaker_open',
+        retryable: true,
+        notSent: true,
+        code: 'BREAKER_OPEN',
+        retryAfterMs: typeof e?.retryAfterMs === 'number' ? e.retryAfterMs : undefined,
+        detail: typeof e?.message === 'string' ? e.message : 'circuit breaker did not admit the call',
+      }),
+    );
   }
 
   /** Ends the call now with an `aborted` (CANCELLED) or `timeout` (DEADLINE) error; undici drops the request. */
@@ -308,6 +322,22 @@ export class Call implements Dispatcher.DispatchHandler {
     this.reason = reason;
     this.waiting?.abort(reason);
     this.controller?.abort(reason);
+    // The deadline passed with the request handed to undici (connecting, sending, or waiting for
+    // the answer): that is the service's timeout, whether or not a socket ever opened.
+    if (reason === DEADLINE && (this.phase === Phase.Sending || this.phase === Phase.Decoding)) {
+      const outcome: CallOutcome = {
+        serviceId: this.service.spec.id,
+        endpoint: this.endpoint!.origin,
+        ok: false,
+        failureKind: 'timeout',
+        latencyMs: performance.now() - this.ts,
+        startedAt: this.startedAt,
+        reporter: this.host.reporterId,
+        generation: this.permit?.generation,
+      };
+      this.host.outcomes?.record(outcome);
+      this.finalOutcome = outcome;
+    }
     this.finish(this.abortError());
   }
 
@@ -356,6 +386,7 @@ export class Call implements Dispatcher.DispatchHandler {
   }
 
   private send(): void {
+    if (this.host.closed) return this.finish(this.closedError(true));
     this.phase = Phase.Sending;
     const ep = this.endpoint!;
     this.startedAt = Date.now();
@@ -551,6 +582,11 @@ export class Call implements Dispatcher.DispatchHandler {
    * endpoint is not cooled down and the call is not sent again elsewhere.
    */
   private transportFailure(err: unknown): void {
+    if (this.host.closed && !this.reason) {
+      // Cut by the coordinator's close (the worker shutting down): not the service's failure, no outcome.
+      this.endAttempt(true);
+      return this.finish(this.closedError(false));
+    }
     const ep = this.endpoint!;
     const redirected = this.redirectsLeft < this.host.maxRedirections;
     let e = this.reason
@@ -610,6 +646,7 @@ export class Call implements Dispatcher.DispatchHandler {
     // caller gave up first): the permit still gets exactly one report, as
     // `aborted`, which breakers ignore (src/domain/breaker.ts classifyOutcome).
     this.permit?.report(this.finalOutcome ?? this.abortedOutcome());
+    this.host.callEnded(this.service);
     this.listener?.callFinished(res);
     if (err) this.reject(err);
     else this.resolve(res!);
@@ -637,6 +674,17 @@ export class Call implements Dispatcher.DispatchHandler {
     return this.reason === DEADLINE
       ? this.error({ endpoint, kind: 'timeout', retryable: true, notSent: false, code: 'DEADLINE_EXCEEDED', detail: `no answer within ${this.timeoutMs} ms` })
       : this.error({ endpoint, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
+  }
+
+  /** The coordinator closed before (`notSent`) or while the call was on the wire; retryable on another worker. */
+  private closedError(notSent: boolean): CoordinatorError {
+    return this.error({
+      kind: 'other',
+      retryable: true,
+      notSent,
+      code: 'COORDINATOR_CLOSED',
+      detail: notSent ? 'the coordinator is closed (the worker is shutting down); nothing was sent' : 'the coordinator closed (the worker is shutting down) while the call was in flight',
+    });
   }
 
   private rateLimited(err: AdmissionDeadlineError): CoordinatorError {

@@ -20,7 +20,8 @@
  *   on connection failure fail over.
  */
 import { createHash } from 'node:crypto';
-import { Agent, interceptors } from 'undici';
+import type { Socket } from 'node:net';
+import { Agent, buildConnector, interceptors } from 'undici';
 import { LRUCache } from 'lru-cache';
 import { getService, type Registry, type ServiceSpec } from '../../domain/registry';
 import { windowsFromSpec } from '../../domain/rate-limit';
@@ -153,12 +154,34 @@ export const COORDINATOR_DEFAULTS = {
 
 type Options = { -readonly [K in keyof typeof COORDINATOR_DEFAULTS]: number };
 
-const METHOD = /^[A-Z]+$/;
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+/** Whitespace or a control character: never valid in a request target (RFC 9112 §3.2). */
+const BAD_PATH_CHAR = /[\s\x00-\x1f\x7f]/;
+/** A header name is a token (RFC 9110 §5.1); a value holds no CR, LF or NUL (§5.5). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_HEADER_VALUE = /[\r\n\0]/;
+/** The longest deadline a Node timer can wait, ms. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 interface Pool extends CallPool {
   agent: Agent;
+  /** Sockets still connecting (see {@link dropPool}). */
+  connecting: Set<Socket>;
 }
+
+/**
+ * Closes (`graceful`: lets queued requests finish) or destroys a pool, and
+ * destroys its sockets that are still connecting: undici does not cancel a
+ * TCP connect in progress when its client goes, so a host that drops SYNs
+ * would keep the socket and its timer until the connect timeout.
+ */
+function dropPool(pool: Pool, graceful: boolean): Promise<void> {
+  for (const socket of pool.connecting) socket.destroy(POOL_CLOSED);
+  pool.connecting.clear();
+  return (graceful ? pool.agent.close() : pool.agent.destroy()).catch(() => {});
+}
+
+const POOL_CLOSED = Object.assign(new Error('coordinator: connection pool closed while connecting'), { code: 'UND_ERR_DESTROYED' });
 
 interface ServiceState extends CallService {
   spec: ServiceSpec;
@@ -168,6 +191,10 @@ interface ServiceState extends CallService {
   sending: number;
   /** Set after an aborted request: replace the pool as soon as nothing is in flight (see `settle`). */
   recycle: boolean;
+  /** Calls alive on this state (created, not yet settled). */
+  calls: number;
+  /** Replaced by a registry reload (or its service removed): its pool closes when its last call settles. */
+  retired: boolean;
   endpoints: CallEndpoint[];
   lb: SmoothWeightedRoundRobin;
   admission: Admission;
@@ -199,11 +226,14 @@ class InFlight implements CallListener {
   promise!: Promise<CoordinatorResponse>;
   /** Callers still waiting. */
   waiters = 0;
+  /** When several callers share the answer: an untouched copy, taken before any caller sees it. */
+  pristine: CoordinatorResponse | undefined;
   constructor(
     readonly call: Call,
-    /** The index this entry is in (per service and credential). */
+    /** The index this entry is in (per service and credential), and its key there. */
     private readonly index: SlotIndex<InFlight>,
-    /** Its key there: the path, plus the extra request headers when there are any. */
+    private readonly joinKey: string,
+    /** The path, plus the extra request headers when there are any: what the cache is keyed by. */
     readonly pathKey: string,
     private readonly onAnswer: (entry: InFlight, res: CoordinatorResponse) => void,
     readonly serviceId: string,
@@ -212,8 +242,16 @@ class InFlight implements CallListener {
   ) {}
 
   callFinished(res: CallResponse | undefined): void {
-    if (res !== undefined) this.onAnswer(this, res);
-    if (this.index.get(this.pathKey) === this) this.index.delete(this.pathKey);
+    if (res !== undefined) {
+      if (this.waiters > 1) this.pristine = { ...res, headers: { ...res.headers } };
+      this.onAnswer(this, res);
+    }
+    if (this.index.get(this.joinKey) === this) this.index.delete(this.joinKey);
+  }
+
+  /** A joiner's own copy of the shared answer. */
+  copyFor(res: CoordinatorResponse): CoordinatorResponse {
+    return copyResponse(this.pristine ?? res);
   }
 }
 
@@ -262,14 +300,20 @@ function validateOptions(deps: CoordinatorDeps): Options {
 }
 
 
-/** Seconds of freshness a response allows a private cache (RFC 9111 §5.2.2): undefined when it says nothing, 0 when it forbids storing. */
+/**
+ * Milliseconds of freshness a response has left for a private cache:
+ * `max-age` (RFC 9111 §5.2.2.1) minus the `Age` it already has (§4.2.3, §5.1);
+ * undefined when it says nothing, 0 when it forbids storing or is already stale.
+ */
 function responseMaxAgeMs(headers: Record<string, string>): number | undefined {
   const cc = headers['cache-control'];
   if (cc === undefined) return undefined;
   const lc = cc.toLowerCase();
   if (/(^|[\s,])(no-store|no-cache)([\s,=]|$)/.test(lc)) return 0;
   const m = /(^|[\s,])max-age\s*=\s*"?(\d+)"?/.exec(lc);
-  return m ? Number(m[2]) * 1000 : undefined;
+  if (!m) return undefined;
+  const age = /^\s*(\d+)\s*$/.exec(headers['age'] ?? '');
+  return Math.max(0, (Number(m[2]) - (age ? Number(age[1]) : 0)) * 1000);
 }
 
 
@@ -302,6 +346,23 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     return scheme === 'header' ? (spec.auth?.header ?? 'x-api-key').toLowerCase() : 'authorization';
   }
 
+  /** Calls alive in this coordinator, and who waits for them all to settle (close). */
+  let live = 0;
+  let drained: (() => void) | undefined;
+  /** Retired states whose pool is still open (calls in flight on it). */
+  const retiring = new Set<ServiceState>();
+
+  /**
+   * Takes a state out of service after a registry reload. Its calls in flight
+   * keep going on its pool (redirect hops and failover included); the pool
+   * closes when the last of them settles.
+   */
+  function retire(state: ServiceState): void {
+    state.retired = true;
+    if (state.calls === 0) void dropPool(state.pool, true);
+    else retiring.add(state);
+  }
+
   let lastRegistry: Registry | undefined;
   /** The services of `lastRegistry` by id (built once per registry, not searched per call). */
   let specById = new Map<string, ServiceSpec>();
@@ -313,7 +374,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     for (const [id, st] of services) {
       if (!specById.has(id)) {
         services.delete(id);
-        void st.pool.agent.close().catch(() => {});
+        retire(st);
       }
     }
   }
@@ -336,7 +397,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       existing.lastAuth = undefined;
       return existing;
     }
-    if (existing) void existing.pool.agent.close().catch(() => {});
+    if (existing) retire(existing);
     const endpoints = spec.endpoints.map((e) => {
       const u = new URL(e.url);
       return { origin: u.origin, prefix: u.pathname.replace(/\/+$/, '') };
@@ -348,6 +409,8 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       pool: buildPool(spec),
       sending: 0,
       recycle: false,
+      calls: 0,
+      retired: false,
       endpoints,
       lb: new SmoothWeightedRoundRobin(
         spec.endpoints.map((e) => e.weight),
@@ -376,19 +439,38 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
    * directly. Redirects and decompression are the call's own (call.ts).
    */
   function buildPool(spec: ServiceSpec): Pool {
+    const connecting = new Set<Socket>();
+    const connectTcp = buildConnector({ timeout: opts.connectTimeoutMs });
+    const connect: buildConnector.connector = (options, callback) => {
+      const socket = connectTcp(options, (err, connected) => {
+        connecting.delete(socket);
+        if (err) callback(err, null);
+        else callback(null, connected!);
+      }) as unknown as Socket;
+      connecting.add(socket);
+      return socket;
+    };
     const agent = new Agent({
       connections: spec.rateLimit?.maxConcurrent ?? opts.connectionsPerEndpoint,
       pipelining: opts.pipelining,
       keepAliveTimeout: opts.keepAliveTimeoutMs,
-      connect: { timeout: opts.connectTimeoutMs },
+      connect,
       headersTimeout: opts.headersTimeoutMs,
       bodyTimeout: opts.bodyTimeoutMs,
       maxResponseSize: opts.maxResponseBytes,
     });
-    return { agent, direct: agent, resolving: agent.compose(interceptors.dns({ maxTTL: 30_000 })) };
+    return { agent, connecting, direct: agent, resolving: agent.compose(interceptors.dns({ maxTTL: 30_000 })) };
   }
 
   const host: CallHost = {
+    get closed() {
+      return closed;
+    },
+    callEnded(service) {
+      const state = service as ServiceState;
+      if (--state.calls === 0 && state.retired && retiring.delete(state)) void dropPool(state.pool, true);
+      if (--live === 0) drained?.();
+    },
     gate: deps.gate,
     outcomes: deps.outcomes,
     reporterId: deps.reporterId,
@@ -418,7 +500,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       if (state.recycle && state.sending === 0 && !closed) {
         state.recycle = false;
         state.pool = buildPool(state.spec);
-        void (pool as Pool).agent.destroy().catch(() => {});
+        void dropPool(pool as Pool, false);
       }
     },
   };
@@ -469,13 +551,27 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     return made;
   }
 
+  /**
+   * Checks a request before anything is sent; returns its method (upper case).
+   * @throws CoordinatorError (kind `other`, not retryable, notSent) naming what is wrong.
+   */
   function validateRequest(serviceId: string, req: CoordinatorRequest): string {
-    const method = req.method === undefined ? 'GET' : KNOWN_METHODS.has(req.method) ? req.method : req.method.toUpperCase();
-    if (!KNOWN_METHODS.has(method) && !METHOD.test(method)) throw badRequest(serviceId, method, req, `invalid method ${JSON.stringify(req.method)}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS`);
+    const raw = req.method;
+    if (raw !== undefined && typeof raw !== 'string') throw badRequest(serviceId, String(raw), req, `invalid method ${JSON.stringify(raw)}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS`);
+    const method = raw === undefined ? 'GET' : KNOWN_METHODS.has(raw) ? raw : raw.toUpperCase();
+    if (!KNOWN_METHODS.has(method)) throw badRequest(serviceId, method, req, `invalid method ${JSON.stringify(raw)}: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS`);
     if (typeof req.path !== 'string' || !req.path.startsWith('/')) throw badRequest(serviceId, method, req, `invalid path ${JSON.stringify(req.path)}: must start with "/"`);
+    if (BAD_PATH_CHAR.test(req.path)) throw badRequest(serviceId, method, req, `invalid path ${JSON.stringify(req.path)}: spaces and control characters must be percent-encoded`);
+    if (req.headers) {
+      for (const name in req.headers) {
+        const value = req.headers[name];
+        if (!HEADER_NAME.test(name)) throw badRequest(serviceId, method, req, `invalid header name ${JSON.stringify(name)}: a header name is a token (letters, digits, !#$%&'*+-.^_\`|~)`);
+        if (typeof value !== 'string' || BAD_HEADER_VALUE.test(value)) throw badRequest(serviceId, method, req, `invalid value of header ${name}: must be a string without CR, LF or NUL`);
+      }
+    }
     if (req.body !== undefined && req.json !== undefined) throw badRequest(serviceId, method, req, 'pass either body or json, not both');
-    if (req.timeoutMs !== undefined && !(Number.isFinite(req.timeoutMs) && req.timeoutMs > 0)) {
-      throw badRequest(serviceId, method, req, `invalid timeoutMs ${String(req.timeoutMs)}: must be a finite number of ms > 0`);
+    if (req.timeoutMs !== undefined && !(Number.isFinite(req.timeoutMs) && req.timeoutMs > 0 && req.timeoutMs <= MAX_TIMEOUT_MS)) {
+      throw badRequest(serviceId, method, req, `invalid timeoutMs ${String(req.timeoutMs)}: must be a number of ms > 0 and <= ${MAX_TIMEOUT_MS} (about 24.8 days)`);
     }
     if (typeof req.cache === 'object' && !(Number.isFinite(req.cache.ttlMs) && req.cache.ttlMs >= 0)) {
       throw badRequest(serviceId, method, req, `invalid cache.ttlMs ${String(req.cache.ttlMs)}: must be a finite number of ms >= 0`);
@@ -544,11 +640,33 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       const method = validateRequest(serviceId, req);
       const state = stateFor(serviceId, method, req.path);
       const auth = authFor(state, req, method);
-      if (auth instanceof Promise) return auth.then((a) => afterAuth(state, req, method, a, signal));
-      return afterAuth(state, req, method, auth, signal);
+      if (!(auth instanceof Promise)) return afterAuth(state, req, method, auth, signal);
+      if (!signal) return auth.then((a) => afterAuth(state, req, method, a, undefined));
+      // An asynchronous reader: the caller's abort must not wait for it.
+      return new Promise<CoordinatorResponse>((resolve, reject) => {
+        const onAbort = () => reject(abortedBeforeStart(serviceId, method, req.path));
+        signal.addEventListener('abort', onAbort, { once: true });
+        auth.then(
+          (a) => {
+            signal.removeEventListener('abort', onAbort);
+            // Aborted meanwhile: already rejected; nothing is sent.
+            if (!signal.aborted) resolve(afterAuth(state, req, method, a, signal));
+          },
+          (err: unknown) => {
+            signal.removeEventListener('abort', onAbort);
+            reject(err);
+          },
+        );
+      });
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  function newCall(state: ServiceState, req: CoordinatorRequest, method: string, auth: Auth | undefined): Call {
+    state.calls++;
+    live++;
+    return new Call(host, state, callRequest(state, req, method, auth), req.timeoutMs ?? opts.timeoutMs);
   }
 
   /** Stores a shared GET's answer when it may be cached (a copy: callers may mutate theirs). */
@@ -564,7 +682,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     if (signal?.aborted) return Promise.reject(abortedBeforeStart(serviceId, method, req.path));
     const cacheable = cache !== undefined && method === 'GET' && req.cache !== false && req.body === undefined && req.json === undefined;
     if (!cacheable) {
-      const call = new Call(host, state, callRequest(state, req, method, auth), req.timeoutMs ?? opts.timeoutMs);
+      const call = newCall(state, req, method, auth);
       if (signal) call.listener = new AbortBinding(call, signal);
       return call.start();
     }
@@ -576,17 +694,19 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       if (hit) return Promise.resolve({ ...hit, headers: { ...hit.headers }, json: parseJsonBody(hit.body, hit.headers), latencyMs: 0, cached: true });
     }
 
+    // Calls join only one that would answer them the same way: same deadline, same throwOnStatus.
+    const joinKey = req.timeoutMs === undefined && req.throwOnStatus !== false ? key : `${key}\n#${req.timeoutMs ?? ''}|${req.throwOnStatus === false ? 'resolve' : 'throw'}`;
     let index = state.inFlight.get(authTag);
     if (index === undefined) {
       index = new SlotIndex();
       state.inFlight.set(authTag, index);
     }
-    let entry = index.get(key);
+    let entry = index.get(joinKey);
     if (entry === undefined) {
-      const call = new Call(host, state, callRequest(state, req, method, auth), req.timeoutMs ?? opts.timeoutMs);
-      entry = new InFlight(call, index, key, storeAnswer, serviceId, authTag, req);
+      const call = newCall(state, req, method, auth);
+      entry = new InFlight(call, index, joinKey, key, storeAnswer, serviceId, authTag, req);
       call.listener = entry;
-      index.set(key, entry);
+      index.set(joinKey, entry);
       entry.promise = call.start();
       if (!signal) {
         // The first caller without a signal takes the call's own answer; joiners get copies.
@@ -595,7 +715,8 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       }
     }
     entry.waiters++;
-    if (!signal) return entry.promise.then(copyResponse);
+    const shared = entry;
+    if (!signal) return shared.promise.then((res) => shared.copyFor(res));
     return awaitSharedOrAbort(entry, signal, serviceId, method, req.path);
   }
 
@@ -616,7 +737,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
           done = true;
           entry.waiters--;
           signal.removeEventListener('abort', onAbort);
-          resolve(copyResponse(res));
+          resolve(entry.copyFor(res));
         },
         (err) => {
           if (done) return;
@@ -634,18 +755,19 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     async close(graceMs = 5_000) {
       if (closed) return;
       closed = true;
-      const all = [...services.values()];
+      const states = [...services.values(), ...retiring];
       services.clear();
+      retiring.clear();
       cache?.clear();
-      await Promise.all(
-        all.map(async (s) => {
-          let timer: NodeJS.Timeout | undefined;
-          const grace = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
-          await Promise.race([s.pool.agent.close().catch(() => {}), grace]);
-          clearTimeout(timer);
-          await s.pool.agent.destroy().catch(() => {});
-        }),
-      );
+      // Calls in flight get graceMs to finish; what is left is cut (its callers get a retryable
+      // COORDINATOR_CLOSED, and no outcome is recorded against the service).
+      if (live > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([new Promise<void>((r) => (drained = r)), new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+        clearTimeout(timer);
+        drained = undefined;
+      }
+      await Promise.all(states.map((s) => dropPool(s.pool, false)));
     },
   };
 }
