@@ -7,17 +7,27 @@
  * The comment above a test names the code that makes it hold where that is
  * not obvious.
  */
-import { createHook } from 'node:async_hooks';
 import { spawn } from 'node:child_process';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { getEventListeners } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { gzipSync } from 'node:zlib';
-import { createCoordinator, CoordinatorError, type Coordinator, type CoordinatorDeps } from '../../src/activities/coordinator';
+import { createCoordinator, CoordinatorError } from '../../src/activities/coordinator';
 import type { CallGate, CallPermit, SecretReader } from '../../src/activities/ports';
 import type { CallOutcome } from '../../src/domain/outcome';
-import { collectOutcomes, mutableRegistry, registryOf, sleep, startBlackHole, startServer, staticRegistry, type TestServer } from './servers';
+import {
+  activeResources as count,
+  collectOutcomes,
+  coordinatorHarness,
+  failure,
+  mutableRegistry,
+  registryOf,
+  sleep,
+  trackTimers,
+  waitFor as waitUntil,
+  type TestServer,
+} from './servers';
 
 const SECRET = 'tok-adv-9c1e5b';
 const secrets: SecretReader = {
@@ -26,37 +36,7 @@ const secrets: SecretReader = {
   },
 };
 
-const servers: TestServer[] = [];
-const coordinators: Coordinator[] = [];
-
-async function server(...args: Parameters<typeof startServer>): Promise<TestServer> {
-  const s = await startServer(...args);
-  servers.push(s);
-  return s;
-}
-
-async function blackHole(host?: string): Promise<TestServer> {
-  const s = await startBlackHole(host);
-  servers.push(s);
-  return s;
-}
-
-function coordinatorFor(services: Record<string, unknown>[], extra: Partial<CoordinatorDeps> = {}): Coordinator {
-  const c = createCoordinator({ registry: staticRegistry(registryOf(services)), secrets, reporterId: 'adv-worker', ...extra });
-  coordinators.push(c);
-  return c;
-}
-
-async function failure(p: Promise<unknown>): Promise<CoordinatorError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CoordinatorError);
-  return err as CoordinatorError;
-}
+const { server, blackHole, coordinatorFor, closeAfterTest } = coordinatorHarness({ secrets, reporterId: 'adv-worker', closeGraceMs: 200 });
 
 type Settled<T> = { state: 'resolved'; value: T } | { state: 'rejected'; error: unknown } | { state: 'pending' };
 
@@ -71,36 +51,8 @@ async function settledWithin<T>(p: Promise<T>, graceMs = 500): Promise<Settled<T
   return result;
 }
 
-const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
-
-/** Timers created by undici or the coordinator from now on; `stop()` returns the creation stacks of those still pending. */
-function trackTimers(): { stop(): string[] } {
-  const live = new Map<number, string>();
-  const hook = createHook({
-    init(id, type) {
-      if (type !== 'Timeout') return;
-      const stack = new Error().stack ?? '';
-      if (/node_modules[\\/]undici|src[\\/]activities[\\/]coordinator/.test(stack)) live.set(id, stack);
-    },
-    destroy(id) {
-      live.delete(id);
-    },
-  }).enable();
-  return {
-    stop() {
-      hook.disable();
-      return [...live.values()];
-    },
-  };
-}
-
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 1_500): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`still waiting after ${timeoutMs} ms for: ${what}`);
-    await sleep(5);
-  }
-}
+/** This file's waits allow a little longer than the shared default. */
+const waitFor = (cond: () => boolean, what: string, timeoutMs = 1_500) => waitUntil(cond, what, timeoutMs);
 
 /** A gate whose `admit` answers only when the test says; records every report per permit. */
 function manualGate() {
@@ -181,10 +133,8 @@ async function unacceptingListener(): Promise<{ origin: string; port: number }> 
   return { origin: `http://127.0.0.1:${port}`, port };
 }
 
-afterEach(async () => {
+afterEach(() => {
   for (const f of cleanups.splice(0)) f();
-  await Promise.all(coordinators.splice(0).map((c) => c.close(200)));
-  await Promise.all(servers.splice(0).map((s) => s.close().catch(() => {})));
 });
 
 describe('aborts at every phase', () => {
@@ -587,7 +537,7 @@ describe('coalescing of identical in-flight GETs', () => {
     const s = await server((req, res) => setTimeout(() => res.end(`n=${s.seen.length} ${req.url}`), 100));
     const registry = mutableRegistry(registryOf([{ id: 'svc', endpoints: [{ url: s.origin }] }]));
     const c = createCoordinator({ registry, reporterId: 'r' });
-    coordinators.push(c);
+    closeAfterTest(c);
     const first = c.request('svc', { path: '/x' });
     await waitFor(() => s.seen.length === 1, 'the first request to arrive');
     // New weight: another fingerprint, so the next request rebuilds the service's pool.
@@ -801,7 +751,7 @@ describe('failover, cool-down and redirects across endpoints', () => {
     const registry = mutableRegistry(reloadable(s.origin));
     const outcomes = collectOutcomes();
     const c = createCoordinator({ registry, reporterId: 'r', outcomes });
-    coordinators.push(c);
+    closeAfterTest(c);
     const call = c.request('svc', { path: '/start', cache: false }).catch((e: unknown) => e);
     await waitFor(() => s.seen.length === 1, 'the first hop to arrive');
     registry.set(reloadable(s.origin, { rateLimit: { perMinute: 1_000 } }));
@@ -819,7 +769,7 @@ describe('failover, cool-down and redirects across endpoints', () => {
     const registry = mutableRegistry(registryOf([{ id: 'svc', endpoints }]));
     const outcomes = collectOutcomes();
     const c = createCoordinator({ registry, reporterId: 'r', outcomes });
-    coordinators.push(c);
+    closeAfterTest(c);
     const call = c.request('svc', { path: '/', cache: false }).catch((e: unknown) => e);
     await waitFor(() => a.seen.length === 1, 'the first try to reach a');
     registry.set(registryOf([{ id: 'svc', endpoints, rateLimit: { perMinute: 1_000 } }]));

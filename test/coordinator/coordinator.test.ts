@@ -2,22 +2,24 @@
  * The coordinator against real loopback servers that fail on purpose.
  * No mocks: real undici pools, real sockets, real timers.
  */
-import { createHook } from 'node:async_hooks';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { gzipSync, brotliCompressSync, deflateSync, deflateRawSync } from 'node:zlib';
 import { ApplicationFailure } from '@temporalio/common';
-import { createCoordinator, CoordinatorError, toApplicationFailure, type Coordinator, type CoordinatorDeps } from '../../src/activities/coordinator';
+import { createCoordinator, toApplicationFailure } from '../../src/activities/coordinator';
 import type { CallGate, CallPermit, SecretReader } from '../../src/activities/ports';
 import type { CallOutcome } from '../../src/domain/outcome';
 import {
+  activeResources as count,
   collectOutcomes,
+  coordinatorHarness,
+  failure,
   maxInAnyWindow,
   mutableRegistry,
   registryOf,
   sleep,
-  startBlackHole,
-  startServer,
   staticRegistry,
+  trackTimers,
+  waitFor,
   type TestServer,
 } from './servers';
 
@@ -31,72 +33,7 @@ const secrets: SecretReader & { asked: [string, string | undefined][] } = {
   },
 };
 
-const servers: TestServer[] = [];
-const coordinators: Coordinator[] = [];
-
-async function server(...args: Parameters<typeof startServer>): Promise<TestServer> {
-  const s = await startServer(...args);
-  servers.push(s);
-  return s;
-}
-
-function coordinatorFor(services: Record<string, unknown>[], extra: Partial<CoordinatorDeps> = {}): Coordinator {
-  const c = createCoordinator({ registry: staticRegistry(registryOf(services)), secrets, reporterId: 'test-worker', ...extra });
-  coordinators.push(c);
-  return c;
-}
-
-async function failure(p: Promise<unknown>): Promise<CoordinatorError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CoordinatorError);
-  return err as CoordinatorError;
-}
-
-const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
-
-/**
- * Records timers created from now on by undici or the coordinator; `stop()`
- * returns the creation stacks of those still pending (neither fired nor
- * cleared). Timers of jest and of the test itself are not counted.
- */
-function trackTimers(): { stop(): string[] } {
-  const live = new Map<number, string>();
-  const hook = createHook({
-    init(id, type) {
-      if (type !== 'Timeout') return;
-      const stack = new Error().stack ?? '';
-      if (/node_modules[\\/]undici|src[\\/]activities[\\/]coordinator/.test(stack)) live.set(id, stack);
-    },
-    destroy(id) {
-      live.delete(id);
-    },
-  }).enable();
-  return {
-    stop() {
-      hook.disable();
-      return [...live.values()];
-    },
-  };
-}
-
-/** Polls `cond` every 10 ms; fails naming `what` when it is still false after `timeoutMs`. */
-async function waitFor(cond: () => boolean, what: string, timeoutMs = 1_000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > end) throw new Error(`still waiting after ${timeoutMs} ms for: ${what}`);
-    await sleep(10);
-  }
-}
-
-afterEach(async () => {
-  await Promise.all(coordinators.splice(0).map((c) => c.close()));
-  await Promise.all(servers.splice(0).map((s) => s.close().catch(() => {})));
-});
+const { server, blackHole, coordinatorFor, closeAfterTest } = coordinatorHarness({ secrets, reporterId: 'test-worker' });
 
 describe('requests', () => {
   it('sends a GET with the bearer credential to the endpoint path and reports the outcome', async () => {
@@ -208,7 +145,7 @@ describe('requests', () => {
     const b = await server((_req, res) => res.end('b'));
     const registry = mutableRegistry(registryOf([{ id: 'svc', endpoints: [{ url: a.origin }] }]));
     const c = createCoordinator({ registry, reporterId: 'r' });
-    coordinators.push(c);
+    closeAfterTest(c);
     expect((await c.request('svc', { path: '/' })).body).toBe('a');
     registry.set(registryOf([{ id: 'svc', endpoints: [{ url: b.origin }] }]));
     expect((await c.request('svc', { path: '/' })).body).toBe('b');
@@ -219,7 +156,7 @@ describe('requests', () => {
     const b = await server((_req, res) => res.end('b'));
     const registry = mutableRegistry(registryOf([{ id: 'old', endpoints: [{ url: a.origin }] }, { id: 'other', endpoints: [{ url: b.origin }] }]));
     const c = createCoordinator({ registry, reporterId: 'r' });
-    coordinators.push(c);
+    closeAfterTest(c);
     await c.request('old', { path: '/' });
     expect(a.sockets.size).toBe(1);
     registry.set(registryOf([{ id: 'other', endpoints: [{ url: b.origin }] }]));
@@ -233,7 +170,7 @@ describe('requests', () => {
     const b = await server((_req, res) => res.end('b'));
     const registry = mutableRegistry(registryOf([{ id: 'svc', endpoints: [{ url: a.origin }], rateLimit: { perMinute: 1 } }]));
     const c = createCoordinator({ registry, reporterId: 'r' });
-    coordinators.push(c);
+    closeAfterTest(c);
     await c.request('svc', { path: '/' });
     registry.set(registryOf([{ id: 'svc', endpoints: [{ url: b.origin }], rateLimit: { perMinute: 1 } }]));
     await expect(c.request('svc', { path: '/', timeoutMs: 300 })).rejects.toMatchObject({ kind: 'rate_limited' });
@@ -287,8 +224,7 @@ describe('timeouts and aborts', () => {
   });
 
   it('black hole: an aborted call rejects promptly and leaves no socket or timer behind', async () => {
-    const hole = await startBlackHole();
-    servers.push(hole);
+    const hole = await blackHole();
     // Connection: close, so the warm-up leaves no keep-alive socket or timer of its own.
     const ok = await server((_req, res) => res.writeHead(200, { connection: 'close' }).end('ok'));
     const outcomes = collectOutcomes();
@@ -974,8 +910,7 @@ describe('GET cache and coalescing', () => {
   });
 
   it('aborts the shared call when every caller has given up', async () => {
-    const hole = await startBlackHole();
-    servers.push(hole);
+    const hole = await blackHole();
     const c = coordinatorFor([{ id: 'svc', endpoints: [{ url: hole.origin }] }]);
     const acs = [new AbortController(), new AbortController()];
     const calls = acs.map((ac) => c.request('svc', { path: '/x' }, ac.signal).catch((e: unknown) => e));

@@ -2,18 +2,7 @@
 import fc from 'fast-check';
 import { SlidingLogLimiter, windowsFromSpec, type WindowLimit } from '../../src/domain/rate-limit';
 import { Admission, AdmissionDeadlineError } from '../../src/activities/coordinator/admission';
-
-/** Largest number of starts inside any half-open window [x, x + windowMs). */
-function maxInAnyWindow(starts: number[], windowMs: number): number {
-  const s = [...starts].sort((a, b) => a - b);
-  let best = 0;
-  let lo = 0;
-  for (let hi = 0; hi < s.length; hi++) {
-    while (s[hi]! - s[lo]! >= windowMs) lo++;
-    best = Math.max(best, hi - lo + 1);
-  }
-  return best;
-}
+import { maxInAnyWindow } from './servers';
 
 /** Serves arrivals first-in first-out: each starts at the earliest time the limiter allows. */
 function simulate(limiter: SlidingLogLimiter, arrivals: number[]): number[] {

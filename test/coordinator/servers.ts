@@ -8,7 +8,9 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { registrySchema, type Registry } from '../../src/domain/registry';
 import { staticRegistry, type RegistrySource } from '../../src/activities/registry';
 import type { CallOutcome } from '../../src/domain/outcome';
-import type { OutcomeSink } from '../../src/activities/ports';
+import { createHook } from 'node:async_hooks';
+import type { OutcomeSink, SecretReader } from '../../src/activities/ports';
+import { createCoordinator, CoordinatorError, type Coordinator, type CoordinatorDeps } from '../../src/activities/coordinator';
 
 export interface Seen {
   method: string;
@@ -57,24 +59,7 @@ function listen(server: Server | NetServer, host: string, port: number): Promise
 
 /** An HTTP server on `host` (default 127.0.0.1) answering with `handler` after reading the whole request body. */
 export async function startServer(handler: Handler, host = '127.0.0.1'): Promise<TestServer> {
-  let server: Server;
-  const t: TestServer = {
-    host,
-    port: 0,
-    origin: '',
-    seen: [],
-    sockets: new Set(),
-    connections: 0,
-    async close() {
-      for (const s of t.sockets) s.destroy();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-    async restart() {
-      server = make();
-      await listen(server, host, t.port);
-    },
-  };
-  const make = () => {
+  return serve(host, (t) => {
     const s = createServer((req, res) => {
       const at = performance.now();
       const chunks: Buffer[] = [];
@@ -86,13 +71,8 @@ export async function startServer(handler: Handler, host = '127.0.0.1'): Promise
       });
     });
     s.keepAliveTimeout = 10_000;
-    track(s, t);
     return s;
-  };
-  server = make();
-  t.port = await listen(server, host, 0);
-  t.origin = `http://${host}:${t.port}`;
-  return t;
+  });
 }
 
 /** Reads and discards what arrives, as a hung server would; a paused socket would never notice the client closing. */
@@ -100,7 +80,12 @@ const swallow = (socket: Socket) => void socket.resume();
 
 /** A TCP server that accepts connections, reads requests and never answers (a black hole). */
 export async function startBlackHole(host = '127.0.0.1'): Promise<TestServer> {
-  let server: NetServer;
+  return serve(host, () => createNetServer(swallow));
+}
+
+/** Listens with a server from `make` on `host`; the handle closes it (sockets included) and restarts it on the same port. */
+async function serve(host: string, make: (t: TestServer) => Server | NetServer): Promise<TestServer> {
+  let server: Server | NetServer;
   const t: TestServer = {
     host,
     port: 0,
@@ -113,12 +98,12 @@ export async function startBlackHole(host = '127.0.0.1'): Promise<TestServer> {
       await new Promise<void>((r) => server.close(() => r()));
     },
     async restart() {
-      server = createNetServer(swallow);
+      server = make(t);
       track(server, t);
       await listen(server, host, t.port);
     },
   };
-  server = createNetServer(swallow);
+  server = make(t);
   track(server, t);
   t.port = await listen(server, host, 0);
   t.origin = `http://${host}:${t.port}`;
@@ -157,4 +142,82 @@ export function maxInAnyWindow(times: number[], windowMs: number): number {
     best = Math.max(best, hi - lo + 1);
   }
   return best;
+}
+
+/**
+ * The per-file harness of the coordinator tests: servers and coordinators
+ * made through it are closed after each test (coordinators with `closeGraceMs`).
+ * Call it at the top level of a test file.
+ */
+export function coordinatorHarness(defaults: { secrets: SecretReader; reporterId: string; closeGraceMs?: number }) {
+  const servers: TestServer[] = [];
+  const coordinators: Coordinator[] = [];
+  afterEach(async () => {
+    await Promise.all(coordinators.splice(0).map((c) => c.close(defaults.closeGraceMs)));
+    await Promise.all(servers.splice(0).map((s) => s.close().catch(() => {})));
+  });
+  const keep = (s: TestServer) => (servers.push(s), s);
+  return {
+    server: async (...args: Parameters<typeof startServer>) => keep(await startServer(...args)),
+    blackHole: async (host?: string) => keep(await startBlackHole(host)),
+    coordinatorFor(services: Record<string, unknown>[], extra: Partial<CoordinatorDeps> = {}): Coordinator {
+      const c = createCoordinator({ registry: staticRegistry(registryOf(services)), secrets: defaults.secrets, reporterId: defaults.reporterId, ...extra });
+      coordinators.push(c);
+      return c;
+    },
+    /** Closes a coordinator the test built itself after the test. */
+    closeAfterTest(c: Coordinator): Coordinator {
+      coordinators.push(c);
+      return c;
+    },
+  };
+}
+
+/** Awaits a call that must fail; returns its CoordinatorError (fails the test otherwise). */
+export async function failure(p: Promise<unknown>): Promise<CoordinatorError> {
+  const err = await p.then(
+    () => {
+      throw new Error('expected the call to fail');
+    },
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(CoordinatorError);
+  return err as CoordinatorError;
+}
+
+/** How many active resources of a kind (`TCPSocketWrap`, `Timeout`, ...) the process holds now. */
+export const activeResources = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length;
+
+/**
+ * Records timers created from now on by undici or the coordinator; `stop()`
+ * returns the creation stacks of those still pending (neither fired nor
+ * cleared). Timers of jest and of the test itself are not counted.
+ */
+export function trackTimers(): { stop(): string[] } {
+  const live = new Map<number, string>();
+  const hook = createHook({
+    init(id, type) {
+      if (type !== 'Timeout') return;
+      const stack = new Error().stack ?? '';
+      if (/node_modules[\\/]undici|src[\\/]activities[\\/]coordinator/.test(stack)) live.set(id, stack);
+    },
+    destroy(id) {
+      live.delete(id);
+    },
+  }).enable();
+  return {
+    stop() {
+      hook.disable();
+      return [...live.values()];
+    },
+  };
+}
+
+/** Polls `cond` every 5 ms; fails naming `what` when it is still false after `timeoutMs`. */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 1_000): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > end) throw new Error(`still waiting after ${timeoutMs} ms for: ${what}`);
+    await sleep(5);
+  }
 }

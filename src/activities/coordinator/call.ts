@@ -57,6 +57,8 @@ export interface CallEndpoint {
   readonly origin: string;
   /** Path prefix from the registry URL, without trailing slash ('' for none). */
   readonly prefix: string;
+  /** The host is an IP literal: nothing to resolve, so no DNS interceptor. */
+  readonly literal: boolean;
 }
 
 /** The dispatchers of one service: undici's agent, and the agent behind the DNS-caching interceptor. */
@@ -324,20 +326,7 @@ export class Call implements Dispatcher.DispatchHandler {
     this.controller?.abort(reason);
     // The deadline passed with the request handed to undici (connecting, sending, or waiting for
     // the answer): that is the service's timeout, whether or not a socket ever opened.
-    if (reason === DEADLINE && (this.phase === Phase.Sending || this.phase === Phase.Decoding)) {
-      const outcome: CallOutcome = {
-        serviceId: this.service.spec.id,
-        endpoint: this.endpoint!.origin,
-        ok: false,
-        failureKind: 'timeout',
-        latencyMs: performance.now() - this.ts,
-        startedAt: this.startedAt,
-        reporter: this.host.reporterId,
-        generation: this.permit?.generation,
-      };
-      this.host.outcomes?.record(outcome);
-      this.finalOutcome = outcome;
-    }
+    if (reason === DEADLINE && (this.phase === Phase.Sending || this.phase === Phase.Decoding)) this.attemptOutcome(false, 'timeout', undefined, true);
     this.finish(this.abortError());
   }
 
@@ -398,7 +387,7 @@ export class Call implements Dispatcher.DispatchHandler {
     this.hopBody = this.req.body;
     this.hopHeaders = this.req.headers;
     this.redirectsLeft = this.host.maxRedirections;
-    this.dispatch(isIpLiteral(ep.origin) ? this.pool.direct : this.pool.resolving);
+    this.dispatch(ep.literal ? this.pool.direct : this.pool.resolving);
   }
 
   private dispatch(dispatcher: Dispatcher): void {
@@ -524,7 +513,7 @@ export class Call implements Dispatcher.DispatchHandler {
     this.hopMethod = method;
     this.hopBody = body;
     this.hopHeaders = headers;
-    this.dispatch(isIpLiteral(next.origin) ? this.pool!.direct : this.pool!.resolving);
+    this.dispatch(isIpHost(next.hostname) ? this.pool!.direct : this.pool!.resolving);
   }
 
   /**
@@ -537,21 +526,8 @@ export class Call implements Dispatcher.DispatchHandler {
     const ep = this.endpoint!;
     const status = this.status;
     const failure = status >= 400 ? classifyFailure({ status }) : undefined;
-    const outcome: CallOutcome = {
-      serviceId: service.spec.id,
-      endpoint: ep.origin,
-      // The service answered as a healthy one would: 1xx-4xx except 408/429 (the caller's business errors are not its fault).
-      ok: status < 500 && status !== 408 && status !== 429,
-      status,
-      statusClass: statusClass(status),
-      failureKind: failure?.kind,
-      latencyMs: performance.now() - this.ts,
-      startedAt: this.startedAt,
-      reporter: this.host.reporterId,
-      generation: this.permit?.generation,
-    };
-    this.host.outcomes?.record(outcome);
-    this.finalOutcome = outcome;
+    // The service answered as a healthy one would: 1xx-4xx except 408/429 (the caller's business errors are not its fault).
+    this.attemptOutcome(status < 500 && status !== 408 && status !== 429, failure?.kind, status, true);
     if (status === 502 || status === 503 || status === 504) service.lb.reportFailure(this.idx, performance.now());
     else service.lb.reportSuccess(this.idx);
     this.endAttempt(false);
@@ -593,19 +569,8 @@ export class Call implements Dispatcher.DispatchHandler {
       ? this.abortError(ep.origin)
       : transportError(err, { serviceId: this.service.spec.id, method: this.req.method, path: this.req.path, endpoint: ep.origin });
     if (redirected && e.notSent) e = new CoordinatorError({ ...e.toJSON(), detail: e.detail, notSent: false } as ConstructorParameters<typeof CoordinatorError>[0]);
-    const outcome: CallOutcome = {
-      serviceId: this.service.spec.id,
-      endpoint: ep.origin,
-      ok: false,
-      failureKind: e.kind,
-      latencyMs: performance.now() - this.ts,
-      startedAt: this.startedAt,
-      reporter: this.host.reporterId,
-      generation: this.permit?.generation,
-    };
-    // A caller's cancellation says nothing about the service: not an outcome.
-    if (e.kind !== 'aborted') this.host.outcomes?.record(outcome);
-    this.finalOutcome = outcome;
+    // A caller's cancellation says nothing about the service: not an outcome (the permit still hears it).
+    this.attemptOutcome(false, e.kind, undefined, e.kind !== 'aborted');
     const connectionLevel = !redirected && (e.kind === 'connection_refused' || e.kind === 'connection_reset' || e.kind === 'dns' || e.code === 'UND_ERR_CONNECT_TIMEOUT');
     if (connectionLevel) this.service.lb.reportFailure(this.idx, performance.now());
     this.endAttempt(this.reason !== undefined);
@@ -650,6 +615,28 @@ export class Call implements Dispatcher.DispatchHandler {
     this.listener?.callFinished(res);
     if (err) this.reject(err);
     else this.resolve(res!);
+  }
+
+  /**
+   * The outcome of the attempt in progress (endpoint, latency since it was
+   * sent, start time, breaker generation): what the permit hears when the
+   * call finishes, and, when `record`, what the OutcomeSink gets now.
+   */
+  private attemptOutcome(ok: boolean, failureKind: CallOutcome['failureKind'], status: number | undefined, record: boolean): void {
+    const outcome: CallOutcome = {
+      serviceId: this.service.spec.id,
+      endpoint: this.endpoint!.origin,
+      ok,
+      status,
+      statusClass: status === undefined ? undefined : statusClass(status),
+      failureKind,
+      latencyMs: performance.now() - this.ts,
+      startedAt: this.startedAt,
+      reporter: this.host.reporterId,
+      generation: this.permit?.generation,
+    };
+    if (record) this.host.outcomes?.record(outcome);
+    this.finalOutcome = outcome;
   }
 
   private abortedOutcome(): CallOutcome {
@@ -698,17 +685,9 @@ function fireDeadline(call: Call): void {
   call.abort(DEADLINE);
 }
 
-/** Whether a URL origin's host is an IP literal (`http://10.0.0.5:80`, `http://[::1]:80`): nothing to resolve. */
-const literalCache = new Map<string, boolean>();
-function isIpLiteral(origin: string): boolean {
-  let v = literalCache.get(origin);
-  if (v === undefined) {
-    const host = new URL(origin).hostname.replace(/^\[|\]$/g, '');
-    v = isIP(host) !== 0;
-    if (literalCache.size >= 1024) literalCache.clear();
-    literalCache.set(origin, v);
-  }
-  return v;
+/** Whether a URL's hostname (`10.0.0.5`, `[::1]`) is an IP literal: nothing to resolve. */
+export function isIpHost(hostname: string): boolean {
+  return isIP(hostname.replace(/^\[|\]$/g, '')) !== 0;
 }
 
 /** The call whose promise is being created (the Promise executor runs synchronously). */

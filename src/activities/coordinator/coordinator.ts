@@ -30,7 +30,7 @@ import { isIdempotentMethod } from '../../domain/retry';
 import type { CallGate, OutcomeSink, SecretReader } from '../ports';
 import type { RegistrySource } from '../registry';
 import { Admission } from './admission';
-import { Call, CANCELLED, parseJsonBody, type CallEndpoint, type CallHost, type CallListener, type CallPool, type CallRequest, type CallResponse, type CallService } from './call';
+import { Call, CANCELLED, isIpHost, parseJsonBody, type CallEndpoint, type CallHost, type CallListener, type CallPool, type CallRequest, type CallResponse, type CallService } from './call';
 import { CoordinatorError } from './errors';
 import { SlotIndex } from './slot-index';
 
@@ -400,7 +400,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
     if (existing) retire(existing);
     const endpoints = spec.endpoints.map((e) => {
       const u = new URL(e.url);
-      return { origin: u.origin, prefix: u.pathname.replace(/\/+$/, '') };
+      return { origin: u.origin, prefix: u.pathname.replace(/\/+$/, ''), literal: isIpHost(u.hostname) };
     });
     const maxConcurrent = spec.rateLimit?.maxConcurrent;
     const state: ServiceState = {
@@ -643,21 +643,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       if (!(auth instanceof Promise)) return afterAuth(state, req, method, auth, signal);
       if (!signal) return auth.then((a) => afterAuth(state, req, method, a, undefined));
       // An asynchronous reader: the caller's abort must not wait for it.
-      return new Promise<CoordinatorResponse>((resolve, reject) => {
-        const onAbort = () => reject(abortedBeforeStart(serviceId, method, req.path));
-        signal.addEventListener('abort', onAbort, { once: true });
-        auth.then(
-          (a) => {
-            signal.removeEventListener('abort', onAbort);
-            // Aborted meanwhile: already rejected; nothing is sent.
-            if (!signal.aborted) resolve(afterAuth(state, req, method, a, signal));
-          },
-          (err: unknown) => {
-            signal.removeEventListener('abort', onAbort);
-            reject(err);
-          },
-        );
-      });
+      return unlessAborted(auth, signal, () => abortedBeforeStart(serviceId, method, req.path)).then((a) => afterAuth(state, req, method, a, signal));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -722,32 +708,14 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
 
   /** Waits for a shared in-flight GET or the caller's signal; the shared call is aborted only when every waiter has given up. */
   function awaitSharedOrAbort(entry: InFlight, signal: AbortSignal, serviceId: string, method: string, path: string): Promise<CoordinatorResponse> {
-    return new Promise<CoordinatorResponse>((resolve, reject) => {
-      let done = false;
-      const onAbort = () => {
-        if (done) return;
-        done = true;
+    return unlessAborted(
+      entry.promise.then((res) => entry.copyFor(res)),
+      signal,
+      () => {
         if (--entry.waiters === 0) entry.call.abort(CANCELLED);
-        reject(new CoordinatorError({ serviceId, method, path, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' }));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      entry.promise.then(
-        (res) => {
-          if (done) return;
-          done = true;
-          entry.waiters--;
-          signal.removeEventListener('abort', onAbort);
-          resolve(entry.copyFor(res));
-        },
-        (err) => {
-          if (done) return;
-          done = true;
-          entry.waiters--;
-          signal.removeEventListener('abort', onAbort);
-          reject(err);
-        },
-      );
-    });
+        return new CoordinatorError({ serviceId, method, path, kind: 'aborted', retryable: false, notSent: false, code: 'ABORT_ERR', detail: 'cancelled by the caller' });
+      },
+    );
   }
 
   return {
@@ -770,6 +738,33 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       await Promise.all(states.map((s) => dropPool(s.pool, false)));
     },
   };
+}
+
+/**
+ * `promise`, unless `signal` aborts first: then a rejection with `onAbort()`'s
+ * error at once (`onAbort` runs only then). The listener leaves when either
+ * happens; a later settlement of `promise` is absorbed.
+ */
+function unlessAborted<T>(promise: Promise<T>, signal: AbortSignal, onAbort: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let done = false;
+    const abort = () => {
+      if (done) return;
+      done = true;
+      reject(onAbort());
+    };
+    signal.addEventListener('abort', abort, { once: true });
+    const settle = (then: () => void) => {
+      if (done) return;
+      done = true;
+      signal.removeEventListener('abort', abort);
+      then();
+    };
+    promise.then(
+      (value) => settle(() => resolve(value)),
+      (err: unknown) => settle(() => reject(err)),
+    );
+  });
 }
 
 /** A caller's own copy of a shared answer, so one caller's mutation cannot reach another. */
