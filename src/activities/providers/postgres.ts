@@ -19,7 +19,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Client, type ClientConfig } from 'pg';
 import type { ServiceSpec } from '../../domain/registry';
 import { formatUserPassword, parseUserPassword } from './secret-format';
-import { ProviderError, stringOption, type ProviderContext, type RotationProvider } from './types';
+import { issuerOnly, ProviderError, stringOption, type ProviderContext, type RotationProvider } from './types';
 
 /** SQLSTATEs: invalid_password, invalid_authorization_specification. */
 const AUTH_FAILED = new Set(['28P01', '28000']);
@@ -93,13 +93,7 @@ export const postgresProvider: RotationProvider = {
     return { versionId: `v-${randomUUID().slice(0, 12)}`, secret: formatUserPassword({ username, password }) };
   },
 
-  async install(ctx) {
-    throw new ProviderError(`services.${ctx.service.id}.rotation.provider: postgres only mints and revokes at the database; consumers install through their own provider (e.g. http)`, false);
-  },
-
-  async verify(ctx) {
-    throw new ProviderError(`services.${ctx.service.id}.rotation.provider: postgres only mints and revokes at the database; consumers verify through their own provider (e.g. http)`, false);
-  },
+  ...issuerOnly('postgres', 'the database'),
 
   async revoke(ctx, req) {
     const what = `revoke ${ctx.credential.id} ${req.versionId} at ${ctx.service.id}`;

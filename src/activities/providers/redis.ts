@@ -18,7 +18,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import Redis from 'ioredis';
 import type { ServiceSpec } from '../../domain/registry';
 import { formatUserPassword, parseUserPassword } from './secret-format';
-import { ProviderError, stringOption, type ProviderContext, type RotationProvider } from './types';
+import { issuerOnly, ProviderError, stringOption, type ProviderContext, type RotationProvider } from './types';
 
 function target(service: ServiceSpec): { host: string; port: number } {
   const raw = (service.rotation?.url as string | undefined) ?? service.endpoints[0]!.url;
@@ -89,13 +89,7 @@ export const redisProvider: RotationProvider = {
     return { versionId: `v-${randomUUID().slice(0, 12)}`, secret: formatUserPassword({ username, password }) };
   },
 
-  async install(ctx) {
-    throw new ProviderError(`services.${ctx.service.id}.rotation.provider: redis only mints and revokes at the server; consumers install through their own provider (e.g. http)`, false);
-  },
-
-  async verify(ctx) {
-    throw new ProviderError(`services.${ctx.service.id}.rotation.provider: redis only mints and revokes at the server; consumers verify through their own provider (e.g. http)`, false);
-  },
+  ...issuerOnly('redis', 'the server'),
 
   async revoke(ctx, req) {
     const what = `revoke ${ctx.credential.id} ${req.versionId} at ${ctx.service.id}`;

@@ -106,3 +106,19 @@ export function stringOption(service: ServiceSpec, key: string, fallback?: strin
   }
   return v;
 }
+
+/**
+ * `install` and `verify` of a provider that only mints and revokes at the
+ * issuer (a database, a server): each refuses, non-retryably, naming the
+ * service and pointing to the consumer's own provider.
+ * @param name the provider's name (`postgres`); @param where what it acts on (`the database`).
+ */
+export function issuerOnly(name: string, where: string): Pick<RotationProvider, 'install' | 'verify'> {
+  const refuse = (ctx: ProviderContext, step: string): never => {
+    throw new ProviderError(`services.${ctx.service.id}.rotation.provider: ${name} only mints and revokes at ${where}; consumers ${step} through their own provider (e.g. http)`, false);
+  };
+  return {
+    install: async (ctx) => refuse(ctx, 'install'),
+    verify: async (ctx) => refuse(ctx, 'verify'),
+  };
+}
