@@ -26,6 +26,10 @@ const envSchema = z.object({
   TEMPORAL_API_KEY: z.string().optional(),
   INTEGRATION_AGENT_DATA_DIR: z.string().optional(),
   INTEGRATION_AGENT_REGISTRY: z.string().optional(),
+  /** `postgres://user:password@host:port/db`: the shared state backend for many workers on many hosts (default: embedded SQLite in the data dir). */
+  INTEGRATION_AGENT_DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\/\S+$/, 'must be a postgres:// or postgresql:// URL').optional(),
+  /** `redis://host:port[/db]`: cluster-wide admission (rate limits, concurrency caps) through Redis instead of PostgreSQL. */
+  INTEGRATION_AGENT_REDIS_URL: z.string().regex(/^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL').optional(),
   /** `host:port` for the worker's Prometheus /metrics (application and SDK metrics). */
   METRICS_ADDRESS: hostPort.optional(),
   /** `host:port` for the Temporal SDK core's own Prometheus endpoint (task slots, poll latency...). */
@@ -43,6 +47,10 @@ export type Config = {
   apiKey?: string;
   dataDir: string;
   registryPath?: string;
+  /** Shared state backend (PostgreSQL); undefined: embedded SQLite under dataDir (one host). */
+  databaseUrl?: string;
+  /** Redis for cluster-wide admission; undefined: PostgreSQL when databaseUrl is set, else per process. */
+  redisUrl?: string;
   metricsAddress?: string;
   sdkMetricsAddress?: string;
   logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
@@ -71,7 +79,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!r.success) {
     const lines = r.error.issues.map((i) => {
       const name = String(i.path[0]);
-      const shown = name === 'TEMPORAL_API_KEY' ? '(hidden)' : JSON.stringify(env[name]);
+      const shown = name === 'TEMPORAL_API_KEY' || name === 'INTEGRATION_AGENT_DATABASE_URL' || name === 'INTEGRATION_AGENT_REDIS_URL' ? '(hidden: may hold a password)' : JSON.stringify(env[name]);
       return `${name}=${shown}: ${i.message}`;
     });
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
@@ -91,6 +99,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     apiKey: e.TEMPORAL_API_KEY,
     dataDir: e.INTEGRATION_AGENT_DATA_DIR || defaultDataDir(env),
     registryPath: e.INTEGRATION_AGENT_REGISTRY,
+    databaseUrl: e.INTEGRATION_AGENT_DATABASE_URL,
+    redisUrl: e.INTEGRATION_AGENT_REDIS_URL,
     metricsAddress: e.METRICS_ADDRESS,
     sdkMetricsAddress: e.SDK_METRICS_ADDRESS,
     logLevel: e.LOG_LEVEL,
