@@ -75,7 +75,12 @@ export interface CredentialStore extends SecretReader {
   labels(credentialId: string): Promise<Record<StagingLabel, CredentialVersion | null>>;
   getVersion(credentialId: string, versionId: string): Promise<CredentialVersion | undefined>;
   listVersions(credentialId: string): Promise<CredentialVersion[]>;
-  listCredentials(): Promise<CredentialSummary[]>;
+  /**
+   * Credentials ordered by id. `after` starts the page after that id (a
+   * cursor: pass the last id of the previous page); `limit` keeps at most
+   * that many (default: all).
+   */
+  listCredentials(opts?: { after?: string; limit?: number }): Promise<CredentialSummary[]>;
   /**
    * Records an existing secret as CURRENT (the old CURRENT becomes PREVIOUS).
    * @returns the new version id.
@@ -101,8 +106,12 @@ export interface CredentialStore extends SecretReader {
   markRevoked(credentialId: string, versionId: string, at?: number): Promise<void>;
   /** Appends to the audit trail. */
   audit(entry: NewAuditEntry): Promise<void>;
-  /** Audit entries, oldest first; `credentialId` filters, `limit` keeps the newest n. */
-  auditTrail(opts?: { credentialId?: string; limit?: number }): Promise<AuditEntry[]>;
+  /**
+   * Audit entries, oldest first; `credentialId` filters, `before` keeps
+   * entries whose id is below it (a cursor: pass the first id of the previous
+   * page to page back), `limit` keeps the newest n of those.
+   */
+  auditTrail(opts?: { credentialId?: string; limit?: number; before?: number }): Promise<AuditEntry[]>;
 }
 
 /** Loads the master key: env `INTEGRATION_AGENT_MASTER_KEY` (base64, 32 bytes) or `<dataDir>/master.key`, created (0600) when absent. */
@@ -335,7 +344,7 @@ export class SqliteCredentialStore implements CredentialStore {
     return (this.db.prepare('SELECT * FROM credential_versions WHERE credential_id = ? ORDER BY created_at, rowid').all(credentialId) as VersionRow[]).map(toVersion);
   }
 
-  async listCredentials(): Promise<CredentialSummary[]> {
+  async listCredentials(opts: { after?: string; limit?: number } = {}): Promise<CredentialSummary[]> {
     const rows = this.db
       .prepare(
         `SELECT c.credential_id AS id,
@@ -344,9 +353,9 @@ export class SqliteCredentialStore implements CredentialStore {
            MAX(CASE WHEN label = 'PREVIOUS' THEN version_id END) AS prev,
            COUNT(*) AS n,
            (SELECT MAX(at) FROM credential_audit a WHERE a.credential_id = c.credential_id) AS last
-         FROM credential_versions c GROUP BY c.credential_id ORDER BY c.credential_id`,
+         FROM credential_versions c WHERE c.credential_id > ? GROUP BY c.credential_id ORDER BY c.credential_id LIMIT ?`,
       )
-      .all() as Array<{ id: string; cur: string | null; pen: string | null; prev: string | null; n: number; last: number | null }>;
+      .all(opts.after ?? '', opts.limit ?? -1) as Array<{ id: string; cur: string | null; pen: string | null; prev: string | null; n: number; last: number | null }>;
     return rows.map((r) => ({ credentialId: r.id, current: r.cur, pending: r.pen, previous: r.prev, versions: r.n, lastActivityAt: r.last }));
   }
 
@@ -424,12 +433,13 @@ export class SqliteCredentialStore implements CredentialStore {
     this.insertAudit(entry);
   }
 
-  async auditTrail(opts: { credentialId?: string; limit?: number } = {}): Promise<AuditEntry[]> {
+  async auditTrail(opts: { credentialId?: string; limit?: number; before?: number } = {}): Promise<AuditEntry[]> {
     const limit = opts.limit ?? -1;
+    const before = opts.before ?? Number.MAX_SAFE_INTEGER;
     const rows = (
       opts.credentialId === undefined
-        ? this.db.prepare('SELECT * FROM credential_audit ORDER BY id DESC LIMIT ?').all(limit)
-        : this.db.prepare('SELECT * FROM credential_audit WHERE credential_id = ? ORDER BY id DESC LIMIT ?').all(opts.credentialId, limit)
+        ? this.db.prepare('SELECT * FROM credential_audit WHERE id < ? ORDER BY id DESC LIMIT ?').all(before, limit)
+        : this.db.prepare('SELECT * FROM credential_audit WHERE credential_id = ? AND id < ? ORDER BY id DESC LIMIT ?').all(opts.credentialId, before, limit)
     ) as Array<{ id: number; at: number; credential_id: string; step: string; service_id: string | null; version_id: string | null; outcome: string; actor: string; detail: string | null }>;
     return rows.reverse().map((r) => ({
       id: r.id,
