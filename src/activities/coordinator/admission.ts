@@ -9,9 +9,16 @@
  *
  * Each window is widened by a small guard ({@link guardMs}) so the limit also
  * holds as the service observes arrivals, not only as we send them.
+ *
+ * With a shared store configured (`CoordinatorDeps.sharedAdmission`), a
+ * limited service's admission has a second stage: after this process admits
+ * a call, the cluster-wide limiter (src/state/admission) must admit it too,
+ * on the store's clock, so the limits hold across every worker process.
+ * Unlimited services never reach the store.
  */
 import { performance } from 'node:perf_hooks';
 import { SlidingLogLimiter, type WindowLimit } from '../../domain/rate-limit';
+import { AdmissionWaitError, type SharedAdmission } from '../../state/admission';
 
 /** Releases the in-flight slot; call exactly once when the call has ended. */
 export type Release = () => void;
@@ -46,27 +53,44 @@ export function guardMs(windowMs: number): number {
   return Math.min(25, windowMs * 0.025);
 }
 
+/** The cluster-wide stage of one service's admission. */
+export interface SharedStage {
+  admission: SharedAdmission;
+  /** The limit's key in the store, e.g. `service:billing`. */
+  key: string;
+}
+
 export class Admission {
   private readonly limiter: SlidingLogLimiter | undefined;
   private active = 0;
   private readonly queue: Waiter[] = [];
   private timer: NodeJS.Timeout | undefined;
   private timerAt = 0;
+  private readonly shared: SharedStage | undefined;
+  /** The windows widened by their guard, as both stages enforce them. */
+  private readonly guarded: WindowLimit[];
+  /** Largest store round trip whose grant is still used: half the smallest guard. */
+  private readonly maxGrantAgeMs: number;
 
   /**
    * @param windows rate windows (empty: no rate limit).
    * @param maxConcurrent calls in flight at once (undefined: no cap); an integer >= 1.
+   * @param shared the cluster-wide stage; ignored when nothing limits the service.
    * @throws RangeError naming the option and value when maxConcurrent is not an integer >= 1.
    */
   constructor(
     windows: readonly WindowLimit[],
     private readonly maxConcurrent: number | undefined,
     private readonly now: () => number = () => performance.now(),
+    shared?: SharedStage,
   ) {
     if (maxConcurrent !== undefined && (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)) {
       throw new RangeError(`maxConcurrent must be an integer >= 1, got ${String(maxConcurrent)}`);
     }
-    this.limiter = windows.length > 0 ? new SlidingLogLimiter(windows.map((w) => ({ limit: w.limit, windowMs: w.windowMs + guardMs(w.windowMs) }))) : undefined;
+    this.guarded = windows.map((w) => ({ limit: w.limit, windowMs: w.windowMs + guardMs(w.windowMs) }));
+    this.limiter = windows.length > 0 ? new SlidingLogLimiter(this.guarded) : undefined;
+    this.shared = this.unlimited ? undefined : shared;
+    this.maxGrantAgeMs = windows.length > 0 ? Math.min(...windows.map((w) => guardMs(w.windowMs))) / 2 : Infinity;
   }
 
   /** True when nothing limits this service (admission is free). */
@@ -85,7 +109,8 @@ export class Admission {
    */
   tryAcquire(deadline: number): Release | AdmissionDeadlineError | undefined {
     if (this.unlimited) return NOOP;
-    if (this.queue.length > 0) return undefined;
+    // The shared stage answers only after a round trip.
+    if (this.queue.length > 0 || this.shared) return undefined;
     return this.tryNow(deadline);
   }
 
@@ -94,9 +119,28 @@ export class Admission {
    * @param signal aborts the wait (rejects with the signal's reason).
    * @param deadline performance.now() time past which the call is pointless:
    *   when the rate limit's next start lies beyond it, rejects at once with
-   *   {@link AdmissionDeadlineError} carrying the wait.
+   *   {@link AdmissionDeadlineError} carrying the wait. With a shared stage,
+   *   rejects with its `AdmissionStoreError` when the store fails (the call was not sent).
    */
   acquire(signal: AbortSignal, deadline: number): Promise<Release> {
+    const shared = this.shared;
+    if (shared === undefined) return this.acquireHere(signal, deadline);
+    return this.acquireHere(signal, deadline).then((local) =>
+      shared.admission.acquire(shared.key, { windows: this.guarded, maxConcurrent: this.maxConcurrent, deadline, signal, maxGrantAgeMs: this.maxGrantAgeMs }).then(
+        (cluster) => () => {
+          cluster();
+          local();
+        },
+        (err: unknown) => {
+          local();
+          throw err instanceof AdmissionWaitError ? new AdmissionDeadlineError(err.retryAfterMs) : err;
+        },
+      ),
+    );
+  }
+
+  /** The in-process stage of {@link acquire}. */
+  private acquireHere(signal: AbortSignal, deadline: number): Promise<Release> {
     if (this.unlimited) return Promise.resolve(NOOP);
     if (signal.aborted) return Promise.reject(signal.reason);
     if (this.queue.length === 0) {

@@ -32,6 +32,7 @@ import type { Dispatcher } from 'undici';
 import type { CallOutcome } from '../../domain/outcome';
 import { classifyFailure, parseRetryAfter } from '../../domain/retry';
 import type { CallGate, CallPermit, OutcomeSink } from '../ports';
+import { AdmissionStoreError } from '../../state/admission';
 import { AdmissionDeadlineError, type Admission, type Release } from './admission';
 import { CoordinatorError, bodyExcerpt, transportError } from './errors';
 
@@ -369,6 +370,7 @@ export class Call implements Dispatcher.DispatchHandler {
       },
       (err: unknown) => {
         this.waiting = undefined;
+        if (err instanceof AdmissionStoreError && !this.reason) return this.finish(this.storeFailed(err));
         this.finish(err instanceof AdmissionDeadlineError ? this.rateLimited(err) : this.abortError());
       },
     );
@@ -672,6 +674,11 @@ export class Call implements Dispatcher.DispatchHandler {
       code: 'COORDINATOR_CLOSED',
       detail: notSent ? 'the coordinator is closed (the worker is shutting down); nothing was sent' : 'the coordinator closed (the worker is shutting down) while the call was in flight',
     });
+  }
+
+  /** The cluster-wide admission's store failed: nothing was sent, and the limit is not lifted; retryable. */
+  private storeFailed(err: AdmissionStoreError): CoordinatorError {
+    return this.error({ kind: 'other', retryable: true, notSent: true, code: err.code, detail: err.message });
   }
 
   private rateLimited(err: AdmissionDeadlineError): CoordinatorError {

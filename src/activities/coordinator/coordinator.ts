@@ -29,6 +29,7 @@ import { SmoothWeightedRoundRobin } from '../../domain/load-balance';
 import { isIdempotentMethod } from '../../domain/retry';
 import type { CallGate, OutcomeSink, SecretReader } from '../ports';
 import type { RegistrySource } from '../registry';
+import type { SharedAdmission } from '../../state/admission';
 import { Admission } from './admission';
 import { Call, CANCELLED, isIpHost, parseJsonBody, type CallEndpoint, type CallHost, type CallListener, type CallPool, type CallRequest, type CallResponse, type CallService } from './call';
 import { CoordinatorError } from './errors';
@@ -105,6 +106,13 @@ export interface CoordinatorDeps {
   outcomes?: OutcomeSink;
   /** Stable id of this worker process, put on every outcome. */
   reporterId: string;
+  /**
+   * Cluster-wide admission (`openSharedAdmission` from src/state/admission):
+   * services with a `rateLimit` then hold it across every worker process
+   * sharing the store, under the key `service:<id>`. Services without limits
+   * never reach it. Not closed by the coordinator (the worker closes it after).
+   */
+  sharedAdmission?: SharedAdmission;
   /** TCP (+TLS) connect timeout, ms. Default 5_000. */
   connectTimeoutMs?: number;
   /** Time from sending the request to receiving all response headers, ms. Default 10_000. */
@@ -420,7 +428,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       admission:
         existing && JSON.stringify(existing.spec.rateLimit ?? null) === JSON.stringify(spec.rateLimit ?? null)
           ? existing.admission
-          : new Admission(windowsFromSpec(spec.rateLimit), maxConcurrent),
+          : new Admission(windowsFromSpec(spec.rateLimit), maxConcurrent, undefined, deps.sharedAdmission && { admission: deps.sharedAdmission, key: `service:${spec.id}` }),
       credentialOrigins: new Set(endpoints.map((e) => e.origin)),
       credentialHeaders: [authHeaderName(spec)],
       plainHeaders: undefined,
