@@ -9,8 +9,10 @@
  * (NIST SP 800-38D; the original payload is serialised with its protobuf encoding).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import { codecKeyFingerprint, SHARE_CODEC_KEYS_HINT } from './keys';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
 const IV_BYTES = 12;
@@ -25,9 +27,27 @@ export interface CodecKey {
 
 const enc = (s: string) => Buffer.from(s, 'utf8');
 
+/**
+ * A payload this process cannot decode: it names the key id the payload
+ * carries, this process (`host:pid`), the ids it holds, and the fix.
+ */
+export class CodecKeyError extends Error {
+  /** The key id written beside the payload. */
+  readonly keyId: string;
+  constructor(keyId: string, message: string) {
+    super(message);
+    this.name = 'CodecKeyError';
+    this.keyId = keyId;
+  }
+}
+
 export class AesGcmCodec implements PayloadCodec {
   private readonly byId: Map<string, Buffer>;
   private readonly active: CodecKey;
+  /** Fingerprint (`k` + 16 hex of SHA-256) of the key that encrypts; what worker identities carry as `codec=`. */
+  readonly activeFingerprint: string;
+  /** Fingerprints of every key this codec decrypts with. */
+  readonly fingerprints: ReadonlySet<string>;
 
   /**
    * @param keys first key encrypts; all decrypt.
@@ -42,6 +62,20 @@ export class AesGcmCodec implements PayloadCodec {
       this.byId.set(k.id, k.key);
     }
     this.active = keys[0]!;
+    this.activeFingerprint = codecKeyFingerprint(this.active.key);
+    this.fingerprints = new Set(keys.map((k) => codecKeyFingerprint(k.key)));
+  }
+
+  /** Ids of the keys this codec holds, the encrypting one first. */
+  get keyIds(): string[] {
+    return [...this.byId.keys()];
+  }
+
+  private cannotDecode(keyId: string, why: string): CodecKeyError {
+    return new CodecKeyError(
+      keyId,
+      `cannot decode a payload encrypted with codec key "${keyId}": ${why} in this process (${hostname()}:${process.pid}, holding ${this.keyIds.map((id) => `"${id}"`).join(', ')}); ${SHARE_CODEC_KEYS_HINT}`,
+    );
   }
 
   async encode(payloads: Payload[]): Promise<Payload[]> {
@@ -60,12 +94,18 @@ export class AesGcmCodec implements PayloadCodec {
       if (encoding !== ENCRYPTED_ENCODING) return p;
       const keyId = p.metadata?.['encryption-key-id'] ? Buffer.from(p.metadata['encryption-key-id']).toString() : '';
       const key = this.byId.get(keyId);
-      if (!key) throw new Error(`payload encrypted with unknown codec key id "${keyId}": add that key to INTEGRATION_AGENT_CODEC_KEYS`);
+      if (!key) throw this.cannotDecode(keyId, 'that key is missing');
       const data = Buffer.from(p.data ?? new Uint8Array());
       if (data.length < IV_BYTES + TAG_BYTES) throw new Error('encrypted payload is truncated');
       const decipher = createDecipheriv('aes-256-gcm', key, data.subarray(0, IV_BYTES));
       decipher.setAuthTag(data.subarray(data.length - TAG_BYTES));
-      const plain = Buffer.concat([decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)), decipher.final()]);
+      let plain: Buffer;
+      try {
+        plain = Buffer.concat([decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)), decipher.final()]);
+      } catch {
+        // Tampering, or another key under the same id (date ids of keys generated before ids were fingerprints).
+        throw this.cannotDecode(keyId, 'the payload fails authentication with the key of that id (tampered, or a different key under the same id)');
+      }
       return temporal.api.common.v1.Payload.decode(plain) as Payload;
     });
   }

@@ -19,15 +19,15 @@ import { createAlertActivities, parseAlertWebhooks } from '../activities/alerts'
 import { BreakerGate } from '../activities/breaker-gate';
 import { registerBreakerMetrics } from '../activities/breaker-metrics';
 import { createCoordinator } from '../activities/coordinator';
-import { SqliteCredentialStore } from '../activities/credential-store';
-import { closeDatabases } from '../activities/db';
 import { registerHealthMetrics } from '../activities/health-metrics';
-import { createHealthOutcomeSink, flushHealthStores, openHealthStore } from '../activities/health-store';
+import { createHealthOutcomeSink } from '../activities/health-sink';
 import type { OutcomeSink } from '../activities/ports';
 import type { RegistrySource } from '../activities/registry';
 import { AesGcmCodec } from '../codec/aes-gcm-codec';
-import { loadCodecKeys } from '../codec/keys';
+import { assertSharedKeysFor, loadCodecKeys } from '../codec/keys';
 import { breakerAlert } from '../domain/breaker';
+import { openState, type StateBackend } from '../state';
+import { checkSearchAttributes, disagreements, formatWorkerIdentity, listPollers, searchAttributesProblem } from './cluster-check';
 import { clientConnectionOptions, workerConnectionOptions, type Config } from './config';
 import { PinoSdkLogger } from './logger';
 
@@ -54,8 +54,22 @@ export function workflowSourceOptions(): Pick<WorkerOptions, 'workflowBundle' | 
   return { workflowsPath: require.resolve('../workflows') };
 }
 
+/**
+ * The worker's cluster is not fit to run it (missing search attributes the
+ * server would not let us create, or another poller on the task queue with
+ * other keys or another state store). The message may span lines (commands to run).
+ */
+export class ClusterCheckError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ClusterCheckError';
+  }
+}
+
 export interface AgentWorker {
   worker: Worker;
+  /** Temporal identity: `host:pid codec=<fingerprint> state=<id8>`. */
+  identity: string;
   /** The worker's own Temporal client (same connection settings and codec), closed with the worker. */
   client: Client;
   /** Runs until shutdown (signal or `worker.shutdown()`), then closes connections and databases. */
@@ -66,7 +80,14 @@ export interface AgentWorker {
  * Builds a worker for this project.
  * @param deps.registry the registry in force (a file watcher in production).
  * @param deps.metrics application metrics registry, when metrics are served.
+ * Before it polls, the worker checks its cluster (src/worker/cluster-check.ts):
+ * missing search attributes are created, or it refuses; another live poller of
+ * the task queue with a codec key this process lacks, or on another state
+ * instance, makes it refuse.
+ *
+ * @throws SharedKeysRequiredError (before any connection) for a non-loopback address without explicit keys.
  * @throws when the Temporal server cannot be reached (message names the address).
+ * @throws ClusterCheckError when the cluster check fails (message says what to do).
  */
 export async function createAgentWorker(deps: {
   config: Config;
@@ -75,8 +96,16 @@ export async function createAgentWorker(deps: {
   metrics?: MetricsRegistry;
   /** Stable id of this worker process (breaker quorum, outcome reporter). */
   reporterId?: string;
+  /**
+   * The state backend; default `openState` on the config (INTEGRATION_AGENT_DATABASE_URL,
+   * else the data dir's embedded file), opened here and closed by `run()`. A given one is not closed.
+   */
+  state?: StateBackend;
+  /** Instance id of the state backend (the same for every process on one database); shown in the identity as `state=<id8>`. */
+  stateInstanceId?: string;
 }): Promise<AgentWorker> {
   const { config, logger } = deps;
+  assertSharedKeysFor(config.address);
   installRuntime(config, logger);
   let connection: NativeConnection;
   try {
@@ -89,6 +118,25 @@ export async function createAgentWorker(deps: {
   // Activities talk to Temporal too (breaker gate, per-service health workflows): one client, same codec.
   const clientConnection = await Connection.connect(clientConnectionOptions(config));
   const client = new Client({ connection: clientConnection, namespace: config.namespace, dataConverter: { payloadCodecs: [codec] } });
+  let state: StateBackend;
+  try {
+    state = deps.state ?? (await openState({ dataDir: config.dataDir, databaseUrl: config.databaseUrl }));
+  } catch (err) {
+    await clientConnection.close();
+    await connection.close();
+    throw err;
+  }
+  const closeState = deps.state ? async () => undefined : () => state.close();
+  const stateInstanceId = deps.stateInstanceId ?? state.instanceId;
+  const identity = formatWorkerIdentity({ process: reporterId, codec: codec.activeFingerprint, state: stateInstanceId });
+  try {
+    await checkCluster({ config, logger, connection: clientConnection, identity, codec, stateInstanceId });
+  } catch (err) {
+    await clientConnection.close();
+    await connection.close();
+    await closeState();
+    throw err;
+  }
 
   const breakerMetrics = deps.metrics ? registerBreakerMetrics(deps.metrics) : undefined;
   const healthMetrics = deps.metrics ? registerHealthMetrics(deps.metrics) : undefined;
@@ -102,20 +150,18 @@ export async function createAgentWorker(deps: {
   });
   // Passive monitoring: every real call's outcome feeds the health history. (The breaker hears of
   // each call through the gate's permit, which the coordinator reports to; feeding it here too would count twice.)
-  const passive = createHealthOutcomeSink(openHealthStore(config.dataDir));
+  const passive = createHealthOutcomeSink(state.health, { onError: (err) => logger.warn({ error: (err as Error).message }, 'could not record call outcomes in the health history') });
   const outcomes: OutcomeSink = passive;
-  const store = new SqliteCredentialStore({ dataDir: config.dataDir });
-  const coordinator = createCoordinator({ registry: deps.registry, secrets: store, gate, outcomes, reporterId });
+  const coordinator = createCoordinator({ registry: deps.registry, secrets: state.credentials, gate, outcomes, reporterId });
   const alertWebhooks = parseAlertWebhooks(process.env.ALERT_WEBHOOKS);
   const alerts = createAlertActivities({ webhooks: alertWebhooks });
   const activities = createActivities({
     registry: deps.registry,
-    dataDir: config.dataDir,
+    state,
     reporterId,
     coordinator,
     health: { client, taskQueue: config.taskQueue, metrics: healthMetrics, alertWebhooks },
     rotation: {
-      store,
       preflight: {
         breakerState: async (serviceId) => {
           await gate.refresh(serviceId).catch(() => undefined);
@@ -140,11 +186,12 @@ export async function createAgentWorker(deps: {
     dataConverter: { payloadCodecs: [codec] },
     maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities,
     shutdownGraceTime: '5s',
-    identity: reporterId,
+    identity,
   });
-  logger.info({ address: config.address, namespace: config.namespace, taskQueue: config.taskQueue, reporterId }, 'worker started');
+  logger.info({ address: config.address, namespace: config.namespace, taskQueue: config.taskQueue, reporterId, identity }, 'worker started');
   return {
     worker,
+    identity,
     client,
     async run() {
       try {
@@ -153,13 +200,50 @@ export async function createAgentWorker(deps: {
         // Calls still in flight report to the gate, so the coordinator closes first.
         await coordinator.close();
         await gate.close().catch(() => undefined);
-        passive.close();
-        flushHealthStores(); // latency histograms are written at most once a minute otherwise
+        await passive.close(); // writes buffered outcomes and the latency histograms (at most once a minute otherwise)
         await clientConnection.close();
         await connection.close();
-        closeDatabases();
+        await closeState();
         logger.info('worker stopped');
       }
     },
   };
+}
+
+/**
+ * The start-up cluster check: search attributes (created when missing and
+ * allowed), then the other live pollers of the task queue.
+ * @throws ClusterCheckError
+ */
+async function checkCluster(opts: {
+  config: Config;
+  logger: Logger;
+  connection: Connection;
+  identity: string;
+  codec: AesGcmCodec;
+  stateInstanceId?: string;
+}): Promise<void> {
+  const { config, logger, connection } = opts;
+  const attrs = await checkSearchAttributes(connection, config.namespace, { create: true });
+  if (!attrs.listed) {
+    // Some hosted servers do not let a worker list them; say so and go on rather than refuse a working cluster.
+    logger.warn({ namespace: config.namespace, error: attrs.error }, 'could not check the search attributes; run `integration-agent doctor` as an operator');
+  } else {
+    if (attrs.created.length > 0) logger.info({ namespace: config.namespace, created: attrs.created }, 'search attributes created');
+    const problem = searchAttributesProblem(attrs);
+    if (problem) throw new ClusterCheckError(problem);
+  }
+  let pollers;
+  try {
+    pollers = await listPollers(connection, config.namespace, config.taskQueue);
+  } catch (err) {
+    logger.warn({ taskQueue: config.taskQueue, error: (err as Error).message.split('\n')[0] }, 'could not list the pollers of the task queue; keys and state stores of other workers are not checked');
+    return;
+  }
+  const found = disagreements(
+    { identity: opts.identity, codec: opts.codec.activeFingerprint, codecFingerprints: opts.codec.fingerprints, state: opts.stateInstanceId },
+    pollers,
+    config.taskQueue,
+  );
+  if (found.length > 0) throw new ClusterCheckError(`refusing to start: ${found.map((d) => d.message).join('\n')}`);
 }

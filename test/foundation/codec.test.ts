@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request } from 'undici';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { AesGcmCodec, ENCRYPTED_ENCODING } from '../../src/codec/aes-gcm-codec';
-import { parseCodecKeys } from '../../src/codec/keys';
+import { assertSharedKeysFor, codecKeyFingerprint, isLoopbackAddress, loadCodecKeys, parseCodecKeys } from '../../src/codec/keys';
 import { startCodecServer } from '../../src/codec/server';
 
 const key = (id: string) => ({ id, key: randomBytes(32) });
@@ -25,7 +28,9 @@ describe('AES-256-GCM payload codec', () => {
     const [written] = await new AesGcmCodec([old]).encode([defaultPayloadConverter.toPayload(42)]);
     const rotated = new AesGcmCodec([key('k-new'), old]);
     expect(defaultPayloadConverter.fromPayload((await rotated.decode([written!]))[0]!)).toBe(42);
-    await expect(new AesGcmCodec([key('k-other')]).decode([written!])).rejects.toThrow(/unknown codec key id "k-old"/);
+    await expect(new AesGcmCodec([key('k-other')]).decode([written!])).rejects.toThrow(
+      new RegExp(`codec key "k-old": that key is missing in this process \\(${hostname()}:${process.pid}, holding "k-other"\\); every worker and client .* must share INTEGRATION_AGENT_CODEC_KEYS`),
+    );
   });
 
   test('tampered ciphertext is rejected by the GCM tag', async () => {
@@ -47,6 +52,56 @@ describe('AES-256-GCM payload codec', () => {
     expect(() => new AesGcmCodec([{ id: 'short', key: randomBytes(16) }])).toThrow(/key "short" must be 32 bytes, got 16/);
     expect(() => parseCodecKeys('nocolon', 'ENV')).toThrow(/ENV: entry 1 must be id:base64key/);
     expect(() => parseCodecKeys(`a:${randomBytes(8).toString('base64')}`, 'ENV')).toThrow(/key "a" must be 32 bytes/);
+  });
+});
+
+describe('codec keys', () => {
+  test('a generated key is named by its fingerprint, so two generated keys never share an id', () => {
+    const a = loadCodecKeys(mkdtempSync(join(tmpdir(), 'ia-keys-')), {});
+    const b = loadCodecKeys(mkdtempSync(join(tmpdir(), 'ia-keys-')), {});
+    expect(a[0]!.id).toMatch(/^k[0-9a-f]{16}$/);
+    expect(a[0]!.id).toBe(codecKeyFingerprint(a[0]!.key));
+    expect(b[0]!.id).not.toBe(a[0]!.id);
+    expect(new AesGcmCodec(a).activeFingerprint).toBe(a[0]!.id);
+  });
+
+  test('a key file with a date id (written before fingerprints) keeps loading and decoding', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ia-keys-'));
+    const k = randomBytes(32);
+    writeFileSync(join(dir, 'codec.keys'), `k20261206:${k.toString('base64')}\n`, { mode: 0o600 });
+    const loaded = loadCodecKeys(dir, {});
+    expect(loaded).toEqual([{ id: 'k20261206', key: k }]);
+    const [written] = await new AesGcmCodec([{ id: 'k20261206', key: k }]).encode([defaultPayloadConverter.toPayload('x')]);
+    expect(defaultPayloadConverter.fromPayload((await new AesGcmCodec(loaded).decode([written!]))[0]!)).toBe('x');
+  });
+
+  test('two different keys under one date id: the message names the id and the fix, not a bare GCM error', async () => {
+    const [written] = await new AesGcmCodec([key('k20261206')]).encode([defaultPayloadConverter.toPayload(1)]);
+    await expect(new AesGcmCodec([key('k20261206')]).decode([written!])).rejects.toThrow(
+      /codec key "k20261206": the payload fails authentication .* must share INTEGRATION_AGENT_CODEC_KEYS/,
+    );
+  });
+
+  test.each([
+    ['localhost:7233', true],
+    ['127.0.0.1:7233', true],
+    ['127.10.0.3:7233', true],
+    ['[::1]:7233', true],
+    ['temporal:7233', false],
+    ['10.0.0.5:7233', false],
+    ['128.0.0.1:7233', false],
+    ['ns.tmprl.cloud:7233', false],
+  ])('%s is loopback: %s', (address, loopback) => {
+    expect(isLoopbackAddress(address)).toBe(loopback);
+  });
+
+  test('a non-loopback address without explicit keys is refused, naming what is missing', () => {
+    const codec = `k1:${randomBytes(32).toString('base64')}`;
+    const master = randomBytes(32).toString('base64');
+    expect(() => assertSharedKeysFor('temporal:7233', {})).toThrow(/INTEGRATION_AGENT_CODEC_KEYS and INTEGRATION_AGENT_MASTER_KEY are not set/);
+    expect(() => assertSharedKeysFor('temporal:7233', { INTEGRATION_AGENT_CODEC_KEYS: codec })).toThrow(/: INTEGRATION_AGENT_MASTER_KEY is not set/);
+    expect(() => assertSharedKeysFor('temporal:7233', { INTEGRATION_AGENT_CODEC_KEYS: codec, INTEGRATION_AGENT_MASTER_KEY: master })).not.toThrow();
+    expect(() => assertSharedKeysFor('localhost:7233', {})).not.toThrow();
   });
 });
 

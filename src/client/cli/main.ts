@@ -42,6 +42,7 @@ export function describeError(err: unknown): string {
     const first = (grpcDetails || err.message).split('\n')[0];
     if (err.name === 'WorkflowNotFoundError') return `workflow not found: ${first}`;
     if (err.name === 'RegistryValidationError') return err.message; // one problem per line, by design
+    if (err.name === 'ClusterCheckError') return err.message; // the commands to run, one per line
     return first ?? String(err);
   }
   return String(err);

@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../../worker/logger';
 import { loadConfig } from '../../../worker/config';
+import { assertSharedKeysFor } from '../../../codec/keys';
 import { createAgentWorker } from '../../../worker/worker';
 import { createMetricsRegistry, serveMetrics } from '../../../worker/metrics';
 import { openRegistry, resolveRegistryPath } from '../registry-source';
@@ -18,6 +19,8 @@ export function register(program: Command): void {
     .option('--json', 'log as JSON lines (the default; kept for symmetry)')
     .action(async (opts: { registry?: string }) => {
       const config = loadConfig();
+      // Before anything is opened or sent: generated keys only where one host is certain.
+      assertSharedKeysFor(config.address);
       const logger = createLogger(config.logLevel);
       const registry = openRegistry(resolveRegistryPath(opts.registry ?? config.registryPath), logger);
       const metrics = config.metricsAddress ? createMetricsRegistry() : undefined;
