@@ -18,10 +18,12 @@ import { connectClient } from './connect';
 import * as breakers from './breakers';
 import * as health from './health';
 import * as rotation from './rotation';
+import * as state from './state';
 
 export * from './breakers';
 export * from './health';
 export * from './rotation';
+export * from './state';
 export { connectClient, TemporalUnreachableError } from './connect';
 export { loadConfig, type Config } from '../worker/config';
 
@@ -93,6 +95,19 @@ export class IntegrationClient {
   }
   disable(serviceId: string, note?: string) {
     return breakers.disable(this.temporal, serviceId, { note, taskQueue: this.taskQueue });
+  }
+
+  /** One page of credentials with their staging labels (read on a worker: no database access needed). */
+  listCredentials(opts: state.CredentialsPageInput = {}) {
+    return state.listCredentials(this.temporal, { ...opts, taskQueue: this.taskQueue });
+  }
+  /** One credential's labels, version count and last activity; null when the store has none of it. */
+  getCredential(credentialId: string) {
+    return state.getCredential(this.temporal, credentialId, { taskQueue: this.taskQueue });
+  }
+  /** One page of the audit trail, oldest first (`before` pages back). */
+  readAuditTrail(opts: state.AuditPageInput = {}) {
+    return state.readAuditTrail(this.temporal, { ...opts, taskQueue: this.taskQueue });
   }
 
   /** Closes the connection. */

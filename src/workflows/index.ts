@@ -8,3 +8,4 @@ export * from './rotation';
 export * from './diagnostics';
 export * from './breaker';
 export * from './make';
+export * from './state-read';

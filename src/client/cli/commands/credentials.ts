@@ -7,20 +7,25 @@
  *   `{ credentialId, workflowId, status, versionId, services: [{ id, step, status }] }`.
  * - `credentials import ID [--file PATH]`: record an existing secret as
  *   CURRENT; the value comes from stdin or a file, never from argv.
- * - `credentials list`, `credentials status ID`, `credentials cancel ID`, `credentials end-grace ID`.
- * - `audit [--credential ID] [--limit N]`: the append-only audit trail.
+ * - `credentials list [--limit N] [--after ID]`, `credentials status ID`, `credentials cancel ID`, `credentials end-grace ID`.
+ * - `audit [--credential ID] [--limit N] [--before ID]`: the append-only audit trail, one page.
+ *
+ * `credentials list|status` and `audit` read the store through Temporal (the
+ * `state-read` workflows run the read on a worker): they need no data dir and
+ * no database URL, only what every client needs (address, task queue, codec keys).
  *
  * Secret values are never printed: output carries credential and version ids only.
  */
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { SqliteCredentialStore } from '../../../activities/credential-store';
+import { openState, type StateBackend } from '../../../state';
 import { formatDuration, parseDuration } from '../../../domain/duration';
 import type { RotationResult } from '../../../domain/rotation';
 import { loadConfig } from '../../../worker/config';
 import { connectClient, requireWorker } from '../../connect';
 import { cancelRotation, endGracePeriod, getRotation, rotate, RotationAlreadyRunningError, type RotationProgress } from '../../rotation';
+import { AUDIT_PAGE_MAX, CREDENTIALS_PAGE_MAX, getCredential, listCredentials, readAuditTrail, StateReadError, type CredentialSummary } from '../../state';
 import { CliError, emit, withClient } from '../context';
 import { formatTable } from '../table';
 
@@ -73,8 +78,19 @@ export function progressLine(p: RotationProgress, width = 24): string {
   return `[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${done}/${consumers.length} ${p.phase === 'compensate' ? 'restored' : 'done'}  phase ${p.phase}${running.length ? `  working on ${running.slice(0, 3).join(', ')}${running.length > 3 ? ', ...' : ''}` : ''}`;
 }
 
-function openStore(): SqliteCredentialStore {
-  return new SqliteCredentialStore({ dataDir: loadConfig().dataDir });
+/**
+ * `credentials import` writes secret material, so it goes to the store
+ * itself (the configured backend: INTEGRATION_AGENT_DATABASE_URL or the
+ * embedded file in the data dir), never through workflow history.
+ */
+async function withStore<T>(fn: (store: StateBackend['credentials']) => Promise<T>): Promise<T> {
+  const config = loadConfig();
+  const state = await openState({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  try {
+    return await fn(state.credentials);
+  } finally {
+    await state.close();
+  }
 }
 
 async function readSecretInput(file: string | undefined): Promise<string> {
@@ -97,6 +113,26 @@ async function readSecretInput(file: string | undefined): Promise<string> {
 }
 
 const time = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
+
+const CREDENTIAL_COLUMNS = ['CREDENTIAL', 'CURRENT', 'PENDING', 'PREVIOUS', 'VERSIONS', 'LAST ACTIVITY'];
+const credentialRow = (c: CredentialSummary) => [c.credentialId, c.current ?? '-', c.pending ?? '-', c.previous ?? '-', String(c.versions), time(c.lastActivityAt)];
+
+/** Commander parser for `--limit`: an integer in 1..max. */
+const limitOption = (max: number) => (v: string) => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1 || n > max) throw new CliError(`--limit: expected an integer from 1 to ${max}, got "${v}"`);
+  return n;
+};
+
+/** State reads fail as one line for the user (which workflow, what to check). */
+async function stateRead<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof StateReadError) throw new CliError(err.message);
+    throw err;
+  }
+}
 
 export function register(program: Command): void {
   program
@@ -157,12 +193,13 @@ export function register(program: Command): void {
     .action(async (id: string, opts: { file?: string; json?: boolean }) => {
       const credentialId = credentialIdArg(id);
       const secret = await readSecretInput(opts.file);
-      const store = openStore();
-      const labels = await store.labels(credentialId);
-      if (labels.PENDING) {
-        throw new CliError(`credential ${credentialId} has PENDING version ${labels.PENDING.versionId} (a rotation is running or needs attention); finish or roll it back first`);
-      }
-      const versionId = await store.importCurrent(credentialId, secret, `cli:${userInfo().username}`);
+      const { labels, versionId } = await withStore(async (store) => {
+        const labels = await store.labels(credentialId);
+        if (labels.PENDING) {
+          throw new CliError(`credential ${credentialId} has PENDING version ${labels.PENDING.versionId} (a rotation is running or needs attention); finish or roll it back first`);
+        }
+        return { labels, versionId: await store.importCurrent(credentialId, secret, `cli:${userInfo().username}`) };
+      });
       emit(opts, { credentialId, versionId, label: 'CURRENT', previousVersionId: labels.CURRENT?.versionId ?? null }, () =>
         `imported ${credentialId} as CURRENT version ${versionId}${labels.CURRENT ? ` (${labels.CURRENT.versionId} is now PREVIOUS)` : ''}`,
       );
@@ -170,34 +207,52 @@ export function register(program: Command): void {
 
   creds
     .command('list')
-    .description('credentials in the store with their CURRENT, PENDING and PREVIOUS versions')
+    .description('credentials in the store with their CURRENT, PENDING and PREVIOUS versions (read on a worker, through Temporal)')
+    .option('--limit <n>', `only one page of n credentials (1..${CREDENTIALS_PAGE_MAX}); default: every credential, page after page`, limitOption(CREDENTIALS_PAGE_MAX))
+    .option('--after <id>', 'start after this credential id (the last one of the previous page)')
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const list = await openStore().listCredentials();
-      emit(opts, list, () =>
-        list.length === 0
-          ? 'no credentials in the store (add one with `integration-agent credentials import ID`)'
-          : formatTable(
-              ['CREDENTIAL', 'CURRENT', 'PENDING', 'PREVIOUS', 'VERSIONS', 'LAST ACTIVITY'],
-              list.map((c) => [c.credentialId, c.current ?? '-', c.pending ?? '-', c.previous ?? '-', String(c.versions), time(c.lastActivityAt)]),
-            ),
-      );
+    .action(async (opts: { limit?: number; after?: string; json?: boolean }) => {
+      await withClient(async (client, config) => {
+        const list: CredentialSummary[] = [];
+        let after = opts.after;
+        let more = false;
+        // Each page is its own bounded workflow; without --limit the CLI walks them all.
+        for (;;) {
+          const page = await stateRead(() => listCredentials(client, { taskQueue: config.taskQueue, after, limit: opts.limit }));
+          list.push(...page.credentials);
+          if (page.next === null) break;
+          if (opts.limit !== undefined) {
+            more = true;
+            break;
+          }
+          after = page.next;
+        }
+        emit(opts, list, () =>
+          list.length === 0
+            ? opts.after !== undefined
+              ? `no credentials after ${opts.after}`
+              : 'no credentials in the store (add one with `integration-agent credentials import ID`)'
+            : formatTable(CREDENTIAL_COLUMNS, list.map(credentialRow)) + (more ? `\nmore: --after ${list[list.length - 1].credentialId}` : ''),
+        );
+      });
     });
 
   creds
     .command('status <credentialId>')
-    .description('the latest rotation of a credential: progress while running, the result once done')
+    .description('a credential as `credentials list` shows it, and its latest rotation: progress while running, the result once done')
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       const credentialId = credentialIdArg(id);
-      await withClient(async (client) => {
-      const view = await getRotation(client, credentialId);
-      if (!view) throw new CliError(`no rotation of ${credentialId} found (workflow id rotation/${credentialId})`);
-      emit(opts, view, () => {
-        if (view.progress) return `rotation of ${credentialId} is running (run ${view.runId})\n${progressLine(view.progress)}`;
-        if (view.result) return formatRotation(view.result);
-        return `rotation of ${credentialId}: workflow ${view.executionStatus.toLowerCase()} (run ${view.runId})`;
-      });
+      await withClient(async (client, config) => {
+        const [credential, view] = await Promise.all([stateRead(() => getCredential(client, credentialId, { taskQueue: config.taskQueue })), getRotation(client, credentialId)]);
+        if (!view && !credential) throw new CliError(`credential ${credentialId} is not in the store and was never rotated (workflow id rotation/${credentialId}); import it with \`integration-agent credentials import ${credentialId}\``);
+        emit(opts, { ...(view ?? { credentialId, workflowId: `rotation/${credentialId}`, executionStatus: null }), credential }, () => {
+          const head = credential ? formatTable(CREDENTIAL_COLUMNS, [credentialRow(credential)]) : `credential ${credentialId}: no version in the store`;
+          if (!view) return `${head}\nno rotation of ${credentialId} yet (workflow id rotation/${credentialId})`;
+          if (view.progress) return `${head}\nrotation of ${credentialId} is running (run ${view.runId})\n${progressLine(view.progress)}`;
+          if (view.result) return `${head}\n${formatRotation(view.result)}`;
+          return `${head}\nrotation of ${credentialId}: workflow ${view.executionStatus.toLowerCase()} (run ${view.runId})`;
+        });
       });
     });
 
@@ -228,23 +283,28 @@ export function register(program: Command): void {
 
   program
     .command('audit')
-    .description('the append-only audit trail of credential steps (never secret values)')
+    .description('the append-only audit trail of credential steps, one page, oldest first (never secret values; read on a worker, through Temporal)')
     .option('--credential <id>', 'only this credential')
-    .option('--limit <n>', 'only the newest n entries', (v) => {
-      const n = Number.parseInt(v, 10);
-      if (!Number.isInteger(n) || n < 1) throw new CliError(`--limit: expected a positive integer, got "${v}"`);
+    .option('--limit <n>', `only the newest n entries (1..${AUDIT_PAGE_MAX}, default 100)`, limitOption(AUDIT_PAGE_MAX))
+    .option('--before <id>', 'only entries older than this entry id (page back: the first ID of the previous page)', (v) => {
+      const n = Number(v);
+      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < 1) throw new CliError(`--before: expected an audit entry id (a positive integer), got "${v}"`);
       return n;
     })
     .option('--json', 'print the result as JSON')
-    .action(async (opts: { credential?: string; limit?: number; json?: boolean }) => {
-      const trail = await openStore().auditTrail({ credentialId: opts.credential === undefined ? undefined : credentialIdArg(opts.credential), limit: opts.limit });
-      emit(opts, trail, () =>
-        trail.length === 0
-          ? 'no audit entries'
-          : formatTable(
-              ['TIME', 'CREDENTIAL', 'STEP', 'SERVICE', 'VERSION', 'OUTCOME', 'ACTOR', 'DETAIL'],
-              trail.map((e) => [time(e.at), e.credentialId, e.step, e.serviceId ?? '-', e.versionId ?? '-', e.outcome, e.actor, e.detail ?? '']),
-            ),
-      );
+    .action(async (opts: { credential?: string; limit?: number; before?: number; json?: boolean }) => {
+      const credentialId = opts.credential === undefined ? undefined : credentialIdArg(opts.credential);
+      await withClient(async (client, config) => {
+        const page = await stateRead(() => readAuditTrail(client, { taskQueue: config.taskQueue, credentialId, limit: opts.limit, before: opts.before }));
+        const trail = page.entries;
+        emit(opts, trail, () =>
+          trail.length === 0
+            ? 'no audit entries'
+            : formatTable(
+                ['ID', 'TIME', 'CREDENTIAL', 'STEP', 'SERVICE', 'VERSION', 'OUTCOME', 'ACTOR', 'DETAIL'],
+                trail.map((e) => [String(e.id), time(e.at), e.credentialId, e.step, e.serviceId ?? '-', e.versionId ?? '-', e.outcome, e.actor, e.detail ?? '']),
+              ) + (page.before !== null ? `\nolder entries: --before ${page.before}` : ''),
+        );
+      });
     });
 }
