@@ -13,6 +13,7 @@ import { SqliteCredentialStore, type CredentialStore } from './credential-store'
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
 import type { RotationProvider } from './providers';
 import { createCoordinatorActivities, CoordinatorError, type Coordinator } from './coordinator';
+import type { SharedAdmission } from '../state/admission';
 import { builtInProviders } from './providers';
 import { coordinatorMakeTransport, createMakeActivities, createMakeClients, createMakeProvider } from './make';
 
@@ -32,11 +33,13 @@ export interface ActivityDeps {
   breakers?: BreakerActivityDeps;
   /** The process's API coordinator (`createCoordinator`, closed by the worker on shutdown); without it `callService` fails non-retryably. */
   coordinator?: Coordinator;
+  /** Cluster-wide admission (src/state/admission): Make's organisation limits then hold across every worker process. */
+  sharedAdmission?: SharedAdmission;
 }
 
 export function createActivities(deps: ActivityDeps) {
   // Make.com: one set of clients (per-organization API limits) shared by the Make activities and the `make` rotation provider.
-  const makeClients = createMakeClients({ registry: deps.registry, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id) });
+  const makeClients = createMakeClients({ registry: deps.registry, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id), sharedAdmission: deps.sharedAdmission });
   return {
     ...createRegistryActivities(deps.registry),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),

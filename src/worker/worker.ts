@@ -19,6 +19,7 @@ import { createAlertActivities, parseAlertWebhooks } from '../activities/alerts'
 import { BreakerGate } from '../activities/breaker-gate';
 import { registerBreakerMetrics } from '../activities/breaker-metrics';
 import { createCoordinator } from '../activities/coordinator';
+import { openSharedAdmission, type SharedAdmission } from '../state/admission';
 import { registerHealthMetrics } from '../activities/health-metrics';
 import { createHealthOutcomeSink } from '../activities/health-sink';
 import type { OutcomeSink } from '../activities/ports';
@@ -138,6 +139,21 @@ export async function createAgentWorker(deps: {
     throw err;
   }
 
+  // Cluster-wide limits (rate limits, maxConcurrent, Make organisation limits) when a shared store is configured: Redis, else PostgreSQL.
+  let sharedAdmission: SharedAdmission | undefined;
+  try {
+    sharedAdmission = await openSharedAdmission({
+      databaseUrl: config.databaseUrl,
+      redisUrl: config.redisUrl,
+      onRenewError: (err) => logger.warn({ error: (err as Error).message }, 'could not renew cluster-wide admission leases (they expire by themselves)'),
+    });
+  } catch (err) {
+    await clientConnection.close();
+    await connection.close();
+    await closeState();
+    throw err;
+  }
+
   const breakerMetrics = deps.metrics ? registerBreakerMetrics(deps.metrics) : undefined;
   const healthMetrics = deps.metrics ? registerHealthMetrics(deps.metrics) : undefined;
   const gate = new BreakerGate({
@@ -152,7 +168,7 @@ export async function createAgentWorker(deps: {
   // each call through the gate's permit, which the coordinator reports to; feeding it here too would count twice.)
   const passive = createHealthOutcomeSink(state.health, { onError: (err) => logger.warn({ error: (err as Error).message }, 'could not record call outcomes in the health history') });
   const outcomes: OutcomeSink = passive;
-  const coordinator = createCoordinator({ registry: deps.registry, secrets: state.credentials, gate, outcomes, reporterId });
+  const coordinator = createCoordinator({ registry: deps.registry, secrets: state.credentials, gate, outcomes, reporterId, sharedAdmission });
   const alertWebhooks = parseAlertWebhooks(process.env.ALERT_WEBHOOKS);
   const alerts = createAlertActivities({ webhooks: alertWebhooks });
   const activities = createActivities({
@@ -160,6 +176,7 @@ export async function createAgentWorker(deps: {
     state,
     reporterId,
     coordinator,
+    sharedAdmission,
     health: { client, taskQueue: config.taskQueue, metrics: healthMetrics, alertWebhooks },
     rotation: {
       preflight: {
@@ -199,6 +216,7 @@ export async function createAgentWorker(deps: {
       } finally {
         // Calls still in flight report to the gate, so the coordinator closes first.
         await coordinator.close();
+        await sharedAdmission?.close();
         await gate.close().catch(() => undefined);
         await passive.close(); // writes buffered outcomes and the latency histograms (at most once a minute otherwise)
         await clientConnection.close();

@@ -17,6 +17,7 @@
 import { performance } from 'node:perf_hooks';
 import { SlidingLogLimiter } from '../../domain/rate-limit';
 import { parseRetryAfter } from '../../domain/retry';
+import { AdmissionWaitError, type SharedAdmission } from '../../state/admission';
 import {
   formatMakeError,
   isRetryableMakeStatus,
@@ -97,12 +98,18 @@ interface OrgLimit {
  * process: Make counts requests per organization, whatever token or registry
  * service sends them. A strict sliding log (src/domain/rate-limit.ts): at most
  * `perMinute` starts in any window. When the limit changes (the license's
- * `apiLimit` was read) the starts already made keep counting. In-process
- * only; with several worker processes give each a share (`make.apiLimitPerMinute`).
+ * `apiLimit` was read) the starts already made keep counting.
+ *
+ * With a shared store (`opts.shared`, src/state/admission) the limit holds
+ * across every worker process together: after this process's own log admits
+ * a call, the store must admit it too, under the key `make-org:<id>`, on the
+ * store's clock. Without one it holds per process only.
  */
 export class MakeOrganizationLimits {
   private readonly byOrg = new Map<number, OrgLimit>();
   private readonly windowMs: number;
+  private readonly marginMs: number;
+  private readonly shared: SharedAdmission | undefined;
 
   /**
    * @param opts.windowMs Make's window, ms; 60000 (one minute) by default, shorter in tests.
@@ -110,14 +117,17 @@ export class MakeOrganizationLimits {
    *   request admitted here reaches Make a little later (connection set-up,
    *   queues), so counting over a slightly longer window keeps the requests
    *   Make sees within its window too.
+   * @param opts.shared cluster-wide admission (`openSharedAdmission`); undefined: per process.
    * @throws RangeError naming the option when a value is not finite or negative.
    */
-  constructor(opts: { windowMs?: number; marginMs?: number } = {}) {
+  constructor(opts: { windowMs?: number; marginMs?: number; shared?: SharedAdmission } = {}) {
     const windowMs = opts.windowMs ?? 60_000;
     const marginMs = opts.marginMs ?? 1_000;
     if (!Number.isFinite(windowMs) || windowMs <= 0) throw new RangeError(`invalid windowMs ${windowMs}: must be > 0`);
     if (!Number.isFinite(marginMs) || marginMs < 0) throw new RangeError(`invalid marginMs ${marginMs}: must be >= 0`);
     this.windowMs = windowMs + marginMs;
+    this.marginMs = marginMs;
+    this.shared = opts.shared;
   }
 
   /**
@@ -142,7 +152,8 @@ export class MakeOrganizationLimits {
 
   /**
    * Waits for the organization's next free start (at once when no limit was set).
-   * @throws MakeRateLimitWaitError when the start lies beyond `deadlineMs` from now; the signal's reason when aborted.
+   * @throws MakeRateLimitWaitError when the start lies beyond `deadlineMs` from now; the signal's reason when aborted;
+   *   with a shared store, its `AdmissionStoreError` (retryable) when the store fails.
    */
   async acquire(organizationId: number, signal: AbortSignal | undefined, deadlineMs: number): Promise<void> {
     const end = performance.now() + deadlineMs;
@@ -155,6 +166,7 @@ export class MakeOrganizationLimits {
       if (at <= now && o.limiter.tryStart(now)) {
         o.starts.push(now);
         if (o.starts.length > o.perMinute) o.starts.splice(0, o.starts.length - o.perMinute);
+        if (this.shared) await this.acquireShared(organizationId, o.perMinute, signal, end);
         return;
       }
       if (at > end) throw new MakeRateLimitWaitError(organizationId, at - now);
@@ -170,6 +182,24 @@ export class MakeOrganizationLimits {
         }
         signal?.addEventListener('abort', onAbort, { once: true });
       });
+    }
+  }
+
+  /** The cluster-wide stage: the same window, counted by every process on the store's clock. */
+  private async acquireShared(organizationId: number, perMinute: number, signal: AbortSignal | undefined, deadline: number): Promise<void> {
+    try {
+      // Rate only: nothing to release when the call ends.
+      await this.shared!.acquire(`make-org:${organizationId}`, {
+        windows: [{ limit: perMinute, windowMs: this.windowMs }],
+        maxConcurrent: undefined,
+        deadline,
+        signal,
+        // The margin is the guard here: a grant may be used while half of it is left.
+        maxGrantAgeMs: Math.max(12.5, this.marginMs / 2),
+      });
+    } catch (err) {
+      if (err instanceof AdmissionWaitError) throw new MakeRateLimitWaitError(organizationId, err.retryAfterMs);
+      throw err;
     }
   }
 }

@@ -8,6 +8,7 @@
 import { getService, type ServiceSpec } from '../../domain/registry';
 import { makeApiBaseUrl, makeRateLimitPerMinute, type MakeConfig } from '../../domain/make';
 import type { RegistrySource } from '../registry';
+import type { SharedAdmission } from '../../state/admission';
 import { MakeClient, MakeOrganizationLimits, type MakeTransport } from './client';
 
 /** Dependencies of the Make activities. */
@@ -15,8 +16,10 @@ export interface MakeDeps {
   registry: RegistrySource;
   /** The transport of one service: `coordinatorMakeTransport(coordinator, service.id)` in the worker. */
   transportFor(service: ServiceSpec): MakeTransport;
-  /** Shared per-organization limits; default one instance per deps object (60 s windows). */
+  /** Shared per-organization limits; default one instance per deps object (60 s windows, cluster-wide through `sharedAdmission` when given). */
   limits?: MakeOrganizationLimits;
+  /** Cluster-wide admission (`openSharedAdmission`): the organization limit then holds across every worker process. */
+  sharedAdmission?: SharedAdmission;
   /** Page size for listings; default 100. */
   pageLimit?: number;
   /** Connect timeout when checking that a hook's address answers, ms; default 3000. */
@@ -48,7 +51,7 @@ export function makeConfigOf(service: ServiceSpec): MakeConfig {
 }
 
 export function createMakeClients(deps: MakeDeps) {
-  const limits = deps.limits ?? new MakeOrganizationLimits();
+  const limits = deps.limits ?? new MakeOrganizationLimits({ shared: deps.sharedAdmission });
   const licenseRead = new Map<number, Promise<void>>();
 
   /** Sets the organization limit from the license once; failures leave the plan's figure in force. */
