@@ -183,7 +183,7 @@ export function searchAttributesProblem(report: SearchAttributeReport): string |
   if (report.missing.length > 0) {
     return [
       `namespace ${report.namespace} lacks the search attribute${report.missing.length > 1 ? 's' : ''} ${report.missing.join(', ')}, which this project's workflows set (their workflow tasks would fail with BadSearchAttributes and never progress)${report.error ? `; ${report.error}` : ''}.`,
-      'Create them as an operator of that namespace, then start the worker again:',
+      'Create them as an operator of that namespace, then start the worker:',
       ...report.commands.map((c) => `  ${c}`),
       '(Temporal Cloud: tcld namespace search-attributes add, or the Cloud UI, with the same names and type Keyword.)',
     ].join('\n');
@@ -267,7 +267,7 @@ export interface Disagreement {
   message: string;
 }
 
-const seen = (p: Poller) => (p.lastSeenMsAgo === undefined ? '' : `, last seen ${Math.round(p.lastSeenMsAgo / 1000)} s ago`);
+const seen = (p: Poller) => (p.lastSeenMsAgo === undefined ? '' : ` (last seen ${Math.round(p.lastSeenMsAgo / 1000)} s ago)`);
 
 /**
  * Which live pollers of `taskQueue` this process cannot work beside: one

@@ -14,6 +14,7 @@ import { register as registerCredentials } from './commands/credentials';
 import { register as registerBreakers } from './commands/breakers';
 import { register as registerHealth } from './commands/health';
 import { register as registerWebhooks } from './commands/webhooks';
+import { register as registerDoctor } from './commands/doctor';
 
 /** Builds the program with every command registered (exported for tests). */
 export function buildProgram(): Command {
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     registerRegistry,
     registerWebhooks,
     registerCodecServer,
+    registerDoctor,
   ]) register(program);
   return program;
 }
