@@ -1,10 +1,12 @@
 /**
  * Connecting to Temporal as a client, with the same payload codec as the workers.
  */
+import { hostname } from 'node:os';
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { AesGcmCodec } from '../codec/aes-gcm-codec';
-import { loadCodecKeys } from '../codec/keys';
+import { AesGcmCodec, CodecKeyError } from '../codec/aes-gcm-codec';
+import { loadCodecKeys, SHARE_CODEC_KEYS_HINT } from '../codec/keys';
+import { disagreements, listPollers } from '../worker/cluster-check';
 import { clientConnectionOptions, type Config } from '../worker/config';
 
 /** Thrown when the server cannot be reached; the message names the address and what to check. */
@@ -66,10 +68,37 @@ export async function pollingTaskQueues(client: Client, names: Iterable<string>)
 }
 
 /**
- * Checks that a worker polls `taskQueue`, so commands that start a workflow
- * and wait for it fail at once instead of hanging.
- * @throws NoWorkerError
+ * Checks that a worker polls `taskQueue`, and that the workers encrypt with a
+ * key this client holds, so commands that start a workflow and wait for it
+ * fail at once instead of hanging (a workflow started with a key its workers
+ * lack would fail every workflow task).
+ * @throws NoWorkerError, CodecKeyError (naming the workers' key and the fix)
  */
 export async function requireWorker(client: Client, taskQueue: string): Promise<void> {
   if (!(await pollingTaskQueues(client, [taskQueue])).has(taskQueue)) throw new NoWorkerError(taskQueue, client.options.namespace);
+  await requireSameCodecKeys(client, taskQueue);
+}
+
+/**
+ * Refuses when a live worker on `taskQueue` encrypts with a codec key this
+ * client does not hold (its identity carries `codec=<fingerprint>`). Workers
+ * that do not say, or a task queue that cannot be described, pass.
+ * @throws CodecKeyError
+ */
+export async function requireSameCodecKeys(client: Client, taskQueue: string): Promise<void> {
+  const codec = client.options.loadedDataConverter.payloadCodecs.find((c): c is AesGcmCodec => c instanceof AesGcmCodec);
+  if (!codec) return;
+  let pollers;
+  try {
+    pollers = await listPollers(client.connection, client.options.namespace, taskQueue, { timeoutMs: 5_000 });
+  } catch {
+    return;
+  }
+  const [first] = disagreements({ codec: codec.activeFingerprint, codecFingerprints: codec.fingerprints }, pollers, taskQueue).filter((d) => d.kind === 'codec');
+  if (first) {
+    throw new CodecKeyError(
+      first.poller.codec!,
+      `the workers of task queue "${taskQueue}" encrypt with codec key ${first.poller.codec} ("${first.poller.identity}"), which this process (${hostname()}:${process.pid}, codec=${codec.activeFingerprint}) does not hold: a workflow started from here would fail on them and its result could not be read here. ${SHARE_CODEC_KEYS_HINT}`,
+    );
+  }
 }
