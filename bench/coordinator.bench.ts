@@ -28,8 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent, type Dispatcher } from 'undici';
 import { COORDINATOR_DEFAULTS, createCoordinator } from '../src/activities/coordinator';
-import { SqliteCredentialStore } from '../src/activities/credential-store';
-import { closeDatabases } from '../src/activities/db';
+import { openState } from '../src/state';
 import type { CallGate, CallPermit, OutcomeSink } from '../src/activities/ports';
 import { staticRegistry } from '../src/activities/registry';
 import { registrySchema } from '../src/domain/registry';
@@ -99,7 +98,8 @@ export default async function run(): Promise<Figure[]> {
     services: [{ id: 'bench', type: 'api', endpoints: [{ url: origin }], credential: 'bench-key', rateLimit: { perSecond: 200_000 } }],
   });
   const dataDir = mkdtempSync(join(tmpdir(), 'ia-bench-coord-store-'));
-  const secrets = new SqliteCredentialStore({ dataDir, masterKey: randomBytes(32) });
+  const state = await openState({ dataDir, masterKey: randomBytes(32) });
+  const secrets = state.credentials;
   await secrets.importCurrent('bench-key', 'bench-token-0123456789', 'bench');
   let reported = 0;
   const permit: CallPermit = { generation: 1, report: () => void reported++ };
@@ -227,7 +227,7 @@ export default async function run(): Promise<Figure[]> {
     await coordinator.close(1_000);
     await bare.close();
     child.kill();
-    closeDatabases();
+    await state.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

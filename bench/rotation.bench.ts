@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { startDevServer } from '../src/dev/dev-server';
 import { createRegistryActivities, staticRegistry } from '../src/activities/registry';
 import { createRotationActivities } from '../src/activities/rotation';
-import { SqliteCredentialStore } from '../src/activities/credential-store';
+import { openState } from '../src/state';
 import { parseRegistry } from '../src/domain/registry-parse';
 import { criticalPath } from '../src/domain/graph';
 import type { RotationResult } from '../src/domain/rotation';
@@ -83,7 +83,8 @@ export default async function run(): Promise<Figure[]> {
 
   const dev = await startDevServer({ uiPort: false });
   const dataDir = mkdtempSync(join(tmpdir(), 'ia-bench-rot-'));
-  const store = new SqliteCredentialStore({ dataDir, masterKey: randomBytes(32) });
+  const state = await openState({ dataDir, masterKey: randomBytes(32) });
+  const store = state.credentials;
   const taskQueue = 'bench-rotation';
   const nc = await NativeConnection.connect({ address: dev.address });
   const worker = await Worker.create({
@@ -159,6 +160,7 @@ export default async function run(): Promise<Figure[]> {
     await connection.close();
     await nc.close();
     await server.close();
+    await state.close();
     await dev.stop();
   }
 }

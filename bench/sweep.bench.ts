@@ -24,6 +24,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../src/activities';
+import { openState } from '../src/state';
 import { applySweepSchedule, getHealth } from '../src/client/health';
 import { startDevServer } from '../src/dev/dev-server';
 import { parseRegistry } from '../src/domain/registry-parse';
@@ -72,7 +73,7 @@ async function workerMain(args: WorkerArgs): Promise<void> {
     maxConcurrentActivityTaskExecutions: 200,
     activities: createActivities({
       registry: { current: () => registry },
-      dataDir: args.dataDir,
+      state: await openState({ dataDir: args.dataDir }),
       health: { client, alertWebhooks: [{ url: args.receiverUrl }] },
     }),
   });

@@ -10,6 +10,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { startDevServer } from '../src/dev/dev-server';
 import { createActivities } from '../src/activities';
+import { openState } from '../src/state';
 import { staticRegistry } from '../src/activities/registry';
 import { parseRegistry } from '../src/domain/registry-parse';
 import { summarize, type Figure } from './harness';
@@ -27,7 +28,7 @@ export default async function run(): Promise<Figure[]> {
     connection: nc,
     taskQueue,
     workflowsPath: require.resolve('../src/workflows'),
-    activities: createActivities({ registry: staticRegistry(parsed.registry), dataDir: mkdtempSync(join(tmpdir(), 'ia-bench-')) }),
+    activities: createActivities({ registry: staticRegistry(parsed.registry), state: await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-bench-')) }) }),
   });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });

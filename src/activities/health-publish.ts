@@ -20,11 +20,11 @@ import { workflowIds } from '../domain/constants';
 import type { HealthFigures, HealthStatus, ProbeResult } from '../domain/health';
 import { healthObservationSignal, type ServiceObservationSignal } from '../workflows/service-health';
 import type { HealthMetrics } from './health-metrics';
-import { openHealthStore, type HealthStore } from './health-store';
+import type { HealthHistory } from '../state/types';
 
 export interface HealthPublishDeps {
-  /** Folder of the embedded database. */
-  dataDir: string;
+  /** The health history (the state backend's `health`). */
+  history: HealthHistory;
   /** Client used to signal the per-service workflows; without one, results are only recorded. */
   client?: Client;
   /** Task queue the per-service workflows run on; default: this activity's own task queue. */
@@ -70,6 +70,7 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
   const now = deps.now ?? Date.now;
   const every = deps.figuresEveryMs ?? 60_000;
   const limit = pLimit(deps.signalConcurrency ?? 50);
+  const figuresLimit = pLimit(8);
   const lastFigures = new Map<string, HealthFigures>();
   const keepaliveMs = deps.keepaliveMs ?? 120_000;
   if (!(keepaliveMs >= 0)) throw new RangeError(`createHealthPublishActivities: keepaliveMs must be >= 0, got ${keepaliveMs}`);
@@ -80,8 +81,8 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
     for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 16777619);
     return 0.75 + ((h >>> 0) % 1000) / 2000;
   };
-  let store: HealthStore | undefined;
-  const getStore = () => (store ??= openHealthStore(deps.dataDir));
+  if (!deps.history) throw new RangeError('createHealthPublishActivities: deps.history (the state backend\'s health history) is required');
+  const s = deps.history;
 
   return {
     /**
@@ -91,25 +92,28 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
      * (latency samples may count twice on a retry).
      */
     async publishSweep(input: PublishSweepInput): Promise<{ recorded: number; signalled: number; skipped: number }> {
-      const s = getStore();
       const validity = new Map(input.items.map((i) => [i.result.serviceId, i.validityMs]));
-      s.recordProbes(
+      await s.recordProbes(
         input.items.map((i) => i.result),
         (id) => validity.get(id)!,
       );
       const t = now();
       if (deps.metrics) for (const i of input.items) deps.metrics.observe(i.result, i.status);
       /** The service's figures, recomputed at most every `figuresEveryMs`. */
-      const figuresOf = (item: PublishItem): HealthFigures => {
-        const id = item.result.serviceId;
-        const prev = lastFigures.get(id);
-        if (prev && t - prev.computedAt < every) return prev;
-        const f = s.figures(id, t, item.slaAvailability);
-        lastFigures.set(id, f);
-        deps.metrics?.setFigures(id, f);
-        return f;
-      };
-      for (const item of input.items) figuresOf(item);
+      const figuresOf = (item: PublishItem): HealthFigures => lastFigures.get(item.result.serviceId)!;
+      // A few reads at once: on PostgreSQL each service's figures are a round trip or three.
+      await Promise.all(
+        input.items.map((item) =>
+          figuresLimit(async () => {
+            const id = item.result.serviceId;
+            const prev = lastFigures.get(id);
+            if (prev && t - prev.computedAt < every) return;
+            const f = await s.figures(id, t, item.slaAvailability);
+            lastFigures.set(id, f);
+            deps.metrics?.setFigures(id, f);
+          }),
+        ),
+      );
       const client = deps.client;
       if (!client) {
         return { recorded: input.items.length, signalled: 0, skipped: 0 };

@@ -9,8 +9,9 @@ import { createProbeActivities, type ProbeDeps } from './probes';
 import { createAlertActivities, type AlertWebhook } from './alerts';
 import { createBreakerActivities, type BreakerActivityDeps } from './breaker';
 import { createHealthPublishActivities, type HealthPublishDeps } from './health-publish';
-import { SqliteCredentialStore, type CredentialStore } from './credential-store';
+import type { CredentialStore, StateBackend } from '../state/types';
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
+import { createStateReadActivities } from './state-read';
 import type { RotationProvider } from './providers';
 import { createCoordinatorActivities, CoordinatorError, type Coordinator } from './coordinator';
 import type { SharedAdmission } from '../state/admission';
@@ -19,15 +20,19 @@ import { coordinatorMakeTransport, createMakeActivities, createMakeClients, crea
 
 export interface ActivityDeps {
   registry: RegistrySource;
-  /** Folder for local state (credential store, embedded database). */
-  dataDir: string;
+  /**
+   * All state outside Temporal (`openState`: PostgreSQL or the embedded
+   * SQLite file): the credential store, the health history, the webhook dead
+   * letters. Opened and closed by the caller (the worker).
+   */
+  state: StateBackend;
   /** Stable id of this worker process (`host:pid`): breaker quorum, outcome reporter, diagnostics. */
   reporterId?: string;
   /** Health probes: extra trusted CAs, clock (optional). */
   probes?: ProbeDeps;
   /** Health: the client that signals `service/<id>` workflows, alert webhooks, figure cadence. */
-  health?: Omit<HealthPublishDeps, 'dataDir'> & { alertWebhooks?: AlertWebhook[] };
-  /** Rotation: the credential store (default: the embedded SQLite store in dataDir), providers, preflight views. */
+  health?: Omit<HealthPublishDeps, 'history'> & { alertWebhooks?: AlertWebhook[] };
+  /** Rotation: a credential store other than `state.credentials` (tests), providers, preflight views. */
   rotation?: { store?: CredentialStore; providers?: Record<string, RotationProvider>; preflight?: RotationPreflightChecks };
   /** Breakers: metrics to count transitions on (`registerBreakerMetrics`), an extra transition hook. */
   breakers?: BreakerActivityDeps;
@@ -38,23 +43,26 @@ export interface ActivityDeps {
 }
 
 export function createActivities(deps: ActivityDeps) {
+  // One credential store: rotations write it, operator reads (state-read workflows) read the same.
+  const credentials = deps.rotation?.store ?? deps.state.credentials;
   // Make.com: one set of clients (per-organization API limits) shared by the Make activities and the `make` rotation provider.
   const makeClients = createMakeClients({ registry: deps.registry, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id), sharedAdmission: deps.sharedAdmission });
   return {
     ...createRegistryActivities(deps.registry),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
     ...createProbeActivities(deps.probes),
-    ...createHealthPublishActivities({ dataDir: deps.dataDir, ...deps.health }),
+    ...createHealthPublishActivities({ ...deps.health, history: deps.state.health }),
     ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
     ...createBreakerActivities(deps.breakers),
     ...createRotationActivities({
-      store: deps.rotation?.store ?? new SqliteCredentialStore({ dataDir: deps.dataDir }),
+      store: credentials,
       providers: deps.rotation?.providers ?? { ...builtInProviders(), make: createMakeProvider(makeClients) },
       preflight: deps.rotation?.preflight,
       coordinator: deps.coordinator,
     }),
+    ...createStateReadActivities({ credentials }),
     ...createCoordinatorActivities(deps.coordinator ?? missingCoordinator),
-    ...createMakeActivities({ registry: deps.registry, dataDir: deps.dataDir, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id) }, makeClients),
+    ...createMakeActivities({ registry: deps.registry, deadLetters: deps.state.deadLetters, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id) }, makeClients),
   };
 }
 

@@ -9,7 +9,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import type { CredentialSpec, ServiceSpec } from '../domain/registry';
-import type { CredentialStore, NewAuditEntry } from './credential-store';
+import type { CredentialStore, NewAuditEntry } from '../state/types';
 import type { Coordinator } from './coordinator';
 import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
 
@@ -101,6 +101,25 @@ function actor(): string {
   }
 }
 
+/**
+ * Idempotency key of an audit entry written by the running activity:
+ * workflow id, run id and activity id (the same on every retry of one
+ * scheduled activity), step, service and outcome, so a retry after a worker
+ * died past the insert does not write the step twice. Failures also carry
+ * the attempt: each failed attempt is its own event. Undefined outside an activity.
+ */
+function auditEventKey(e: { step: string; serviceId?: string | null; outcome: string }): string | undefined {
+  try {
+    const info = Context.current().info;
+    if (!info.workflowExecution) return undefined;
+    const { workflowId, runId } = info.workflowExecution;
+    const attempt = e.outcome === 'failed' ? `#${info.attempt}` : '';
+    return `${workflowId}#${runId}/${info.activityId}/${e.step}/${e.serviceId ?? '-'}/${e.outcome}${attempt}`;
+  } catch {
+    return undefined;
+  }
+}
+
 function cancelSignal(): AbortSignal | undefined {
   try {
     return Context.current().cancellationSignal;
@@ -160,7 +179,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     signal: cancelSignal(),
     coordinator: deps.coordinator,
   });
-  const audit = (e: Omit<NewAuditEntry, 'actor'> & { actor?: string }) => store.audit({ ...e, actor: e.actor ?? actor() });
+  const audit = (e: Omit<NewAuditEntry, 'actor'> & { actor?: string }) => store.audit({ ...e, actor: e.actor ?? actor(), eventKey: e.eventKey ?? auditEventKey(e) });
   const secretOf = async (credentialId: string, versionId: string): Promise<string> => {
     const s = await store.readSecret(credentialId, versionId);
     if (s === undefined) throw ApplicationFailure.nonRetryable(`credential ${credentialId} has no version ${versionId} in the store`, 'UnknownVersion');

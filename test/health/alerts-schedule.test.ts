@@ -5,6 +5,7 @@
  */
 import { Registry } from 'prom-client';
 import { createAlertActivities, parseAlertWebhooks, slackAlertBody } from '../../src/activities/alerts';
+import { openState } from '../../src/state';
 import { registerHealthMetrics } from '../../src/activities/health-metrics';
 import { createHealthPublishActivities } from '../../src/activities/health-publish';
 import {
@@ -172,7 +173,7 @@ test('metrics: status state set, probe latency histogram, availability', async (
   const reg = new Registry();
   const metrics = registerHealthMetrics(reg);
   expect(registerHealthMetrics(reg)).toBeDefined(); // a second registration reuses the metrics
-  const { publishSweep } = createHealthPublishActivities({ dataDir: mkdtempSync(join(tmpdir(), 'ia-metrics-')), metrics, figuresEveryMs: 0 });
+  const { publishSweep } = createHealthPublishActivities({ history: (await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-metrics-')) })).health, metrics, figuresEveryMs: 0 });
   const at = Date.now();
   await publishSweep({
     sweepId: 'sweep/m1',

@@ -19,6 +19,7 @@ import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
+import { openState } from '../../src/state';
 import { startDevServer } from '../../src/dev/dev-server';
 import { workflowIds } from '../../src/domain/constants';
 import { parseRegistry } from '../../src/domain/registry-parse';
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     workflowsPath: require.resolve('../../src/workflows'),
     activities: createActivities({
       registry: { current: () => parsed.registry },
-      dataDir: mkdtempSync(join(tmpdir(), 'ia-capture-health-')),
+      state: await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-capture-health-')) }),
       health: { client, alertWebhooks: [{ url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/`, format: 'slack' }] },
     }),
   });

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
 import { createActivities } from '../../src/activities';
+import { openState } from '../../src/state';
 import type { Registry } from '../../src/domain/registry';
 import type { Alert } from '../../src/domain/health';
 import { healthSweep, type HealthSweepInput, type HealthSweepResult } from '../../src/workflows/sweep';
@@ -81,18 +82,25 @@ export async function healthBench(services: unknown[], receiverUrl: string, opts
     registry,
     sweep: (input = {}) =>
       client.workflow.execute(healthSweep, { taskQueue, workflowId: `sweep/${taskQueue}-${++n}`, args: [{ intervalMs: 1000, ...input }] }),
-    run: (fn) =>
-      withTestWorker(
-        {
-          taskQueue,
-          activities: createActivities({
-            registry: { current: () => registry.current },
-            dataDir,
-            health: { client, alertWebhooks: [{ name: 'ops', url: receiverUrl, format: 'json', timeoutMs: 2000 }], figuresEveryMs: 0 },
-          }),
-        },
-        fn,
-      ),
+    // Each run is a worker process's life: the state backend is opened for it and closed after.
+    run: async (fn) => {
+      const state = await openState({ dataDir });
+      try {
+        return await withTestWorker(
+          {
+            taskQueue,
+            activities: createActivities({
+              registry: { current: () => registry.current },
+              state,
+              health: { client, alertWebhooks: [{ name: 'ops', url: receiverUrl, format: 'json', timeoutMs: 2000 }], figuresEveryMs: 0 },
+            }),
+          },
+          fn,
+        );
+      } finally {
+        await state.close();
+      }
+    },
   };
   return bench;
 }

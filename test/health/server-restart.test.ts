@@ -14,8 +14,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
-import { closeDatabases } from '../../src/activities/db';
-import { flushHealthStores } from '../../src/activities/health-store';
+import { openState } from '../../src/state';
 import { getHealth } from '../../src/client/health';
 import { workflowIds } from '../../src/domain/constants';
 import type { Alert } from '../../src/domain/health';
@@ -48,8 +47,6 @@ afterAll(async () => {
   await server?.stop();
   await fleet?.close();
   await receiver?.close();
-  flushHealthStores();
-  closeDatabases();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -57,6 +54,7 @@ async function startEpoch(address: string): Promise<Epoch> {
   const connection = await Connection.connect({ address });
   const client = new Client({ connection });
   const native = await NativeConnection.connect({ address });
+  const state = await openState({ dataDir });
   const registry = registryOf([
     {
       id,
@@ -72,7 +70,7 @@ async function startEpoch(address: string): Promise<Epoch> {
     ...workflowSource(),
     activities: createActivities({
       registry: { current: () => registry },
-      dataDir,
+      state,
       health: { client, alertWebhooks: [{ name: 'ops', url: receiver.url, format: 'json', timeoutMs: 2000 }], figuresEveryMs: 0 },
     }),
   });
@@ -84,6 +82,7 @@ async function startEpoch(address: string): Promise<Epoch> {
       await running.catch(() => undefined);
       await native.close().catch(() => undefined);
       await connection.close().catch(() => undefined);
+      await state.close();
     },
   };
 }

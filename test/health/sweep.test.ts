@@ -6,6 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createActivities } from '../../src/activities';
+import { openState } from '../../src/state';
 import { staticRegistry } from '../../src/activities/registry';
 import { healthSweep, type HealthSweepResult } from '../../src/workflows/sweep';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
@@ -31,7 +32,7 @@ const svc = (id: string, url: string, extra: Record<string, unknown> = {}, depen
 async function sweep(services: unknown[], input: Record<string, unknown> = {}): Promise<HealthSweepResult> {
   const taskQueue = uniqueTaskQueue('sweep');
   const client = await testClient();
-  const activities = createActivities({ registry: staticRegistry(registryOf(services)), dataDir: mkdtempSync(join(tmpdir(), 'ia-sweep-')) });
+  const activities = createActivities({ registry: staticRegistry(registryOf(services)), state: await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-sweep-')) }) });
   return withTestWorker({ taskQueue, activities }, () =>
     client.workflow.execute(healthSweep, { taskQueue, workflowId: `sweep/test-${taskQueue}`, args: [{ publish: false, ...input }] }),
   );
@@ -91,7 +92,7 @@ test('a prober that fails for good leaves its services unknown, never healthy', 
   fleet.set('/fine', { status: 200 });
   const taskQueue = uniqueTaskQueue('sweep');
   const client = await testClient();
-  const real = createActivities({ registry: staticRegistry(registryOf([svc('fine', `${fleet.url}/fine`)])), dataDir: mkdtempSync(join(tmpdir(), 'ia-sweep-')) });
+  const real = createActivities({ registry: staticRegistry(registryOf([svc('fine', `${fleet.url}/fine`)])), state: await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-sweep-')) }) });
   // The real activities, except that the prober crashes on every attempt.
   const activities = { ...real, probeServices: async () => Promise.reject(new Error('prober crashed')) };
   const result = await withTestWorker({ taskQueue, activities }, () =>

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createMakeActivities } from '../../src/activities/make';
-import { closeDatabases } from '../../src/activities/db';
+import { openState } from '../../src/state';
 import { startDevServer } from '../../src/dev/dev-server';
 import { resolveTemporalCli } from '../../src/dev/temporal-cli';
 import { startFakeMake } from '../fixtures/make-server';
@@ -27,6 +27,7 @@ async function main(): Promise<void> {
   const fake = await startFakeMake({ apiLimitPerMinute: 1000, responsiveLimitMs: 200 });
   const rig = makeRig(fake, makeRegistryYaml(fake, 'hooks: [{ id: 5 }]'));
   const dataDir = mkdtempSync(join(tmpdir(), 'ia-make-capture-'));
+  const state = await openState({ dataDir });
   let calls = 0;
   const rx = createServer((req, res) => {
     req.resume();
@@ -39,7 +40,7 @@ async function main(): Promise<void> {
     const taskQueue = 'make-capture';
     fake.addScenario({ id: 111, runDurationMs: 600, outputs: { ok: true } });
     fake.addHook({ id: 5 });
-    const activities = createMakeActivities({ registry: rig.registry, transportFor: () => { throw new Error('unused'); }, dataDir }, rig.clients);
+    const activities = createMakeActivities({ registry: rig.registry, transportFor: () => { throw new Error('unused'); }, deadLetters: state.deadLetters }, rig.clients);
     const worker = await Worker.create({ connection: native, taskQueue, workflowsPath: require.resolve('../../src/workflows'), activities });
     const runs = await worker.runUntil(async () => {
       const run = await client.workflow.start('makeScenarioRun', { taskQueue, workflowId: 'make-run/make-prod/111/captured', args: [{ serviceId: 'make-prod', scenarioId: 111, pollIntervalMs: 100, maxPollIntervalMs: 200 }] });
@@ -81,7 +82,7 @@ async function main(): Promise<void> {
     await fake.close();
     rx.closeAllConnections();
     await new Promise<void>((r) => rx.close(() => r()));
-    closeDatabases();
+    await state.close();
     rmSync(dataDir, { recursive: true, force: true });
     await connection.close();
     await native.close();

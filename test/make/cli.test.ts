@@ -7,7 +7,8 @@ import { Command } from 'commander';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../../src/codec/keys';
 import { createMakeActivities } from '../../src/activities/make';
-import { closeDatabases } from '../../src/activities/db';
+import { openState } from '../../src/state';
+import type { StateBackend } from '../../src/state/types';
 import { register } from '../../src/client/cli/commands/webhooks';
 import { CliError } from '../../src/client/cli/context';
 import { deliverWebhookEvent, listWebhookDeadLetters } from '../../src/client/make';
@@ -19,6 +20,7 @@ import { makeRegistryYaml, makeRig, type MakeRig } from './helpers';
 let fake: FakeMake;
 let rig: MakeRig;
 let dataDir: string;
+let state: StateBackend;
 let server: Server;
 let url = '';
 let accept = false;
@@ -29,6 +31,7 @@ beforeAll(async () => {
   fake = await startFakeMake();
   rig = makeRig(fake, makeRegistryYaml(fake, ''));
   dataDir = mkdtempSync(join(tmpdir(), 'ia-make-cli-'));
+  state = await openState({ dataDir });
   server = createServer((req, res) => {
     req.resume();
     req.on('end', () => res.writeHead(accept ? 204 : 503).end());
@@ -45,7 +48,7 @@ afterAll(async () => {
   await fake.close();
   server.closeAllConnections();
   await new Promise<void>((r) => server.close(() => r()));
-  closeDatabases();
+  await state.close();
   rmSync(dataDir, { recursive: true, force: true });
   await connection?.close();
 });
@@ -74,7 +77,7 @@ async function cli(args: string[]): Promise<string> {
 
 test('webhooks dead-letters lists failed deliveries and --redeliver delivers them', async () => {
   const client = await codecClient();
-  const activities = createMakeActivities({ registry: rig.registry, transportFor: () => { throw new Error('unused'); }, dataDir }, rig.clients);
+  const activities = createMakeActivities({ registry: rig.registry, transportFor: () => { throw new Error('unused'); }, deadLetters: state.deadLetters }, rig.clients);
   await withTestWorker({ taskQueue, activities, dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(dataDir))] } }, async () => {
     const eventId = `evt-cli-${Date.now()}`;
     const handle = await deliverWebhookEvent(client, { eventId, payload: { a: 1 }, subscribers: [{ id: 'sink', endpoints: [url] }], retry: { maximumAttempts: 2, initialIntervalMs: 10, maximumIntervalMs: 20 } }, { taskQueue });

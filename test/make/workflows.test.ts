@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { Worker } from '@temporalio/worker';
 import { createMakeActivities } from '../../src/activities/make';
-import { closeDatabases } from '../../src/activities/db';
+import { openState } from '../../src/state';
+import type { StateBackend } from '../../src/state/types';
 import type { DeliverWebhookInput, deliverWebhook, makeScenarioRun, redeliverWebhookDeadLetter, webhookDeadLetters } from '../../src/workflows/make';
 import { startFakeMake, type FakeMake } from '../fixtures/make-server';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker, workflowSource } from '../helpers/temporal';
@@ -43,6 +44,7 @@ let fake: FakeMake;
 let rig: MakeRig;
 let rx: Receiver;
 let dataDir: string;
+let state: StateBackend;
 const taskQueue = uniqueTaskQueue('make');
 
 beforeAll(async () => {
@@ -51,17 +53,18 @@ beforeAll(async () => {
   rx = new Receiver();
   await rx.start();
   dataDir = mkdtempSync(join(tmpdir(), 'ia-make-'));
+  state = await openState({ dataDir });
 });
 afterAll(async () => {
   await rig.close();
   await fake.close();
   await rx.close();
-  closeDatabases();
+  await state.close();
   rmSync(dataDir, { recursive: true, force: true });
   await closeTestClient();
 });
 
-const activities = () => createMakeActivities({ registry: rig.registry, transportFor: () => { throw new Error('unused'); }, dataDir }, rig.clients);
+const activities = () => createMakeActivities({ registry: rig.registry, transportFor: () => { throw new Error('unused'); }, deadLetters: state.deadLetters }, rig.clients);
 const run = <T>(fn: () => Promise<T>) => withTestWorker({ taskQueue, activities: activities() }, fn);
 const fastRetry = { maximumAttempts: 3, initialIntervalMs: 20, maximumIntervalMs: 100, backoffCoefficient: 2 };
 

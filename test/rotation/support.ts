@@ -1,21 +1,20 @@
 /**
  * Shared set-up for the rotation tests: a registry pointing at the contract
- * server, a credential store in a temp dir with an imported CURRENT version
+ * server, a credential store on a fresh state backend (SQLite in a temp dir
+ * by default, or PostgreSQL: `backend: 'postgres'`) with an imported CURRENT version
  * (seeded at the issuer and installed in every consumer), and a worker with
  * the real registry and rotation activities.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Worker } from '@temporalio/worker';
 import { createRegistryActivities, staticRegistry } from '../../src/activities/registry';
 import { createRotationActivities, type RotationPreflightChecks } from '../../src/activities/rotation';
-import { SqliteCredentialStore } from '../../src/activities/credential-store';
+import type { CredentialStore, StateBackend } from '../../src/state/types';
 import { parseRegistry } from '../../src/domain/registry-parse';
 import type { Registry } from '../../src/domain/registry';
 import { startContractServer, type ContractServer } from '../fixtures/rotation-contract';
 import { uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
+import { freshLocation, openAt, type BackendKind, type StateLocation } from '../helpers/state';
 
 export interface ConsumerDef {
   id: string;
@@ -26,8 +25,13 @@ export interface ConsumerDef {
 export interface RotationFixture {
   server: ContractServer;
   registry: Registry;
-  store: SqliteCredentialStore;
+  /** The state backend the store belongs to (closed by `close()`). */
+  state: StateBackend;
+  store: CredentialStore;
+  /** Where the state lives: the data dir, and the database URL on PostgreSQL. */
+  location: StateLocation;
   dataDir: string;
+  masterKey: Buffer;
   credentialId: string;
   issuerId: string;
   /** The imported CURRENT version and its secret. */
@@ -80,14 +84,17 @@ export function registryFor(
 /** Starts the contract server, the store (with CURRENT imported everywhere) and returns helpers to run a worker. */
 export async function rotationFixture(
   consumers: ConsumerDef[],
-  extra: Parameters<typeof registryFor>[4] & { credentialId?: string; importCurrent?: boolean; masterKey?: Buffer } = {},
+  extra: Parameters<typeof registryFor>[4] & { credentialId?: string; importCurrent?: boolean; masterKey?: Buffer; backend?: BackendKind } = {},
 ): Promise<RotationFixture> {
   const credentialId = extra.credentialId ?? `cred-${randomBytes(3).toString('hex')}`;
   const issuerId = 'issuer';
   const server = await startContractServer({ [issuerId]: consumers.map((c) => c.id) });
   const registry = registryFor(server, credentialId, issuerId, consumers, extra);
-  const dataDir = mkdtempSync(join(tmpdir(), 'ia-rot-'));
-  const store = new SqliteCredentialStore({ dataDir, masterKey: extra.masterKey ?? randomBytes(32) });
+  const location = await freshLocation(extra.backend ?? 'sqlite');
+  const masterKey = extra.masterKey ?? randomBytes(32);
+  const state = await openAt(location, { masterKey });
+  const store = state.credentials;
+  const dataDir = location.dataDir;
   const initialSecret = `initial-${randomBytes(16).toString('base64url')}`;
   let initialVersionId = '';
   if (extra.importCurrent !== false) {
@@ -103,8 +110,11 @@ export async function rotationFixture(
   return {
     server,
     registry,
+    state,
     store,
+    location,
     dataDir,
+    masterKey,
     credentialId,
     issuerId,
     initialVersionId,
@@ -112,6 +122,9 @@ export async function rotationFixture(
     taskQueue,
     activities,
     run: (fn, preflight) => withTestWorker({ taskQueue, activities: activities(preflight) }, fn),
-    close: () => server.close(),
+    close: async () => {
+      await server.close();
+      await state.close();
+    },
   };
 }

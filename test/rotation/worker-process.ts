@@ -1,14 +1,14 @@
 /**
  * A rotation worker in its own process, so tests can SIGKILL it mid-rotation.
  * Env: IA_TEST_TEMPORAL_ADDRESS, IA_TEST_WORKFLOW_BUNDLE, ROT_TASK_QUEUE,
- * ROT_DATA_DIR, ROT_MASTER_KEY (base64), ROT_REGISTRY (JSON file).
+ * ROT_DATA_DIR, ROT_DATABASE_URL (optional: PostgreSQL), ROT_MASTER_KEY (base64), ROT_REGISTRY (JSON file).
  * Prints `ready` on stdout once polling; logs everything (DEBUG, with metadata) to stderr.
  */
 import { readFileSync } from 'node:fs';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createRegistryActivities, staticRegistry } from '../../src/activities/registry';
 import { createRotationActivities } from '../../src/activities/rotation';
-import { SqliteCredentialStore } from '../../src/activities/credential-store';
+import { openState } from '../../src/state';
 import type { Registry } from '../../src/domain/registry';
 
 async function main(): Promise<void> {
@@ -18,7 +18,8 @@ async function main(): Promise<void> {
     logger: new DefaultLogger('DEBUG', (entry) => process.stderr.write(`${entry.level} ${entry.message} ${JSON.stringify(entry.meta ?? {})}\n`)),
   });
   const registry = JSON.parse(readFileSync(env.ROT_REGISTRY!, 'utf8')) as Registry;
-  const store = new SqliteCredentialStore({ dataDir: env.ROT_DATA_DIR!, masterKey: Buffer.from(env.ROT_MASTER_KEY!, 'base64') });
+  const state = await openState({ dataDir: env.ROT_DATA_DIR!, databaseUrl: env.ROT_DATABASE_URL, masterKey: Buffer.from(env.ROT_MASTER_KEY!, 'base64') });
+  const store = state.credentials;
   const connection = await NativeConnection.connect({ address: env.IA_TEST_TEMPORAL_ADDRESS! });
   const worker = await Worker.create({
     connection,

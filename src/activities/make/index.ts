@@ -7,6 +7,7 @@ import { createMakeClients, type MakeDeps } from './clients';
 import { createMakeHealthActivities } from './health';
 import { createMakeScenarioActivities } from './scenarios';
 import { createWebhookActivities } from './webhooks';
+import type { DeadLetterStore } from '../../state/types';
 
 export { MakeApiError, MakeClient, MakeOrganizationLimits, MakeRateLimitWaitError } from './client';
 export type { MakeCall, MakeReply, MakeTransport } from './client';
@@ -17,11 +18,10 @@ export { createMakeProvider } from './provider';
 export type { MakeRotationProvider } from './provider';
 export type { MakeHealthInput, MakeHealthReport } from './health';
 export type { PostWebhookInput, PostWebhookResult, RecordDeadLetterInput, WebhookDeadLetter } from './webhooks';
-export { DeadLetterStore } from './webhooks';
 
 export interface MakeActivityDeps extends MakeDeps {
-  /** Folder of the embedded database (dead letters). */
-  dataDir: string;
+  /** Webhook dead letters (the state backend's `deadLetters`). */
+  deadLetters: DeadLetterStore;
 }
 
 /**
@@ -36,7 +36,7 @@ export function createMakeActivities(deps: MakeActivityDeps, clients = createMak
   return {
     ...createMakeHealthActivities(deps, clients),
     ...createMakeScenarioActivities(clients),
-    ...createWebhookActivities({ dataDir: deps.dataDir, clients }),
+    ...createWebhookActivities({ deadLetters: deps.deadLetters, clients }),
   };
 }
 

@@ -2,7 +2,7 @@
  * Webhook delivery activities for the `deliverWebhook` workflow: one POST per
  * attempt (the workflow owns retries, backoff and failover, so each attempt
  * and its endpoint are visible in history), Make hook addresses read from the
- * Make API, and the dead-letter store in the embedded database.
+ * Make API, and the dead letters in the state backend (src/state).
  *
  * Each POST carries `Idempotency-Key` (the same for every attempt and
  * endpoint of one event and subscriber; IETF draft-ietf-httpapi-idempotency-key-header)
@@ -11,7 +11,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { request } from 'undici';
 import { isPermanentWebhookStatus } from '../../domain/make';
-import { openDatabase, type Db } from '../db';
+import type { DeadLetterStore, RecordDeadLetterInput, WebhookDeadLetter } from '../../state/types';
 import type { MakeClients } from './clients';
 import { toMakeFailure } from './failure';
 
@@ -38,146 +38,11 @@ export interface PostWebhookResult {
   latencyMs: number;
 }
 
-/** A delivery that failed after the final attempt. */
-export interface WebhookDeadLetter {
-  id: number;
-  eventId: string;
-  subscriberId: string;
-  /** The endpoints tried, in order. */
-  endpoints: string[];
-  idempotencyKey: string;
-  attempts: number;
-  lastError: string;
-  /** Workflow that gave up (`webhook/<eventId>`). */
-  workflowId: string;
-  /** Epoch ms. */
-  createdAt: number;
-  updatedAt: number;
-  /** Set once a redelivery succeeded. */
-  resolvedAt?: number;
-  resolvedBy?: string;
-}
-
-export interface RecordDeadLetterInput {
-  eventId: string;
-  subscriberId: string;
-  endpoints: string[];
-  payload: unknown;
-  idempotencyKey: string;
-  attempts: number;
-  lastError: string;
-  workflowId: string;
-  /** When this was a redelivery of a dead letter, its id: that record is updated instead of a new one. */
-  redeliveryOf?: number;
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS webhook_dead_letters (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  event_id TEXT NOT NULL,
-  subscriber_id TEXT NOT NULL,
-  endpoints TEXT NOT NULL,
-  payload TEXT NOT NULL,
-  idempotency_key TEXT NOT NULL,
-  attempts INTEGER NOT NULL,
-  last_error TEXT NOT NULL,
-  workflow_id TEXT NOT NULL,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  resolved_at INTEGER,
-  resolved_by TEXT,
-  UNIQUE (workflow_id, subscriber_id)
-);
-CREATE INDEX IF NOT EXISTS webhook_dead_letters_open ON webhook_dead_letters (resolved_at, id);
-`;
-
-interface Row {
-  id: number;
-  event_id: string;
-  subscriber_id: string;
-  endpoints: string;
-  payload: string;
-  idempotency_key: string;
-  attempts: number;
-  last_error: string;
-  workflow_id: string;
-  created_at: number;
-  updated_at: number;
-  resolved_at: number | null;
-  resolved_by: string | null;
-}
-
-function toDeadLetter(r: Row): WebhookDeadLetter {
-  const d: WebhookDeadLetter = {
-    id: r.id,
-    eventId: r.event_id,
-    subscriberId: r.subscriber_id,
-    endpoints: JSON.parse(r.endpoints) as string[],
-    idempotencyKey: r.idempotency_key,
-    attempts: r.attempts,
-    lastError: r.last_error,
-    workflowId: r.workflow_id,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-  };
-  if (r.resolved_at !== null) d.resolvedAt = r.resolved_at;
-  if (r.resolved_by !== null) d.resolvedBy = r.resolved_by;
-  return d;
-}
-
-/** The dead-letter table in the embedded database (created on first use). */
-export class DeadLetterStore {
-  constructor(private readonly db: Db) {
-    db.exec(SCHEMA);
-  }
-
-  /** Records (or, for a redelivery, updates) a dead letter; idempotent per workflow and subscriber. @returns its id. */
-  record(input: RecordDeadLetterInput, now: number): number {
-    if (input.redeliveryOf !== undefined) {
-      const r = this.db
-        .prepare('UPDATE webhook_dead_letters SET attempts = attempts + ?, last_error = ?, updated_at = ? WHERE id = ? AND resolved_at IS NULL')
-        .run(input.attempts, input.lastError, now, input.redeliveryOf);
-      if (r.changes === 1 || this.get(input.redeliveryOf)) return input.redeliveryOf;
-    }
-    this.db
-      .prepare(
-        `INSERT OR IGNORE INTO webhook_dead_letters
-           (event_id, subscriber_id, endpoints, payload, idempotency_key, attempts, last_error, workflow_id, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(input.eventId, input.subscriberId, JSON.stringify(input.endpoints), JSON.stringify(input.payload ?? null), input.idempotencyKey, input.attempts, input.lastError, input.workflowId, now, now);
-    const row = this.db.prepare('SELECT id FROM webhook_dead_letters WHERE workflow_id = ? AND subscriber_id = ?').get(input.workflowId, input.subscriberId) as { id: number };
-    return row.id;
-  }
-
-  get(id: number): WebhookDeadLetter | undefined {
-    const r = this.db.prepare('SELECT * FROM webhook_dead_letters WHERE id = ?').get(id) as Row | undefined;
-    return r && toDeadLetter(r);
-  }
-
-  /** The stored payload of a dead letter (for redelivery). */
-  payload(id: number): unknown {
-    const r = this.db.prepare('SELECT payload FROM webhook_dead_letters WHERE id = ?').get(id) as { payload: string } | undefined;
-    return r ? JSON.parse(r.payload) : undefined;
-  }
-
-  /** Marks a dead letter delivered. @returns false when it does not exist. */
-  resolve(id: number, by: string, now: number): boolean {
-    this.db.prepare('UPDATE webhook_dead_letters SET resolved_at = COALESCE(resolved_at, ?), resolved_by = COALESCE(resolved_by, ?), updated_at = ? WHERE id = ?').run(now, by, now, id);
-    return this.get(id) !== undefined;
-  }
-
-  /** Dead letters, newest first. */
-  list(opts: { state?: 'open' | 'resolved' | 'all'; limit?: number } = {}): WebhookDeadLetter[] {
-    const state = opts.state ?? 'open';
-    const where = state === 'open' ? 'WHERE resolved_at IS NULL' : state === 'resolved' ? 'WHERE resolved_at IS NOT NULL' : '';
-    const limit = opts.limit ?? 100;
-    return (this.db.prepare(`SELECT * FROM webhook_dead_letters ${where} ORDER BY id DESC LIMIT ?`).all(limit) as Row[]).map(toDeadLetter);
-  }
-}
+export type { RecordDeadLetterInput, WebhookDeadLetter };
 
 export interface WebhookDeps {
-  dataDir: string;
+  /** The dead letters (the state backend's `deadLetters`). */
+  deadLetters: DeadLetterStore;
   clients?: MakeClients;
   /** User-Agent of webhook POSTs; default `integration-agent`. */
   userAgent?: string;
@@ -193,8 +58,8 @@ function activityInfo(): { signal?: AbortSignal; attempt: number } {
 }
 
 export function createWebhookActivities(deps: WebhookDeps) {
-  let store: DeadLetterStore | undefined;
-  const dead = () => (store ??= new DeadLetterStore(openDatabase(deps.dataDir)));
+  if (!deps.deadLetters) throw new RangeError('createWebhookActivities: deps.deadLetters (the state backend\'s dead-letter store) is required');
+  const dead = () => deps.deadLetters;
   const userAgent = deps.userAgent ?? 'integration-agent';
 
   return {
@@ -291,9 +156,9 @@ export function createWebhookActivities(deps: WebhookDeps) {
 
     /** One dead letter with its payload, for redelivery. @throws ApplicationFailure (non-retryable) when unknown. */
     async getWebhookDeadLetter(input: { id: number }): Promise<WebhookDeadLetter & { payload: unknown }> {
-      const d = dead().get(input.id);
+      const d = await dead().get(input.id);
       if (!d) throw ApplicationFailure.nonRetryable(`no webhook dead letter ${input.id}: list them with "integration-agent webhooks dead-letters"`, 'UnknownDeadLetter');
-      return { ...d, payload: dead().payload(input.id) };
+      return { ...d, payload: await dead().payload(input.id) };
     },
   };
 }

@@ -219,6 +219,8 @@ export class PostgresClusterLimiter implements ClusterLimiter {
       await client.query(`SELECT pg_advisory_xact_lock(hashtext('ia-admission:schema'))`);
       await client.query(SCHEMA);
       await client.query('COMMIT');
+      // Compiles the function on this connection now, not on the first call's clock.
+      await client.query({ name: 'admission_take', text: TAKE, values: ['ia-admission:warm-up', [], [], null, 1, [], 0] });
     } catch (err) {
       await client?.query('ROLLBACK').catch(() => {});
       client?.release(true);

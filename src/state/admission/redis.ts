@@ -169,7 +169,8 @@ export class RedisClusterLimiter implements ClusterLimiter {
     const limiter = new RedisClusterLimiter(redis, storeAddress(opts.url, 6379), opts);
     try {
       await redis.connect();
-      await redis.ping();
+      // Loads the script now (EVALSHA's first NOSCRIPT), not on the first call's clock.
+      await redis.iaAdmissionTake(1, holdsKey('ia-admission:warm-up'), 1, 0, 0, 'warm-up:');
     } catch (err) {
       redis.disconnect();
       throw new AdmissionStoreError(limiter.store, err);

@@ -1,19 +1,36 @@
 /**
- * The embedded credential store: staging labels, transactions, encryption at
- * rest, the master key file, and the append-only audit trail.
+ * The embedded credential store (SQLite): staging labels, transactions,
+ * encryption at rest in the file, the master key file, the append-only audit
+ * trail, and the synchronous read the coordinator uses. What both backends
+ * share is also in test/state/contract.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, statSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadMasterKey, SECRET_RECHECK_MS, SqliteCredentialStore } from '../../src/activities/credential-store';
-import { openDatabase } from '../../src/activities/db';
+import { loadMasterKey, openState, openSqliteState, type SqliteState } from '../../src/state';
+import { SECRET_RECHECK_MS, SqliteCredentialStore } from '../../src/state/sqlite';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'ia-store-'));
+const states: SqliteState[] = [];
+afterAll(async () => {
+  for (const s of states) await s.close();
+});
+
+/** The embedded backend on a data dir (the process's shared connection, or one of its own as another process has). */
+async function sqliteState(dataDir: string, masterKey: Buffer = randomBytes(32), opts: { oldKeys?: Buffer[]; ownConnection?: boolean } = {}): Promise<SqliteState> {
+  const st = await openSqliteState({ dataDir, masterKey, ...opts });
+  states.push(st);
+  return st;
+}
+
+async function sqliteStore(dataDir: string, masterKey?: Buffer, opts: { oldKeys?: Buffer[] } = {}): Promise<SqliteCredentialStore> {
+  return (await sqliteState(dataDir, masterKey, opts)).credentials as SqliteCredentialStore;
+}
 
 describe('labels', () => {
   test('import, PENDING, finish and discard move labels as AWS staging labels do', async () => {
-    const store = new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(32) });
+    const store = await sqliteStore(tmp(), randomBytes(32));
     const v1 = await store.importCurrent('db', 'one', 'test');
     const v2 = await store.importCurrent('db', 'two', 'test');
     let l = await store.labels('db');
@@ -38,7 +55,7 @@ describe('labels', () => {
   });
 
   test('an issuer reusing a version id is refused', async () => {
-    const store = new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(32) });
+    const store = await sqliteStore(tmp(), randomBytes(32));
     const v1 = await store.importCurrent('k', 'one', 'test');
     await expect(store.putPending('k', v1, 'x', 'r')).rejects.toThrow('the issuer reused a version id');
   });
@@ -48,7 +65,7 @@ describe('encryption at rest', () => {
   test('values are AES-256-GCM ciphertext in the file; a wrong key fails authentication; old keys still decrypt', async () => {
     const dir = tmp();
     const key = randomBytes(32);
-    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
+    const store = await sqliteStore(dir, key);
     const secret = `very-secret-${randomBytes(8).toString('hex')}`;
     await store.importCurrent('c', secret, 'test');
     const bytes = readdirSync(dir)
@@ -58,18 +75,18 @@ describe('encryption at rest', () => {
     expect(bytes).not.toContain(secret);
     expect(bytes.length).toBeGreaterThan(0);
 
-    const wrong = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    const wrong = await sqliteStore(dir, randomBytes(32));
     await expect(wrong.readSecret('c')).rejects.toThrow(/encrypted under master key [0-9a-f]{8}, which this store was not given/);
-    const rotatedKey = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32), oldKeys: [key] });
+    const rotatedKey = await sqliteStore(dir, randomBytes(32), { oldKeys: [key] });
     expect(await rotatedKey.readSecret('c')).toBe(secret);
   });
 
   test('a ciphertext moved to another row fails authentication (ids are AAD)', async () => {
     const dir = tmp();
-    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    const store = await sqliteStore(dir, randomBytes(32));
     const a = await store.importCurrent('a', 'secret-a', 'test');
     const b = await store.importCurrent('b', 'secret-b', 'test');
-    openDatabase(dir)
+    (await sqliteState(dir)).db
       .prepare(`UPDATE credential_versions SET iv = (SELECT iv FROM credential_versions WHERE version_id = ?), tag = (SELECT tag FROM credential_versions WHERE version_id = ?), ciphertext = (SELECT ciphertext FROM credential_versions WHERE version_id = ?) WHERE version_id = ?`)
       .run(a, a, a, b);
     await expect(store.readSecret('b')).rejects.toThrow('failed authentication');
@@ -100,7 +117,7 @@ describe('master key', () => {
 describe('audit trail', () => {
   test('append-only: updates and deletes are refused by the database', async () => {
     const dir = tmp();
-    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    const store = await sqliteStore(dir, randomBytes(32));
     await store.importCurrent('x', 'secret-x', 'cli:alice');
     await store.audit({ credentialId: 'x', step: 'verify', serviceId: 'svc', versionId: 'v1', outcome: 'ok', actor: 'rotation/x#r', detail: null });
     const trail = await store.auditTrail({ credentialId: 'x' });
@@ -109,26 +126,17 @@ describe('audit trail', () => {
       ['verify', 'rotation/x#r'],
     ]);
     expect(await store.auditTrail({ limit: 1 })).toEqual([expect.objectContaining({ step: 'verify' })]);
-    const db = openDatabase(dir);
+    const db = (await sqliteState(dir)).db;
     expect(() => db.prepare('UPDATE credential_audit SET outcome = ?').run('tampered')).toThrow('append-only');
     expect(() => db.prepare('DELETE FROM credential_audit').run()).toThrow('append-only');
     expect(JSON.stringify(trail)).not.toContain('secret-x');
   });
 });
 
-/**
- * A store on its own SQLite connection, as the CLI or another worker process
- * has. Two stores in one module registry share one connection (openDatabase
- * opens a path once per process), so this loads the store modules afresh.
- */
-function storeOnOtherConnection(dataDir: string, masterKey: Buffer): { store: SqliteCredentialStore; close(): void } {
-  let mod!: typeof import('../../src/activities/credential-store');
-  let db!: typeof import('../../src/activities/db');
-  jest.isolateModules(() => {
-    mod = require('../../src/activities/credential-store') as typeof mod;
-    db = require('../../src/activities/db') as typeof db;
-  });
-  return { store: new mod.SqliteCredentialStore({ dataDir, masterKey }), close: () => db.closeDatabases() };
+/** A store on its own SQLite connection, as the CLI or another worker process has. */
+async function storeOnOtherConnection(dataDir: string, masterKey: Buffer): Promise<{ store: SqliteCredentialStore; close(): Promise<void> }> {
+  const st = await openSqliteState({ dataDir, masterKey, ownConnection: true });
+  return { store: st.credentials as SqliteCredentialStore, close: () => st.close() };
 }
 
 describe('readSecretSync (the coordinator\'s per-call read)', () => {
@@ -145,8 +153,8 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
   test('sees a CURRENT change committed on another connection on its next look at the database', async () => {
     const dir = tmp();
     const key = randomBytes(32);
-    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
-    const other = storeOnOtherConnection(dir, key);
+    const store = await sqliteStore(dir, key);
+    const other = await storeOnOtherConnection(dir, key);
     try {
       const v1 = await store.importCurrent('db', 'one', 'test');
       // Read twice: the second answer comes from the memo.
@@ -170,12 +178,12 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
       // A version read is the version's, whatever its label.
       expect(await both(store, 'db', v1)).toBe('one');
     } finally {
-      other.close();
+      await other.close();
     }
   });
 
   test('sees a change made through the same instance on the very next call', async () => {
-    const store = new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(32) });
+    const store = await sqliteStore(tmp(), randomBytes(32));
     await store.importCurrent('api', 'one', 'test');
     expect(await both(store, 'api')).toBe('one');
     await store.importCurrent('api', 'two', 'test');
@@ -194,8 +202,8 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
   test('sees a change made through another instance on the same data dir in the same process', async () => {
     const dir = tmp();
     const key = randomBytes(32);
-    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
-    const sibling = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
+    const store = await sqliteStore(dir, key);
+    const sibling = await sqliteStore(dir, key);
     await store.importCurrent('api', 'one', 'test');
     expect(await both(store, 'api')).toBe('one');
     await sibling.importCurrent('api', 'two', 'test');
@@ -206,8 +214,8 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
   test('a missing credential or version is undefined, and a later import is seen (same and other connection)', async () => {
     const dir = tmp();
     const key = randomBytes(32);
-    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: key });
-    const other = storeOnOtherConnection(dir, key);
+    const store = await sqliteStore(dir, key);
+    const other = await storeOnOtherConnection(dir, key);
     try {
       expect(await both(store, 'late')).toBeUndefined();
       expect(store.readSecretSync('late')).toBeUndefined();
@@ -223,15 +231,15 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
       expect(store.readSecretSync('later')).toBe('from the cli');
       expect(await both(store, 'later')).toBe('from the cli');
     } finally {
-      other.close();
+      await other.close();
     }
   });
 
   test('a row this store cannot decrypt throws from readSecretSync and rejects from readSecret, every time', async () => {
     const dir = tmp();
-    const store = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    const store = await sqliteStore(dir, randomBytes(32));
     await store.importCurrent('c', 'secret-c', 'test');
-    const wrong = new SqliteCredentialStore({ dataDir: dir, masterKey: randomBytes(32) });
+    const wrong = await sqliteStore(dir, randomBytes(32));
     for (let i = 0; i < 2; i++) {
       expect(() => wrong.readSecretSync('c')).toThrow(/encrypted under master key [0-9a-f]{8}/);
       await expect(wrong.readSecret('c')).rejects.toThrow(/encrypted under master key/);
@@ -240,7 +248,8 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
   });
 });
 
-test('bad options name the option', () => {
-  expect(() => new SqliteCredentialStore({ dataDir: '' })).toThrow('dataDir: expected a folder path');
-  expect(() => new SqliteCredentialStore({ dataDir: tmp(), masterKey: randomBytes(16) })).toThrow('masterKey: expected 32 bytes, got 16');
+test('bad options name the option', async () => {
+  await expect(openState({ dataDir: '' })).rejects.toThrow('dataDir: expected a folder path');
+  await expect(openState({ dataDir: tmp(), masterKey: randomBytes(16) })).rejects.toThrow('masterKey: expected 32 bytes, got 16');
+  await expect(openState({ dataDir: tmp(), masterKey: randomBytes(32), databaseUrl: 'mysql://x' })).rejects.toThrow('databaseUrl: expected a postgres:// or postgresql:// URL');
 });

@@ -1,0 +1,51 @@
+/** The embedded backend: `<dataDir>/integration-agent.db`, one host. */
+import { SecretCipher } from '../crypto';
+import { HealthHistoryStore, type HealthHistoryOptions } from '../health';
+import type { StateBackend } from '../types';
+import { SqliteCredentialStore } from './credentials';
+import { openSqlite, sqliteMigrationStatus, type Db } from './database';
+import { SqliteDeadLetterStore } from './dead-letters';
+import { sqliteHealthDriver } from './health';
+
+export { SqliteCredentialStore, SECRET_RECHECK_MS } from './credentials';
+export { sqlitePath, type Db } from './database';
+
+export interface SqliteStateOptions {
+  dataDir: string;
+  masterKey: Buffer;
+  oldKeys?: Buffer[];
+  health?: HealthHistoryOptions;
+  now?: () => number;
+  /** A connection of its own instead of the process's shared one (tests of cross-connection behaviour). */
+  ownConnection?: boolean;
+}
+
+/** A SQLite {@link StateBackend} plus its connection (for `state migrate`). */
+export type SqliteState = StateBackend & { kind: 'sqlite'; db: Db };
+
+/** Opens and migrates the embedded database. */
+export async function openSqliteState(opts: SqliteStateOptions): Promise<SqliteState> {
+  const cipher = new SecretCipher(opts.masterKey, opts.oldKeys);
+  const { db, release } = await openSqlite(opts.dataDir, opts.ownConnection);
+  const instanceId = (db.prepare(`SELECT value FROM state_meta WHERE key = 'instance_id'`).pluck().get() as string | undefined) ?? '';
+  const health = new HealthHistoryStore(sqliteHealthDriver(db), opts.health);
+  let closed: Promise<void> | undefined;
+  return {
+    kind: 'sqlite',
+    instanceId,
+    db,
+    credentials: new SqliteCredentialStore(db, cipher, opts.now),
+    health,
+    deadLetters: new SqliteDeadLetterStore(db),
+    migrationStatus: () => sqliteMigrationStatus(db),
+    close() {
+      return (closed ??= (async () => {
+        try {
+          if (db.open) await health.flush();
+        } finally {
+          release();
+        }
+      })());
+    },
+  };
+}
