@@ -60,6 +60,17 @@ export interface SharedStage {
   key: string;
 }
 
+/**
+ * The guard of the cluster-wide stage: twice {@link guardMs}, min(50 ms, 5% of
+ * the window). Starts admitted by different processes reach the service
+ * through different event loops, each of which can stall on its own (GC, a
+ * busy host), so the spread between the store's decision and the arrival is
+ * wider than within one process.
+ */
+export function sharedGuardMs(windowMs: number): number {
+  return Math.min(50, windowMs * 0.05);
+}
+
 export class Admission {
   private readonly limiter: SlidingLogLimiter | undefined;
   private active = 0;
@@ -67,9 +78,9 @@ export class Admission {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = 0;
   private readonly shared: SharedStage | undefined;
-  /** The windows widened by their guard, as both stages enforce them. */
-  private readonly guarded: WindowLimit[];
-  /** Largest store round trip whose grant is still used: half the smallest guard. */
+  /** The windows widened by the shared guard, as the cluster-wide stage enforces them. */
+  private readonly sharedWindows: WindowLimit[];
+  /** Largest store round trip whose grant is still used: half the smallest in-process guard (a quarter of the shared one). */
   private readonly maxGrantAgeMs: number;
 
   /**
@@ -87,8 +98,8 @@ export class Admission {
     if (maxConcurrent !== undefined && (!Number.isInteger(maxConcurrent) || maxConcurrent < 1)) {
       throw new RangeError(`maxConcurrent must be an integer >= 1, got ${String(maxConcurrent)}`);
     }
-    this.guarded = windows.map((w) => ({ limit: w.limit, windowMs: w.windowMs + guardMs(w.windowMs) }));
-    this.limiter = windows.length > 0 ? new SlidingLogLimiter(this.guarded) : undefined;
+    this.limiter = windows.length > 0 ? new SlidingLogLimiter(windows.map((w) => ({ limit: w.limit, windowMs: w.windowMs + guardMs(w.windowMs) }))) : undefined;
+    this.sharedWindows = windows.map((w) => ({ limit: w.limit, windowMs: w.windowMs + sharedGuardMs(w.windowMs) }));
     this.shared = this.unlimited ? undefined : shared;
     this.maxGrantAgeMs = windows.length > 0 ? Math.min(...windows.map((w) => guardMs(w.windowMs))) / 2 : Infinity;
   }
@@ -126,7 +137,7 @@ export class Admission {
     const shared = this.shared;
     if (shared === undefined) return this.acquireHere(signal, deadline);
     return this.acquireHere(signal, deadline).then((local) =>
-      shared.admission.acquire(shared.key, { windows: this.guarded, maxConcurrent: this.maxConcurrent, deadline, signal, maxGrantAgeMs: this.maxGrantAgeMs }).then(
+      shared.admission.acquire(shared.key, { windows: this.sharedWindows, maxConcurrent: this.maxConcurrent, deadline, signal, maxGrantAgeMs: this.maxGrantAgeMs }).then(
         (cluster) => () => {
           cluster();
           local();
