@@ -15,6 +15,7 @@ import { register as registerBreakers } from './commands/breakers';
 import { register as registerHealth } from './commands/health';
 import { register as registerWebhooks } from './commands/webhooks';
 import { register as registerDoctor } from './commands/doctor';
+import { register as registerState } from './commands/state';
 
 /** Builds the program with every command registered (exported for tests). */
 export function buildProgram(): Command {
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
     registerWebhooks,
     registerCodecServer,
     registerDoctor,
+    registerState,
   ]) register(program);
   return program;
 }
