@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { parseCodecKeys } from '../../src/codec/keys';
-import { ping } from '../../src/workflows/diagnostics';
+import { activityRoundTrips, ping } from '../../src/workflows/diagnostics';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
-import { BIN, requireBuiltLib, runCli, WorkerProcess } from './harness';
+import { BIN, requireBuiltLib, runCli, waitFor, WorkerProcess } from './harness';
 
 const TEMP: string[] = [];
 const workers: WorkerProcess[] = [];
@@ -85,6 +85,19 @@ test('two workers with different generated keys on one task queue: the second re
     new RegExp(`codec key "${keyA}": that key is missing in this process \\(${hostname()}:${process.pid}, holding "${keyB}"\\); every worker and client .*must share INTEGRATION_AGENT_CODEC_KEYS`),
   );
   expect((await clientB.workflow.getHandle(workflowId).describe()).status.name).toBe('COMPLETED');
+
+  // A client that skips the check and starts anyway: the worker's failed workflow task says the same (in history and the Web UI).
+  const forced = await clientB.workflow.start(activityRoundTrips, { args: [1], taskQueue, workflowId: `keys-forced-${taskQueue}`, workflowExecutionTimeout: '60s' });
+  const failure = await waitFor(
+    'the workflow task failure',
+    async () => {
+      const events = (await forced.fetchHistory()).events ?? [];
+      return events.find((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure?.message;
+    },
+    { timeoutMs: 20_000, everyMs: 250, detail: () => first.logs() },
+  );
+  expect(failure).toMatch(new RegExp(`codec key "${keyB}": that key is missing in this process \\(${hostname()}:${first.pid}, holding "${keyA}"\\); every worker and client .*must share INTEGRATION_AGENT_CODEC_KEYS`));
+  await forced.terminate('test: started with a key the workers lack');
   await first.kill();
 });
 
