@@ -10,6 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadMasterKey, openState, openSqliteState, type SqliteState } from '../../src/state';
 import { SECRET_RECHECK_MS, SqliteCredentialStore } from '../../src/state/sqlite';
+import { SecretCipher } from '../../src/state/crypto';
+import { HIST_OPTS } from '../../src/state/health';
+import { MIGRATIONS } from '../../src/state/migrations';
+import * as hdr from 'hdr-histogram-js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'ia-store-'));
 const states: SqliteState[] = [];
@@ -252,4 +256,35 @@ test('bad options name the option', async () => {
   await expect(openState({ dataDir: '' })).rejects.toThrow('dataDir: expected a folder path');
   await expect(openState({ dataDir: tmp(), masterKey: randomBytes(16) })).rejects.toThrow('masterKey: expected 32 bytes, got 16');
   await expect(openState({ dataDir: tmp(), masterKey: randomBytes(32), databaseUrl: 'mysql://x' })).rejects.toThrow('databaseUrl: expected a postgres:// or postgresql:// URL');
+});
+
+test('a data dir from before migrations (the old embedded schema, with data) upgrades in place', async () => {
+  const dir = tmp();
+  const key = randomBytes(32);
+  // The file as the last release left it: the tables of migration 0001, no migration table, no instance id.
+  const Database = (await import('better-sqlite3')).default;
+  const old = new Database(join(dir, 'integration-agent.db'));
+  MIGRATIONS[0]!.sqlite(old);
+  old.exec('DROP TABLE state_meta');
+  const sealed = new SecretCipher(key).seal('legacy', 'v-old', 'old-secret');
+  old.prepare(`INSERT INTO credential_versions (credential_id, version_id, label, iv, tag, ciphertext, key_id, created_at, created_by) VALUES ('legacy', 'v-old', 'CURRENT', ?, ?, ?, ?, 1000, 'import')`).run(sealed.iv, sealed.tag, sealed.ciphertext, sealed.key_id);
+  old.prepare(`INSERT INTO credential_audit (at, credential_id, step, service_id, version_id, outcome, actor, detail) VALUES (1000, 'legacy', 'import', NULL, 'v-old', 'ok', 'cli:old', NULL)`).run();
+  const hour = Date.UTC(2026, 5, 1, 3);
+  const hist = hdr.build(HIST_OPTS);
+  hist.recordValue(42_000);
+  old.prepare(`INSERT INTO health_buckets (service_id, hour_ms, source, count, errors, histogram) VALUES ('svc', ?, 'probe', 1, 0, ?)`).run(hour, hdr.encodeIntoCompressedBase64(hist));
+  old.prepare(`INSERT INTO webhook_dead_letters (event_id, subscriber_id, endpoints, payload, idempotency_key, attempts, last_error, workflow_id, created_at, updated_at) VALUES ('e', 's', '[]', 'null', 'k', 1, 'x', 'webhook/e', 1, 1)`).run();
+  old.close();
+
+  const st = await sqliteState(dir, key);
+  expect(await st.migrationStatus()).toEqual({ applied: MIGRATIONS.map((m) => m.name), pending: [] });
+  expect(st.instanceId).toMatch(/^[0-9a-f-]{36}$/);
+  expect(await st.credentials.readSecret('legacy')).toBe('old-secret');
+  expect((await st.credentials.auditTrail()).map((e) => [e.step, e.actor])).toEqual([['import', 'cli:old']]);
+  expect((await st.health.figures('svc', hour + 10 * 60_000)).p50Ms).toBeCloseTo(42, 0);
+  expect(await st.deadLetters.list()).toHaveLength(1);
+  // New writes use the new columns.
+  await st.credentials.audit({ credentialId: 'legacy', step: 'verify', serviceId: 's', versionId: 'v-old', outcome: 'ok', actor: 'a', detail: null, eventKey: 'once' });
+  await st.credentials.audit({ credentialId: 'legacy', step: 'verify', serviceId: 's', versionId: 'v-old', outcome: 'ok', actor: 'a', detail: null, eventKey: 'once' });
+  expect(await st.credentials.auditTrail()).toHaveLength(2);
 });
