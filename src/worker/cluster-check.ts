@@ -171,7 +171,12 @@ export async function checkSearchAttributes(
       report.present.push(...wanted);
       report.missing = [];
     } catch (err) {
-      report.error = `cannot create search attributes ${wanted.join(', ')} in namespace ${namespace}: ${firstLine(err)}`;
+      // Another worker starting at the same moment may have created them first ("already exists"): look again.
+      const now = await listCustom(connection, namespace, timeoutMs).catch(() => ({}) as Record<string, number>);
+      if (wanted.every((n) => now[n] === KEYWORD)) {
+        report.present.push(...wanted);
+        report.missing = [];
+      } else report.error = `cannot create search attributes ${wanted.join(', ')} in namespace ${namespace}: ${firstLine(err)}`;
     }
   }
   report.commands = searchAttributeCommands(namespace, report.missing);

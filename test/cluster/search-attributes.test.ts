@@ -18,6 +18,7 @@ import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { parseCodecKeys } from '../../src/codec/keys';
 import { SEARCH_ATTRIBUTES } from '../../src/domain/constants';
 import { parseRegistry } from '../../src/domain/registry-parse';
+import { checkSearchAttributes } from '../../src/worker/cluster-check';
 import { startContractServer, type ContractServer } from '../fixtures/rotation-contract';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
 import { cliJson, requireBuiltLib, runCli, waitFor, WorkerProcess } from './harness';
@@ -122,4 +123,11 @@ test('where the server refuses to create them, the worker exits non-zero with th
   // Nothing was created half-way.
   const listed = Object.keys((await connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {});
   expect(listed.filter((n) => OURS.includes(n))).toEqual([]);
+});
+
+test('workers starting at once in a fresh namespace: every check ends with all attributes present, none fails on "already exists"', async () => {
+  const namespace = await freshNamespace(connection, 'ia-sa-race');
+  const reports = await Promise.all([1, 2, 3].map(() => checkSearchAttributes(connection, namespace, { create: true })));
+  for (const r of reports) expect({ missing: r.missing, error: r.error, present: [...r.present].sort() }).toEqual({ missing: [], error: undefined, present: [...OURS].sort() });
+  expect(reports.some((r) => r.created.length > 0)).toBe(true);
 });
