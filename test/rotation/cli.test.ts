@@ -11,6 +11,7 @@ import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../../src/codec/keys';
 import { createRegistryActivities, staticRegistry } from '../../src/activities/registry';
 import { createRotationActivities } from '../../src/activities/rotation';
+import { createStateReadActivities } from '../../src/activities/state-read';
 import { closeTestClient, testAddress, withTestWorker } from '../helpers/temporal';
 import { rotationFixture, type RotationFixture } from './support';
 
@@ -54,7 +55,8 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
     await withTestWorker(
       {
         taskQueue: fx.taskQueue,
-        activities: { ...createRegistryActivities(staticRegistry(fx.registry)), ...createRotationActivities({ store: fx.store }) },
+        // credentials list|status and audit read the store through the worker (state-read workflows).
+        activities: { ...createRegistryActivities(staticRegistry(fx.registry)), ...createRotationActivities({ store: fx.store }), ...createStateReadActivities({ credentials: fx.store }) },
         dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(fx.dataDir))] },
       },
       async () => {
