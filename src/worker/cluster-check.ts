@@ -66,6 +66,8 @@ export interface ServerInfo {
   serverVersion?: string;
   /** Whether the namespace answers `describeNamespace`. */
   namespaceFound: boolean;
+  /** The server said the namespace does not exist (gRPC NOT_FOUND), as opposed to another failure. */
+  namespaceMissing?: boolean;
   /** What failed, when something did. */
   error?: string;
 }
@@ -87,7 +89,7 @@ export async function describeServer(connection: ConnectionLike, namespace: stri
     await bounded(connection, timeoutMs, () => connection.workflowService.describeNamespace({ namespace }));
     return { reachable: true, serverVersion, namespaceFound: true };
   } catch (err) {
-    return { reachable: true, serverVersion, namespaceFound: false, error: firstLine(err) };
+    return { reachable: true, serverVersion, namespaceFound: false, ...((err as { code?: number }).code === 5 ? { namespaceMissing: true } : {}), error: firstLine(err) };
   }
 }
 

@@ -28,7 +28,7 @@ import { AesGcmCodec } from '../codec/aes-gcm-codec';
 import { assertSharedKeysFor, loadCodecKeys } from '../codec/keys';
 import { breakerAlert } from '../domain/breaker';
 import { openState, type StateBackend } from '../state';
-import { checkSearchAttributes, disagreements, formatWorkerIdentity, listPollers, searchAttributesProblem } from './cluster-check';
+import { checkSearchAttributes, describeServer, disagreements, formatWorkerIdentity, listPollers, searchAttributesProblem } from './cluster-check';
 import { clientConnectionOptions, workerConnectionOptions, type Config } from './config';
 import { PinoSdkLogger } from './logger';
 
@@ -242,6 +242,12 @@ async function checkCluster(opts: {
   stateInstanceId?: string;
 }): Promise<void> {
   const { config, logger, connection } = opts;
+  const server = await describeServer(connection, config.namespace);
+  if (server.namespaceMissing) {
+    throw new ClusterCheckError(
+      `namespace ${config.namespace} does not exist on the Temporal server at ${config.address}: set TEMPORAL_NAMESPACE to an existing one, or create it: temporal operator namespace create --namespace ${config.namespace}`,
+    );
+  }
   const attrs = await checkSearchAttributes(connection, config.namespace, { create: true });
   if (!attrs.listed) {
     // Some hosted servers do not let a worker list them; say so and go on rather than refuse a working cluster.

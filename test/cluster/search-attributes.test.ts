@@ -131,3 +131,12 @@ test('workers starting at once in a fresh namespace: every check ends with all a
   for (const r of reports) expect({ missing: r.missing, error: r.error, present: [...r.present].sort() }).toEqual({ missing: [], error: undefined, present: [...OURS].sort() });
   expect(reports.some((r) => r.created.length > 0)).toBe(true);
 });
+
+test('a namespace that does not exist: the worker exits 1 saying so, with the command to create it', async () => {
+  const namespace = `ia-absent-${randomBytes(4).toString('hex')}`;
+  const r = await runCli(['worker'], { TEMPORAL_ADDRESS: testAddress(), TEMPORAL_NAMESPACE: namespace, INTEGRATION_AGENT_DATA_DIR: join(tempDir(), 'data'), LOG_LEVEL: 'warn' }, { timeoutMs: 60_000 });
+  expect(r.code).toBe(1);
+  expect(r.stderr.trim().split('\n')).toEqual([
+    `integration-agent: namespace ${namespace} does not exist on the Temporal server at ${testAddress()}: set TEMPORAL_NAMESPACE to an existing one, or create it: temporal operator namespace create --namespace ${namespace}`,
+  ]);
+});
