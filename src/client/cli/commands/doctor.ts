@@ -97,6 +97,11 @@ async function checkDatabase(config: Config): Promise<DatabaseReport> {
 export async function runDoctor(config: Config, env: NodeJS.ProcessEnv = process.env): Promise<DoctorReport> {
   const codec = new AesGcmCodec(loadCodecKeys(config.dataDir, env));
   const checks: DoctorCheck[] = [];
+  // The database and Temporal are independent: wait for both at once (each call is time-bound).
+  const connecting = Connection.connect(clientConnectionOptions(config)).then(
+    (c) => ({ connection: c }),
+    (err: Error) => ({ error: err }),
+  );
   const database = await checkDatabase(config);
   const report: DoctorReport = {
     ok: false,
@@ -109,15 +114,14 @@ export async function runDoctor(config: Config, env: NodeJS.ProcessEnv = process
     for (const name of ['search attributes', 'pollers', 'codec keys', 'state'] as const) if (!checks.some((c) => c.name === name)) checks.push({ name, status: 'skipped', detail: why });
   };
 
-  let connection: Connection | undefined;
+  const connected = await connecting;
+  const connection = 'connection' in connected ? connected.connection : undefined;
   try {
-    try {
-      connection = await Connection.connect(clientConnectionOptions(config));
-    } catch (err) {
+    if ('error' in connected) {
       checks.push({
         name: 'temporal',
         status: 'fail',
-        detail: `cannot reach ${config.address}: ${(err as Error).message.split('\n')[0]}`,
+        detail: `cannot reach ${config.address}: ${connected.error.message.split('\n')[0]}`,
         fix: 'start a server (`integration-agent dev`) or set TEMPORAL_ADDRESS (and TLS or TEMPORAL_API_KEY) to your cluster',
       });
       skipRest('Temporal unreachable');
@@ -126,6 +130,7 @@ export async function runDoctor(config: Config, env: NodeJS.ProcessEnv = process
   } finally {
     await connection?.close().catch(() => undefined);
   }
+  skipRest('not checked: an earlier check failed');
 
   if (database.kind === 'postgres') {
     if (database.reachable === false) checks.push({ name: 'database', status: 'fail', detail: `${database.where}: ${database.error}`, fix: 'check INTEGRATION_AGENT_DATABASE_URL, that PostgreSQL runs and that this user may connect' });
