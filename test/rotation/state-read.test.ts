@@ -4,8 +4,18 @@
  * id, one credential's summary, the audit trail paged back with `before`;
  * bad input refused before anything starts; no worker is an error, not a
  * hang; no result holds a secret value.
+ *
+ * With IA_CAPTURE_STATE_READ_HISTORIES=1 it also writes the history of one
+ * `auditPage` run (through the payload codec with the fixture key) to
+ * test/histories/ for the replay test.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Client } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
+import { parseCodecKeys } from '../../src/codec/keys';
 import { createStateReadActivities } from '../../src/activities/state-read';
 import { NoWorkerError, pollingTaskQueues } from '../../src/client/connect';
 import { allCredentials, getCredential, listCredentials, readAuditTrail } from '../../src/client/state';
@@ -38,9 +48,9 @@ describe.each(STATE_BACKENDS)('state reads through a worker (%s)', (kind) => {
   });
   afterAll(() => state?.close());
 
-  const run = <T>(fn: (taskQueue: string) => Promise<T>) => {
+  const run = <T>(fn: (taskQueue: string) => Promise<T>, codec?: AesGcmCodec) => {
     const taskQueue = uniqueTaskQueue('state-read');
-    return withTestWorker({ taskQueue, activities: createStateReadActivities({ credentials: state.credentials }) }, async () => {
+    return withTestWorker({ taskQueue, activities: createStateReadActivities({ credentials: state.credentials }), ...(codec ? { dataConverter: { payloadCodecs: [codec] } } : {}) }, async () => {
       // The client checks for a poller first; a worker that has just started may not have polled yet.
       const client = await testClient();
       await eventually(async () => (await pollingTaskQueues(client, [taskQueue])).has(taskQueue), `a poller on ${taskQueue}`);
@@ -107,6 +117,25 @@ describe.each(STATE_BACKENDS)('state reads through a worker (%s)', (kind) => {
       expect((await readAuditTrail(client, { taskQueue })).entries).toHaveLength(whole.length); // default limit 100 holds it all
     });
   });
+
+  if (process.env.IA_CAPTURE_STATE_READ_HISTORIES === '1' && kind === 'sqlite') {
+    test('capture: one auditPage history through the codec', async () => {
+      const dir = join(__dirname, '..', 'histories');
+      const codec = new AesGcmCodec(parseCodecKeys(readFileSync(join(dir, 'codec.keys'), 'utf8'), 'test/histories/codec.keys'));
+      const plain = await testClient();
+      const client = new Client({ connection: plain.connection, dataConverter: { payloadCodecs: [codec] } });
+      await run(async (taskQueue) => {
+        await readAuditTrail(client, { taskQueue, credentialId: 'delta', limit: 2 });
+        let found: { workflowId: string; runId: string } | undefined;
+        await eventually(async () => {
+          for await (const w of client.workflow.list({ query: `TaskQueue = '${taskQueue}'` })) found = w;
+          return found !== undefined;
+        }, 'the auditPage run in the visibility store');
+        const history = await client.workflow.getHandle(found!.workflowId, found!.runId).fetchHistory();
+        writeFileSync(join(dir, 'state-read-audit-page.json'), JSON.stringify({ workflowId: found!.workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+      }, codec);
+    });
+  }
 });
 
 test('bad page sizes are refused before anything starts; no worker on the task queue is an error naming it', async () => {
