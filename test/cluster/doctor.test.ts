@@ -12,6 +12,8 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTES } from '../../src/domain/constants';
 import type { DoctorReport } from '../../src/client/cli/commands/doctor';
+import { openState } from '../../src/state';
+import { startPostgres } from '../helpers/postgres';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
 import { requireBuiltLib, runCli, WorkerProcess } from './harness';
 import { addKeywordAttributes, freshNamespace } from './namespaces';
@@ -120,4 +122,35 @@ test('an unreachable Temporal and database: exit 1, each named, the password nev
   expect(human.code).toBe(1);
   expect(human.stdout + human.stderr).not.toContain(password);
   expect(human.stdout).toMatch(/^temporal\s+FAIL\s+cannot reach 127\.0\.0\.1:1/m);
+});
+
+test('a PostgreSQL database: pending migrations are reported, then reachable and migrated with its instance id; the password never printed', async () => {
+  const pg = await startPostgres();
+  try {
+    const password = `pw-${randomBytes(8).toString('hex')}`;
+    await pg.sql(`CREATE ROLE agent LOGIN PASSWORD '${password}'`);
+    await pg.sql('CREATE DATABASE agent OWNER agent');
+    const databaseUrl = pg.url('agent', password).replace(/\/postgres$/, '/agent');
+    const dataDir = join(tempDir(), 'data');
+    const env = { TEMPORAL_ADDRESS: testAddress(), TEMPORAL_TASK_QUEUE: uniqueTaskQueue('doctor-pg'), INTEGRATION_AGENT_DATA_DIR: dataDir, INTEGRATION_AGENT_DATABASE_URL: databaseUrl };
+
+    const fresh = await runCli(['doctor', '--json'], env);
+    expect(fresh.stdout + fresh.stderr).not.toContain(password);
+    const before = JSON.parse(fresh.stdout) as DoctorReport;
+    expect(before.database).toEqual(expect.objectContaining({ kind: 'postgres', reachable: true, applied: [], where: expect.stringMatching(/^postgres:\/\/\*\*\*@127\.0\.0\.1:\d+\/agent$/) }));
+    expect(before.database.pending!.length).toBeGreaterThan(0);
+    expect(before.checks.find((c) => c.name === 'database')).toEqual(expect.objectContaining({ status: 'warn', fix: expect.stringContaining('start a worker') }));
+
+    const state = await openState({ dataDir, databaseUrl });
+    const instanceId = state.instanceId;
+    await state.close();
+    const migrated = await runCli(['doctor', '--json'], env);
+    expect(migrated.stdout + migrated.stderr).not.toContain(password);
+    const after = JSON.parse(migrated.stdout) as DoctorReport;
+    expect(after.database).toEqual(expect.objectContaining({ reachable: true, pending: [], instanceId }));
+    expect(after.self.state).toBe(instanceId.slice(0, 8));
+    expect(after.checks.find((c) => c.name === 'database')).toEqual(expect.objectContaining({ status: 'ok', detail: expect.stringContaining(`instance ${instanceId.slice(0, 8)}`) }));
+  } finally {
+    await pg.stop();
+  }
 });
