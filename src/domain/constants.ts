@@ -6,7 +6,9 @@ export const DEFAULT_TASK_QUEUE = 'integration-agent';
 /**
  * Custom search attributes this project upserts (all Keyword). The dev server
  * registers them at start (`--search-attribute Name=Keyword`); on another
- * cluster, `integration-agent setup` or `temporal operator search-attribute create`.
+ * cluster a worker creates the missing ones at start when the server lets it,
+ * else it prints the `temporal operator search-attribute create` commands
+ * (src/worker/cluster-check.ts; `integration-agent doctor` reports them).
  */
 export const SEARCH_ATTRIBUTES = {
   ServiceId: 'Keyword',

@@ -250,6 +250,7 @@ export function formatDoctor(r: DoctorReport): string {
   return lines.join('\n');
 }
 
+/** Registers `doctor` on the program. */
 export function register(program: Command): void {
   program
     .command('doctor')
