@@ -1,7 +1,7 @@
 /**
  * Keys that cannot collide silently, with real processes: two workers with
  * different generated keys on one task queue (the second refuses, naming the
- * first), a client with another key (refuses to start a workflow the workers
+ * first; a second worker on the same data dir is welcome), a client with another key (refuses to start a workflow the workers
  * could not decode; reading a result it cannot decode says which key and
  * what to do — never a stuck workflow), and a worker pointed at a
  * non-loopback address without explicit keys (refuses before sending anything).
@@ -98,7 +98,12 @@ test('two workers with different generated keys on one task queue: the second re
   );
   expect(failure).toMatch(new RegExp(`codec key "${keyB}": that key is missing in this process \\(${hostname()}:${first.pid}, holding "${keyA}"\\); every worker and client .*must share INTEGRATION_AGENT_CODEC_KEYS`));
   await forced.terminate('test: started with a key the workers lack');
-  await first.kill();
+
+  // A second worker on the same data dir (same generated key, same embedded state) is welcome.
+  const sibling = new WorkerProcess('worker A2', { ...base, INTEGRATION_AGENT_DATA_DIR: dirA });
+  workers.push(sibling);
+  await sibling.start(new Client({ connection }));
+  await Promise.all([first.kill(), sibling.kill()]);
 });
 
 /** A non-loopback IPv4 address of this machine, if it has one. */
