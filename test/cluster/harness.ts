@@ -67,23 +67,34 @@ export class WorkerProcess {
   }
 
   /**
-   * Starts the process and resolves once it polls the task queue (its
-   * `host:pid` identity is among the workflow pollers).
-   * @throws Error with its output when it exits first or is not polling within `timeoutMs`.
+   * Starts the process and resolves once it runs: it logged `worker started`
+   * and its SDK worker is RUNNING (seen with LOG_LEVEL info or lower), or its
+   * `host:pid` identity is among the task queue's workflow pollers. (The
+   * server lists only the root partition's pollers, where a live worker may
+   * not show for a minute when others poll too: prefer LOG_LEVEL info.)
+   * @throws Error with its output when it exits first or is not running within `timeoutMs`.
    */
   async start(client: Client, timeoutMs = 60_000): Promise<void> {
-    if (this.child && this.child.exitCode === null && this.child.signalCode === null) throw new Error(`${this.name} is already running (pid ${this.child.pid})`);
+    if (this.running()) throw new Error(`${this.name} is already running (pid ${this.child!.pid})`);
     const child = spawn(process.execPath, [BIN, 'worker'], { cwd: ROOT, env: { ...baseEnv(), ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.starts++;
-    const keep = (d: Buffer) => (this.output = (this.output + d.toString()).slice(-20_000));
+    let since = '';
+    const keep = (d: Buffer) => {
+      this.output = (this.output + d.toString()).slice(-20_000);
+      since = (since + d.toString()).slice(-20_000);
+    };
     child.stdout!.on('data', keep);
     child.stderr!.on('data', keep);
     const prefix = `${hostname()}:${child.pid}`;
+    let polled = 0;
     await waitFor(
-      `${this.name} (pid ${child.pid}) to poll task queue ${this.env.TEMPORAL_TASK_QUEUE}`,
+      `${this.name} (pid ${child.pid}) to start on task queue ${this.env.TEMPORAL_TASK_QUEUE}`,
       async () => {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${this.name} exited (${child.exitCode ?? child.signalCode}) before it polled:\n${this.logs()}`);
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${this.name} exited (${child.exitCode ?? child.signalCode}) before it ran:\n${this.logs()}`);
+        if (since.includes('"msg":"worker started"') && since.includes('"state":"RUNNING"')) return true;
+        if (Date.now() - polled < 500) return false;
+        polled = Date.now();
         const r = await client.workflowService.describeTaskQueue({
           namespace: client.options.namespace,
           taskQueue: { name: this.env.TEMPORAL_TASK_QUEUE, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
@@ -91,7 +102,7 @@ export class WorkerProcess {
         });
         return (r.pollers ?? []).some((p) => p.identity === prefix || p.identity?.startsWith(`${prefix} `));
       },
-      { timeoutMs, everyMs: 200, detail: () => this.logs() },
+      { timeoutMs, everyMs: 50, detail: () => this.logs() },
     );
   }
 
