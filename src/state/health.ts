@@ -300,7 +300,7 @@ export class HealthHistoryStore implements HealthHistory {
     const t = performance.now();
     if (cached && cached.hour === hour && t - cached.readAt < this.pastCacheMs) return cached;
     const fresh = await this.merge(serviceId, hour - 23 * HOUR_MS, hour);
-    this.past.get(serviceId)?.hist.destroy();
+    // The replaced histogram is left to the garbage collector: a figures() call in flight may still be adding it.
     const entry = { hour, readAt: t, ...fresh };
     this.past.set(serviceId, entry);
     return entry;
