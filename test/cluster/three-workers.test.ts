@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { parseCodecKeys } from '../../src/codec/keys';
+import { pollingTaskQueues } from '../../src/client/connect';
 import { startRotation } from '../../src/client/rotation';
 import { parseRegistry } from '../../src/domain/registry-parse';
 import type { RotationResult } from '../../src/domain/rotation';
@@ -155,6 +156,8 @@ test('one host: `credentials list` with an empty data dir reads the state of a w
   const worker = new WorkerProcess('one-host worker', { ...env, LOG_LEVEL: 'info' });
   workers.push(worker);
   await worker.start(client);
+  // The CLI first checks that a worker polls the queue (as the server lists pollers); a worker that has just started may not show yet.
+  await waitFor(`a poller on ${taskQueue}`, async () => (await pollingTaskQueues(client, [taskQueue])).has(taskQueue), { timeoutMs: 30_000, everyMs: 200 });
 
   const emptyDir = join(root, 'empty');
   mkdirSync(emptyDir);
