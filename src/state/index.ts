@@ -40,17 +40,26 @@ export interface OpenStateOptions {
 /**
  * Opens the state backend and applies pending migrations (safe when several
  * processes start at once).
- * @throws RangeError for a bad master key; Error naming the database when it cannot be opened or migrated.
+ * @throws RangeError for a bad master key, or a database URL without an explicit master key
+ *   (option or INTEGRATION_AGENT_MASTER_KEY: a generated per-host key cannot be shared);
+ *   Error naming the database when it cannot be opened or migrated.
  */
 export async function openState(opts: OpenStateOptions): Promise<StateBackend> {
   if (!opts || typeof opts.dataDir !== 'string' || opts.dataDir === '') throw new RangeError(`dataDir: expected a folder path, got ${JSON.stringify(opts?.dataDir)}`);
-  const masterKey = opts.masterKey ?? loadMasterKey(opts.dataDir);
   const health = { ...opts.health, writerId: opts.writerId };
   if (opts.databaseUrl !== undefined && opts.databaseUrl !== '') {
     if (!/^postgres(ql)?:\/\//.test(opts.databaseUrl)) throw new RangeError('databaseUrl: expected a postgres:// or postgresql:// URL (INTEGRATION_AGENT_DATABASE_URL)');
+    // A key generated into one host's data dir would seal secrets no other worker can read.
+    if (opts.masterKey === undefined && !process.env.INTEGRATION_AGENT_MASTER_KEY) {
+      throw new RangeError(
+        'INTEGRATION_AGENT_DATABASE_URL is set (state shared by every worker) but INTEGRATION_AGENT_MASTER_KEY is not: every worker and the CLI must hold the one key the shared secrets are encrypted under. ' +
+          `Set INTEGRATION_AGENT_MASTER_KEY to base64 of 32 bytes (openssl rand -base64 32), the same everywhere; after \`state migrate\`, the contents of ${opts.dataDir}/master.key`,
+      );
+    }
+    const masterKey = opts.masterKey ?? loadMasterKey(opts.dataDir);
     return openPostgresState({ databaseUrl: opts.databaseUrl, masterKey, oldKeys: opts.oldKeys, health, secretCache: opts.secretCache, maxConnections: opts.maxConnections, now: opts.now });
   }
-  return openSqliteState({ dataDir: opts.dataDir, masterKey, oldKeys: opts.oldKeys, health, now: opts.now });
+  return openSqliteState({ dataDir: opts.dataDir, masterKey: opts.masterKey ?? loadMasterKey(opts.dataDir), oldKeys: opts.oldKeys, health, now: opts.now });
 }
 
 export { openPostgresState, openSqliteState, type PostgresState, type SqliteState };

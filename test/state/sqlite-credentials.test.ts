@@ -256,6 +256,14 @@ test('bad options name the option', async () => {
   await expect(openState({ dataDir: '' })).rejects.toThrow('dataDir: expected a folder path');
   await expect(openState({ dataDir: tmp(), masterKey: randomBytes(16) })).rejects.toThrow('masterKey: expected 32 bytes, got 16');
   await expect(openState({ dataDir: tmp(), masterKey: randomBytes(32), databaseUrl: 'mysql://x' })).rejects.toThrow('databaseUrl: expected a postgres:// or postgresql:// URL');
+  const saved = process.env.INTEGRATION_AGENT_MASTER_KEY;
+  delete process.env.INTEGRATION_AGENT_MASTER_KEY;
+  try {
+    // Refused before any connection (nothing listens on port 1).
+    await expect(openState({ dataDir: tmp(), databaseUrl: 'postgres://u:p@127.0.0.1:1/db' })).rejects.toThrow(/INTEGRATION_AGENT_DATABASE_URL is set .* but INTEGRATION_AGENT_MASTER_KEY is not/);
+  } finally {
+    if (saved !== undefined) process.env.INTEGRATION_AGENT_MASTER_KEY = saved;
+  }
 });
 
 test('a data dir from before migrations (the old embedded schema, with data) upgrades in place', async () => {

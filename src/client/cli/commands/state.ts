@@ -59,7 +59,7 @@ export function register(program: Command): void {
             `  ${counts.auditEntries} audit entries`,
             `  ${counts.healthSpans} health spans, ${counts.healthBuckets} latency histogram rows`,
             `  ${counts.deadLetters} webhook dead letters`,
-            `next: stop the workers, set INTEGRATION_AGENT_DATABASE_URL${reencrypted ? ' and INTEGRATION_AGENT_MASTER_KEY (the target key)' : ''} on every worker, start them again`,
+            `next: stop the workers; on every worker and CLI set INTEGRATION_AGENT_DATABASE_URL and INTEGRATION_AGENT_MASTER_KEY (${reencrypted ? 'the target key' : `the key this install used${process.env.INTEGRATION_AGENT_MASTER_KEY ? '' : `: the contents of ${config.dataDir}/master.key`}`}); start the workers again`,
           ].join('\n'),
         );
       } catch (err) {
