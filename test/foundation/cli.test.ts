@@ -79,9 +79,9 @@ describe.each(['SIGINT', 'SIGTERM'] as const)('worker on %s', (signal) => {
   });
 });
 
-test('sweep and rotate fail at once, in one line, when no worker polls the task queue', () => {
+test('sweep, rotate and the state reads fail at once, in one line, when no worker polls the task queue', () => {
   const env = { TEMPORAL_ADDRESS: testAddress(), TEMPORAL_TASK_QUEUE: uniqueTaskQueue('nobody'), INTEGRATION_AGENT_DATA_DIR: mkdtempSync(join(tmpdir(), 'ia-cli-')) };
-  for (const args of [['sweep', '--json'], ['rotate', 'shared-api-key', '--json']]) {
+  for (const args of [['sweep', '--json'], ['rotate', 'shared-api-key', '--json'], ['credentials', 'list', '--json'], ['credentials', 'status', 'shared-api-key'], ['audit', '--json']]) {
     const r = cli(args, env); // spawnSync's 30 s timeout turns a hang into a failure (status null)
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^integration-agent: no worker is polling task queue "nobody-/)]);

@@ -23,7 +23,7 @@ import { openState, type StateBackend } from '../../../state';
 import { formatDuration, parseDuration } from '../../../domain/duration';
 import type { RotationResult } from '../../../domain/rotation';
 import { loadConfig } from '../../../worker/config';
-import { connectClient, requireWorker } from '../../connect';
+import { connectClient, NoWorkerError, requireWorker } from '../../connect';
 import { cancelRotation, endGracePeriod, getRotation, rotate, RotationAlreadyRunningError, type RotationProgress } from '../../rotation';
 import { AUDIT_PAGE_MAX, CREDENTIALS_PAGE_MAX, getCredential, listCredentials, readAuditTrail, StateReadError, type CredentialSummary } from '../../state';
 import { CliError, emit, withClient } from '../context';
@@ -244,10 +244,25 @@ export function register(program: Command): void {
     .action(async (id: string, opts: { json?: boolean }) => {
       const credentialId = credentialIdArg(id);
       await withClient(async (client, config) => {
-        const [credential, view] = await Promise.all([stateRead(() => getCredential(client, credentialId, { taskQueue: config.taskQueue })), getRotation(client, credentialId)]);
+        // The rotation is described by Temporal alone; the labels need a worker. Without one, the rotation is still shown.
+        const [{ credential, error }, view] = await Promise.all([
+          getCredential(client, credentialId, { taskQueue: config.taskQueue }).then(
+            (found) => ({ credential: found, error: undefined as Error | undefined }),
+            (err: unknown) => {
+              if (err instanceof StateReadError || err instanceof NoWorkerError) return { credential: null, error: err as Error };
+              throw err;
+            },
+          ),
+          getRotation(client, credentialId),
+        ]);
+        if (!view && error) throw new CliError(error.message);
         if (!view && !credential) throw new CliError(`credential ${credentialId} is not in the store and was never rotated (workflow id rotation/${credentialId}); import it with \`integration-agent credentials import ${credentialId}\``);
-        emit(opts, { ...(view ?? { credentialId, workflowId: `rotation/${credentialId}`, executionStatus: null }), credential }, () => {
-          const head = credential ? formatTable(CREDENTIAL_COLUMNS, [credentialRow(credential)]) : `credential ${credentialId}: no version in the store`;
+        emit(opts, { ...(view ?? { credentialId, workflowId: `rotation/${credentialId}`, executionStatus: null }), credential, ...(error ? { credentialError: error.message } : {}) }, () => {
+          const head = credential
+            ? formatTable(CREDENTIAL_COLUMNS, [credentialRow(credential)])
+            : error
+              ? `credential ${credentialId}: labels unavailable (${error.message})`
+              : `credential ${credentialId}: no version in the store`;
           if (!view) return `${head}\nno rotation of ${credentialId} yet (workflow id rotation/${credentialId})`;
           if (view.progress) return `${head}\nrotation of ${credentialId} is running (run ${view.runId})\n${progressLine(view.progress)}`;
           if (view.result) return `${head}\n${formatRotation(view.result)}`;
