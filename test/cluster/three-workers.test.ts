@@ -232,6 +232,7 @@ test('three workers, three data dirs, one PostgreSQL: rotations survive SIGKILLe
 
   // Round 1: a slow install is in flight somewhere; two of the three workers die with it.
   await waitFor('a slow install to be in flight', () => creds.some((c) => server!.consumer(c.a).installRequests > 0), { timeoutMs: 30_000, everyMs: 20, detail: progress });
+  const settledAtFirstKill = settled.size;
   await Promise.all([three[0].kill(), three[1].kill()]);
   await Promise.all([three[0].start(client), three[1].start(client)]);
 
@@ -247,6 +248,7 @@ test('three workers, three data dirs, one PostgreSQL: rotations survive SIGKILLe
   const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`rotations not settled within 90 s\n${progress()}`)), 90_000).unref());
   const all = await Promise.race([results, timeout]);
 
+  expect(settledAtFirstKill).toBeLessThan(creds.length); // the first kills hit rotations mid-flight
   // Every rotation ends completed or rolled_back; the one whose consumer refuses rolls back.
   for (const r of all) {
     const seen = { credentialId: r.credentialId, status: r.status, ok: ['completed', 'rolled_back'].includes(r.status), cause: r.cause, services: r.services };
