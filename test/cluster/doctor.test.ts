@@ -141,7 +141,7 @@ test('a PostgreSQL database: pending migrations are reported, then reachable and
     expect(before.database.pending!.length).toBeGreaterThan(0);
     expect(before.checks.find((c) => c.name === 'database')).toEqual(expect.objectContaining({ status: 'warn', fix: expect.stringContaining('start a worker') }));
 
-    const state = await openState({ dataDir, databaseUrl });
+    const state = await openState({ dataDir, databaseUrl, masterKey: randomBytes(32) });
     const instanceId = state.instanceId;
     await state.close();
     const migrated = await runCli(['doctor', '--json'], env);
