@@ -128,7 +128,10 @@ export async function copyState(source: SqliteState | PostgresState, target: Pos
       for (const r of rows) {
         const cols = ['at', 'credential_id', 'step', 'service_id', 'version_id', 'outcome', 'actor', 'detail', 'event_key'];
         const vals = [r.at, r.credential_id, r.step, r.service_id, r.version_id, r.outcome, r.actor, r.detail, r.event_key ?? null];
-        if (keepAuditIds) cols.unshift('id'), vals.unshift(r.id);
+        if (keepAuditIds) {
+          cols.unshift('id');
+          vals.unshift(r.id);
+        }
         const res = await c.query(`INSERT INTO credential_audit (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT DO NOTHING`, vals);
         out.auditEntries += res.rowCount ?? 0;
       }
@@ -159,7 +162,10 @@ export async function copyState(source: SqliteState | PostgresState, target: Pos
       for (const r of rows) {
         const cols = ['event_id', 'subscriber_id', 'endpoints', 'payload', 'idempotency_key', 'attempts', 'last_error', 'workflow_id', 'created_at', 'updated_at', 'resolved_at', 'resolved_by'];
         const vals: unknown[] = cols.map((k) => r[k]);
-        if (keepDeadLetterIds) cols.unshift('id'), vals.unshift(r.id);
+        if (keepDeadLetterIds) {
+          cols.unshift('id');
+          vals.unshift(r.id);
+        }
         const res = await c.query(`INSERT INTO webhook_dead_letters (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT DO NOTHING`, vals);
         out.deadLetters += res.rowCount ?? 0;
       }
