@@ -8,6 +8,7 @@
  * lifts the limit; unlimited services never reach the store.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { connect, createServer, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createCoordinator, CoordinatorError, type Coordinator } from '../../src/activities/coordinator';
 import { MakeOrganizationLimits, MakeRateLimitWaitError } from '../../src/activities/make';
@@ -191,6 +192,25 @@ describe.each(STORES)('cluster-wide admission on %s', (name) => {
     expect(shared.stats.roundTrips).toBeGreaterThan(0);
   });
 
+  it('a store far away (every round trip 40 ms, past the 12.5 ms grant age) still admits, within the limit', async () => {
+    const proxy = await delayingProxy(new URL(store.url).port, 20);
+    try {
+      const far = new URL(store.url);
+      far.port = String(proxy.port);
+      const shared = await openSharedAdmission(name === 'Redis' ? { redisUrl: far.toString() } : { databaseUrl: far.toString() });
+      const s = await server();
+      const coordinator = createCoordinator({ registry: staticRegistry(registryOf(services(s.origin))), reporterId: 'test', sharedAdmission: shared });
+      open.push(coordinator, shared!);
+      await coordinator.request('free', { path: '/warm-up', cache: false });
+      await Promise.all(Array.from({ length: 4 }, (_, i) => coordinator.request('five-per-second', { path: `/far/${i}`, cache: false, timeoutMs: 10_000 })));
+      const arrivals = s.seen.filter((x) => x.url.startsWith('/far/'));
+      expect(arrivals).toHaveLength(4);
+      expect(maxInAnyWindow(arrivals.map((x) => x.at), 1_000)).toBeLessThanOrEqual(5);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   // Last: it stops the store.
   it('a store that is down fails limited calls retryably, naming the store, and sends nothing; unlimited calls go on', async () => {
     const s = await server();
@@ -209,3 +229,28 @@ describe.each(STORES)('cluster-wide admission on %s', (name) => {
     await expect(openSharedAdmission(store.config)).rejects.toBeInstanceOf(AdmissionStoreError);
   });
 });
+
+/** A TCP proxy on loopback to 127.0.0.1:`port` that holds every chunk `delayMs` in each direction (a store far away). */
+async function delayingProxy(port: string, delayMs: number): Promise<{ port: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const relay = (from: Socket, to: Socket) => {
+    from.on('data', (d: Buffer) => void setTimeout(() => to.writable && to.write(d), delayMs));
+    from.on('close', () => setTimeout(() => to.destroy(), delayMs));
+    from.on('error', () => {});
+  };
+  const proxy = createServer((client) => {
+    const upstream = connect(Number(port), '127.0.0.1');
+    sockets.add(client).add(upstream);
+    relay(client, upstream);
+    relay(upstream, client);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  return {
+    port: (proxy.address() as { port: number }).port,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        proxy.close(() => r());
+      }),
+  };
+}

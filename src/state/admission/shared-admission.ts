@@ -23,7 +23,10 @@
  * is not used (its holds are released, and the queue asks again): the start
  * was recorded on the store's clock when the store decided, and sending it
  * much later could bring it closer to another process's start than the
- * guard the windows were widened by.
+ * guard the windows were widened by. A store that is always that far away
+ * (another region) must not stall every call, so the bound is at least
+ * twice the fastest of the last 32 round trips: there the guarantee is only
+ * as good as the guard is wide against the store's round trip (docs).
  */
 import { performance } from 'node:perf_hooks';
 import type { WindowLimit } from '../../domain/rate-limit';
@@ -88,6 +91,9 @@ export class SharedAdmission {
   readonly stats: SharedAdmissionStats = { roundTrips: 0, admitted: 0, staleGrants: 0 };
   private readonly maxBatch: number;
   private readonly random: () => number;
+  /** The last round trips to the store, ms (a ring), for the floor of the grant-age bound. */
+  private readonly rtts = new Float64Array(32).fill(Infinity);
+  private rttAt = 0;
 
   /**
    * @param limiter the store (see `openClusterLimiter`); closed by {@link close}.
@@ -172,8 +178,12 @@ export class SharedAdmission {
       (grant) => {
         lane.asking = false;
         const now = performance.now();
+        const rtt = now - t0;
+        const fastest = this.fastestRttMs();
+        this.rtts[this.rttAt] = rtt;
+        this.rttAt = (this.rttAt + 1) % this.rtts.length;
         if (this.closed) return void grant.holdIds.forEach((id) => void this.limiter.release(id));
-        if (grant.granted > 0 && lane.windows.length > 0 && now - t0 > lane.maxGrantAgeMs) {
+        if (grant.granted > 0 && lane.windows.length > 0 && rtt > lane.maxGrantAgeMs && (fastest === Infinity || rtt > 2 * fastest)) {
           // Too late to send without eating into the guard: give the holds back, ask again.
           this.stats.staleGrants += grant.granted;
           for (const id of grant.holdIds) void this.limiter.release(id);
@@ -225,6 +235,13 @@ export class SharedAdmission {
         this.ask(lane);
       },
     );
+  }
+
+  /** The fastest of the last round trips to the store, ms (Infinity before the first). */
+  private fastestRttMs(): number {
+    let min = Infinity;
+    for (let i = 0; i < this.rtts.length; i++) if (this.rtts[i]! < min) min = this.rtts[i]!;
+    return min;
   }
 
   private releaseFor(key: string, holdId: string | undefined): SharedRelease {
