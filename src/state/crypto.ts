@@ -52,6 +52,18 @@ export interface SealedSecret {
 }
 
 /** Encrypts with the master key; decrypts with it or any old key given. */
+/** The state holds live secrets under a master key this process was not given. */
+export class MasterKeyMismatchError extends Error {
+  constructor(where: string, missing: readonly string[], own: string) {
+    super(
+      `${where} holds live secrets sealed under master key ${missing.join(', ')}, which this process was not given (its master key is ${own}): ` +
+        'every worker and the CLI must share one INTEGRATION_AGENT_MASTER_KEY. Set it to the key those secrets were sealed with ' +
+        '(the key ids are the first 8 hex digits of its sha256); to change keys, keep the old one readable through the store\'s oldKeys while re-sealing',
+    );
+    this.name = 'MasterKeyMismatchError';
+  }
+}
+
 export class SecretCipher {
   readonly keyId: string;
   private readonly keys: Map<string, Buffer>;
@@ -74,6 +86,24 @@ export class SecretCipher {
     cipher.setAAD(Buffer.from(`${credentialId}\0${versionId}`));
     const ciphertext = Buffer.concat([cipher.update(secret, 'utf8'), cipher.final()]);
     return { iv, tag: cipher.getAuthTag(), ciphertext, key_id: this.keyId };
+  }
+
+  /** Whether this cipher holds the master key with id `id` (current or old). */
+  holds(id: string): boolean {
+    return this.keys.has(id);
+  }
+
+  /**
+   * Refuses a store whose live secrets (versions with a staging label) are
+   * sealed under master keys this cipher lacks: a process with another key
+   * would fail every read and seal new secrets no other process can open.
+   * @param liveKeyIds the distinct `key_id`s of labelled versions.
+   * @param where the database, for the message (never a password).
+   * @throws MasterKeyMismatchError naming the key ids (fingerprints, not keys) and what to set.
+   */
+  assertFits(liveKeyIds: readonly string[], where: string): void {
+    const missing = liveKeyIds.filter((id) => !this.keys.has(id));
+    if (missing.length > 0) throw new MasterKeyMismatchError(where, missing, this.keyId);
   }
 
   /** @throws Error (no secret in it) when the row's key is unknown or authentication fails. */

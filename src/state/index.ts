@@ -13,7 +13,7 @@ import { openSqliteState, type SqliteState } from './sqlite';
 import type { StateBackend } from './types';
 
 export type * from './types';
-export { keyId, loadMasterKey, SecretCipher } from './crypto';
+export { keyId, loadMasterKey, MasterKeyMismatchError, SecretCipher } from './crypto';
 export type { HealthHistoryOptions } from './health';
 
 export interface OpenStateOptions {

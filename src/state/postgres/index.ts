@@ -4,7 +4,7 @@ import { SecretCipher } from '../crypto';
 import { HealthHistoryStore, type HealthHistoryOptions } from '../health';
 import type { StateBackend } from '../types';
 import { PostgresCredentialStore, SecretCache, type SecretCacheOptions } from './credentials';
-import { migratePostgres, openPool, postgresMigrationStatus } from './database';
+import { describeUrl, migratePostgres, openPool, postgresMigrationStatus } from './database';
 import { PostgresDeadLetterStore } from './dead-letters';
 import { postgresHealthDriver } from './health';
 
@@ -27,7 +27,9 @@ export interface PostgresStateOptions {
 export type PostgresState = StateBackend & { kind: 'postgres'; pool: Pool; secretCache: SecretCache };
 
 /**
- * Connects, migrates (advisory-locked) and starts the secret cache's listener.
+ * Connects, migrates (advisory-locked), checks the master key against the
+ * stored live secrets and starts the secret cache's listener.
+ * @throws MasterKeyMismatchError when live secrets are sealed under a key not given.
  * @throws Error naming host, port and database (never the password) when the server cannot be reached or a migration fails.
  */
 export async function openPostgresState(opts: PostgresStateOptions): Promise<PostgresState> {
@@ -35,6 +37,11 @@ export async function openPostgresState(opts: PostgresStateOptions): Promise<Pos
   const pool = await openPool(opts.databaseUrl, opts.maxConnections);
   try {
     await migratePostgres(pool);
+    const live = await pool.query<{ key_id: string }>('SELECT DISTINCT key_id FROM credential_versions WHERE label IS NOT NULL');
+    cipher.assertFits(
+      live.rows.map((r) => r.key_id),
+      `the state database ${describeUrl(opts.databaseUrl)}`,
+    );
     const instanceId = (await pool.query<{ value: string }>(`SELECT value FROM state_meta WHERE key = 'instance_id'`)).rows[0]?.value ?? '';
     const secretCache = new SecretCache(opts.databaseUrl, opts.secretCache);
     await secretCache.start();

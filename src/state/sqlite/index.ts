@@ -3,7 +3,7 @@ import { SecretCipher } from '../crypto';
 import { HealthHistoryStore, type HealthHistoryOptions } from '../health';
 import type { StateBackend } from '../types';
 import { SqliteCredentialStore } from './credentials';
-import { openSqlite, sqliteMigrationStatus, type Db } from './database';
+import { openSqlite, sqliteMigrationStatus, sqlitePath, type Db } from './database';
 import { SqliteDeadLetterStore } from './dead-letters';
 import { sqliteHealthDriver } from './health';
 
@@ -23,10 +23,19 @@ export interface SqliteStateOptions {
 /** A SQLite {@link StateBackend} plus its connection (for `state migrate`). */
 export type SqliteState = StateBackend & { kind: 'sqlite'; db: Db };
 
-/** Opens and migrates the embedded database. */
+/**
+ * Opens and migrates the embedded database.
+ * @throws MasterKeyMismatchError when live secrets are sealed under a master key not given.
+ */
 export async function openSqliteState(opts: SqliteStateOptions): Promise<SqliteState> {
   const cipher = new SecretCipher(opts.masterKey, opts.oldKeys);
   const { db, release } = await openSqlite(opts.dataDir, opts.ownConnection);
+  try {
+    cipher.assertFits(db.prepare('SELECT DISTINCT key_id FROM credential_versions WHERE label IS NOT NULL').pluck().all() as string[], `the state database ${sqlitePath(opts.dataDir)}`);
+  } catch (err) {
+    release();
+    throw err;
+  }
   const instanceId = (db.prepare(`SELECT value FROM state_meta WHERE key = 'instance_id'`).pluck().get() as string | undefined) ?? '';
   const health = new HealthHistoryStore(sqliteHealthDriver(db), opts.health);
   let closed: Promise<void> | undefined;
