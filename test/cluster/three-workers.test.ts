@@ -290,4 +290,14 @@ test('three workers, three data dirs, one PostgreSQL: rotations survive SIGKILLe
     expect({ credentialId: c.credentialId, steps: [...steps].sort() }).toEqual({ credentialId: c.credentialId, steps: expect.arrayContaining([...expected].sort()) });
     if (r.status === 'completed') expect({ credentialId: c.credentialId, steps: [...steps].sort() }).toEqual({ credentialId: c.credentialId, steps: [...expected].sort() });
   }
+
+  // `credentials import` writes to the store itself: from a machine without the workers' database URL it would land in a
+  // local embedded file the workers never read. It refuses, naming the workers' store, and writes nothing.
+  const stray = await runCli(['credentials', 'import', `${tag}-stray`], { ...op, INTEGRATION_AGENT_MASTER_KEY: masterKey }, { input: 'stray-secret\n' });
+  expect({ code: stray.code, stdout: stray.stdout }).toEqual({ code: 1, stdout: '' });
+  expect(stray.stderr).toContain('INTEGRATION_AGENT_DATABASE_URL');
+  expect(stray.stderr).toMatch(/state=[0-9a-f]{8}/);
+  expect(stray.stderr).not.toContain('stray-secret');
+  const after = cliJson<CredentialRow[]>('credentials list after the refused import', await runCli(['credentials', 'list', '--json'], op));
+  expect(after.map((r) => r.credentialId)).not.toContain(`${tag}-stray`);
 }, 180_000);

@@ -22,7 +22,8 @@ import type { Command } from 'commander';
 import { openState, type StateBackend } from '../../../state';
 import { formatDuration, parseDuration } from '../../../domain/duration';
 import type { RotationResult } from '../../../domain/rotation';
-import { loadConfig } from '../../../worker/config';
+import { listPollers } from '../../../worker/cluster-check';
+import { loadConfig, type Config } from '../../../worker/config';
 import { connectClient, NoWorkerError, requireWorker } from '../../connect';
 import { cancelRotation, endGracePeriod, getRotation, rotate, RotationAlreadyRunningError, type RotationProgress } from '../../rotation';
 import { AUDIT_PAGE_MAX, CREDENTIALS_PAGE_MAX, getCredential, listCredentials, readAuditTrail, StateReadError, type CredentialSummary } from '../../state';
@@ -87,9 +88,42 @@ async function withStore<T>(fn: (store: StateBackend['credentials']) => Promise<
   const config = loadConfig();
   const state = await openState({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   try {
+    await refuseOtherStore(config, state);
     return await fn(state.credentials);
   } finally {
     await state.close();
+  }
+}
+
+/**
+ * Refuses to write to a store the workers of the task queue do not use: a
+ * CLI without the workers' INTEGRATION_AGENT_DATABASE_URL would otherwise
+ * import into a local embedded file no worker reads, and say it succeeded.
+ * The workers' identities carry their store's id (`state=<id8>`). When
+ * Temporal cannot be reached or no worker polls (a first install, the
+ * workers not started yet), there is nothing to compare with and the write goes on.
+ * @throws CliError naming the workers' store and what to set.
+ */
+async function refuseOtherStore(config: Config, state: StateBackend): Promise<void> {
+  let client;
+  try {
+    client = await connectClient(config);
+  } catch {
+    return;
+  }
+  try {
+    const mine = state.instanceId.slice(0, 8);
+    const pollers = await listPollers(client.connection, config.namespace, config.taskQueue).catch(() => []);
+    const other = pollers.find((p) => p.state && p.state !== mine);
+    if (other) {
+      const here = state.kind === 'postgres' ? 'the database of INTEGRATION_AGENT_DATABASE_URL' : `the embedded database in ${config.dataDir}`;
+      throw new CliError(
+        `the workers on task queue "${config.taskQueue}" use another state store (state=${other.state}, worker "${other.identity}") than this command (state=${mine}, ${here}): ` +
+          'nothing was imported. Set INTEGRATION_AGENT_DATABASE_URL (and INTEGRATION_AGENT_MASTER_KEY) to the values the workers use, then run the import again.',
+      );
+    }
+  } finally {
+    await client.connection.close();
   }
 }
 
