@@ -18,7 +18,21 @@ export function createLogger(level: string, to: 'stdout' | 'stderr' | pino.Desti
     ...REDACT_KEYS.flatMap((k) => [k, `*.${k}`, `*.*.${k}`, `headers.${k.toLowerCase()}`]),
     ...SECRET_HEADERS.flatMap((h) => [`headers["${h}"]`, `*.headers["${h}"]`]),
   ];
-  return pino({ level, base: { pid: process.pid }, redact: { paths, censor: '[redacted]' } }, destination);
+  return pino({ level, base: { pid: process.pid }, redact: { paths, censor: '[redacted]' }, serializers: { error: errorFields, err: errorFields } }, destination);
+}
+
+/**
+ * An error as log fields: `{ type, message, cause? }` (the SDK logs failures
+ * under `error`, which pino would print as `{}`). No stack and no details:
+ * messages are written to name what failed without secret material; details
+ * and stacks are left to the Temporal Web UI.
+ */
+export function errorFields(value: unknown): unknown {
+  if (!(value instanceof Error)) return value;
+  const out: { type: string; message: string; cause?: string } = { type: value.name, message: value.message };
+  const cause = (value as { cause?: unknown }).cause;
+  if (cause instanceof Error && cause.message !== value.message) out.cause = cause.message;
+  return out;
 }
 
 /** Header names that carry credentials under custom auth schemes (`auth: { scheme: header }`). */

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream';
-import { createLogger } from '../../src/worker/logger';
+import { createLogger, PinoSdkLogger } from '../../src/worker/logger';
 import { loadConfig, ConfigError, clientConnectionOptions } from '../../src/worker/config';
 
 describe('worker configuration from the environment', () => {
@@ -51,5 +51,20 @@ describe('logger redaction', () => {
     for (const s of ['s1', 'p1', 't1', 'k1', 'k2']) expect(out).not.toContain(s);
     expect(out).toContain('billing-api');
     expect(out).toContain('[redacted]');
+  });
+
+  test('an SDK failure logged under `error` keeps its type, message and cause (pino alone printed {})', () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        lines.push(String(chunk));
+        cb();
+      },
+    });
+    const failure = new Error('credential c1 version v1 is encrypted under master key 32fde799, which this store was not given', { cause: new Error('lower layer') });
+    failure.name = 'ApplicationFailure';
+    new PinoSdkLogger(createLogger('info', sink)).warn('Activity failed', { activityType: 'createPending', error: failure });
+    const line = JSON.parse(lines.join('')) as { error: unknown };
+    expect(line.error).toEqual({ type: 'ApplicationFailure', message: failure.message, cause: 'lower layer' });
   });
 });
