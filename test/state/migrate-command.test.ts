@@ -98,13 +98,17 @@ test('copies every kind of state, re-encrypted under the target key; refuses a n
     await moved.close();
   }
   // The source key cannot read the target: the secrets were sealed again.
-  const withSourceKey = await openAt(target, { masterKey: sourceKey });
-  await expect(withSourceKey.credentials.readSecret('api')).rejects.toThrow('which this store was not given');
-  await withSourceKey.close();
+  await expect(openAt(target, { masterKey: sourceKey })).rejects.toThrow('which this process was not given');
 
   await expect(cli(['migrate', '--to', target.databaseUrl!])).rejects.toThrow(/the target database already holds state \(4 credential_versions, .*\): pass --force/);
   const again = await cli(['migrate', '--to', target.databaseUrl!, '--force']);
   expect(again).toContain('0 credential versions of 0 credentials');
   expect(again).toContain('0 webhook dead letters');
   await expect(cli(['migrate'])).rejects.toThrow('give the target with --to');
+  // An unreachable target is named by where its URL came from.
+  const closed = target.databaseUrl!.replace(/:(\d+)\//, ':1/');
+  process.env.INTEGRATION_AGENT_TARGET_DATABASE_URL = closed;
+  await expect(cli(['migrate'])).rejects.toThrow(/cannot connect to PostgreSQL at .*\(INTEGRATION_AGENT_TARGET_DATABASE_URL\)/);
+  delete process.env.INTEGRATION_AGENT_TARGET_DATABASE_URL;
+  await expect(cli(['migrate', '--to', closed])).rejects.toThrow(/cannot connect to PostgreSQL at .*\(--to\)/);
 });

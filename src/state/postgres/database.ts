@@ -28,9 +28,10 @@ export function describeUrl(url: string): string {
 
 /**
  * A pool on `url`, checked by one round trip.
+ * @param source where the URL came from, named in the error (default INTEGRATION_AGENT_DATABASE_URL).
  * @throws Error naming host, port and database (never the password) when it cannot connect.
  */
-export async function openPool(url: string, max = 10): Promise<Pool> {
+export async function openPool(url: string, max = 10, source = 'INTEGRATION_AGENT_DATABASE_URL'): Promise<Pool> {
   const pool = new Pool({ connectionString: url, max, connectionTimeoutMillis: 10_000 });
   // An idle connection that breaks is dropped by the pool; without a listener it would crash the process.
   pool.on('error', () => undefined);
@@ -39,7 +40,7 @@ export async function openPool(url: string, max = 10): Promise<Pool> {
   } catch (err) {
     await pool.end().catch(() => undefined);
     throw new Error(
-      `cannot connect to PostgreSQL at ${describeUrl(url)} (INTEGRATION_AGENT_DATABASE_URL): ${(err as Error).message}. Check the URL, that the server is running and that the user may connect.`,
+      `cannot connect to PostgreSQL at ${describeUrl(url)} (${source}): ${(err as Error).message}. Check the URL, that the server is running and that the user may connect.`,
     );
   }
   return pool;

@@ -20,6 +20,8 @@ export interface PostgresStateOptions {
   secretCache?: SecretCacheOptions;
   /** Pool size; default 10. */
   maxConnections?: number;
+  /** Where the URL came from, named in errors; default INTEGRATION_AGENT_DATABASE_URL. */
+  urlSource?: string;
   now?: () => number;
 }
 
@@ -34,7 +36,7 @@ export type PostgresState = StateBackend & { kind: 'postgres'; pool: Pool; secre
  */
 export async function openPostgresState(opts: PostgresStateOptions): Promise<PostgresState> {
   const cipher = new SecretCipher(opts.masterKey, opts.oldKeys);
-  const pool = await openPool(opts.databaseUrl, opts.maxConnections);
+  const pool = await openPool(opts.databaseUrl, opts.maxConnections, opts.urlSource);
   try {
     await migratePostgres(pool);
     const live = await pool.query<{ key_id: string }>('SELECT DISTINCT key_id FROM credential_versions WHERE label IS NOT NULL');

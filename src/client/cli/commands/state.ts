@@ -49,7 +49,7 @@ export function register(program: Command): void {
         source = config.databaseUrl
           ? await openPostgresState({ databaseUrl: config.databaseUrl, masterKey: sourceKey, secretCache: { maxAgeMs: 0 } })
           : await openSqliteState({ dataDir: config.dataDir, masterKey: sourceKey });
-        target = await openPostgresState({ databaseUrl: to, masterKey: targetKey, secretCache: { maxAgeMs: 0 } });
+        target = await openPostgresState({ databaseUrl: to, masterKey: targetKey, secretCache: { maxAgeMs: 0 }, urlSource: opts.to ? '--to' : 'INTEGRATION_AGENT_TARGET_DATABASE_URL' });
         const counts = await copyState(source, target, { sourceCipher: new SecretCipher(sourceKey), targetCipher: new SecretCipher(targetKey), force: opts.force });
         const reencrypted = !targetKey.equals(sourceKey);
         emit(opts, { from, to: describeUrl(to), instanceId: target.instanceId, reencrypted, ...counts }, () =>
