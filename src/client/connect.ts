@@ -6,7 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { AesGcmCodec, CodecKeyError } from '../codec/aes-gcm-codec';
 import { loadCodecKeys, SHARE_CODEC_KEYS_HINT } from '../codec/keys';
-import { disagreements, listPollers } from '../worker/cluster-check';
+import { CODEC_KEY_ROTATION_ORDER, disagreements, listPollers } from '../worker/cluster-check';
 import { clientConnectionOptions, type Config } from '../worker/config';
 
 /** Thrown when the server cannot be reached; the message names the address and what to check. */
@@ -81,9 +81,11 @@ export async function requireWorker(client: Client, taskQueue: string): Promise<
 
 /**
  * Refuses when a live worker on `taskQueue` encrypts with a codec key this
- * client does not hold (its identity carries `codec=<fingerprint>`). Workers
- * that do not say, or a task queue that cannot be described, pass.
- * @throws CodecKeyError
+ * client does not hold (its identity carries `codec=<fingerprint>…`), or does
+ * not hold the key this client encrypts with (its identity lists every key it
+ * holds: `codec=<fp1>+<fp2>`). Workers that do not say, or a task queue that
+ * cannot be described, pass.
+ * @throws CodecKeyError (its keyId: the key missing on one side)
  */
 export async function requireSameCodecKeys(client: Client, taskQueue: string): Promise<void> {
   const codec = client.options.loadedDataConverter.payloadCodecs.find((c): c is AesGcmCodec => c instanceof AesGcmCodec);
@@ -94,11 +96,19 @@ export async function requireSameCodecKeys(client: Client, taskQueue: string): P
   } catch {
     return;
   }
-  const [first] = disagreements({ codec: codec.activeFingerprint, codecFingerprints: codec.fingerprints }, pollers, taskQueue).filter((d) => d.kind === 'codec');
+  const found = disagreements({ codec: codec.activeFingerprint, codecFingerprints: codec.fingerprints }, pollers, taskQueue);
+  const first = found.find((d) => d.kind === 'codec');
+  const unheld = found.find((d) => d.kind === 'codec-unheld');
   if (first) {
     throw new CodecKeyError(
       first.poller.codec!,
       `the workers of task queue "${taskQueue}" encrypt with codec key ${first.poller.codec} ("${first.poller.identity}"), which this process (${hostname()}:${process.pid}, codec=${codec.activeFingerprint}) does not hold: a workflow started from here would fail on them and its result could not be read here. ${SHARE_CODEC_KEYS_HINT}`,
+    );
+  }
+  if (unheld) {
+    throw new CodecKeyError(
+      codec.activeFingerprint,
+      `the worker "${unheld.poller.identity}" of task queue "${taskQueue}" does not hold codec key ${codec.activeFingerprint}, which this process (${hostname()}:${process.pid}) encrypts with: a workflow started from here would fail on it. ${CODEC_KEY_ROTATION_ORDER}`,
     );
   }
 }

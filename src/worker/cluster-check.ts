@@ -2,13 +2,15 @@
  * What a worker checks of its cluster before it polls, and what `doctor`
  * reports: the namespace's search attributes (created when the server lets
  * us, otherwise the exact commands to run), and the other processes polling
- * the task queue, whose identities carry the fingerprint of their encrypting
- * codec key and their state instance id (`host:pid codec=<fingerprint> state=<id8>`).
+ * the task queue, whose identities carry the fingerprints of their codec keys
+ * (the encrypting one first), their state instance id and where they count
+ * cluster-wide limits (`host:pid codec=<fp1>+<fp2> state=<id8> limits=<store>`).
  *
  * Each function makes a bounded number of calls, each under its own deadline,
  * and returns findings; the caller decides whether a finding stops a worker or
  * is printed by `doctor`. Nothing here logs or exits.
  */
+import { createHash } from 'node:crypto';
 import type { ConnectionLike } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES, type SearchAttributeName } from '../domain/constants';
@@ -22,32 +24,94 @@ export const DEFAULT_CALL_TIMEOUT_MS = 10_000;
  */
 export const LIVE_POLLER_WINDOW_MS = 70_000;
 
-/** The parts of a worker identity `host:pid codec=<fingerprint> state=<id8>`. */
+/**
+ * The parts of a worker identity `host:pid codec=<fp1>+<fp2> state=<id8> limits=<store>`.
+ *
+ * Identities of this version always state `limits=` and list every codec key
+ * they hold after `codec=`, the encrypting one first. Earlier ones
+ * (`host:pid codec=<fingerprint> state=<id8>`) named only the encrypting key:
+ * for them `codecKeys` stays undefined (what else they hold is unknown).
+ */
 export interface WorkerIdentity {
   /** `host:pid`: stable per process, the breaker quorum reporter id. */
   process: string;
   /** Fingerprint of the encrypting codec key (`k` + 16 hex), when the poller says. */
   codec?: string;
+  /** Fingerprints of every codec key the poller holds, the encrypting one first, when it lists them. */
+  codecKeys?: string[];
   /** First 8 characters of the state instance id, when the poller says. */
   state?: string;
+  /** Where the poller counts cluster-wide limits ({@link limitsStore}), when it says. */
+  limits?: string;
 }
 
-/** Formats a worker's Temporal identity. `state` is shortened to its first 8 characters. */
+/**
+ * Formats a worker's Temporal identity. `state` is shortened to its first 8
+ * characters; `codecKeys` (when given) are written after the encrypting key,
+ * joined by `+`.
+ */
 export function formatWorkerIdentity(id: WorkerIdentity): string {
-  return [id.process, id.codec ? `codec=${id.codec}` : '', id.state ? `state=${id.state.slice(0, 8)}` : ''].filter(Boolean).join(' ');
+  const keys = id.codec || id.codecKeys?.length ? [...new Set([...(id.codec ? [id.codec] : []), ...(id.codecKeys ?? [])])] : [];
+  return [id.process, keys.length ? `codec=${keys.join('+')}` : '', id.state ? `state=${id.state.slice(0, 8)}` : '', id.limits ? `limits=${id.limits}` : ''].filter(Boolean).join(' ');
 }
 
-/** Parses an identity written by {@link formatWorkerIdentity}; any other identity is all `process`. */
+/**
+ * Parses an identity written by {@link formatWorkerIdentity} (or by an earlier
+ * version, see {@link WorkerIdentity}); any other identity is all `process`.
+ */
 export function parseWorkerIdentity(identity: string): WorkerIdentity {
   const parts = identity.trim().split(/\s+/);
   const out: WorkerIdentity = { process: parts[0] ?? '' };
   for (const p of parts.slice(1)) {
-    if (p.startsWith('codec=')) out.codec = p.slice(6);
-    else if (p.startsWith('state=')) out.state = p.slice(6);
+    if (p.startsWith('codec=')) {
+      const keys = p.slice(6).split('+').filter(Boolean);
+      if (keys.length === 0) continue;
+      out.codec = keys[0];
+      if (keys.length > 1) out.codecKeys = keys;
+    } else if (p.startsWith('state=')) out.state = p.slice(6);
+    else if (p.startsWith('limits=')) out.limits = p.slice(7);
     else out.process += ` ${p}`;
   }
+  // Stating its limits store marks an identity of this version: its one key is all it holds.
+  if (out.limits && out.codec && !out.codecKeys) out.codecKeys = [out.codec];
   return out;
 }
+
+/**
+ * Where a process with this configuration counts cluster-wide limits, as
+ * its identity states it (the choice of src/state/admission `openClusterLimiter`):
+ * `redis:<8 hex>` when `redisUrl` is set (SHA-256 of its `host:port/db`,
+ * lower-cased, default port 6379 and db 0: never the user or password),
+ * else `pg` when `databaseUrl` is (the state database, which `state=` names),
+ * else `local` (per process).
+ */
+export function limitsStore(config: { databaseUrl?: string; redisUrl?: string }): string {
+  if (config.redisUrl) {
+    let where: string;
+    try {
+      const u = new URL(config.redisUrl);
+      const db = /^\/(\d+)/.exec(u.pathname)?.[1] ?? '0';
+      where = `${u.hostname.toLowerCase()}:${u.port || '6379'}/${Number(db)}`;
+    } catch {
+      where = config.redisUrl.replace(/^.*@/, ''); // unparsable (the store will refuse it at start): still no credentials
+    }
+    return `redis:${createHash('sha256').update(where).digest('hex').slice(0, 8)}`;
+  }
+  return config.databaseUrl ? 'pg' : 'local';
+}
+
+/** What a {@link limitsStore} label means, for messages. */
+export function describeLimitsStore(label: string): string {
+  if (label === 'local') return 'per process (no INTEGRATION_AGENT_REDIS_URL nor INTEGRATION_AGENT_DATABASE_URL)';
+  if (label === 'pg') return 'in the PostgreSQL database of INTEGRATION_AGENT_DATABASE_URL';
+  if (label.startsWith('redis:')) return `in the Redis server of INTEGRATION_AGENT_REDIS_URL (${label})`;
+  return label;
+}
+
+/** How to rotate codec keys without a worker ever writing what another cannot read. */
+export const CODEC_KEY_ROTATION_ORDER =
+  'To rotate codec keys: first add the new key to INTEGRATION_AGENT_CODEC_KEYS on every worker and client as a decryption key, listed after the current one ("current:…,new:…"), and restart them; ' +
+  'then make it first everywhere ("new:…,current:…"); drop the old key only once no workflow history needs it.';
 
 /** Time-bound `fn`: the call fails with DEADLINE_EXCEEDED after `timeoutMs`. */
 function bounded<T>(connection: ConnectionLike, timeoutMs: number, fn: () => Promise<T>): Promise<T> {
@@ -264,11 +328,18 @@ export interface SelfIdentity {
   codecFingerprints: ReadonlySet<string>;
   /** This process's state instance id (full or first 8 characters), when known. */
   state?: string;
+  /** Where this process counts cluster-wide limits ({@link limitsStore}), when known. */
+  limits?: string;
 }
 
-/** A disagreement between this process and a poller. */
+/**
+ * A disagreement between this process and a poller: `codec`, the poller
+ * encrypts with a key this process lacks; `codec-unheld`, the poller lacks
+ * the key this process encrypts with; `state`, another state instance;
+ * `limits`, another store for cluster-wide limits.
+ */
 export interface Disagreement {
-  kind: 'codec' | 'state';
+  kind: 'codec' | 'codec-unheld' | 'state' | 'limits';
   poller: Poller;
   /** What is wrong and what to do, in one paragraph. */
   message: string;
@@ -279,9 +350,12 @@ const seen = (p: Poller) => (p.lastSeenMsAgo === undefined ? '' : ` (last seen $
 /**
  * Which live pollers of `taskQueue` this process cannot work beside: one
  * encrypting with a codec key this process does not hold (its payloads
- * would fail to decode here, ours there), or one on another state instance
- * (two embedded data dirs on one task queue diverge). Pollers that do not
- * say (older versions, other programs) are not judged.
+ * would fail to decode here), one that does not hold the key this process
+ * encrypts with (ours would fail to decode there: a rotation done in the
+ * wrong order), one on another state instance (two embedded data dirs on one
+ * task queue diverge), or one counting cluster-wide limits in another store
+ * (each store would admit the full limit). Pollers that do not say (older
+ * versions, other programs) are not judged on what they do not say.
  */
 export function disagreements(self: SelfIdentity, pollers: readonly Poller[], taskQueue: string): Disagreement[] {
   const out: Disagreement[] = [];
@@ -299,6 +373,16 @@ export function disagreements(self: SelfIdentity, pollers: readonly Poller[], ta
           `if that worker has stopped, start this one again after ${Math.round(LIVE_POLLER_WINDOW_MS / 1000)} s.`,
       });
     }
+    if (p.codecKeys && self.codec && !p.codecKeys.includes(self.codec)) {
+      out.push({
+        kind: 'codec-unheld',
+        poller: p,
+        message:
+          `another worker polls task queue "${taskQueue}" without the key this process encrypts with: "${p.identity}"${seen(p)} holds codec=${p.codecKeys.join('+')} only, and this process encrypts with ${self.codec}: ` +
+          `every payload written here would fail to decode there. ${CODEC_KEY_ROTATION_ORDER} ` +
+          `Until every worker holds ${self.codec}, start this one with the current key first.`,
+      });
+    }
     if (myState && p.state && p.state !== myState) {
       out.push({
         kind: 'state',
@@ -307,6 +391,17 @@ export function disagreements(self: SelfIdentity, pollers: readonly Poller[], ta
           `another worker polls task queue "${taskQueue}" on another state store: "${p.identity}"${seen(p)} has state=${p.state}, this process state=${myState}. ` +
           `Workers on separate embedded data dirs would each keep their own credential versions and audit trail and diverge. ` +
           `Set INTEGRATION_AGENT_DATABASE_URL (PostgreSQL) to the same database on every worker, or run one worker per embedded data dir, each on its own task queue (TEMPORAL_TASK_QUEUE).`,
+      });
+    }
+    if (self.limits && p.limits && p.limits !== self.limits) {
+      out.push({
+        kind: 'limits',
+        poller: p,
+        message:
+          `another worker polls task queue "${taskQueue}" counting cluster-wide limits elsewhere: "${p.identity}"${seen(p)} counts limits in limits=${p.limits}, this process in limits=${self.limits} ` +
+          `(${describeLimitsStore(p.limits)}, against ${describeLimitsStore(self.limits)}). ` +
+          `Each store admits the full rate limits, maxConcurrent and Make organisation limit, so a service would receive them several times over. ` +
+          `Set INTEGRATION_AGENT_REDIS_URL and INTEGRATION_AGENT_DATABASE_URL the same on every worker (both set, or the same one, or neither) and restart.`,
       });
     }
   }

@@ -28,7 +28,7 @@ import { AesGcmCodec } from '../codec/aes-gcm-codec';
 import { assertSharedKeysFor, loadCodecKeys } from '../codec/keys';
 import { breakerAlert } from '../domain/breaker';
 import { openState, type StateBackend } from '../state';
-import { checkSearchAttributes, describeServer, disagreements, formatWorkerIdentity, listPollers, searchAttributesProblem } from './cluster-check';
+import { checkSearchAttributes, describeServer, disagreements, formatWorkerIdentity, limitsStore, listPollers, searchAttributesProblem } from './cluster-check';
 import { clientConnectionOptions, workerConnectionOptions, type Config } from './config';
 import { PinoSdkLogger } from './logger';
 
@@ -69,7 +69,7 @@ export class ClusterCheckError extends Error {
 
 export interface AgentWorker {
   worker: Worker;
-  /** Temporal identity: `host:pid codec=<fingerprint> state=<id8>`. */
+  /** Temporal identity: `host:pid codec=<fp1>+<fp2> state=<id8> limits=<store>` (every codec key, the encrypting one first). */
   identity: string;
   /** The worker's own Temporal client (same connection settings and codec), closed with the worker. */
   client: Client;
@@ -83,8 +83,9 @@ export interface AgentWorker {
  * @param deps.metrics application metrics registry, when metrics are served.
  * Before it polls, the worker checks its cluster (src/worker/cluster-check.ts):
  * missing search attributes are created, or it refuses; another live poller of
- * the task queue with a codec key this process lacks, or on another state
- * instance, makes it refuse.
+ * the task queue encrypting with a codec key this process lacks, or lacking the
+ * key this process encrypts with, or on another state instance, or counting
+ * limits in another store, makes it refuse.
  *
  * @throws SharedKeysRequiredError (before any connection) for a non-loopback address without explicit keys.
  * @throws when the Temporal server cannot be reached (message names the address).
@@ -129,9 +130,10 @@ export async function createAgentWorker(deps: {
   }
   const closeState = deps.state ? async () => undefined : () => state.close();
   const stateInstanceId = deps.stateInstanceId ?? state.instanceId;
-  const identity = formatWorkerIdentity({ process: reporterId, codec: codec.activeFingerprint, state: stateInstanceId });
+  const limits = limitsStore(config);
+  const identity = formatWorkerIdentity({ process: reporterId, codec: codec.activeFingerprint, codecKeys: [...codec.fingerprints], state: stateInstanceId, limits });
   try {
-    await checkCluster({ config, logger, connection: clientConnection, identity, codec, stateInstanceId });
+    await checkCluster({ config, logger, connection: clientConnection, identity, codec, stateInstanceId, limits });
   } catch (err) {
     await clientConnection.close();
     await connection.close();
@@ -240,6 +242,8 @@ async function checkCluster(opts: {
   identity: string;
   codec: AesGcmCodec;
   stateInstanceId?: string;
+  /** Where this worker counts cluster-wide limits (`limitsStore`). */
+  limits: string;
 }): Promise<void> {
   const { config, logger, connection } = opts;
   const server = await describeServer(connection, config.namespace);
@@ -265,7 +269,7 @@ async function checkCluster(opts: {
     return;
   }
   const found = disagreements(
-    { identity: opts.identity, codec: opts.codec.activeFingerprint, codecFingerprints: opts.codec.fingerprints, state: opts.stateInstanceId },
+    { identity: opts.identity, codec: opts.codec.activeFingerprint, codecFingerprints: opts.codec.fingerprints, state: opts.stateInstanceId, limits: opts.limits },
     pollers,
     config.taskQueue,
   );

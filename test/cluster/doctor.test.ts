@@ -57,7 +57,7 @@ test('a healthy setup: exit 0, every check ok, the worker listed with its key an
   expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
   const report = JSON.parse(r.stdout) as DoctorReport;
   expect(report.ok).toBe(true);
-  expect(statuses(report)).toEqual({ temporal: 'ok', namespace: 'ok', 'search attributes': 'ok', pollers: 'ok', 'codec keys': 'ok', state: 'ok', database: 'ok' });
+  expect(statuses(report)).toEqual({ temporal: 'ok', namespace: 'ok', 'search attributes': 'ok', pollers: 'ok', 'codec keys': 'ok', state: 'ok', limits: 'ok', database: 'ok' });
   expect(report.temporal.serverVersion).toMatch(/^\d+\.\d+/);
   expect(report.searchAttributes?.missing).toEqual([]);
   expect(report.pollers).toEqual([

@@ -3,8 +3,9 @@
  * more, reported without changing anything: Temporal reachable (address,
  * namespace, server version), the search attributes (with the commands to
  * create missing ones), the task queue's pollers and their identities, whether
- * their codec keys and state stores agree with each other and with this
- * process, and whether the configured database is reachable and migrated.
+ * their codec keys (both ways: each encrypting key held by everyone), state
+ * stores and limits stores agree with each other and with this process, and
+ * whether the configured database is reachable and migrated.
  *
  * Exit 0 when nothing is wrong, 1 when something is (each problem says what to
  * do). Never prints secrets: database URLs lose their user and password.
@@ -15,8 +16,11 @@ import { AesGcmCodec } from '../../../codec/aes-gcm-codec';
 import { codecKeysAreExplicit, loadCodecKeys } from '../../../codec/keys';
 import {
   checkSearchAttributes,
+  CODEC_KEY_ROTATION_ORDER,
+  describeLimitsStore,
   describeServer,
   disagreements,
+  limitsStore,
   listPollers,
   searchAttributesProblem,
   type Poller,
@@ -29,7 +33,7 @@ import { formatTable } from '../table';
 
 /** One line of the report. */
 export interface DoctorCheck {
-  name: 'temporal' | 'namespace' | 'search attributes' | 'pollers' | 'codec keys' | 'state' | 'database';
+  name: 'temporal' | 'namespace' | 'search attributes' | 'pollers' | 'codec keys' | 'state' | 'limits' | 'database';
   status: 'ok' | 'warn' | 'fail' | 'skipped';
   /** What was found. */
   detail: string;
@@ -43,7 +47,8 @@ export interface DoctorReport {
   temporal: { address: string; namespace: string; taskQueue: string } & Partial<ServerInfo>;
   searchAttributes?: SearchAttributeReport;
   pollers?: Poller[];
-  self: { codec: string; codecKeysFrom: 'INTEGRATION_AGENT_CODEC_KEYS' | 'generated key file'; state?: string };
+  /** This process: `codec` encrypts, `codecKeys` are all it holds (encrypting first), `limits` where its configuration counts cluster-wide limits. */
+  self: { codec: string; codecKeys: string[]; codecKeysFrom: 'INTEGRATION_AGENT_CODEC_KEYS' | 'generated key file'; state?: string; limits: string };
   database: { kind: 'postgres' | 'sqlite'; where: string; reachable?: boolean; applied?: string[]; pending?: string[]; instanceId?: string; error?: string };
   checks: DoctorCheck[];
 }
@@ -106,12 +111,18 @@ export async function runDoctor(config: Config, env: NodeJS.ProcessEnv = process
   const report: DoctorReport = {
     ok: false,
     temporal: { address: config.address, namespace: config.namespace, taskQueue: config.taskQueue },
-    self: { codec: codec.activeFingerprint, codecKeysFrom: codecKeysAreExplicit(env) ? 'INTEGRATION_AGENT_CODEC_KEYS' : 'generated key file', state: database.instanceId?.slice(0, 8) },
+    self: {
+      codec: codec.activeFingerprint,
+      codecKeys: [...codec.fingerprints],
+      codecKeysFrom: codecKeysAreExplicit(env) ? 'INTEGRATION_AGENT_CODEC_KEYS' : 'generated key file',
+      state: database.instanceId?.slice(0, 8),
+      limits: limitsStore(config),
+    },
     database,
     checks,
   };
   const skipRest = (why: string) => {
-    for (const name of ['search attributes', 'pollers', 'codec keys', 'state'] as const) if (!checks.some((c) => c.name === name)) checks.push({ name, status: 'skipped', detail: why });
+    for (const name of ['search attributes', 'pollers', 'codec keys', 'state', 'limits'] as const) if (!checks.some((c) => c.name === name)) checks.push({ name, status: 'skipped', detail: why });
   };
 
   const connected = await connecting;
@@ -186,21 +197,34 @@ async function checkTemporal(connection: Connection, config: Config, codec: AesG
   // Keys: the pollers among themselves, then with this process (whose results it must read).
   const codecs = [...new Set(pollers.map((p) => p.codec).filter((c): c is string => !!c))];
   const unknownCodec = pollers.filter((p) => !p.codec).map((p) => p.identity);
-  const mine = disagreements({ codec: codec.activeFingerprint, codecFingerprints: codec.fingerprints }, pollers, config.taskQueue).filter((d) => d.kind === 'codec');
-  if (codecs.length > 1) {
+  const found = disagreements({ codec: codec.activeFingerprint, codecFingerprints: codec.fingerprints }, pollers, config.taskQueue);
+  const mine = found.filter((d) => d.kind === 'codec');
+  const unheld = found.filter((d) => d.kind === 'codec-unheld');
+  // A writer's key some poller lacks: judged on its list of keys, or, for a poller that names only its own (older versions), on that one.
+  const gaps = pollers.flatMap((p) => (p.codec ? codecs.filter((c) => (p.codecKeys ? !p.codecKeys.includes(c) : c !== p.codec)).map((c) => `${p.process} lacks ${c}`) : []));
+  if (codecs.length > 1 && gaps.length > 0) {
     checks.push({
       name: 'codec keys',
       status: 'fail',
-      detail: `the pollers encrypt with ${codecs.length} different keys (${codecs.join(', ')}): their workflow tasks fail wherever they land on a worker without the writer's key`,
-      fix: 'give every worker and client the same INTEGRATION_AGENT_CODEC_KEYS (and INTEGRATION_AGENT_MASTER_KEY), then restart the workers',
+      detail: `the pollers encrypt with ${codecs.length} different keys (${codecs.join(', ')}) and ${gaps.join(', ')}: their workflow tasks fail wherever they land on a worker without the writer's key`,
+      fix: `give every worker and client the same INTEGRATION_AGENT_CODEC_KEYS (and INTEGRATION_AGENT_MASTER_KEY), then restart the workers. ${CODEC_KEY_ROTATION_ORDER}`,
     });
   } else if (mine.length > 0) {
     checks.push({
       name: 'codec keys',
       status: 'fail',
-      detail: `the pollers encrypt with ${codecs[0]}, which this process (codec=${codec.activeFingerprint}) does not hold: it cannot read their results`,
+      detail: `the pollers encrypt with ${mine[0]!.poller.codec}, which this process (codec=${codec.activeFingerprint}) does not hold: it cannot read their results`,
       fix: `set INTEGRATION_AGENT_CODEC_KEYS here to the workers' keys (this process uses ${report.self.codecKeysFrom === 'INTEGRATION_AGENT_CODEC_KEYS' ? 'INTEGRATION_AGENT_CODEC_KEYS' : `the generated key in ${config.dataDir}/codec.keys`})`,
     });
+  } else if (unheld.length > 0) {
+    checks.push({
+      name: 'codec keys',
+      status: 'fail',
+      detail: `${unheld.map((d) => `"${d.poller.identity}"`).join(', ')} does not hold this process's encrypting key ${codec.activeFingerprint}: workflows started from here would fail there, and a worker started with these keys would refuse to start`,
+      fix: CODEC_KEY_ROTATION_ORDER,
+    });
+  } else if (codecs.length > 1) {
+    checks.push({ name: 'codec keys', status: 'ok', detail: `key rotation under way: the pollers encrypt with ${codecs.join(', ')}, and every poller and this process hold all of them` });
   } else if (codecs.length === 1) {
     checks.push({ name: 'codec keys', status: 'ok', detail: `every poller encrypts with ${codecs[0]}, which this process holds${unknownCodec.length ? ` (${unknownCodec.length} poller(s) do not say)` : ''}` });
   } else {
@@ -227,6 +251,32 @@ async function checkTemporal(connection: Connection, config: Config, codec: AesG
   } else {
     checks.push({ name: 'state', status: 'skipped', detail: pollers.length ? 'no poller says which state store it uses' : 'no pollers' });
   }
+
+  // Limits: the pollers among themselves, then with this configuration (what a worker started from here would count in).
+  const stores = [...new Set(pollers.map((p) => p.limits).filter((l): l is string => !!l))];
+  const sameVars = 'set INTEGRATION_AGENT_REDIS_URL and INTEGRATION_AGENT_DATABASE_URL the same on every worker (both, the same one, or neither), then restart them';
+  const self = report.self.limits;
+  if (stores.length > 1) {
+    checks.push({
+      name: 'limits',
+      status: 'fail',
+      detail: `the pollers count cluster-wide limits in ${stores.length} different stores (${stores.map((l) => `${l}: ${pollers.filter((p) => p.limits === l).map((p) => p.process).join(', ')}`).join('; ')}): each store admits the full limits, so services receive them several times over`,
+      fix: sameVars,
+    });
+  } else if (stores.length === 1 && stores[0] !== self) {
+    checks.push({
+      // A configuration without any shared store is likely an operator's machine, not a worker's: a warning.
+      name: 'limits',
+      status: self === 'local' ? 'warn' : 'fail',
+      detail: `the pollers count limits in ${stores[0]}, this configuration in ${self} (${describeLimitsStore(self)}): a worker started with it would refuse to start`,
+      fix: `the workers count limits ${describeLimitsStore(stores[0]!)}: ${sameVars}`,
+    });
+  } else if (stores.length === 1) {
+    const silent = pollers.filter((p) => !p.limits).length;
+    checks.push({ name: 'limits', status: 'ok', detail: `every poller counts limits in ${stores[0]} (${describeLimitsStore(stores[0]!)})${silent ? ` (${silent} poller(s) do not say)` : ''}` });
+  } else {
+    checks.push({ name: 'limits', status: 'skipped', detail: pollers.length ? 'no poller says where it counts limits (older versions)' : 'no pollers' });
+  }
 }
 
 const MARK: Record<DoctorCheck['status'], string> = { ok: 'ok', warn: 'WARN', fail: 'FAIL', skipped: '-' };
@@ -234,7 +284,7 @@ const MARK: Record<DoctorCheck['status'], string> = { ok: 'ok', warn: 'WARN', fa
 /** The human form: a table of checks, the pollers, then each problem with what to do. */
 export function formatDoctor(r: DoctorReport): string {
   const lines = [
-    `Temporal ${r.temporal.address}, namespace ${r.temporal.namespace}, task queue ${r.temporal.taskQueue}; this process: codec=${r.self.codec} (${r.self.codecKeysFrom})`,
+    `Temporal ${r.temporal.address}, namespace ${r.temporal.namespace}, task queue ${r.temporal.taskQueue}; this process: codec=${(r.self.codecKeys ?? [r.self.codec]).join('+')} (${r.self.codecKeysFrom}), limits=${r.self.limits}`,
     '',
     formatTable(['CHECK', 'STATUS', 'DETAIL'], r.checks.map((c) => [c.name, MARK[c.status], c.detail])),
   ];
@@ -254,7 +304,7 @@ export function formatDoctor(r: DoctorReport): string {
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('check the cluster: Temporal, search attributes, task-queue pollers, codec keys and state stores agreeing, database migrated')
+    .description('check the cluster: Temporal, search attributes, task-queue pollers, codec keys, state and limits stores agreeing, database migrated')
     .option('--json', 'print one JSON document')
     .action(async (opts: { json?: boolean }) => {
       const config = loadConfig();
