@@ -117,9 +117,7 @@ describe.each(STATE_BACKENDS)('%s backend', (kind: BackendKind) => {
       const first = await openAt(loc, { masterKey });
       await first.credentials.importCurrent('k', 'secret-k', 'test');
       await first.close();
-      const wrong = await openAt(loc, { masterKey: randomBytes(32) });
-      opened.push(wrong);
-      await expect(wrong.credentials.readSecret('k')).rejects.toThrow(/encrypted under master key [0-9a-f]{8}, which this store was not given/);
+      await expect(openAt(loc, { masterKey: randomBytes(32) })).rejects.toThrow(/sealed under master key [0-9a-f]{8}, which this process was not given/);
       const rotated = await openAt(loc, { masterKey: randomBytes(32), oldKeys: [masterKey] });
       opened.push(rotated);
       expect(await rotated.credentials.readSecret('k')).toBe('secret-k');

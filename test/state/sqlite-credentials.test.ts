@@ -25,8 +25,20 @@ afterAll(async () => {
 async function sqliteState(dataDir: string, masterKey: Buffer = randomBytes(32), opts: { oldKeys?: Buffer[]; ownConnection?: boolean } = {}): Promise<SqliteState> {
   const st = await openSqliteState({ dataDir, masterKey, ...opts });
   states.push(st);
+  if (!firstOn.has(dataDir)) firstOn.set(dataDir, st);
   return st;
 }
+const firstOn = new Map<string, SqliteState>();
+
+/** The connection of the first state opened on a data dir (raw SQL). */
+const dbOf = (dataDir: string) => firstOn.get(dataDir)!.db;
+
+/**
+ * A reader holding other master keys on the same database, past openState's
+ * check of the live secrets' keys (as when a row sealed under another key
+ * appears after the process started): each read still refuses it.
+ */
+const readerWithKey = (dataDir: string, key: Buffer, oldKeys?: Buffer[]) => new SqliteCredentialStore(dbOf(dataDir), new SecretCipher(key, oldKeys));
 
 async function sqliteStore(dataDir: string, masterKey?: Buffer, opts: { oldKeys?: Buffer[] } = {}): Promise<SqliteCredentialStore> {
   return (await sqliteState(dataDir, masterKey, opts)).credentials as SqliteCredentialStore;
@@ -79,7 +91,8 @@ describe('encryption at rest', () => {
     expect(bytes).not.toContain(secret);
     expect(bytes.length).toBeGreaterThan(0);
 
-    const wrong = await sqliteStore(dir, randomBytes(32));
+    await expect(sqliteState(dir, randomBytes(32))).rejects.toThrow(/sealed under master key [0-9a-f]{8}, which this process was not given/);
+    const wrong = readerWithKey(dir, randomBytes(32));
     await expect(wrong.readSecret('c')).rejects.toThrow(/encrypted under master key [0-9a-f]{8}, which this store was not given/);
     const rotatedKey = await sqliteStore(dir, randomBytes(32), { oldKeys: [key] });
     expect(await rotatedKey.readSecret('c')).toBe(secret);
@@ -90,7 +103,7 @@ describe('encryption at rest', () => {
     const store = await sqliteStore(dir, randomBytes(32));
     const a = await store.importCurrent('a', 'secret-a', 'test');
     const b = await store.importCurrent('b', 'secret-b', 'test');
-    (await sqliteState(dir)).db
+    dbOf(dir)
       .prepare(`UPDATE credential_versions SET iv = (SELECT iv FROM credential_versions WHERE version_id = ?), tag = (SELECT tag FROM credential_versions WHERE version_id = ?), ciphertext = (SELECT ciphertext FROM credential_versions WHERE version_id = ?) WHERE version_id = ?`)
       .run(a, a, a, b);
     await expect(store.readSecret('b')).rejects.toThrow('failed authentication');
@@ -130,7 +143,7 @@ describe('audit trail', () => {
       ['verify', 'rotation/x#r'],
     ]);
     expect(await store.auditTrail({ limit: 1 })).toEqual([expect.objectContaining({ step: 'verify' })]);
-    const db = (await sqliteState(dir)).db;
+    const db = dbOf(dir);
     expect(() => db.prepare('UPDATE credential_audit SET outcome = ?').run('tampered')).toThrow('append-only');
     expect(() => db.prepare('DELETE FROM credential_audit').run()).toThrow('append-only');
     expect(JSON.stringify(trail)).not.toContain('secret-x');
@@ -243,7 +256,7 @@ describe('readSecretSync (the coordinator\'s per-call read)', () => {
     const dir = tmp();
     const store = await sqliteStore(dir, randomBytes(32));
     await store.importCurrent('c', 'secret-c', 'test');
-    const wrong = await sqliteStore(dir, randomBytes(32));
+    const wrong = readerWithKey(dir, randomBytes(32));
     for (let i = 0; i < 2; i++) {
       expect(() => wrong.readSecretSync('c')).toThrow(/encrypted under master key [0-9a-f]{8}/);
       await expect(wrong.readSecret('c')).rejects.toThrow(/encrypted under master key/);
