@@ -12,6 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Database } from 'better-sqlite3';
 import type { PoolClient } from 'pg';
+import { ADMISSION_SCHEMA } from '../admission/schema';
 
 export interface StateMigration {
   /** Unique, sortable: `NNNN-what`. */
@@ -204,6 +205,14 @@ export const MIGRATIONS: readonly StateMigration[] = [
         ALTER TABLE health_buckets DROP CONSTRAINT IF EXISTS health_buckets_pkey;
         ALTER TABLE health_buckets ADD PRIMARY KEY (service_id, hour_ms, source, writer);
       `);
+    },
+  },
+  {
+    // Cluster-wide admission (src/state/admission/postgres.ts): PostgreSQL only; the embedded backend admits per process.
+    name: '0003-cluster-admission',
+    sqlite() {},
+    async postgres(c) {
+      await c.query(ADMISSION_SCHEMA);
     },
   },
 ];
