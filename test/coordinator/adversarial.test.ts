@@ -387,7 +387,9 @@ describe('aborts at every phase', () => {
     expect((early as { error: CoordinatorError }).error).toMatchObject({ kind: 'aborted' });
     // undici does not cancel a connect in progress when its pool is destroyed: the connect timeout ends it.
     await waitFor(() => count('ConnectWrap') <= connecting, 'the connecting socket to be closed', 3_000);
-    await sleep(50);
+    // undici's connect timeout is a fast timer: one shared tick (every 499 ms) that ends at the first tick with no
+    // timer left, so it can outlive the socket by up to two ticks (a fixed 50 ms wait failed whenever the phase was off).
+    await waitFor(() => timers.pending().length === 0, "undici's fast-timer tick to end", 1_500).catch(() => undefined);
     expect(timers.stop()).toEqual([]);
     expect(outcomes.all).toEqual([]);
     expect(permits).toEqual([[expect.objectContaining({ failureKind: 'aborted' })]]);

@@ -191,9 +191,9 @@ export const activeResources = (kind: string) => process.getActiveResourcesInfo(
 /**
  * Records timers created from now on by undici or the coordinator; `stop()`
  * returns the creation stacks of those still pending (neither fired nor
- * cleared). Timers of jest and of the test itself are not counted.
+ * cleared), `pending()` the same without stopping. Timers of jest and of the test itself are not counted.
  */
-export function trackTimers(): { stop(): string[] } {
+export function trackTimers(): { pending(): string[]; stop(): string[] } {
   const live = new Map<number, string>();
   const hook = createHook({
     init(id, type) {
@@ -206,6 +206,9 @@ export function trackTimers(): { stop(): string[] } {
     },
   }).enable();
   return {
+    pending() {
+      return [...live.values()];
+    },
     stop() {
       hook.disable();
       return [...live.values()];
