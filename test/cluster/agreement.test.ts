@@ -6,42 +6,34 @@
  * one without is refused). `doctor` reports both.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import type { DoctorReport } from '../../src/client/cli/commands/doctor';
 import { startRedis, type TestRedis } from '../helpers/redis';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
-import { requireBuiltLib, runCli, WorkerProcess } from './harness';
+import { runCli, useClusterFile, WorkerProcess } from './harness';
 
-const TEMP: string[] = [];
-const workers: WorkerProcess[] = [];
-let connection: Connection;
+const cluster = useClusterFile('ia-agree-');
+const { workers, tempDir } = cluster;
 let redis: TestRedis;
 
 beforeAll(async () => {
-  requireBuiltLib();
-  connection = await Connection.connect({ address: testAddress() });
   redis = await startRedis();
 });
 
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.kill()));
-  await connection?.close();
   await redis?.stop();
-  for (const d of TEMP) rmSync(d, { recursive: true, force: true });
 });
 
 test('a worker encrypting with a key the running workers lack refuses, naming them and the rotation order; the right order starts; another limits store refuses; doctor says so', async () => {
-  const dataDir = join(mkdtempSync(join(tmpdir(), 'ia-agree-')), 'data');
-  TEMP.push(dataDir);
+  const dataDir = join(tempDir(), 'data');
   const k1 = `k1:${randomBytes(32).toString('base64')}`;
   const k2 = `k2:${randomBytes(32).toString('base64')}`;
   const base = { TEMPORAL_ADDRESS: testAddress(), TEMPORAL_TASK_QUEUE: uniqueTaskQueue('agree'), INTEGRATION_AGENT_DATA_DIR: dataDir, LOG_LEVEL: 'info' };
   const first = new WorkerProcess('worker k1', { ...base, INTEGRATION_AGENT_CODEC_KEYS: k1 });
   workers.push(first);
-  await first.start(new Client({ connection }));
+  await first.start(new Client({ connection: cluster.connection }));
   const firstId = `${hostname()}:${first.pid} codec=`;
 
   // The new key first while the running worker holds only k1: refused, before it could encrypt anything with k2.
@@ -58,7 +50,7 @@ test('a worker encrypting with a key the running workers lack refuses, naming th
   // Step one of a rotation (the new key listed after the current one) starts, and says it holds both.
   const second = new WorkerProcess('worker k1+k2', { ...base, INTEGRATION_AGENT_CODEC_KEYS: `${k1},${k2}` });
   workers.push(second);
-  await second.start(new Client({ connection }));
+  await second.start(new Client({ connection: cluster.connection }));
   await second.kill();
 
   // Limits counted in Redis beside a worker counting per process: refused, naming the variables.

@@ -6,38 +6,19 @@
  * database URL is never echoed with its password.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { SEARCH_ATTRIBUTES } from '../../src/domain/constants';
 import type { DoctorReport } from '../../src/client/cli/commands/doctor';
 import { openState } from '../../src/state';
 import { startPostgres } from '../helpers/postgres';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
-import { requireBuiltLib, runCli, WorkerProcess } from './harness';
+import { runCli, useClusterFile, WorkerProcess } from './harness';
 import { addKeywordAttributes, freshNamespace } from './namespaces';
 
-const TEMP: string[] = [];
-const workers: WorkerProcess[] = [];
-let connection: Connection;
-
-beforeAll(async () => {
-  requireBuiltLib();
-  connection = await Connection.connect({ address: testAddress() });
-});
-
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.kill()));
-  await connection?.close();
-  for (const d of TEMP) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'ia-doctor-'));
-  TEMP.push(d);
-  return d;
-}
+const cluster = useClusterFile('ia-doctor-');
+const { workers, tempDir } = cluster;
 
 const statuses = (r: DoctorReport) => Object.fromEntries(r.checks.map((c) => [c.name, c.status]));
 
@@ -51,7 +32,7 @@ test('a healthy setup: exit 0, every check ok, the worker listed with its key an
   };
   const worker = new WorkerProcess('worker', env);
   workers.push(worker);
-  await worker.start(new Client({ connection }));
+  await worker.start(new Client({ connection: cluster.connection }));
 
   const r = await runCli(['doctor', '--json'], env);
   expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
@@ -82,9 +63,9 @@ test('a healthy setup: exit 0, every check ok, the worker listed with its key an
 });
 
 test('a namespace missing one attribute: exit 1, the attribute named with its command', async () => {
-  const namespace = await freshNamespace(connection, 'ia-doctor');
+  const namespace = await freshNamespace(cluster.connection, 'ia-doctor');
   const present = Object.keys(SEARCH_ATTRIBUTES).filter((n) => n !== 'HealthStatus');
-  await addKeywordAttributes(connection, namespace, present);
+  await addKeywordAttributes(cluster.connection, namespace, present);
   const env = {
     TEMPORAL_ADDRESS: testAddress(),
     TEMPORAL_NAMESPACE: namespace,
@@ -97,7 +78,7 @@ test('a namespace missing one attribute: exit 1, the attribute named with its co
   expect(report.searchAttributes).toEqual(expect.objectContaining({ present, missing: ['HealthStatus'], commands: [`temporal operator search-attribute create --namespace ${namespace} --name HealthStatus --type Keyword`] }));
   expect(statuses(report)).toEqual(expect.objectContaining({ temporal: 'ok', 'search attributes': 'fail', pollers: 'warn' }));
   // doctor only reports: nothing was created.
-  expect(Object.keys((await connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {})).not.toContain('HealthStatus');
+  expect(Object.keys((await cluster.connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {})).not.toContain('HealthStatus');
 
   const human = await runCli(['doctor'], env);
   expect(human.code).toBe(1);

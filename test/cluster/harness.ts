@@ -6,11 +6,12 @@
  * TEMPORAL_* variables).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Client } from '@temporalio/client';
+import { Connection, type Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
+import { testAddress } from '../helpers/temporal';
 
 export const ROOT = join(__dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'integration-agent.js');
@@ -156,4 +157,42 @@ export function cliJson<T>(what: string, r: CliRun): T {
   } catch {
     throw new Error(`${what} printed no JSON: ${r.stdout.slice(0, 500)} ${r.stderr.slice(0, 500)}`);
   }
+}
+
+/** What a cluster test file shares: see {@link useClusterFile}. */
+export interface ClusterFile {
+  /** Worker processes the file started: all killed after the file, whatever failed. */
+  workers: WorkerProcess[];
+  /** A connection to the test dev server, open from the file's first test to its end. */
+  connection: Connection;
+  /** A new temp dir, removed after the file. */
+  tempDir(): string;
+}
+
+/**
+ * Registers, at the top level of a cluster test file, the set-up its tests
+ * share: `lib/` built, one connection to the test dev server, worker
+ * processes killed and temp dirs (`<prefix>XXXXXX`) removed after the file.
+ */
+export function useClusterFile(prefix: string): ClusterFile {
+  const dirs: string[] = [];
+  const file = {
+    workers: [] as WorkerProcess[],
+    connection: undefined as unknown as Connection,
+    tempDir(): string {
+      const d = mkdtempSync(join(tmpdir(), prefix));
+      dirs.push(d);
+      return d;
+    },
+  };
+  beforeAll(async () => {
+    requireBuiltLib();
+    file.connection = await Connection.connect({ address: testAddress() });
+  });
+  afterAll(async () => {
+    await Promise.all(file.workers.map((w) => w.kill()));
+    await file.connection?.close().catch(() => undefined);
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  return file;
 }

@@ -7,42 +7,24 @@
  * non-loopback address without explicit keys (refuses before sending anything).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { hostname, networkInterfaces, tmpdir } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { parseCodecKeys } from '../../src/codec/keys';
 import { activityRoundTrips, ping } from '../../src/workflows/diagnostics';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
-import { BIN, requireBuiltLib, runCli, waitFor, WorkerProcess } from './harness';
+import { BIN, runCli, useClusterFile, waitFor, WorkerProcess } from './harness';
 
-const TEMP: string[] = [];
-const workers: WorkerProcess[] = [];
-let connection: Connection;
-
-beforeAll(async () => {
-  requireBuiltLib();
-  connection = await Connection.connect({ address: testAddress() });
-});
-
-afterAll(async () => {
-  await Promise.all(workers.map((w) => w.kill()));
-  await connection?.close();
-  for (const d of TEMP) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'ia-keys-'));
-  TEMP.push(d);
-  return d;
-}
+const cluster = useClusterFile('ia-keys-');
+const { workers, tempDir } = cluster;
 
 /** A client with the codec keys generated into `dataDir` (what a CLI with that data dir uses). */
 function clientWithKeysOf(dataDir: string): Client {
   const file = join(dataDir, 'codec.keys');
-  return new Client({ connection, dataConverter: { payloadCodecs: [new AesGcmCodec(parseCodecKeys(readFileSync(file, 'utf8'), file))] } });
+  return new Client({ connection: cluster.connection, dataConverter: { payloadCodecs: [new AesGcmCodec(parseCodecKeys(readFileSync(file, 'utf8'), file))] } });
 }
 
 test('two workers with different generated keys on one task queue: the second refuses; a client with another key fails clearly, no workflow stuck', async () => {
@@ -52,7 +34,7 @@ test('two workers with different generated keys on one task queue: the second re
   const dirB = join(tempDir(), 'b');
   const first = new WorkerProcess('worker A', { ...base, INTEGRATION_AGENT_DATA_DIR: dirA });
   workers.push(first);
-  await first.start(new Client({ connection }));
+  await first.start(new Client({ connection: cluster.connection }));
   const clientA = clientWithKeysOf(dirA);
   const keyA = (clientA.options.loadedDataConverter.payloadCodecs[0] as AesGcmCodec).activeFingerprint;
   expect(readFileSync(join(dirA, 'codec.keys'), 'utf8')).toMatch(new RegExp(`^${keyA}:`));
@@ -75,7 +57,7 @@ test('two workers with different generated keys on one task queue: the second re
   expect(sweep.stderr.trim().split('\n')).toEqual([
     expect.stringMatching(new RegExp(`^integration-agent: the workers of task queue "${taskQueue}" encrypt with codec key ${keyA} .*which this process \\(${hostname()}:\\d+, codec=${keyB}\\) does not hold.*must share INTEGRATION_AGENT_CODEC_KEYS`)),
   ]);
-  expect((await connection.workflowService.countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = "${taskQueue}"` })).count?.toString()).toBe('0');
+  expect((await cluster.connection.workflowService.countWorkflowExecutions({ namespace: 'default', query: `TaskQueue = "${taskQueue}"` })).count?.toString()).toBe('0');
 
   // A result written with key A, read with key B: the message names key A, this process and the fix.
   const workflowId = `keys-ping-${taskQueue}`;
@@ -102,7 +84,7 @@ test('two workers with different generated keys on one task queue: the second re
   // A second worker on the same data dir (same generated key, same embedded state) is welcome.
   const sibling = new WorkerProcess('worker A2', { ...base, INTEGRATION_AGENT_DATA_DIR: dirA });
   workers.push(sibling);
-  await sibling.start(new Client({ connection }));
+  await sibling.start(new Client({ connection: cluster.connection }));
   await Promise.all([first.kill(), sibling.kill()]);
 });
 

@@ -10,10 +10,9 @@
  * namespace already holding 10 others cannot take ours.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { parseCodecKeys } from '../../src/codec/keys';
 import { SEARCH_ATTRIBUTES } from '../../src/domain/constants';
@@ -21,36 +20,21 @@ import { parseRegistry } from '../../src/domain/registry-parse';
 import { checkSearchAttributes } from '../../src/worker/cluster-check';
 import { startContractServer, type ContractServer } from '../fixtures/rotation-contract';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
-import { cliJson, requireBuiltLib, runCli, waitFor, WorkerProcess } from './harness';
+import { cliJson, runCli, useClusterFile, waitFor, WorkerProcess } from './harness';
 import { addKeywordAttributes, freshNamespace } from './namespaces';
 
 const OURS = Object.keys(SEARCH_ATTRIBUTES);
-const TEMP: string[] = [];
-const workers: WorkerProcess[] = [];
-let connection: Connection;
+const cluster = useClusterFile('ia-sa-');
+const { workers, tempDir } = cluster;
 let server: ContractServer | undefined;
 
-beforeAll(async () => {
-  requireBuiltLib();
-  connection = await Connection.connect({ address: testAddress() });
-});
-
 afterAll(async () => {
-  await Promise.all(workers.map((w) => w.kill()));
   await server?.close().catch(() => undefined);
-  await connection?.close();
-  for (const d of TEMP) rmSync(d, { recursive: true, force: true });
 });
-
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'ia-sa-'));
-  TEMP.push(d);
-  return d;
-}
 
 test('a worker in a namespace without the search attributes creates them, and a rotation completes', async () => {
-  const namespace = await freshNamespace(connection, 'ia-sa');
-  expect(Object.keys((await connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {})).toEqual([]);
+  const namespace = await freshNamespace(cluster.connection, 'ia-sa');
+  expect(Object.keys((await cluster.connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {})).toEqual([]);
 
   const root = tempDir();
   const tag = `sa${randomBytes(3).toString('hex')}`;
@@ -81,12 +65,12 @@ test('a worker in a namespace without the search attributes creates them, and a 
   server.seed(c.issuer, imported.versionId, secret);
   server.preinstall(c.consumer, imported.versionId);
 
-  const client = new Client({ connection, namespace, dataConverter: { payloadCodecs: [new AesGcmCodec(parseCodecKeys(keys, 'test keys'))] } });
+  const client = new Client({ connection: cluster.connection, namespace, dataConverter: { payloadCodecs: [new AesGcmCodec(parseCodecKeys(keys, 'test keys'))] } });
   const worker = new WorkerProcess('worker', env);
   workers.push(worker);
   await worker.start(client);
   expect(worker.logs()).toContain('search attributes created');
-  const listed = (await connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {};
+  const listed = (await cluster.connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {};
   expect(Object.keys(listed).sort()).toEqual([...OURS].sort());
 
   const rotated = cliJson<{ status: string; versionId: string }>('rotate', await runCli(['rotate', c.credentialId, '--json'], env));
@@ -102,9 +86,9 @@ test('a worker in a namespace without the search attributes creates them, and a 
 });
 
 test('where the server refuses to create them, the worker exits non-zero with the exact commands', async () => {
-  const namespace = await freshNamespace(connection, 'ia-sa-full');
+  const namespace = await freshNamespace(cluster.connection, 'ia-sa-full');
   // Ten other Keyword attributes: the SQL visibility store has no slot left for ours.
-  await addKeywordAttributes(connection, namespace, Array.from({ length: 10 }, (_, i) => `Other${String(i + 1).padStart(2, '0')}`));
+  await addKeywordAttributes(cluster.connection, namespace, Array.from({ length: 10 }, (_, i) => `Other${String(i + 1).padStart(2, '0')}`));
   const root = tempDir();
   const r = await runCli(['worker'], {
     TEMPORAL_ADDRESS: testAddress(),
@@ -121,13 +105,13 @@ test('where the server refuses to create them, the worker exits non-zero with th
   for (const name of OURS) expect(lines).toContain(`  temporal operator search-attribute create --namespace ${namespace} --name ${name} --type Keyword`);
   expect(r.stderr).not.toMatch(/\n\s+at /);
   // Nothing was created half-way.
-  const listed = Object.keys((await connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {});
+  const listed = Object.keys((await cluster.connection.operatorService.listSearchAttributes({ namespace })).customAttributes ?? {});
   expect(listed.filter((n) => OURS.includes(n))).toEqual([]);
 });
 
 test('workers starting at once in a fresh namespace: every check ends with all attributes present, none fails on "already exists"', async () => {
-  const namespace = await freshNamespace(connection, 'ia-sa-race');
-  const reports = await Promise.all([1, 2, 3].map(() => checkSearchAttributes(connection, namespace, { create: true })));
+  const namespace = await freshNamespace(cluster.connection, 'ia-sa-race');
+  const reports = await Promise.all([1, 2, 3].map(() => checkSearchAttributes(cluster.connection, namespace, { create: true })));
   for (const r of reports) expect({ missing: r.missing, error: r.error, present: [...r.present].sort() }).toEqual({ missing: [], error: undefined, present: [...OURS].sort() });
   expect(reports.some((r) => r.created.length > 0)).toBe(true);
 });
