@@ -10,6 +10,7 @@ import type { Database } from 'better-sqlite3';
 import type { Pool, PoolClient } from 'pg';
 import type { SecretCipher } from './crypto';
 import type { PostgresState } from './postgres';
+import { inTransaction } from './postgres/database';
 import type { SqliteState } from './sqlite';
 
 /** What was copied, by kind. */
@@ -96,10 +97,7 @@ export async function copyState(source: SqliteState | PostgresState, target: Pos
   const read = readerOf(source);
   const size = opts.pageSize ?? 1000;
   const out: CopyCounts = { credentials: 0, credentialVersions: 0, auditEntries: 0, healthSpans: 0, healthBuckets: 0, deadLetters: 0 };
-  const c = await target.pool.connect();
-  let broken: Error | undefined;
-  try {
-    await c.query('BEGIN');
+  return inTransaction(target.pool, async (c) => {
     const before = await countsOf(c);
     const nonEmpty = Object.fromEntries(Object.entries(before).filter(([, n]) => n > 0));
     if (Object.keys(nonEmpty).length > 0 && !opts.force) throw new TargetNotEmptyError(nonEmpty);
@@ -171,12 +169,6 @@ export async function copyState(source: SqliteState | PostgresState, target: Pos
       }
     }
     if (keepDeadLetterIds) await bumpSequence(c, 'webhook_dead_letters');
-    await c.query('COMMIT');
     return out;
-  } catch (err) {
-    await c.query('ROLLBACK').catch((e: Error) => (broken = e));
-    throw err;
-  } finally {
-    c.release(broken);
-  }
+  });
 }

@@ -1,6 +1,29 @@
 /** Row shapes and errors shared by the SQLite and PostgreSQL stores, so both answer alike. */
 import type { StagingLabel } from '../domain/rotation';
-import type { AuditEntry, WebhookDeadLetter } from './types';
+import type { AuditEntry, CredentialVersion, WebhookDeadLetter } from './types';
+
+/** A `credential_versions` row (times may come back as strings from PostgreSQL BIGINT). */
+export interface VersionRow {
+  credential_id: string;
+  version_id: string;
+  label: StagingLabel | null;
+  iv: Buffer;
+  tag: Buffer;
+  ciphertext: Buffer;
+  key_id: string;
+  created_at: number | string;
+  created_by: string;
+  revoked_at: number | string | null;
+}
+
+export const toVersion = (r: VersionRow): CredentialVersion => ({
+  credentialId: r.credential_id,
+  versionId: r.version_id,
+  label: r.label,
+  createdAt: Number(r.created_at),
+  revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+  createdBy: r.created_by,
+});
 
 export interface AuditRow {
   id: number | string;

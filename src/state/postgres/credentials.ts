@@ -13,34 +13,12 @@ import { performance } from 'node:perf_hooks';
 import { Client, type Pool, type PoolClient } from 'pg';
 import type { StagingLabel } from '../../domain/rotation';
 import type { SecretCipher } from '../crypto';
-import { notPending, pendingExists, toAuditEntry, versionReused, type AuditRow } from '../rows';
+import { notPending, pendingExists, toAuditEntry, toVersion, versionReused, type AuditRow, type VersionRow } from '../rows';
 import type { AuditEntry, CredentialStore, CredentialSummary, CredentialVersion, NewAuditEntry } from '../types';
 import { inTransaction, LOCK_NAMESPACE } from './database';
 
 /** The channel every credential write notifies (payload: the credential id). */
 export const CREDENTIALS_CHANNEL = 'integration_agent_credentials';
-
-interface VersionRow {
-  credential_id: string;
-  version_id: string;
-  label: StagingLabel | null;
-  iv: Buffer;
-  tag: Buffer;
-  ciphertext: Buffer;
-  key_id: string;
-  created_at: string;
-  created_by: string;
-  revoked_at: string | null;
-}
-
-const toVersion = (r: VersionRow): CredentialVersion => ({
-  credentialId: r.credential_id,
-  versionId: r.version_id,
-  label: r.label,
-  createdAt: Number(r.created_at),
-  revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
-  createdBy: r.created_by,
-});
 
 export interface SecretCacheOptions {
   /** Longest time a decrypted value is served from memory, ms, whatever the notifications say; default 1000. 0 disables the cache. */

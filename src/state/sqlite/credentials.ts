@@ -9,29 +9,7 @@ import type { StagingLabel } from '../../domain/rotation';
 import type { SecretCipher } from '../crypto';
 import type { AuditEntry, CredentialStore, CredentialSummary, CredentialVersion, NewAuditEntry } from '../types';
 import type { Db } from './database';
-import { notPending, pendingExists, toAuditEntry, versionReused, type AuditRow } from '../rows';
-
-interface VersionRow {
-  credential_id: string;
-  version_id: string;
-  label: StagingLabel | null;
-  iv: Buffer;
-  tag: Buffer;
-  ciphertext: Buffer;
-  key_id: string;
-  created_at: number;
-  created_by: string;
-  revoked_at: number | null;
-}
-
-const toVersion = (r: VersionRow): CredentialVersion => ({
-  credentialId: r.credential_id,
-  versionId: r.version_id,
-  label: r.label,
-  createdAt: r.created_at,
-  revokedAt: r.revoked_at,
-  createdBy: r.created_by,
-});
+import { notPending, pendingExists, toAuditEntry, toVersion, versionReused, type AuditRow, type VersionRow } from '../rows';
 
 /**
  * Write counters per SQLite connection. Store instances on one data dir in
