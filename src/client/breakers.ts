@@ -7,7 +7,7 @@
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import pLimit from 'p-limit';
 import { retryUpdateWhileNotReady } from '../activities/breaker-gate';
-import { breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
+import { breakerStateFromSearchValue, breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
 import { pollingTaskQueues } from './connect';
 import type { Registry } from '../domain/registry';
@@ -80,7 +80,7 @@ export async function listBreakers(client: Client): Promise<BreakerSummary[]> {
   const found: Array<{ workflowId: string; taskQueue: string; state: BreakerStateName }> = [];
   for await (const wf of client.workflow.list({ query: `WorkflowType = "circuitBreaker" AND ExecutionStatus = "Running"` })) {
     const sa = wf.searchAttributes?.BreakerState;
-    found.push({ workflowId: wf.workflowId, taskQueue: wf.taskQueue, state: ((Array.isArray(sa) ? sa[0] : sa) as BreakerStateName | undefined) ?? 'CLOSED' });
+    found.push({ workflowId: wf.workflowId, taskQueue: wf.taskQueue, state: breakerStateFromSearchValue(Array.isArray(sa) ? sa[0] : sa) ?? 'CLOSED' });
   }
   // A query to a breaker whose task queue nobody polls would hang until its deadline: query only polled ones.
   const polled = await pollingTaskQueues(client, found.map((f) => f.taskQueue));

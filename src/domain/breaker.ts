@@ -251,6 +251,22 @@ export type BreakerOptionsInput = z.input<typeof breakerOptionsSchema>;
 export const BREAKER_STATES = ['CLOSED', 'OPEN', 'HALF_OPEN', 'FORCED_OPEN', 'DISABLED'] as const;
 export type BreakerStateName = (typeof BREAKER_STATES)[number];
 
+/** The `BreakerState` search-attribute value of a state: lower_snake_case, like every search-attribute value (`HALF_OPEN` -> `half_open`). */
+export function breakerStateSearchValue(state: BreakerStateName): string {
+  return state.toLowerCase();
+}
+
+/**
+ * The state a `BreakerState` search-attribute value stands for, in either
+ * case (breakers last upserted before the values were lower case still read
+ * `OPEN` until their next transition or continue-as-new), or undefined.
+ */
+export function breakerStateFromSearchValue(value: unknown): BreakerStateName | undefined {
+  if (typeof value !== 'string') return undefined;
+  const upper = value.toUpperCase();
+  return (BREAKER_STATES as readonly string[]).includes(upper) ? (upper as BreakerStateName) : undefined;
+}
+
 /** Numeric code of each state, for the state gauge. */
 export const BREAKER_STATE_CODES: Readonly<Record<BreakerStateName, number>> = Object.freeze({
   CLOSED: 0,

@@ -20,6 +20,16 @@ export const SEARCH_ATTRIBUTES = {
 
 export type SearchAttributeName = keyof typeof SEARCH_ATTRIBUTES;
 
+/*
+ * Search-attribute values are lower_snake_case, all of them: `Phase`
+ * (`preflight` ... `completed`), `HealthStatus` (`healthy` ... `unhealthy`)
+ * and `BreakerState` (`closed`, `open`, `half_open`, `forced_open`,
+ * `disabled`: the state's name in that case, see `breakerStateSearchValue`),
+ * so one query style fits every attribute
+ * (`BreakerState = "open" OR HealthStatus = "unhealthy"`). The domain keeps
+ * the field's names (CLOSED/OPEN/HALF_OPEN) everywhere else.
+ */
+
 /** Workflow ids are meaningful and stable (DESIGN.md). */
 export const workflowIds = {
   rotation: (credentialId: string) => `rotation/${credentialId}`,

@@ -506,8 +506,12 @@ const RECENT_SWEEPS = 16;
  *
  * Hysteresis (like Gatus' failure-threshold/success-threshold): `own` becomes
  * unhealthy after `failureThreshold` consecutive failures and healthy (or
- * degraded) again after `successThreshold` consecutive passes; a first pass of a
- * never-judged service counts at once. `failureThreshold` consecutive
+ * degraded) again after `successThreshold` consecutive passes. A service not
+ * judged yet (`own` unknown) is judged by its first conclusive result, either
+ * way: healthy on a first pass, unhealthy on a first failure (thresholds guard
+ * a known status against one blip; with nothing known there is nothing to
+ * guard, and a status of `unknown` while the sweep says `unhealthy` misleads).
+ * `failureThreshold` consecutive
  * inconclusive results turn a healthy service `unknown` (a missing result is
  * never read as healthy); they never clear `unhealthy`.
  *
@@ -519,9 +523,16 @@ const RECENT_SWEEPS = 16;
  * alert is open; RESOLVED once when an open alert's service reaches
  * `successThreshold` consecutive passes. A duplicate sweep id changes nothing.
  *
+ * @param opts.firstFailureDecides false: a service not judged yet waits for
+ *   `failureThreshold` failures before `unhealthy`, as before (the workflow
+ *   passes false when replaying runs made under that rule); default true.
  * @returns the next state (a new object) and the alerts to send (0 or 1).
  */
-export function applyObservation(state: ServiceHealthState, obs: HealthObservation): { state: ServiceHealthState; alerts: Alert[] } {
+export function applyObservation(
+  state: ServiceHealthState,
+  obs: HealthObservation,
+  opts: { firstFailureDecides?: boolean } = {},
+): { state: ServiceHealthState; alerts: Alert[] } {
   if (state.recentSweeps.includes(obs.sweepId)) return { state, alerts: [] };
   const s: ServiceHealthState = {
     ...state,
@@ -535,7 +546,7 @@ export function applyObservation(state: ServiceHealthState, obs: HealthObservati
     s.rootlessFailStreak = rootCauses.length ? 0 : s.rootlessFailStreak + 1;
     s.successStreak = 0;
     s.inconclusiveStreak = 0;
-    if (s.failStreak >= obs.failureThreshold) s.own = 'unhealthy';
+    if (s.failStreak >= obs.failureThreshold || (s.own === 'unknown' && opts.firstFailureDecides !== false)) s.own = 'unhealthy';
   } else if (obs.verdict === 'pass' || obs.verdict === 'warn') {
     s.successStreak++;
     s.failStreak = 0;

@@ -18,6 +18,7 @@ import {
   defineSignal,
   defineUpdate,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -28,6 +29,7 @@ import type { BreakerActivities } from '../activities/breaker';
 import type { createAlertActivities } from '../activities/alerts';
 import {
   breakerAlert,
+  breakerStateSearchValue,
   breakerView,
   initialBreakerState,
   newTransitions,
@@ -211,10 +213,17 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
   };
 
   const current = workflowInfo().typedSearchAttributes;
-  if (current.get(SERVICE_ID_KEY) !== state.serviceId || current.get(BREAKER_STATE_KEY) !== state.state) {
+  // Values are lower_snake_case (`half_open`), like every search attribute's. Where only
+  // the value changed, older histories replay (the SDK does not compare upserted values).
+  // A run continued from one that wrote the upper-case value (`CLOSED`) upserts the new
+  // value here: an upsert that run did not make before, hence `patched`.
+  const carried = current.get(BREAKER_STATE_KEY);
+  const shown = breakerStateSearchValue(state.state);
+  const relabel = carried === state.state && carried !== shown && patched('breaker-state-lower-case');
+  if (current.get(SERVICE_ID_KEY) !== state.serviceId || (carried !== shown && carried !== state.state) || relabel) {
     upsertSearchAttributes([
       { key: SERVICE_ID_KEY, value: state.serviceId },
-      { key: BREAKER_STATE_KEY, value: state.state },
+      { key: BREAKER_STATE_KEY, value: breakerStateSearchValue(state.state) },
     ]);
   }
 
@@ -223,7 +232,7 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     const changes = newTransitions(state, next);
     state = next;
     if (changes.length > 0) {
-      upsertSearchAttributes([{ key: BREAKER_STATE_KEY, value: state.state }]);
+      upsertSearchAttributes([{ key: BREAKER_STATE_KEY, value: breakerStateSearchValue(state.state) }]);
       report(changes);
     }
     const d = nextDeadlineMs(state);

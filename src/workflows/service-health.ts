@@ -19,6 +19,7 @@ import {
   defineSignal,
   allHandlersFinished,
   log,
+  patched,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -94,7 +95,12 @@ export async function serviceHealth(input: ServiceHealthInput): Promise<void> {
     const { figures, staleAfterMs: stale, skippedPassAt, ...o } = obs;
     let before = state;
     if (skippedPassAt !== undefined) before = applySkippedPass(before, skippedPassAt, o);
-    const r = applyObservation(before, o);
+    // A service not judged yet is now judged unhealthy by its first failure (it stayed
+    // `unknown` until failureThreshold failures while the sweep said `unhealthy`). The
+    // status change adds a search-attribute upsert where runs before made none: `patched`,
+    // asked only where the rules differ.
+    const rulesDiffer = before.own === 'unknown' && o.verdict === 'fail' && before.failStreak + 1 < o.failureThreshold;
+    const r = applyObservation(before, o, { firstFailureDecides: rulesDiffer ? patched('first-failure-decides') : true });
     if (r.state === before) return; // duplicate delivery of a sweep
     state = figures ? { ...r.state, figures } : r.state;
     if (stale && stale > 0) staleAfterMs = stale;

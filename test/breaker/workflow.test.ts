@@ -84,7 +84,7 @@ test('trips on signalled failures, upserts BreakerState, alerts, and reaches HAL
     });
     expect(view.generation).toBe(1);
     expect(view.transitions).toEqual([expect.objectContaining({ from: 'CLOSED', to: 'OPEN', reason: 'failure_rate', calls: 4, failureRate: 100 })]);
-    await waitFor('search attribute', async () => ((await handle.describe()).typedSearchAttributes.get(BREAKER_STATE_KEY) === 'OPEN' ? true : undefined));
+    await waitFor('search attribute', async () => ((await handle.describe()).typedSearchAttributes.get(BREAKER_STATE_KEY) === 'open' ? true : undefined));
     await waitFor('transition reported', async () => (transitions.length === 1 ? true : undefined));
     expect(transitions[0]).toMatchObject({ serviceId: id, to: 'OPEN', generation: 1 });
     // The alerting path: the health area's deliverAlert posts it to the webhook.
@@ -109,7 +109,7 @@ test('trips on signalled failures, upserts BreakerState, alerts, and reaches HAL
     const t = half.transitions.at(-1)!;
     expect(t).toMatchObject({ from: 'OPEN', to: 'HALF_OPEN', reason: 'wait_elapsed', generation: 2 });
     expect(t.atMs).toBeGreaterThanOrEqual(open.openUntilMs!);
-    await waitFor('search attribute', async () => ((await handle.describe()).typedSearchAttributes.get(BREAKER_STATE_KEY) === 'HALF_OPEN' ? true : undefined));
+    await waitFor('search attribute', async () => ((await handle.describe()).typedSearchAttributes.get(BREAKER_STATE_KEY) === 'half_open' ? true : undefined));
     await waitFor('alert', async () => (transitions.some((x) => x.to === 'HALF_OPEN') ? true : undefined));
   });
   // The transition came from a timer, not from a message.

@@ -169,3 +169,25 @@ test('exactly once across worker restarts and continue-as-new; recovery while no
   for await (const _ of runs) count++;
   expect(count).toBeGreaterThanOrEqual(3);
 });
+
+test('a service failing from its first sweep reads unhealthy at once, in the query and in the HealthStatus search attribute (what `dev` printed)', async () => {
+  const id = `${uniquePrefix()}-first`;
+  const b = await healthBench([api(id)], receiver.url);
+  await b.run(async () => {
+    fleet.set(`/${id}`, { status: 503 });
+    const r = await b.sweep();
+    expect(r.services[0]).toMatchObject({ id, status: 'unhealthy' });
+    const handle = b.client.workflow.getHandle(workflowIds.service(id));
+    await eventually(async () => (await handle.query(serviceHealthQuery)).status === 'unhealthy', 'status unhealthy after one failing sweep', 5_000);
+    // Visibility is eventually consistent: a bounded wait for the upsert to be indexed.
+    const query = `WorkflowId = "${workflowIds.service(id)}" AND HealthStatus = "unhealthy"`;
+    await eventually(async () => (await b.client.workflow.count(query)).count === 1, `list --query '${query}'`, 10_000);
+    expect((await handle.describe()).searchAttributes).toMatchObject({ HealthStatus: ['unhealthy'], ServiceId: [id] });
+    // No alert yet: alerting still waits for failureThreshold (3) failures.
+    await sleep(300);
+    expect(alertsFor(id)).toEqual([]);
+    await b.sweep();
+    await b.sweep();
+    await eventually(() => alertsFor(id).length === 1, 'TRIGGERED after the third failure');
+  });
+});
