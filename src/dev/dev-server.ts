@@ -2,14 +2,14 @@
  * The embedded Temporal dev server: `temporal server start-dev` on loopback,
  * with SQLite persistence and this project's search attributes registered.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createServer } from 'node:net';
 import { connect as connectSocket } from 'node:net';
 import { Connection } from '@temporalio/client';
 import { SEARCH_ATTRIBUTES } from '../domain/constants';
-import { resolveTemporalCli } from './temporal-cli';
+import { PROJECT_ROOT, resolveTemporalCli } from './temporal-cli';
 
 export interface DevServerOptions {
   /** gRPC port; 0 or undefined picks a free one. */
@@ -26,6 +26,11 @@ export interface DevServerOptions {
   onOutput?: (chunk: string) => void;
   /** Milliseconds to wait for the frontend to accept connections (default 60 000). */
   startTimeoutMs?: number;
+  /**
+   * Codec server URL the Web UI decodes payloads with (`--ui-codec-endpoint`);
+   * the UI's browser calls `<url>/decode` with no Authorization header.
+   */
+  uiCodecEndpoint?: string;
 }
 
 export interface DevServer {
@@ -77,6 +82,7 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
     const uiPort = opts.uiPort || (await freePort());
     args.push('--ui-port', String(uiPort));
     uiUrl = `http://127.0.0.1:${uiPort}`;
+    if (opts.uiCodecEndpoint) args.push('--ui-codec-endpoint', opts.uiCodecEndpoint);
   }
   if (opts.dbFilename) {
     // temporal refuses a database file in a folder that does not exist (a fresh machine's data dir).
@@ -135,6 +141,88 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
       await done;
+      clearTimeout(t);
+    },
+  };
+}
+
+export interface DevCodecServer {
+  /** Base URL, e.g. `http://127.0.0.1:40123` (the UI posts to `<url>/decode`). */
+  url: string;
+  /** Process id of the codec server (a child process of this one). */
+  pid: number;
+  /** The UI origins it decodes for without a token. */
+  origins: string[];
+  process: ChildProcess;
+  /** Stops it (SIGTERM, then SIGKILL after 5 s); resolves at once when it has already exited. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the codec server for the dev server's Web UI on loopback port
+ * `uiPort`, as a child process (`integration-agent codec-server --listen
+ * 127.0.0.1:0 --trust-local-ui <uiPort>`): it decodes without a token only
+ * for `http://127.0.0.1:<uiPort>` and `http://localhost:<uiPort>`, refuses
+ * /encode without `CODEC_SERVER_TOKEN`, and exits when this process does
+ * (its IPC channel closes). A process of its own so that it can stop or fail
+ * without taking `dev` down, and be stopped on its own.
+ *
+ * The child reads the same codec keys as this process (same environment and
+ * data dir); create them first (`loadCodecKeys`) to avoid two processes
+ * generating the key file at once.
+ *
+ * @param opts.onExit called when it exits before `stop()` (with code or signal).
+ * @throws Error with its stderr when it exits before reporting its address, or takes over `startTimeoutMs` (default 30 000).
+ */
+export async function startDevCodecServer(opts: {
+  uiPort: number;
+  env?: NodeJS.ProcessEnv;
+  startTimeoutMs?: number;
+  onExit?: (how: string) => void;
+}): Promise<DevCodecServer> {
+  const bin = join(PROJECT_ROOT, 'bin', 'integration-agent.js');
+  const child = fork(bin, ['codec-server', '--listen', '127.0.0.1:0', '--trust-local-ui', String(opts.uiPort)], {
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
+  let stopping = false;
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', (code, signal) => {
+      if (!stopping) opts.onExit?.(signal ?? `code ${code}`);
+      resolve();
+    }),
+  );
+  const report = await new Promise<{ url: string; pid: number; corsOrigins: string[] }>((resolve, reject) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the dev codec server did not report its address in ${opts.startTimeoutMs ?? 30_000} ms:\n${stderr}`));
+    }, opts.startTimeoutMs ?? 30_000);
+    child.once('message', (m) => {
+      clearTimeout(t);
+      resolve(m as { url: string; pid: number; corsOrigins: string[] });
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(t);
+      reject(new Error(`the dev codec server exited (${signal ?? `code ${code}`}) before it was ready:\n${stderr.trim()}`));
+    });
+  });
+  // It must not keep this process alive on its own; stop() ends it.
+  child.unref();
+  child.channel?.unref();
+  (child.stderr as unknown as { unref?: () => void }).unref?.();
+  return {
+    url: report.url,
+    pid: child.pid!,
+    origins: report.corsOrigins,
+    process: child,
+    async stop() {
+      stopping = true;
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 5_000);
+      await exited;
       clearTimeout(t);
     },
   };

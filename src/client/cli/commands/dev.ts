@@ -8,7 +8,8 @@
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
-import { startDevServer, freePort, type DevServer } from '../../../dev/dev-server';
+import { startDevServer, startDevCodecServer, freePort, type DevServer, type DevCodecServer } from '../../../dev/dev-server';
+import { loadCodecKeys } from '../../../codec/keys';
 import { startFleet, type Fleet } from '../../../dev/fleet';
 import { EXAMPLE_BEHAVIOURS, fleetSpecsFromRegistry } from '../../../dev/example-fleet';
 import { loadConfig } from '../../../worker/config';
@@ -36,7 +37,12 @@ export interface DevRotation {
 
 /** The `--json` document of `dev`. */
 export interface DevReport {
-  temporal: { address: string; uiUrl?: string; namespace: string };
+  /**
+   * `codecUrl`: the codec server the Web UI decodes payloads with (no token
+   * needed from the UI's own loopback origin); `codecServerPid`: its process
+   * (a child of `dev`; stopping it leaves the UI showing `binary/encrypted`).
+   */
+  temporal: { address: string; uiUrl?: string; namespace: string; uiDecodesPayloads: boolean; codecUrl: string; codecServerPid: number };
   registry: { source: string; version: string };
   sweep: HealthSweepResult;
   rotations: DevRotation[];
@@ -81,6 +87,7 @@ export function register(program: Command): void {
       const registry = openRegistry(registryPath, logger);
       let fleet: Fleet | undefined;
       let server: DevServer | undefined;
+      let codecServer: DevCodecServer | undefined;
       let agent: AgentWorker | undefined;
       let running: Promise<void> | undefined;
       let client: Client | undefined;
@@ -92,6 +99,7 @@ export function register(program: Command): void {
           await running?.catch(() => undefined);
           await client?.connection.close().catch(() => undefined);
           await server?.stop();
+          await codecServer?.stop();
           await fleet?.close();
           registry.close();
         })());
@@ -102,8 +110,14 @@ export function register(program: Command): void {
         }
         const port = opts.port ?? (await portOr(7233));
         const uiPort = opts.uiPort ?? (await portOr(port === 7233 ? 8233 : port + 1000));
-        server = await startDevServer({ port, uiPort, dbFilename: join(base.dataDir, 'temporal-dev.db') });
-        say(`Temporal dev server on ${server.address}; Web UI: ${server.uiUrl}`);
+        // Create the codec keys before two processes (codec server, worker) would both generate them.
+        loadCodecKeys(base.dataDir);
+        codecServer = await startDevCodecServer({
+          uiPort,
+          onExit: (how) => logger.warn(`the codec server exited (${how}); until dev restarts, the Web UI shows payloads encrypted (binary/encrypted)`),
+        });
+        server = await startDevServer({ port, uiPort, dbFilename: join(base.dataDir, 'temporal-dev.db'), uiCodecEndpoint: codecServer.url });
+        say(`Temporal dev server on ${server.address}; Web UI: ${server.uiUrl} (decodes payloads through the codec server on ${codecServer.url})`);
         const config = { ...base, address: server.address, tls: undefined, apiKey: undefined };
         agent = await createAgentWorker({ config, registry, logger });
         running = agent.run();
@@ -123,7 +137,14 @@ export function register(program: Command): void {
           ),
         );
         const report: DevReport = {
-          temporal: { address: server.address, uiUrl: server.uiUrl, namespace: config.namespace },
+          temporal: {
+            address: server.address,
+            uiUrl: server.uiUrl,
+            namespace: config.namespace,
+            uiDecodesPayloads: true,
+            codecUrl: codecServer.url,
+            codecServerPid: codecServer.pid,
+          },
           registry: { source: registryPath, version: registry.current().versionHash },
           sweep,
           rotations,
@@ -131,7 +152,7 @@ export function register(program: Command): void {
         if (opts.json) emit(opts, report, () => '');
         const ok = rotations.every((r) => r.status === 'completed');
         if (!opts.once) {
-          say(`\nRunning. Inspect the runs in the Web UI: ${server.uiUrl}  (Ctrl-C to stop)`);
+          say(`\nRunning. Inspect the runs in the Web UI: ${server.uiUrl}/namespaces/${config.namespace}/workflows  (inputs and results shown decoded; Ctrl-C to stop)`);
           await new Promise<void>((resolve) => {
             process.once('SIGINT', resolve);
             process.once('SIGTERM', resolve);
