@@ -129,9 +129,19 @@ export async function getRotation(client: Client, credentialId: string): Promise
   if (desc.status.name === 'RUNNING') {
     view.progress = await handle.query(progressQuery);
   } else if (desc.status.name === 'COMPLETED') {
-    view.result = (await handle.result()) as RotationResult;
+    view.result = heldAfterPromotion((await handle.result()) as RotationResult);
   }
   return view;
+}
+
+/**
+ * Runs before the fix recorded consumers that took the new version as holding
+ * `pending` even once it was promoted. In a `completed` run the new version is
+ * CURRENT, so such a consumer holds `current`.
+ */
+function heldAfterPromotion(r: RotationResult): RotationResult {
+  if (r.status !== 'completed' || r.dryRun || !r.services.some((s) => s.holds === 'pending')) return r;
+  return { ...r, services: r.services.map((s) => (s.holds === 'pending' ? { ...s, holds: 'current' } : s)) };
 }
 
 /**

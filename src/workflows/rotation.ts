@@ -290,6 +290,9 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   try {
     const finished = await CancellationScope.nonCancellable(() => local.finishRotation({ credentialId, versionId }));
     state.previousVersionId = finished.previousVersionId ?? undefined;
+    // The version the consumers took is CURRENT now: they hold `current`, not `pending`
+    // (progress, query and result only; no command changes, so older histories replay).
+    for (const p of state.services) if (p.role === 'consumer' && p.holds === 'pending') p.holds = 'current';
   } catch (err) {
     return CancellationScope.nonCancellable(() => compensate(`finish failed: ${oneLine(err)}`));
   }

@@ -93,10 +93,19 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
         expect(result.services).toEqual(
           expect.arrayContaining([
             { id: 'issuer', step: 'revoke', status: 'ok' },
-            { id: 'web', step: 'verify', status: 'ok', holds: 'pending' },
-            { id: 'jobs', step: 'verify', status: 'ok', holds: 'pending' },
+            { id: 'web', step: 'verify', status: 'ok', holds: 'current' },
+            { id: 'jobs', step: 'verify', status: 'ok', holds: 'current' },
           ]),
         );
+        // After the promotion the consumers hold the CURRENT version, and `credentials status` says so.
+        const status = keep(await cli(fx, masterKey, ['credentials', 'status', fx.credentialId, '--json']));
+        expect(status.code).toBe(0);
+        const shown = JSON.parse(status.stdout);
+        expect(shown.credential).toMatchObject({ credentialId: fx.credentialId, current: result.versionId, pending: null });
+        expect(shown.result.services.filter((s: { id: string }) => s.id !== 'issuer').map((s: { holds: string }) => s.holds)).toEqual(['current', 'current']);
+        const statusText = keep(await cli(fx, masterKey, ['credentials', 'status', fx.credentialId]));
+        expect(statusText.stdout).toMatch(/^web\s+verify\s+ok\s+current/m);
+        expect(statusText.stdout).not.toMatch(/\bpending\b/);
 
         fx.server.behaviour('jobs').acceptOnly = new Set([result.versionId]);
         const failed = keep(await cli(fx, masterKey, ['rotate', fx.credentialId]));

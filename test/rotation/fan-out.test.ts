@@ -36,7 +36,7 @@ test('completes in dependency order with propagation delay; each install applied
     expect(order.slice(2).sort()).toEqual(['f3', 'f4']);
     for (const c of consumers) {
       expect(fx.server.consumer(c.id).installs).toEqual([result.versionId]);
-      expect(result.services.find((s) => s.id === c.id)).toMatchObject({ step: 'verify', status: 'ok', holds: 'pending' });
+      expect(result.services.find((s) => s.id === c.id)).toMatchObject({ step: 'verify', status: 'ok', holds: 'current' });
     }
     expect(fx.server.issuer('issuer').revoked).toEqual([fx.initialVersionId]);
   } finally {
