@@ -6,7 +6,9 @@
  * (This is the one test file that starts a second dev server: it tests the
  * command that embeds it. The tests below share that one `dev` run, in order.)
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +16,7 @@ import { request } from 'undici';
 import type { Page } from 'playwright-core';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { freePort } from '../../src/dev/dev-server';
+import { resolveTemporalCli } from '../../src/dev/temporal-cli';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../../src/codec/keys';
 import { launchChromium } from '../ui/chromium';
@@ -28,6 +31,8 @@ const ENCRYPTED_ENCODING_B64 = Buffer.from('binary/encrypted').toString('base64'
 
 // As on a fresh machine: the data dir does not exist yet (dev creates it).
 const dataDir = join(mkdtempSync(join(tmpdir(), 'ia-dev-')), 'home', '.local', 'share', 'integration-agent');
+/** Set for this run so that the Temporal CLI can decode with --codec-auth too; it must show up in no output. */
+const codecToken = randomBytes(16).toString('hex');
 let child: ChildProcessWithoutNullStreams;
 let stdout = '';
 let stderr = '';
@@ -38,7 +43,7 @@ let uiPort: number;
 beforeAll(async () => {
   [port, uiPort] = [await freePort(), await freePort()];
   child = spawn(process.execPath, [BIN, 'dev', '--json', '--port', String(port), '--ui-port', String(uiPort)], {
-    env: { ...process.env, INTEGRATION_AGENT_DATA_DIR: dataDir },
+    env: { ...process.env, INTEGRATION_AGENT_DATA_DIR: dataDir, CODEC_SERVER_TOKEN: codecToken },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -153,6 +158,18 @@ test("the dev codec server decodes without a token only for the dev UI's own ori
   expect(encode.text).not.toContain('v-ui');
 });
 
+test('the Temporal CLI decodes the result with --codec-endpoint and --codec-auth "Bearer <token>"; without them it shows binary/encrypted', async () => {
+  const cli = resolveTemporalCli({ build: false });
+  const describe = (...extra: string[]) =>
+    promisify(execFile)(cli, ['workflow', 'describe', '-w', 'rotation/shared-api-key', '--address', report.temporal.address, ...extra], { encoding: 'utf8', timeout: 30_000 });
+  const decoded = await describe('--codec-endpoint', report.temporal.codecUrl, '--codec-auth', `Bearer ${codecToken}`);
+  expect(decoded.stdout).toMatch(/ResultEncoding\s+json\/plain/);
+  expect(decoded.stdout).toContain('"status":"completed"');
+  const raw = await describe();
+  expect(raw.stdout).toMatch(/ResultEncoding\s+binary\/encrypted/);
+  expect(raw.stdout).not.toContain('"status":"completed"');
+});
+
 test('in Chromium, the rotation page shows the decoded input and result; with the codec server stopped, the same page shows ciphertext and the codec notice', async () => {
   const browser = await launchChromium();
   try {
@@ -196,6 +213,7 @@ test('Ctrl-C exits 0 within 10 s', async () => {
   child.kill('SIGINT');
   const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (c) => resolve(c))));
   expect({ code, withinMs: Date.now() - t0 < 10_000 }).toEqual({ code: 0, withinMs: true });
+  expect(stdout + stderr).not.toContain(codecToken);
   // Nothing of this run is left listening.
   for (const p of [port, uiPort]) await expect(fetch(`http://127.0.0.1:${p}/`)).rejects.toThrow();
 }, 30_000);
