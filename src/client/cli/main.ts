@@ -6,6 +6,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError } from './context';
 import { register as registerDev } from './commands/dev';
+import { register as registerDemoFleet } from './commands/demo-fleet';
 import { register as registerWorker } from './commands/worker';
 import { register as registerSweep } from './commands/sweep';
 import { register as registerCodecServer } from './commands/codec-server';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
     .exitOverride();
   for (const register of [
     registerDev,
+    registerDemoFleet,
     registerWorker,
     registerSweep,
     registerHealth,
