@@ -65,7 +65,7 @@ const TOKEN = `tok-${randomBytes(24).toString('hex')}`;
 const USER = 'alice';
 const PASSWORD = `pw-${randomBytes(8).toString('hex')}`;
 const codecKey = { id: 'k1', key: randomBytes(32) };
-/** A second name users reach the UI at (CODEC_EXTRA_UI_ORIGINS in compose): its calls to /codec/ are cross-origin. */
+/** A second name users reach the UI at (CODEC_UI_ORIGINS in compose): its calls to /codec/ are cross-origin. */
 const OTHER_ORIGIN = 'http://temporal-ui.example.test:8080';
 
 let dir: string;
