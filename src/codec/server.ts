@@ -33,6 +33,9 @@ const toJson = (p: Payload): JsonPayload => ({
   data: Buffer.from(p.data ?? new Uint8Array()).toString('base64'),
 });
 
+/** Largest request body read (bytes): a history event's payloads stay far below this. */
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+
 function tokenMatches(header: string | undefined, token: string | undefined): boolean {
   if (!token || !header) return false;
   const given = Buffer.from(header.replace(/^Bearer\s+/i, ''));
@@ -137,8 +140,13 @@ export async function startCodecServer(opts: CodecServerOptions): Promise<{ url:
       }
     }
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size <= MAX_BODY_BYTES) chunks.push(c);
+    });
     req.on('end', () => {
+      if (size > MAX_BODY_BYTES) return void res.writeHead(413, { 'content-type': 'text/plain; charset=utf-8' }).end(`request body over ${MAX_BODY_BYTES} bytes\n`);
       void (async () => {
         try {
           const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { payloads?: JsonPayload[] };

@@ -183,6 +183,8 @@ export async function startDevCodecServer(opts: {
   const bin = join(PROJECT_ROOT, 'bin', 'integration-agent.js');
   const child = fork(bin, ['codec-server', '--listen', '127.0.0.1:0', '--trust-local-ui', String(opts.uiPort)], {
     env: opts.env ?? process.env,
+    // Not this process's flags (an --inspect port would clash).
+    execArgv: [],
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
   });
   let stderr = '';

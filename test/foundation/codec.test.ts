@@ -217,6 +217,16 @@ describe('codec server: the dev UI decodes without a token, nobody else does', (
     }
   });
 
+  test('a body over 16 MiB is refused with 413 (after the token check), not buffered', async () => {
+    const server = await startCodecServer({ codec: new AesGcmCodec([key('k1')]), host: '127.0.0.1', port: 0, token: 't', allowedOrigins: [] });
+    try {
+      const r = await post(`${server.url}/decode`, { authorization: 'Bearer t' }, 'x'.repeat(16 * 1024 * 1024 + 1));
+      expect(r.status).toBe(413);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('misconfigurations are refused at start, naming the problem', async () => {
     const codec = new AesGcmCodec([key('k1')]);
     const base = { codec, host: '127.0.0.1', port: 0, allowedOrigins: [] as string[] };

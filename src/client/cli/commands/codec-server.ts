@@ -42,6 +42,7 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** Registers `codec-server` on the program. */
 export function register(program: Command): void {
   program
     .command('codec-server')

@@ -71,7 +71,7 @@ async function rotateOne(client: Client, taskQueue: string, credentialId: string
 export function register(program: Command): void {
   program
     .command('dev')
-    .description('run everything locally: Temporal dev server + Web UI, a worker, the demo services, a sweep and a rotation')
+    .description('run everything locally: Temporal dev server + Web UI (payloads decoded), a worker, the demo services, a sweep and a rotation')
     .option('--registry <file>', 'registry to use (default: examples/services.yaml, and start its demo services)')
     .option('--once', 'exit after the first sweep and rotations')
     .option('--json', 'print one JSON document')
