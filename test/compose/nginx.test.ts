@@ -87,7 +87,7 @@ async function browser(path: string, init: RequestInit = {}): Promise<{ status: 
 beforeAll(async () => {
   const nginxBin = findNginx();
   if (!nginxBin) {
-    throw new Error('nginx is not installed: the compose front door (deploy/nginx) is tested with a real nginx; run `bash scripts/setup-system.sh` (it installs Debian\'s nginx-light package)');
+    throw new Error('nginx is not installed: the compose front door (deploy/nginx) is tested with a real nginx; run `bash scripts/setup-system.sh` (it installs Debian\'s nginx package; /usr/sbin/nginx)');
   }
   dir = mkdtempSync(join(tmpdir(), 'ia-nginx-'));
   // nginx workers run as an unprivileged user when the test runs as root: they must read the password file.
