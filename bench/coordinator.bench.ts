@@ -12,7 +12,9 @@
  * credential store (SQLite + AES-GCM, in a temporary data dir), the GET
  * cache and coalescing path (every path is distinct, so nothing is served
  * from cache or shared: each call reaches the server), redirect and
- * decompression handling, and the overall deadline timer.
+ * decompression handling, the overall deadline timer, and the outbound-call
+ * metrics (requests by outcome, latency histogram, cache misses) on a
+ * prom-client registry, scraped once at the end.
  *
  * Two references show where the rest of the ceiling goes: undici's own
  * `Agent.request` and its low-level `Agent.dispatch`, both on a bare agent
@@ -32,6 +34,8 @@ import { openState } from '../src/state';
 import type { CallGate, CallPermit, OutcomeSink } from '../src/activities/ports';
 import { staticRegistry } from '../src/activities/registry';
 import { registrySchema } from '../src/domain/registry';
+import { Registry } from 'prom-client';
+import { registerOutboundMetrics } from '../src/activities/outbound-metrics';
 import type { Figure } from './harness';
 
 const CONCURRENCY = 64;
@@ -106,12 +110,14 @@ export default async function run(): Promise<Figure[]> {
   const gate: CallGate = { admit: async () => permit, admitNow: () => permit };
   let outcomes = 0;
   const sink: OutcomeSink = { record: () => void outcomes++ };
+  const metricsRegistry = new Registry();
   const coordinator = createCoordinator({
     registry: staticRegistry({ ...registry, versionHash: 'bench', source: 'bench' }),
     secrets,
     gate,
     outcomes: sink,
     reporterId: 'bench',
+    metrics: registerOutboundMetrics(metricsRegistry),
   });
   const autocannon = require('autocannon') as Autocannon;
 
@@ -183,6 +189,9 @@ export default async function run(): Promise<Figure[]> {
       );
     }
     if (outcomes === 0 || reported !== outcomes) throw new Error(`gate reports (${reported}) and outcomes (${outcomes}) disagree`);
+    // The metrics counted every call (a scrape, as Prometheus would take it).
+    const counted = /integration_agent_outbound_requests_total\{service="bench",method="GET",outcome="2xx"\} (\d+)/.exec(await metricsRegistry.metrics());
+    if (!counted || Number(counted[1]) !== outcomes) throw new Error(`outbound_requests_total (${counted?.[1]}) and outcomes (${outcomes}) disagree`);
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const vsFetch = median(rounds.map((r) => r.coordinator / r.fetch));
     const vsCeiling = median(rounds.map((r) => r.coordinator / r.ceiling));

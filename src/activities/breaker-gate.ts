@@ -141,7 +141,7 @@ export interface BreakerGateOptions {
   queryTimeoutMs?: number;
   /** Deadline of each outcome batch sent, ms, 100..600 000; a failed batch is kept and sent again. Default 10 000. */
   sendTimeoutMs?: number;
-  /** Services not admitted for this long stop being refreshed, ms. Default 60 000. */
+  /** Services not admitted for this long stop being refreshed while their breaker is CLOSED, ms. Default 60 000. */
   idleAfterMs?: number;
   metrics?: BreakerMetrics;
   /** Called with errors talking to Temporal (the gate itself never throws them at callers). */
@@ -407,11 +407,17 @@ export class BreakerGate implements CallGate, OutcomeSink {
     this.opts.metrics?.observeState(e.serviceId, state);
   }
 
+  /**
+   * Re-reads the breakers in use, and every breaker last seen other than
+   * CLOSED even when idle: so the state gauge a process exports is never
+   * stuck at OPEN (or HALF_OPEN, FORCED_OPEN, DISABLED) after the breaker
+   * moved on; only CLOSED can be stale, the lowest value across workers.
+   */
   private refreshAll(): void {
     if (this.closed) return;
     const now = Date.now();
     for (const e of this.entries.values()) {
-      if (now - e.lastUsedMs <= this.idleAfterMs) void this.refreshEntry(e);
+      if (now - e.lastUsedMs <= this.idleAfterMs || (e.known && e.state !== 'CLOSED')) void this.refreshEntry(e);
     }
   }
 

@@ -1,12 +1,17 @@
 /**
  * Prometheus metrics of the circuit breakers (prom-client):
  *
- * - `integration_agent_breaker_state{service_id}` gauge: 0 CLOSED, 1 OPEN,
- *   2 HALF_OPEN, 3 FORCED_OPEN, 4 DISABLED, as this process's gate last saw it;
- * - `integration_agent_breaker_transitions_total{service_id,from,to,reason}`
+ * - `integration_agent_breaker_state{service}` gauge: 0 CLOSED, 1 OPEN,
+ *   2 HALF_OPEN, 3 FORCED_OPEN, 4 DISABLED, as this process last saw it, for
+ *   every breaker it has seen: its gate's cached view of the services it
+ *   calls, and the breakers whose transitions it recorded (the worker then
+ *   has its gate follow that breaker; a gate keeps re-reading every breaker
+ *   it knows to be other than CLOSED, so a stale value can only be CLOSED,
+ *   and `max by (service)` over the workers is the breaker's state);
+ * - `integration_agent_breaker_transitions_total{service,from,to,reason}`
  *   counter: bumped by the `breakerTransitioned` activity, which runs once per
  *   transition on one worker, so `sum` over processes is exact;
- * - `integration_agent_breaker_rejected_calls_total{service_id,state}` counter:
+ * - `integration_agent_breaker_rejected_calls_total{service,state}` counter:
  *   calls this process's gate rejected.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -15,7 +20,7 @@ import { BREAKER_STATE_CODES, type BreakerStateName, type BreakerTransition } fr
 export interface BreakerMetrics {
   /** Sets the state gauge of `serviceId`. */
   observeState(serviceId: string, state: BreakerStateName): void;
-  /** Counts one transition. */
+  /** Counts one transition, and sets the state gauge of its service to the state it went to. */
   observeTransition(t: BreakerTransition): void;
   /** Counts one rejected call. */
   observeRejected(serviceId: string, state: BreakerStateName): void;
@@ -29,24 +34,28 @@ export function registerBreakerMetrics(registry: Registry, prefix = 'integration
   const state = new Gauge({
     name: `${prefix}breaker_state`,
     help: 'Circuit breaker state per service: 0 CLOSED, 1 OPEN, 2 HALF_OPEN, 3 FORCED_OPEN, 4 DISABLED',
-    labelNames: ['service_id'] as const,
+    labelNames: ['service'] as const,
     registers: [registry],
   });
   const transitions = new Counter({
     name: `${prefix}breaker_transitions_total`,
     help: 'Circuit breaker transitions',
-    labelNames: ['service_id', 'from', 'to', 'reason'] as const,
+    labelNames: ['service', 'from', 'to', 'reason'] as const,
     registers: [registry],
   });
   const rejected = new Counter({
     name: `${prefix}breaker_rejected_calls_total`,
     help: 'Calls rejected by the circuit breaker gate of this process',
-    labelNames: ['service_id', 'state'] as const,
+    labelNames: ['service', 'state'] as const,
     registers: [registry],
   });
   return {
-    observeState: (serviceId, s) => state.set({ service_id: serviceId }, BREAKER_STATE_CODES[s]),
-    observeTransition: (t) => transitions.inc({ service_id: t.serviceId, from: t.from, to: t.to, reason: t.reason }),
-    observeRejected: (serviceId, s) => rejected.inc({ service_id: serviceId, state: s }),
+    observeState: (serviceId, s) => state.set({ service: serviceId }, BREAKER_STATE_CODES[s]),
+    observeTransition: (t) => {
+      transitions.inc({ service: t.serviceId, from: t.from, to: t.to, reason: t.reason });
+      // The process has seen this breaker now, even if its gate never admitted a call to the service.
+      state.set({ service: t.serviceId }, BREAKER_STATE_CODES[t.to]);
+    },
+    observeRejected: (serviceId, s) => rejected.inc({ service: serviceId, state: s }),
   };
 }

@@ -7,7 +7,10 @@
  * - `integration_agent_probe_duration_seconds{service,result}`: probe latency
  *   histogram (`result` = pass | warn | fail);
  * - `integration_agent_service_availability_percent{service,window}`:
- *   availability over 1h/24h/7d/30d, from the health store.
+ *   availability over 1h/24h/7d/30d, from the health store;
+ * - `integration_agent_service_availability_target_percent{service}`: the
+ *   service's SLA availability target (`sla.availability` in the registry),
+ *   for services that set one: compare the two to see who is below its SLA.
  */
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import { HEALTH_STATUSES, type HealthFigures, type HealthStatus, type ProbeResult } from '../domain/health';
@@ -40,6 +43,9 @@ export function registerHealthMetrics(registry: Registry): HealthMetrics {
   const avail =
     (registry.getSingleMetric('integration_agent_service_availability_percent') as Gauge<'service' | 'window'> | undefined) ??
     new Gauge({ name: 'integration_agent_service_availability_percent', help: 'Availability over a window, percent (maintenance and inconclusive time excluded)', labelNames: ['service', 'window'], registers: [registry] });
+  const target =
+    (registry.getSingleMetric('integration_agent_service_availability_target_percent') as Gauge<'service'> | undefined) ??
+    new Gauge({ name: 'integration_agent_service_availability_target_percent', help: 'SLA availability target of the service from the registry, percent', labelNames: ['service'], registers: [registry] });
   return {
     observe(result, current) {
       for (const s of HEALTH_STATUSES) status.set({ service: result.serviceId, status: s }, s === current ? 1 : 0);
@@ -47,6 +53,7 @@ export function registerHealthMetrics(registry: Registry): HealthMetrics {
     },
     setFigures(serviceId, figures) {
       for (const [window, v] of Object.entries(figures.availability)) if (v !== undefined) avail.set({ service: serviceId, window }, v);
+      if (figures.slaAvailability !== undefined) target.set({ service: serviceId }, figures.slaAvailability);
     },
   };
 }

@@ -11,6 +11,7 @@ import { createBreakerActivities, type BreakerActivityDeps } from './breaker';
 import { createHealthPublishActivities, type HealthPublishDeps } from './health-publish';
 import type { CredentialStore, StateBackend } from '../state/types';
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
+import type { RotationMetrics } from './rotation-metrics';
 import { createStateReadActivities } from './state-read';
 import type { RotationProvider } from './providers';
 import { createCoordinatorActivities, CoordinatorError, type Coordinator } from './coordinator';
@@ -33,7 +34,7 @@ export interface ActivityDeps {
   /** Health: the client that signals `service/<id>` workflows, alert webhooks, figure cadence. */
   health?: Omit<HealthPublishDeps, 'history'> & { alertWebhooks?: AlertWebhook[] };
   /** Rotation: a credential store other than `state.credentials` (tests), providers, preflight views. */
-  rotation?: { store?: CredentialStore; providers?: Record<string, RotationProvider>; preflight?: RotationPreflightChecks };
+  rotation?: { store?: CredentialStore; providers?: Record<string, RotationProvider>; preflight?: RotationPreflightChecks; metrics?: RotationMetrics };
   /** Breakers: metrics to count transitions on (`registerBreakerMetrics`), an extra transition hook. */
   breakers?: BreakerActivityDeps;
   /** The process's API coordinator (`createCoordinator`, closed by the worker on shutdown); without it `callService` fails non-retryably. */
@@ -59,6 +60,7 @@ export function createActivities(deps: ActivityDeps) {
       providers: deps.rotation?.providers ?? { ...builtInProviders(), make: createMakeProvider(makeClients) },
       preflight: deps.rotation?.preflight,
       coordinator: deps.coordinator,
+      metrics: deps.rotation?.metrics,
     }),
     ...createStateReadActivities({ credentials }),
     ...createCoordinatorActivities(deps.coordinator ?? missingCoordinator),

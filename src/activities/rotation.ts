@@ -12,6 +12,7 @@ import type { CredentialSpec, ServiceSpec } from '../domain/registry';
 import type { CredentialStore, NewAuditEntry } from '../state/types';
 import type { Coordinator } from './coordinator';
 import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
+import type { RotationMetrics } from './rotation-metrics';
 
 /** Optional views of other areas used by preflight; absent ones are skipped. */
 export interface RotationPreflightChecks {
@@ -28,6 +29,8 @@ export interface RotationActivityDeps {
   preflight?: RotationPreflightChecks;
   /** The process's API coordinator; HTTP providers call services through it when given (see ProviderContext). */
   coordinator?: Coordinator;
+  /** Counts ended rotations (`registerRotationMetrics`); optional. */
+  metrics?: RotationMetrics;
 }
 
 export interface PreflightInput {
@@ -427,6 +430,8 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     /** Appends a workflow-level event (started, ended with status) to the audit trail. */
     async auditRotation(entry: { credentialId: string; step: string; outcome: string; versionId?: string | null; serviceId?: string | null; detail?: string | null }): Promise<void> {
       await audit({ credentialId: entry.credentialId, step: entry.step, serviceId: entry.serviceId ?? null, versionId: entry.versionId ?? null, outcome: entry.outcome, detail: entry.detail ?? null });
+      // The rotation's final entry: where its outcome is known outside workflow code.
+      if (entry.step === 'rotation' && entry.outcome !== 'started') deps.metrics?.observeRotation(entry.credentialId, entry.outcome);
     },
   };
 }

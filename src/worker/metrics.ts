@@ -1,15 +1,37 @@
 /**
  * The worker's Prometheus endpoint: GET /metrics on METRICS_ADDRESS serves
- * the application registry (breaker, health, coordinator metrics register on
- * it) plus Node process metrics.
+ * the application registry (breaker, health, rotation and outbound-call
+ * metrics register on it) plus the Node process metrics. Every name passes
+ * `promtool check metrics` (test/metrics/).
+ *
+ * The Temporal SDK core's own metrics (task slots, poll and schedule-to-start
+ * latencies) are served by the core on SDK_METRICS_ADDRESS, not here
+ * (see `installRuntime` in worker.ts).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 
+/**
+ * prom-client's defaults that break the Prometheus naming rules: gauges named
+ * `_total` (promtool: "non-counter metrics should not have _total suffix").
+ * Each duplicates the label-less sum of the gauge of the same name without
+ * `_total` (`nodejs_active_handles{type}` etc.), which is kept.
+ */
+const NON_CONFORMING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/**
+ * A registry with prom-client's default process metrics under their standard
+ * names (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+ * `nodejs_heap_size_used_bytes`, `nodejs_eventloop_lag_p99_seconds`,
+ * `nodejs_gc_duration_seconds`, `nodejs_active_handles{type}`, ...), so
+ * stock Node.js dashboards work, minus the three `nodejs_active_*_total`
+ * gauges that break the naming rules (their totals are `sum(nodejs_active_handles)`).
+ */
 export function createMetricsRegistry(): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'integration_agent_' });
+  collectDefaultMetrics({ register: registry });
+  for (const name of NON_CONFORMING_DEFAULTS) registry.removeSingleMetric(name);
   return registry;
 }
 

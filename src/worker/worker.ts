@@ -21,6 +21,8 @@ import { registerBreakerMetrics } from '../activities/breaker-metrics';
 import { createCoordinator } from '../activities/coordinator';
 import { openSharedAdmission, type SharedAdmission } from '../state/admission';
 import { registerHealthMetrics } from '../activities/health-metrics';
+import { registerOutboundMetrics } from '../activities/outbound-metrics';
+import { registerRotationMetrics } from '../activities/rotation-metrics';
 import { createHealthOutcomeSink } from '../activities/health-sink';
 import type { OutcomeSink } from '../activities/ports';
 import type { RegistrySource } from '../activities/registry';
@@ -43,9 +45,21 @@ export function installRuntime(config: Config, logger: Logger): void {
   runtimeInstalled = true;
   Runtime.install({
     logger: config.logLevel === 'silent' ? new DefaultLogger('ERROR', () => undefined) : new PinoSdkLogger(logger),
-    telemetryOptions: config.sdkMetricsAddress ? { metrics: { prometheus: { bindAddress: config.sdkMetricsAddress } } } : undefined,
+    telemetryOptions: config.sdkMetricsAddress ? { metrics: sdkPrometheusOptions(config.sdkMetricsAddress) } : undefined,
     shutdownSignals: ['SIGINT', 'SIGTERM'],
   });
+}
+
+/**
+ * The SDK core's Prometheus exporter on `bindAddress`, named by the Prometheus
+ * conventions so that `promtool check metrics` passes: counters end in
+ * `_total`, durations are seconds with the unit in the name
+ * (`temporal_activity_execution_latency_seconds`), every series is under
+ * the `temporal_` prefix. Without these options the core serves counters
+ * without `_total` and histograms in milliseconds with no unit.
+ */
+export function sdkPrometheusOptions(bindAddress: string) {
+  return { prometheus: { bindAddress, countersTotalSuffix: true, unitSuffix: true, useSecondsForDurations: true } };
 }
 
 /** The prebuilt bundle from `npm run build` when present, else bundle from source at start. */
@@ -158,6 +172,8 @@ export async function createAgentWorker(deps: {
 
   const breakerMetrics = deps.metrics ? registerBreakerMetrics(deps.metrics) : undefined;
   const healthMetrics = deps.metrics ? registerHealthMetrics(deps.metrics) : undefined;
+  const outboundMetrics = deps.metrics ? registerOutboundMetrics(deps.metrics) : undefined;
+  const rotationMetrics = deps.metrics ? registerRotationMetrics(deps.metrics) : undefined;
   const gate = new BreakerGate({
     client,
     taskQueue: config.taskQueue,
@@ -170,7 +186,7 @@ export async function createAgentWorker(deps: {
   // each call through the gate's permit, which the coordinator reports to; feeding it here too would count twice.)
   const passive = createHealthOutcomeSink(state.health, { onError: (err) => logger.warn({ error: (err as Error).message }, 'could not record call outcomes in the health history') });
   const outcomes: OutcomeSink = passive;
-  const coordinator = createCoordinator({ registry: deps.registry, secrets: state.credentials, gate, outcomes, reporterId, sharedAdmission });
+  const coordinator = createCoordinator({ registry: deps.registry, secrets: state.credentials, gate, outcomes, reporterId, sharedAdmission, metrics: outboundMetrics });
   const alertWebhooks = parseAlertWebhooks(process.env.ALERT_WEBHOOKS);
   const alerts = createAlertActivities({ webhooks: alertWebhooks });
   const activities = createActivities({
@@ -181,6 +197,7 @@ export async function createAgentWorker(deps: {
     sharedAdmission,
     health: { client, taskQueue: config.taskQueue, metrics: healthMetrics, alertWebhooks },
     rotation: {
+      metrics: rotationMetrics,
       preflight: {
         breakerState: async (serviceId) => {
           await gate.refresh(serviceId).catch(() => undefined);
@@ -191,6 +208,8 @@ export async function createAgentWorker(deps: {
     breakers: {
       metrics: breakerMetrics,
       onTransition: async (t) => {
+        // This process has now seen the breaker: its gate follows it, so the state gauge does too.
+        void gate.refresh(t.serviceId).catch(() => undefined);
         const alert = breakerAlert(t);
         if (alert && alertWebhooks.length > 0) await alerts.deliverAlert(alert);
       },

@@ -113,10 +113,10 @@ test('a trip seen by one gate reaches the other; HALF_OPEN trials go through the
       expect(view.transitions.map((t) => `${t.from}>${t.to}`)).toEqual(['CLOSED>OPEN', 'OPEN>HALF_OPEN', 'HALF_OPEN>CLOSED']);
 
       const text = await metricsRegistry.metrics();
-      expect(text).toContain(`integration_agent_breaker_state{service_id="${serviceId}"} 0`);
-      expect(text).toMatch(new RegExp(`integration_agent_breaker_rejected_calls_total\\{service_id="${serviceId}",state="OPEN"\\} [1-9]`));
+      expect(text).toContain(`integration_agent_breaker_state{service="${serviceId}"} 0`);
+      expect(text).toMatch(new RegExp(`integration_agent_breaker_rejected_calls_total\\{service="${serviceId}",state="OPEN"\\} [1-9]`));
       await waitFor('transition counted', async () =>
-        (await metricsRegistry.metrics()).includes(`integration_agent_breaker_transitions_total{service_id="${serviceId}",from="HALF_OPEN",to="CLOSED",reason="trials_succeeded"} 1`) ? true : undefined,
+        (await metricsRegistry.metrics()).includes(`integration_agent_breaker_transitions_total{service="${serviceId}",from="HALF_OPEN",to="CLOSED",reason="trials_succeeded"} 1`) ? true : undefined,
       );
       await handle.terminate('test done');
     } finally {

@@ -34,6 +34,7 @@ import { classifyFailure, parseRetryAfter } from '../../domain/retry';
 import type { CallGate, CallPermit, OutcomeSink } from '../ports';
 import { AdmissionStoreError } from '../../state/admission';
 import { AdmissionDeadlineError, type Admission, type Release } from './admission';
+import { failureOutcome, methodIndex, statusOutcome, type ServiceCallStats } from '../outbound-metrics';
 import { CoordinatorError, bodyExcerpt, transportError } from './errors';
 
 /** The part of a service's state a call works on (owned by the coordinator). */
@@ -50,6 +51,8 @@ export interface CallService {
   readonly credentialOrigins: ReadonlySet<string>;
   /** Lower-case names of the headers that carry the credential. */
   readonly credentialHeaders: readonly string[];
+  /** The service's call figures (outbound metrics), when the coordinator has metrics. */
+  readonly stats: ServiceCallStats | undefined;
 }
 
 /** One endpoint of a service. */
@@ -361,15 +364,18 @@ export class Call implements Dispatcher.DispatchHandler {
     this.phase = Phase.Admission;
     const waiting = new AbortController();
     this.waiting = waiting;
+    const waitedFrom = performance.now();
     service.admission.acquire(waiting.signal, this.deadline).then(
       (release) => {
         this.waiting = undefined;
+        service.stats?.observeRateLimitWait((performance.now() - waitedFrom) / 1000);
         if (this.phase === Phase.Done) return release();
         this.release = release;
         this.send();
       },
       (err: unknown) => {
         this.waiting = undefined;
+        service.stats?.observeRateLimitWait((performance.now() - waitedFrom) / 1000);
         if (err instanceof AdmissionStoreError && !this.reason) return this.finish(this.storeFailed(err));
         this.finish(err instanceof AdmissionDeadlineError ? this.rateLimited(err) : this.abortError());
       },
@@ -613,6 +619,11 @@ export class Call implements Dispatcher.DispatchHandler {
     // caller gave up first): the permit still gets exactly one report, as
     // `aborted`, which breakers ignore (src/domain/breaker.ts classifyOutcome).
     this.permit?.report(this.finalOutcome ?? this.abortedOutcome());
+    const stats = this.service.stats;
+    if (stats !== undefined) {
+      const status = err !== undefined ? err.status : res!.status;
+      stats.observeCall(methodIndex(this.req.method), status !== undefined ? statusOutcome(status) : failureOutcome(err!.kind), (performance.now() - this.t0) / 1000);
+    }
     this.host.callEnded(this.service);
     this.listener?.callFinished(res);
     if (err) this.reject(err);

@@ -34,6 +34,7 @@ import { Admission } from './admission';
 import { Call, CANCELLED, isIpHost, parseJsonBody, type CallEndpoint, type CallHost, type CallListener, type CallPool, type CallRequest, type CallResponse, type CallService } from './call';
 import { CoordinatorError } from './errors';
 import { SlotIndex } from './slot-index';
+import type { OutboundMetrics } from '../outbound-metrics';
 
 /** One call through the coordinator. JSON-serialisable, so it can be an activity input. */
 export interface CoordinatorRequest {
@@ -113,6 +114,12 @@ export interface CoordinatorDeps {
    * never reach it. Not closed by the coordinator (the worker closes it after).
    */
   sharedAdmission?: SharedAdmission;
+  /**
+   * Outbound-call metrics (`registerOutboundMetrics` from src/activities/outbound-metrics):
+   * calls by service, method and outcome, latency, rate-limit waits, cache hits.
+   * Each service's figures are resolved once, so a call only bumps numbers.
+   */
+  metrics?: OutboundMetrics;
   /** TCP (+TLS) connect timeout, ms. Default 5_000. */
   connectTimeoutMs?: number;
   /** Time from sending the request to receiving all response headers, ms. Default 10_000. */
@@ -435,6 +442,7 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
       lastAuth: undefined,
       // In-flight GETs outlive a pool rebuild: they still settle and leave.
       inFlight: existing?.inFlight ?? new Map(),
+      stats: existing?.stats ?? deps.metrics?.forService(spec.id),
     };
     services.set(serviceId, state);
     return state;
@@ -683,10 +691,15 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
 
     const authTag = auth?.tag ?? '';
     const key = pathKey(req);
+    const stats = state.stats;
     if (cache.size > 0) {
       const hit = cache.get(cacheKey(serviceId, key, authTag));
-      if (hit) return Promise.resolve({ ...hit, headers: { ...hit.headers }, json: parseJsonBody(hit.body, hit.headers), latencyMs: 0, cached: true });
+      if (hit) {
+        if (stats !== undefined) stats.cacheHits++;
+        return Promise.resolve({ ...hit, headers: { ...hit.headers }, json: parseJsonBody(hit.body, hit.headers), latencyMs: 0, cached: true });
+      }
     }
+    if (stats !== undefined) stats.cacheMisses++;
 
     // Calls join only one that would answer them the same way: same deadline, same throwOnStatus.
     const joinKey = req.timeoutMs === undefined && req.throwOnStatus !== false ? key : `${key}\n#${req.timeoutMs ?? ''}|${req.throwOnStatus === false ? 'resolve' : 'throw'}`;
@@ -707,6 +720,8 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
         entry.waiters++;
         return entry.promise;
       }
+    } else if (stats !== undefined) {
+      stats.coalesced++;
     }
     entry.waiters++;
     const shared = entry;
