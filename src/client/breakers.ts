@@ -3,12 +3,20 @@
  * per service, id `breaker/<serviceId>`): read them, list them, and the
  * operator commands. Operator commands use update-with-start, so an operator
  * can force open the breaker of a service no call has reached yet.
+ *
+ * Ids: these functions check an id's form, not that the registry has it.
+ * Without `registry` in the options, `forceOpen(client, 'biling-api')` starts
+ * a FORCED_OPEN breaker for a service that does not exist, and `getBreaker`
+ * shows a fresh CLOSED view (`running: false`) for any id. Pass `registry`,
+ * or check first with `requireRegistryId(client, 'service', id)`
+ * (./registry-lookup: asks a worker for its registry), as the CLI does.
  */
 import { WithStartWorkflowOperation, WorkflowNotFoundError, type Client } from '@temporalio/client';
 import pLimit from 'p-limit';
 import { retryUpdateWhileNotReady } from '../activities/breaker-gate';
 import { breakerStateFromSearchValue, breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
+import { lookupRegistryId, UnknownIdError } from '../domain/ids';
 import { pollingTaskQueues } from './connect';
 import type { Registry } from '../domain/registry';
 import {
@@ -38,7 +46,8 @@ function checkServiceId(serviceId: string): void {
 
 /**
  * The full state of a service's breaker (query `breakerState`).
- * @returns a view with `running: false` (CLOSED, generation 0) when the breaker has not started.
+ * @returns a view with `running: false` (CLOSED, generation 0) when the breaker has not started
+ *   (for any well-formed id: check the id against the registry first, see the module comment).
  * @throws RangeError for a malformed service id; client errors when Temporal cannot be reached.
  */
 export async function getBreaker(client: Client, serviceId: string): Promise<BreakerInfo> {
@@ -121,6 +130,23 @@ export interface OperatorOptions extends OperatorRequest {
   taskQueue?: string;
   /** Options for a breaker started by this command (normally the registry's). */
   options?: Partial<BreakerOptions>;
+  /**
+   * The registry the workers follow: when given, a service it lacks is refused
+   * with an UnknownIdError (did-you-mean) unless its breaker already runs, and
+   * a breaker started here takes the registry's options (unless `options` is given).
+   */
+  registry?: Registry;
+}
+
+/** Whether the breaker workflow of `serviceId` is running. */
+export async function breakerRunning(client: Client, serviceId: string): Promise<boolean> {
+  checkServiceId(serviceId);
+  try {
+    return (await client.workflow.getHandle(workflowIds.breaker(serviceId)).describe()).status.name === 'RUNNING';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    throw err;
+  }
 }
 
 async function operate(
@@ -130,7 +156,13 @@ async function operate(
   opts: OperatorOptions,
 ): Promise<BreakerView> {
   checkServiceId(serviceId);
-  const input = { serviceId, options: resolveBreakerOptions(opts.options ?? {}) };
+  let options = opts.options;
+  if (opts.registry && !(await breakerRunning(client, serviceId))) {
+    const found = lookupRegistryId(opts.registry, 'service', serviceId);
+    if (!found.known) throw new UnknownIdError(found);
+    options ??= opts.registry.services.find((s) => s.id === serviceId)?.circuitBreaker;
+  }
+  const input = { serviceId, options: resolveBreakerOptions(options ?? {}) };
   return retryUpdateWhileNotReady(() =>
     client.workflow.executeUpdateWithStart(update, {
       args: [{ note: opts.note }],

@@ -19,11 +19,15 @@ import * as breakers from './breakers';
 import * as health from './health';
 import * as rotation from './rotation';
 import * as state from './state';
+import * as registryLookup from './registry-lookup';
+import type { RegistryIdKind } from '../domain/ids';
 
 export * from './breakers';
 export * from './health';
 export * from './rotation';
 export * from './state';
+export * from './registry-lookup';
+export { UnknownIdError, type RegistryIdKind } from '../domain/ids';
 export { connectClient, TemporalUnreachableError } from './connect';
 export { loadConfig, type Config } from '../worker/config';
 
@@ -74,6 +78,17 @@ export class IntegrationClient {
   /** Cancels a running rotation (it compensates); false when none runs. */
   cancelRotation(credentialId: string) {
     return rotation.cancelRotation(this.temporal, credentialId);
+  }
+
+  /**
+   * Refuses a service or credential id the workers' registry lacks, with a
+   * did-you-mean (UnknownIdError, a RangeError). The methods below check an
+   * id's form only: `forceOpen('biling-api')` starts a breaker for a service
+   * that does not exist, `getBreaker` shows any id as a fresh CLOSED breaker.
+   * Call this first where the id comes from a person.
+   */
+  requireRegistryId(kind: RegistryIdKind, id: string) {
+    return registryLookup.requireRegistryId(this.temporal, kind, id, { taskQueue: this.taskQueue });
   }
 
   /** A service's breaker state (state, generation, rates, when OPEN ends, transitions). */

@@ -12,7 +12,11 @@
 import { createHash } from 'node:crypto';
 import { LineCounter, isMap, isPair, isScalar, isSeq, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import { findCycles, formatCycle, type GraphNode } from './graph';
+import { didYouMean } from './ids';
 import { registrySchema, type Registry } from './registry';
+
+/** Re-exported: the did-you-mean lives in ./ids, shared with the CLI's id checks. */
+export { didYouMean };
 
 /** One problem found in a registry file. */
 export interface RegistryProblem {
@@ -332,42 +336,6 @@ function unknownKeyMessage(key: string, known: string[]): string {
   const hint = didYouMean(key, known);
   if (hint) return `unknown key "${key}" (did you mean "${hint}"?)`;
   return known.length > 0 ? `unknown key "${key}": expected one of ${known.join(', ')}` : `unknown key "${key}"`;
-}
-
-/**
- * The closest candidate by optimal-string-alignment distance (Levenshtein plus
- * adjacent transpositions), case-insensitive, when it is within a quarter of
- * the word's length (at least 1 edit) and shorter than either word; ties go
- * to the earlier candidate.
- */
-export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
-  const w = word.toLowerCase();
-  let best: string | undefined;
-  let bestDist = Math.max(1, Math.floor(word.length / 4)) + 1;
-  for (const c of candidates) {
-    if (c === word) continue;
-    const d = osaDistance(w, c.toLowerCase());
-    if (d < bestDist && d < Math.min(word.length, c.length)) {
-      bestDist = d;
-      best = c;
-    }
-  }
-  return best;
-}
-
-function osaDistance(a: string, b: string): number {
-  const m = a.length;
-  const n = b.length;
-  const d: number[][] = Array.from({ length: m + 1 }, (_, i) => Array.from({ length: n + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  for (let i = 1; i <= m; i++) {
-    for (let j = 1; j <= n; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
-  }
-  return d[m]![n]!;
 }
 
 // ---------------------------------------------------------------- references

@@ -9,3 +9,4 @@ export * from './diagnostics';
 export * from './breaker';
 export * from './make';
 export * from './state-read';
+export * from './registry-lookup';

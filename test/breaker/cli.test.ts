@@ -11,7 +11,9 @@ import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../../src/codec/keys';
 import { createAlertActivities } from '../../src/activities/alerts';
 import { createBreakerActivities } from '../../src/activities/breaker';
-import { closeTestClient, testAddress, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
+import { createRegistryActivities, staticRegistry } from '../../src/activities/registry';
+import { parseRegistry } from '../../src/domain/registry-parse';
+import { closeTestClient, testAddress, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
 
 afterAll(closeTestClient);
 
@@ -74,4 +76,79 @@ test('breaker open/show/close/reset and breakers, in text and --json; registry o
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe('integration-agent: invalid service id "Bad_Id": use the id from the registry (lowercase letters, digits and "-")\n');
   });
+});
+
+/** Whether any workflow, of any status, has this id. */
+async function exists(workflowId: string): Promise<boolean> {
+  const client = await testClient();
+  return (await client.workflow.count(`WorkflowId = "${workflowId}"`)).count > 0;
+}
+
+test('unknown service ids are refused with a did-you-mean and nothing is started: from INTEGRATION_AGENT_REGISTRY, else from the registry a worker follows', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ia-breaker-unknown-'));
+  const taskQueue = uniqueTaskQueue('breaker-unknown');
+  const id = `billing-${randomUUID().slice(0, 8)}`;
+  const typo = id.replace('billing', 'biling');
+  const text = ['services:', `  - id: ${id}`, '    type: api', '    endpoints: [{ url: "http://127.0.0.1:9/" }]', '    circuitBreaker: { failureRateThreshold: 30 }', ''].join('\n');
+  const registryPath = join(dataDir, 'services.yaml');
+  writeFileSync(registryPath, text);
+  const parsed = parseRegistry(text, registryPath);
+  if (!parsed.ok) throw new Error('test registry invalid');
+  const base = { TEMPORAL_TASK_QUEUE: taskQueue, INTEGRATION_AGENT_DATA_DIR: dataDir };
+  const codec = { payloadCodecs: [new AesGcmCodec(loadCodecKeys(dataDir))] };
+
+  // No worker and no registry file: nothing to check against, so nothing is done, and the message says what to set.
+  const blind = await cli(base, ['breaker', 'open', typo]);
+  expect(blind.code).toBe(1);
+  expect(blind.stderr).toBe(
+    `integration-agent: cannot check service id "${typo}": no worker polls task queue "${taskQueue}" to ask for its registry, and INTEGRATION_AGENT_REGISTRY is not set; ` +
+      'start a worker (`integration-agent worker` or `integration-agent dev`), or set INTEGRATION_AGENT_REGISTRY to the registry file the workers use\n',
+  );
+
+  await withTestWorker(
+    { taskQueue, activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }), ...createRegistryActivities(staticRegistry(parsed.registry)) }, dataConverter: codec },
+    async () => {
+      // The CLI has no registry file: the worker's registry answers (registryLookup workflow).
+      for (const args of [['breaker', 'show', typo], ['breaker', 'open', typo], ['breaker', 'disable', typo, '--json']]) {
+        const r = await cli(base, args);
+        expect({ args, code: r.code, stdout: r.stdout }).toEqual({ args, code: 1, stdout: '' });
+        expect(r.stderr).toBe(`integration-agent: unknown service "${typo}" in the registry ${registryPath} (did you mean "${id}"?)\n`);
+      }
+      const far = await cli(base, ['breaker', 'show', 'nope']);
+      expect(far.code).toBe(1);
+      expect(far.stderr).toBe(`integration-agent: unknown service "nope" in the registry ${registryPath}\n`);
+      expect(await exists(`breaker/${typo}`)).toBe(false);
+      expect(await exists('breaker/nope')).toBe(false);
+
+      // The same from the file, with a different file than the worker's: the file named counts.
+      const other = join(dataDir, 'other.yaml');
+      writeFileSync(other, text.replace(id, `${id}-x`));
+      const fromFile = await cli({ ...base, INTEGRATION_AGENT_REGISTRY: other }, ['breaker', 'open', id]);
+      expect(fromFile.code).toBe(1);
+      expect(fromFile.stderr).toBe(`integration-agent: unknown service "${id}" in the registry ${other} (did you mean "${id}-x"?)\n`);
+      expect(await exists(`breaker/${id}`)).toBe(false);
+
+      // A known id: started with the registry's options, read from the worker.
+      const opened = await cli(base, ['breaker', 'open', id, '--json']);
+      expect(opened.stderr).toBe('');
+      expect(JSON.parse(opened.stdout)).toMatchObject({ serviceId: id, state: 'FORCED_OPEN', options: { failureRateThreshold: 30 } });
+      // Its BreakerState search attribute is lower_snake_case, like every search-attribute value.
+      const client = await testClient();
+      const query = `WorkflowId = "breaker/${id}" AND BreakerState = "forced_open"`;
+      const end = Date.now() + 10_000;
+      while ((await client.workflow.count(query)).count !== 1) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${query}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const listed = await cli(base, ['breakers', '--json']);
+      expect(JSON.parse(listed.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ serviceId: id, state: 'FORCED_OPEN' })]));
+
+      // A running breaker stays operable after its service left the registry (the file now lacks it).
+      const closed = await cli({ ...base, INTEGRATION_AGENT_REGISTRY: other }, ['breaker', 'reset', id, '--json']);
+      expect(closed.stderr).toBe('');
+      expect(JSON.parse(closed.stdout)).toMatchObject({ state: 'CLOSED' });
+      const shown = await cli({ ...base, INTEGRATION_AGENT_REGISTRY: other }, ['breaker', 'show', id]);
+      expect(shown.code).toBe(0);
+    },
+  );
 });

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'integration-agent.js');
+const EXAMPLE_REGISTRY = join(__dirname, '..', '..', 'examples', 'services.yaml');
 
 beforeAll(() => {
   if (!existsSync(join(__dirname, '..', '..', 'lib', 'client', 'cli', 'main.js'))) throw new Error('lib/ is not built: run `npm run build` (npm test does it first)');
@@ -86,4 +87,33 @@ test('sweep, rotate and the state reads fail at once, in one line, when no worke
     expect(r.status).toBe(1);
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^integration-agent: no worker is polling task queue "nobody-/)]);
   }
+});
+
+test('unknown service and credential ids are refused with a did-you-mean, exit 1, nothing created; --every takes a unit', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'ia-cli-ids-'));
+  const env = {
+    TEMPORAL_ADDRESS: testAddress(),
+    TEMPORAL_TASK_QUEUE: uniqueTaskQueue('ids'),
+    INTEGRATION_AGENT_DATA_DIR: dataDir,
+    INTEGRATION_AGENT_REGISTRY: EXAMPLE_REGISTRY,
+  };
+  const refused = (args: string[], message: string, input?: string) => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000, input });
+    expect({ args, status: r.status, stdout: r.stdout, stderr: r.stderr }).toEqual({ args, status: 1, stdout: '', stderr: `integration-agent: ${message}\n` });
+  };
+  const where = `in the registry ${EXAMPLE_REGISTRY}`;
+  refused(['breaker', 'show', 'nope'], `unknown service "nope" ${where}`);
+  refused(['breaker', 'show', 'auth-servce'], `unknown service "auth-servce" ${where} (did you mean "auth-service"?)`);
+  refused(['breaker', 'open', 'legacy-gatway', '--json'], `unknown service "legacy-gatway" ${where} (did you mean "legacy-gateway"?)`);
+  refused(['status', 'reports-ap'], `unknown service "reports-ap" ${where} (did you mean "reports-api"?)`);
+  refused(['credentials', 'import', 'shared-api-kye'], `unknown credential "shared-api-kye" ${where} (did you mean "shared-api-key"?)`, 'some-secret-value\n');
+  refused(['status', '--watch', '--every', '2000'], '--every: "2000" has no unit: write 2000ms or 2000s (a duration takes a unit: 500ms, 2s, 1m)');
+  // Nothing was created: no breaker workflow for the typos (count through the CLI's own view of breakers).
+  const list = spawnSync(process.execPath, [BIN, 'breakers', '--json'], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 30_000 });
+  expect(list.status).toBe(0);
+  const ids = (JSON.parse(list.stdout) as { serviceId: string }[]).map((b) => b.serviceId);
+  expect(ids).not.toContain('nope');
+  expect(ids).not.toContain('legacy-gatway');
+  const help = cli(['status', '--help']);
+  expect(help.stdout).toMatch(/--every <duration>\s+refresh period with --watch, with a unit \(500ms, 2s, 1m\)\s+\(default: 2s\)/);
 });

@@ -2,7 +2,7 @@
  * The `status` and `schedule` commands, in process, against the shared dev
  * server and a real worker (the foundation tests cover the built binary).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -76,10 +76,28 @@ test('status [service] --json and the human table: status, root cause, percentil
 });
 
 test('user errors are CliErrors with the fix', async () => {
-  await expect(cli(['status', 'no-such-service-here', '--json'])).rejects.toThrow(
-    new CliError('no health recorded for service "no-such-service-here": check the id, or run `integration-agent sweep`'),
-  );
+  // A service the registry lacks: did-you-mean; one it has but never swept: run a sweep. (The registry
+  // asked through a worker is covered by test/breaker/cli.test.ts and test/rotation/cli.test.ts.)
+  const p = uniquePrefix();
+  const registryPath = join(process.env.INTEGRATION_AGENT_DATA_DIR!, 'services.yaml');
+  writeFileSync(registryPath, `services:\n  - { id: ${p}-billing, type: api, endpoints: [{ url: "http://127.0.0.1:9/" }] }\n`);
+  process.env.INTEGRATION_AGENT_REGISTRY = registryPath;
+  try {
+    await expect(cli(['status', `${p}-biling`, '--json'])).rejects.toThrow(new CliError(`unknown service "${p}-biling" in the registry ${registryPath} (did you mean "${p}-billing"?)`));
+    await expect(cli(['status', `${p}-billing`, '--json'])).rejects.toThrow(
+      new CliError(`no health recorded for service "${p}-billing": run \`integration-agent sweep\` (or \`integration-agent schedule apply\`)`),
+    );
+  } finally {
+    delete process.env.INTEGRATION_AGENT_REGISTRY;
+  }
+  // --every takes a unit; a bare number is refused (it used to mean ms, silently).
+  await expect(cli(['status', '--watch', '--every', '2000'])).rejects.toThrow(new CliError('--every: "2000" has no unit: write 2000ms or 2000s (a duration takes a unit: 500ms, 2s, 1m)'));
+  await expect(cli(['status', '--watch', '--every', '0s'])).rejects.toThrow(new CliError('--every: invalid duration "0s": use e.g. 500ms, 2s, 1m (more than 0)'));
   await expect(cli(['schedule', 'describe', '--id', 'no-such-schedule'])).rejects.toThrow('no schedule "no-such-schedule": create it with `integration-agent schedule apply`');
-  await expect(cli(['schedule', 'apply', '--interval', '5'])).rejects.toThrow('--interval: invalid duration "5": use e.g. 30s, 5m');
+  await expect(cli(['schedule', 'apply', '--interval', '5'])).rejects.toThrow('--interval: "5" has no unit: write 5ms or 5s (a duration takes a unit: 500ms, 2s, 1m)');
+  const help = new Command('integration-agent').exitOverride();
+  register(help);
+  const status = help.commands.find((c) => c.name() === 'status')!;
+  expect(status.helpInformation()).toMatch(/--every <duration>\s+refresh period with --watch, with a unit \(500ms, 2s, 1m\)\s+\(default: 2s\)/);
   await expect(cli(['schedule', 'pause', '--id', 'no-such-schedule'])).rejects.toBeInstanceOf(CliError);
 });

@@ -12,7 +12,7 @@ import { loadCodecKeys } from '../../src/codec/keys';
 import { createRegistryActivities, staticRegistry } from '../../src/activities/registry';
 import { createRotationActivities } from '../../src/activities/rotation';
 import { createStateReadActivities } from '../../src/activities/state-read';
-import { closeTestClient, testAddress, withTestWorker } from '../helpers/temporal';
+import { closeTestClient, testAddress, testClient, withTestWorker } from '../helpers/temporal';
 import { rotationFixture, type RotationFixture } from './support';
 
 afterAll(closeTestClient);
@@ -46,6 +46,8 @@ function cli(fx: RotationFixture, masterKey: Buffer, args: string[], input?: str
 test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no secret in any output', async () => {
   const masterKey = randomBytes(32);
   const fx = await rotationFixture([{ id: 'web' }, { id: 'jobs', dependsOn: ['web'] }], { masterKey });
+  // The workers' registry has a second credential, other-cred, for the imports.
+  const registry = { ...fx.registry, credentials: [...fx.registry.credentials, { ...fx.registry.credentials[0]!, id: 'other-cred' }] };
   const outputs: string[] = [];
   const keep = (r: Run) => {
     outputs.push(r.stdout, r.stderr);
@@ -56,7 +58,7 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
       {
         taskQueue: fx.taskQueue,
         // credentials list|status and audit read the store through the worker (state-read workflows).
-        activities: { ...createRegistryActivities(staticRegistry(fx.registry)), ...createRotationActivities({ store: fx.store }), ...createStateReadActivities({ credentials: fx.store }) },
+        activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: fx.store }), ...createStateReadActivities({ credentials: fx.store }) },
         dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(fx.dataDir))] },
       },
       async () => {
@@ -75,6 +77,21 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
         const empty = keep(await cli(fx, masterKey, ['credentials', 'import', 'other-cred'], ''));
         expect(empty.code).toBe(1);
         expect(empty.stderr).toContain('is empty');
+
+        // Unknown ids: refused with a did-you-mean from the workers' registry (the CLI has no registry file); nothing written or started.
+        const typo = keep(await cli(fx, masterKey, ['credentials', 'import', 'other-crde'], 'typo-secret-value-789\n'));
+        expect(typo.code).toBe(1);
+        expect(typo.stderr).toBe(`integration-agent: unknown credential "other-crde" in the registry ${fx.credentialId}.json (did you mean "other-cred"?)\n`);
+        expect(Object.values(await fx.store.labels('other-crde')).filter(Boolean)).toEqual([]);
+        const typoRotation = fx.credentialId.replace('cred-', 'cerd-');
+        const notRotated = keep(await cli(fx, masterKey, ['rotate', typoRotation]));
+        expect(notRotated.code).toBe(1);
+        expect(notRotated.stderr).toBe(`integration-agent: unknown credential "${typoRotation}" in the registry ${fx.credentialId}.json (did you mean "${fx.credentialId}"?)\n`);
+        expect((await (await testClient()).workflow.count(`WorkflowId = "rotation/${typoRotation}"`)).count).toBe(0);
+        for (const args of [['credentials', 'status', typoRotation], ['credentials', 'cancel', typoRotation], ['credentials', 'end-grace', typoRotation], ['audit', '--credential', typoRotation]]) {
+          const r = keep(await cli(fx, masterKey, args));
+          expect({ args, code: r.code, stderr: r.stderr }).toEqual({ args, code: 1, stderr: `integration-agent: unknown credential "${typoRotation}" in the registry ${fx.credentialId}.json (did you mean "${fx.credentialId}"?)\n` });
+        }
 
         const list = keep(await cli(fx, masterKey, ['credentials', 'list', '--json']));
         const rows = JSON.parse(list.stdout) as Array<{ credentialId: string; current: string }>;
@@ -124,7 +141,7 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
         expect(bad.stderr).toContain('invalid credential id "Not_A_Slug"');
       },
     );
-    const secrets = [fx.initialSecret, 'piped-secret-value-123', 'file-secret-value-456', ...fx.server.secrets()];
+    const secrets = [fx.initialSecret, 'piped-secret-value-123', 'typo-secret-value-789', 'file-secret-value-456', ...fx.server.secrets()];
     const all = outputs.join('\n');
     for (const s of secrets) if (all.includes(s)) throw new Error('a secret value appears in CLI output');
   } finally {

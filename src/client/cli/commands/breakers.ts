@@ -6,15 +6,18 @@
  * - `integration-agent breaker open|close|reset|disable ID [--note TEXT] [--json]`:
  *   operator commands (force open, force close, reset, disable). A breaker
  *   that is not running yet is started, with the registry's options for the
- *   service when INTEGRATION_AGENT_REGISTRY names a registry.
+ *   service.
+ *
+ * A service id the registry does not have (INTEGRATION_AGENT_REGISTRY's file,
+ * else the workers' registry, asked through Temporal) is refused with a
+ * did-you-mean and nothing is started, unless its breaker is already running.
  */
 import type { Command } from 'commander';
-import { disable, forceClose, forceOpen, getBreaker, listBreakers, reset, type BreakerInfo, type BreakerSummary, type OperatorOptions } from '../../breakers';
-import type { BreakerOptions, BreakerTransition, BreakerView } from '../../../domain/breaker';
+import { breakerRunning, disable, forceClose, forceOpen, getBreaker, listBreakers, reset, type BreakerInfo, type BreakerSummary, type OperatorOptions } from '../../breakers';
+import type { BreakerTransition, BreakerView } from '../../../domain/breaker';
 import { formatDuration } from '../../../domain/duration';
-import type { Config } from '../../../worker/config';
 import { CliError, emit, withClient } from '../context';
-import { readRegistry } from '../registry-source';
+import { requireKnownId } from '../registry-source';
 import { formatTable } from '../table';
 
 const pct = (n: number) => `${Math.round(n * 10) / 10}%`;
@@ -82,11 +85,6 @@ export function formatBreaker(b: BreakerView & { running?: boolean; workflowId?:
   return lines.join('\n');
 }
 
-function optionsFromRegistry(config: Config, serviceId: string): Partial<BreakerOptions> | undefined {
-  if (!config.registryPath) return undefined;
-  return readRegistry(config.registryPath).services.find((s) => s.id === serviceId)?.circuitBreaker;
-}
-
 function checkId(id: string): void {
   if (!/^[a-z0-9][a-z0-9-]*$/.test(id)) throw new CliError(`invalid service id "${id}": use the id from the registry (lowercase letters, digits and "-")`);
 }
@@ -108,7 +106,12 @@ export function register(program: Command): void {
     .option('--json', 'print as JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       checkId(id);
-      const view: BreakerInfo = await withClient((client) => getBreaker(client, id));
+      const view: BreakerInfo = await withClient(async (client, config) => {
+        const v = await getBreaker(client, id);
+        // A breaker not running yet is shown only for a service the registry has (else a typo would read as a fresh CLOSED breaker).
+        if (!v.running) await requireKnownId(client, config, 'service', id);
+        return v;
+      });
       emit(opts, view, () => formatBreaker(view));
     });
 
@@ -127,8 +130,11 @@ export function register(program: Command): void {
       .action(async (id: string, opts: { json?: boolean; note?: string }) => {
         checkId(id);
         if (opts.note !== undefined && opts.note.length > 500) throw new CliError(`--note is ${opts.note.length} characters; keep it to 500`);
-        const view = await withClient((client, config) => {
-          const o: OperatorOptions = { taskQueue: config.taskQueue, note: opts.note, options: optionsFromRegistry(config, id) };
+        const view = await withClient(async (client, config) => {
+          // A running breaker (even of a service since removed from the registry) can be operated;
+          // none is started for a service the registry does not have.
+          const options = (await breakerRunning(client, id)) ? undefined : (await requireKnownId(client, config, 'service', id)).circuitBreaker;
+          const o: OperatorOptions = { taskQueue: config.taskQueue, note: opts.note, options };
           return command(client, id, o);
         });
         emit(opts, view, () => formatBreaker(view));

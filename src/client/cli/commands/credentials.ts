@@ -14,10 +14,17 @@
  * `state-read` workflows run the read on a worker): they need no data dir and
  * no database URL, only what every client needs (address, task queue, codec keys).
  *
+ * A credential id the registry does not have (INTEGRATION_AGENT_REGISTRY's
+ * file, else the workers' registry, asked through Temporal) is refused with a
+ * did-you-mean: always by `rotate` and `credentials import` (nothing is
+ * started or written), and by the others when nothing is recorded for it
+ * (the store and the trail keep credentials since removed from the registry).
+ *
  * Secret values are never printed: output carries credential and version ids only.
  */
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Command } from 'commander';
 import { openState, type StateBackend } from '../../../state';
 import { formatDuration, parseDuration } from '../../../domain/duration';
@@ -28,6 +35,7 @@ import { connectClient, NoWorkerError, requireWorker } from '../../connect';
 import { cancelRotation, endGracePeriod, getRotation, rotate, RotationAlreadyRunningError, type RotationProgress } from '../../rotation';
 import { AUDIT_PAGE_MAX, CREDENTIALS_PAGE_MAX, getCredential, listCredentials, readAuditTrail, StateReadError, type CredentialSummary } from '../../state';
 import { CliError, emit, withClient } from '../context';
+import { requireKnownId } from '../registry-source';
 import { formatTable } from '../table';
 
 const SLUG = /^[a-z0-9][a-z0-9-]*$/;
@@ -192,6 +200,8 @@ export function register(program: Command): void {
       let lastLine = '';
       try {
         await requireWorker(client, config.taskQueue);
+        // An unknown id is refused here, before a `rotation/<id>` workflow is started only to fail.
+        await requireKnownId(client, config, 'credential', credentialId);
         const result = await rotate(
           client,
           { credentialId, taskQueue: config.taskQueue, force: opts.force, dryRun: opts.dryRun, gracePeriodMs },
@@ -228,6 +238,8 @@ export function register(program: Command): void {
       const credentialId = credentialIdArg(id);
       const secret = await readSecretInput(opts.file);
       const { labels, versionId } = await withStore(async (store) => {
+        // After the check that this is the workers' store (the deeper mistake), before any write.
+        await requireKnownId(undefined, loadConfig(), 'credential', credentialId);
         const labels = await store.labels(credentialId);
         if (labels.PENDING) {
           throw new CliError(`credential ${credentialId} has PENDING version ${labels.PENDING.versionId} (a rotation is running or needs attention); finish or roll it back first`);
@@ -290,6 +302,7 @@ export function register(program: Command): void {
           getRotation(client, credentialId),
         ]);
         if (!view && error) throw new CliError(error.message);
+        if (!view && !credential) await requireKnownId(client, config, 'credential', credentialId);
         if (!view && !credential) throw new CliError(`credential ${credentialId} is not in the store and was never rotated (workflow id rotation/${credentialId}); import it with \`integration-agent credentials import ${credentialId}\``);
         emit(opts, { ...(view ?? { credentialId, workflowId: `rotation/${credentialId}`, executionStatus: null }), credential, ...(error ? { credentialError: error.message } : {}) }, () => {
           const head = credential
@@ -311,9 +324,12 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       const credentialId = credentialIdArg(id);
-      await withClient(async (client) => {
+      await withClient(async (client, config) => {
       const cancelled = await cancelRotation(client, credentialId);
-      if (!cancelled) throw new CliError(`no rotation of ${credentialId} is running`);
+      if (!cancelled) {
+        await requireKnownId(client, config, 'credential', credentialId);
+        throw new CliError(`no rotation of ${credentialId} is running`);
+      }
       emit(opts, { credentialId, cancelRequested: true }, () => `cancellation of rotation/${credentialId} requested`);
       });
     });
@@ -324,8 +340,14 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { json?: boolean }) => {
       const credentialId = credentialIdArg(id);
-      await withClient(async (client) => {
-      await endGracePeriod(client, credentialId);
+      await withClient(async (client, config) => {
+      try {
+        await endGracePeriod(client, credentialId);
+      } catch (err) {
+        if (!(err instanceof WorkflowNotFoundError)) throw err;
+        await requireKnownId(client, config, 'credential', credentialId);
+        throw new CliError(`no rotation of ${credentialId} is running (workflow id rotation/${credentialId})`);
+      }
       emit(opts, { credentialId, signalled: true }, () => `grace period of rotation/${credentialId} ended`);
       });
     });
@@ -346,6 +368,8 @@ export function register(program: Command): void {
       await withClient(async (client, config) => {
         const page = await stateRead(() => readAuditTrail(client, { taskQueue: config.taskQueue, credentialId, limit: opts.limit, before: opts.before }));
         const trail = page.entries;
+        // The trail keeps credentials since removed from the registry: only an id with no entry at all is checked.
+        if (credentialId !== undefined && trail.length === 0 && opts.before === undefined) await requireKnownId(client, config, 'credential', credentialId);
         emit(opts, trail, () =>
           trail.length === 0
             ? 'no audit entries'

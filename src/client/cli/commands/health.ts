@@ -18,7 +18,9 @@ import {
   type ServiceHealthView,
   type SweepScheduleInfo,
 } from '../../health';
+import type { Config } from '../../../worker/config';
 import { CliError, emit, withClient } from '../context';
+import { requireKnownId } from '../registry-source';
 import { formatTable } from '../table';
 
 /** One status row: the service's health joined with its breaker state. */
@@ -54,10 +56,16 @@ export function formatStatus(rows: StatusRow[]): string {
   );
 }
 
-function durationOption(name: string) {
+/**
+ * Commander parser for a duration option: a number with a unit (`500ms`,
+ * `2s`, `1m`, `1h30m`), more than 0, in ms. A bare number is refused rather
+ * than guessed (seconds? milliseconds?), with both readings offered.
+ */
+export function durationOption(name: string) {
   return (v: string): number => {
+    if (/^\s*\d+(\.\d+)?\s*$/.test(v)) throw new CliError(`${name}: "${v.trim()}" has no unit: write ${v.trim()}ms or ${v.trim()}s (a duration takes a unit: 500ms, 2s, 1m)`);
     const parsed = tryParseDuration(v);
-    if (parsed === undefined || parsed <= 0) throw new CliError(`${name}: invalid duration "${v}": use e.g. 30s, 5m`);
+    if (parsed === undefined || parsed <= 0) throw new CliError(`${name}: invalid duration "${v}": use e.g. 500ms, 2s, 1m (more than 0)`);
     return parsed;
   };
 }
@@ -70,11 +78,15 @@ function intOption(name: string) {
   };
 }
 
-async function statusRows(client: Client, serviceId?: string): Promise<StatusRow[]> {
+async function statusRows(client: Client, config: Config, serviceId?: string): Promise<StatusRow[]> {
   let rows: StatusRow[];
   if (serviceId) {
     const one = await getHealth(client, serviceId);
-    if (!one) throw new CliError(`no health recorded for service "${serviceId}": check the id, or run \`integration-agent sweep\``);
+    if (!one) {
+      // Nothing recorded: a typo (did-you-mean from the registry), or a service not swept yet.
+      await requireKnownId(client, config, 'service', serviceId);
+      throw new CliError(`no health recorded for service "${serviceId}": run \`integration-agent sweep\` (or \`integration-agent schedule apply\`)`);
+    }
     rows = [one];
   } else {
     rows = await listHealth(client);
@@ -107,12 +119,12 @@ export function register(program: Command): void {
     .command('status [service]')
     .description('health of every service (or one): status, root cause, p50/p95/p99, availability 24h vs SLA, breaker state')
     .option('--watch', 'refresh until interrupted')
-    .option('--every <duration>', 'refresh period with --watch', durationOption('--every'), 2000)
+    .addOption(new Option('--every <duration>', 'refresh period with --watch, with a unit (500ms, 2s, 1m)').argParser(durationOption('--every')).default(2000, '2s'))
     .option('--json', 'print JSON')
     .action(async (serviceId: string | undefined, opts: { watch?: boolean; every: number; json?: boolean }) => {
-      await withClient(async (client) => {
+      await withClient(async (client, config) => {
         for (;;) {
-          const rows = await statusRows(client, serviceId);
+          const rows = await statusRows(client, config, serviceId);
           if (opts.watch && !opts.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
           emit(opts, rows, () => (opts.watch ? `${new Date().toISOString()}\n` : '') + formatStatus(rows));
           if (!opts.watch) return;
