@@ -134,7 +134,7 @@ test('unknown service ids are refused with a did-you-mean and nothing is started
       expect(JSON.parse(opened.stdout)).toMatchObject({ serviceId: id, state: 'FORCED_OPEN', options: { failureRateThreshold: 30 } });
       // Its BreakerState search attribute is lower_snake_case, like every search-attribute value.
       const client = await testClient();
-      const query = `WorkflowId = "breaker/${id}" AND BreakerState = "forced_open"`;
+      const query = `WorkflowId = "breaker/${id}" AND BreakerState IN ("open", "forced_open")`; // the README's example query
       const end = Date.now() + 10_000;
       while ((await client.workflow.count(query)).count !== 1) {
         if (Date.now() > end) throw new Error(`timed out waiting for ${query}`);
