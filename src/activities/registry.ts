@@ -4,6 +4,14 @@
  * deterministically.
  */
 import type { Registry } from '../domain/registry';
+import type { BreakerOptions } from '../domain/breaker';
+import { lookupRegistryId, type RegistryIdKind, type RegistryIdLookup } from '../domain/ids';
+
+/** What {@link createRegistryActivities}' `lookupRegistryEntry` answers: a few fields, whatever the fleet's size. */
+export interface RegistryEntryLookup extends RegistryIdLookup {
+  /** For a known service: its `circuitBreaker` options from the registry, if any. */
+  circuitBreaker?: Partial<BreakerOptions>;
+}
 
 /** Where the worker's current registry comes from (a file watcher, or a fixed value in tests). */
 export interface RegistrySource {
@@ -21,6 +29,18 @@ export function createRegistryActivities(source: RegistrySource) {
     /** Returns the registry in force now; workflows call this once at their start. */
     async snapshotRegistry(): Promise<Registry> {
       return source.current();
+    },
+    /**
+     * Is `id` a service (or credential) of the registry in force now? Answers
+     * on the worker, so only the answer (known or not, the closest id, a
+     * service's breaker options) enters history, never the registry.
+     */
+    async lookupRegistryEntry(kind: RegistryIdKind, id: string): Promise<RegistryEntryLookup> {
+      const registry = source.current();
+      const found = lookupRegistryId(registry, kind, id);
+      if (kind !== 'service' || !found.known) return found;
+      const cb = registry.services.find((s) => s.id === id)?.circuitBreaker;
+      return cb ? { ...found, circuitBreaker: cb } : found;
     },
   };
 }

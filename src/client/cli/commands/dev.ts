@@ -10,15 +10,14 @@ import type { Command } from 'commander';
 import type { Client } from '@temporalio/client';
 import { startDevServer, startDevCodecServer, freePort, type DevServer, type DevCodecServer } from '../../../dev/dev-server';
 import { loadCodecKeys } from '../../../codec/keys';
-import { startFleet, type Fleet } from '../../../dev/fleet';
-import { EXAMPLE_BEHAVIOURS, fleetSpecsFromRegistry } from '../../../dev/example-fleet';
+import { startDemoFleet, type DemoFleet } from '../../../dev/example-fleet';
 import { loadConfig } from '../../../worker/config';
 import { createLogger } from '../../../worker/logger';
 import { createAgentWorker, type AgentWorker } from '../../../worker/worker';
 import { connectClient } from '../../connect';
 import { runSweep, type HealthSweepResult } from '../../health';
 import { rotate } from '../../rotation';
-import { emit } from '../context';
+import { CliError, emit } from '../context';
 import { formatTable } from '../table';
 import { formatSweep } from './sweep';
 import { openRegistry, resolveRegistryPath } from '../registry-source';
@@ -77,15 +76,25 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document')
     .option('--port <n>', 'Temporal gRPC port (default 7233, or a free one)', (v) => Number.parseInt(v, 10))
     .option('--ui-port <n>', 'Web UI port (default 8233, or a free one)', (v) => Number.parseInt(v, 10))
-    .action(async (opts: { registry?: string; once?: boolean; json?: boolean; port?: number; uiPort?: number }) => {
+    .option('--demo-port-base <n>', 'demo services on ports n, n+1, ... (default: free ports)', (v) => Number(v))
+    .action(async (opts: { registry?: string; once?: boolean; json?: boolean; port?: number; uiPort?: number; demoPortBase?: number }) => {
       const base = loadConfig({ LOG_LEVEL: 'warn', ...process.env });
       const logger = createLogger(base.logLevel, 'stderr');
       const say = (msg: string) => {
         if (!opts.json) process.stdout.write(`${msg}\n`);
       };
-      const registryPath = resolveRegistryPath(opts.registry);
+      // Without --registry: the example registry's demo services, on free ports (or from --demo-port-base),
+      // and the registry they follow, written for this run.
+      let demo: DemoFleet | undefined;
+      if (!opts.registry) {
+        try {
+          demo = await startDemoFleet(resolveRegistryPath(), { ports: opts.demoPortBase === undefined ? 'free' : { base: opts.demoPortBase } });
+        } catch (err) {
+          throw new CliError(`dev: cannot start the demo services: ${(err as Error).message}${opts.demoPortBase === undefined ? '' : ' (choose another --demo-port-base, or leave it out for free ports)'}`);
+        }
+      }
+      const registryPath = demo?.registryPath ?? resolveRegistryPath(opts.registry);
       const registry = openRegistry(registryPath, logger);
-      let fleet: Fleet | undefined;
       let server: DevServer | undefined;
       let codecServer: DevCodecServer | undefined;
       let agent: AgentWorker | undefined;
@@ -100,14 +109,11 @@ export function register(program: Command): void {
           await client?.connection.close().catch(() => undefined);
           await server?.stop();
           await codecServer?.stop();
-          await fleet?.close();
           registry.close();
+          await demo?.close();
         })());
       try {
-        if (!opts.registry) {
-          fleet = await startFleet(fleetSpecsFromRegistry(registry.current(), EXAMPLE_BEHAVIOURS));
-          say(`demo services: ${[...fleet.services.values()].map((s) => `${s.id} ${s.url}`).join(', ')}`);
-        }
+        if (demo) say(`demo services: ${[...demo.fleet.services.values()].map((s) => `${s.id} ${s.url}`).join(', ')}`);
         const port = opts.port ?? (await portOr(7233));
         const uiPort = opts.uiPort ?? (await portOr(port === 7233 ? 8233 : port + 1000));
         // Create the codec keys before two processes (codec server, worker) would both generate them.
