@@ -61,6 +61,7 @@ export interface PublishItem {
 
 export interface PublishSweepInput {
   sweepId: string;
+  /** Every service of the registry the sweep snapshotted (the metrics of any other are dropped). */
   items: PublishItem[];
   /** Passed to the per-service workflows: status turns unknown after this long without a sweep, ms. */
   staleAfterMs?: number;
@@ -98,7 +99,13 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
         (id) => validity.get(id)!,
       );
       const t = now();
-      if (deps.metrics) for (const i of input.items) deps.metrics.observe(i.result, i.status);
+      // A sweep's items are the whole registry as it saw it: a service not among them has left it.
+      const inSweep = new Set(input.items.map((i) => i.result.serviceId));
+      for (const id of lastFigures.keys()) if (!inSweep.has(id)) lastFigures.delete(id);
+      if (deps.metrics) {
+        for (const i of input.items) deps.metrics.observe(i.result, i.status);
+        if (input.items.length > 0) deps.metrics.sweepPublished(inSweep, input.items.reduce((m, i) => Math.min(m, i.result.startedAt), Infinity));
+      }
       /** The service's figures, recomputed at most every `figuresEveryMs`. */
       const figuresOf = (item: PublishItem): HealthFigures => lastFigures.get(item.result.serviceId)!;
       // A few reads at once: on PostgreSQL each service's figures are a round trip or three.
