@@ -17,7 +17,7 @@ import type { CodecKey } from './aes-gcm-codec';
 
 /** What every codec-key error ends with: the one fix that holds for any number of hosts. */
 export const SHARE_CODEC_KEYS_HINT =
-  'every worker and client of one deployment must share INTEGRATION_AGENT_CODEC_KEYS (and INTEGRATION_AGENT_MASTER_KEY); make one with: export INTEGRATION_AGENT_CODEC_KEYS="k1:$(openssl rand -base64 32)"';
+  'every worker and client of one deployment must share INTEGRATION_AGENT_CODEC_KEYS (and INTEGRATION_AGENT_MASTER_KEY); copy the value the deployment already uses from where the workers get it (your secret manager, or codec.keys in the data dir of the process that generated it); only a new deployment makes one, with: export INTEGRATION_AGENT_CODEC_KEYS="k1:$(openssl rand -base64 32)"';
 
 /**
  * The fingerprint of a codec key: `k` + the first 16 hex digits of SHA-256(key).

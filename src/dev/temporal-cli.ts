@@ -44,6 +44,12 @@ export class TemporalCliNotFoundError extends Error {
   }
 }
 
+/** The Go toolchain's `go`: `$GOROOT/bin/go`, else `go` on PATH, else `/usr/local/go/bin/go`; undefined when none. */
+export function findGo(): string | undefined {
+  if (process.env.GOROOT && existsSync(join(process.env.GOROOT, 'bin', 'go'))) return join(process.env.GOROOT, 'bin', 'go');
+  return onPath('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
+}
+
 /**
  * Returns the path of a usable `temporal` binary, building it with Go when
  * nothing else is found (takes a few minutes the first time; progress goes to stderr).
@@ -63,7 +69,7 @@ export function resolveTemporalCli(opts: { build?: boolean; log?: (msg: string) 
   const cached = join(CLI_CACHE_DIR, 'temporal');
   if (isExecutable(cached)) return cached;
   if (opts.build === false) throw new TemporalCliNotFoundError('not in TEMPORAL_CLI_PATH, on PATH, or in .cache/bin');
-  const go = process.env.GOROOT && existsSync(join(process.env.GOROOT, 'bin', 'go')) ? join(process.env.GOROOT, 'bin', 'go') : onPath('go') ?? (isExecutable('/usr/local/go/bin/go') ? '/usr/local/go/bin/go' : undefined);
+  const go = findGo();
   if (!go) throw new TemporalCliNotFoundError('no temporal binary and no Go toolchain to build one');
   mkdirSync(CLI_CACHE_DIR, { recursive: true });
   log(`building the Temporal CLI: go install ${TEMPORAL_CLI_MODULE} (first run only; a few minutes)`);

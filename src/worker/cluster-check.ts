@@ -390,7 +390,7 @@ export function disagreements(self: SelfIdentity, pollers: readonly Poller[], ta
         message:
           `another worker polls task queue "${taskQueue}" on another state store: "${p.identity}"${seen(p)} has state=${p.state}, this process state=${myState}. ` +
           `Workers on separate embedded data dirs would each keep their own credential versions and audit trail and diverge. ` +
-          `Set INTEGRATION_AGENT_DATABASE_URL (PostgreSQL) to the same database on every worker, or run one worker per embedded data dir, each on its own task queue (TEMPORAL_TASK_QUEUE).`,
+          `Set INTEGRATION_AGENT_DATABASE_URL (PostgreSQL) to the same database on every worker, or give each embedded data dir's deployment a Temporal namespace of its own (TEMPORAL_NAMESPACE): workflow ids (service/<id>, breaker/<id>, rotation/<id>) are unique per namespace, so a separate task queue alone is not enough.`,
       });
     }
     if (self.limits && p.limits && p.limits !== self.limits) {

@@ -48,7 +48,7 @@ test('two workers with different generated keys on one task queue: the second re
     `another worker polls task queue "${taskQueue}" with a different codec key: "${hostname()}:${first.pid} codec=${keyA} state=`,
   );
   expect(second.stderr).toMatch(new RegExp(`this process with codec=${keyB} and does not hold ${keyA}\\..*must share INTEGRATION_AGENT_CODEC_KEYS`));
-  expect(second.stderr).toMatch(/another state store: .*Set INTEGRATION_AGENT_DATABASE_URL .* or run one worker per embedded data dir, each on its own task queue/);
+  expect(second.stderr).toMatch(/another state store: .*Set INTEGRATION_AGENT_DATABASE_URL .* or give each embedded data dir's deployment a Temporal namespace of its own \(TEMPORAL_NAMESPACE\)/);
   expect(first.running()).toBe(true);
 
   // A CLI with key B does not start a workflow worker A could not decode.

@@ -89,6 +89,23 @@ test('sweep, rotate and the state reads fail at once, in one line, when no worke
   }
 });
 
+test('with INTEGRATION_AGENT_REGISTRY set, an unknown id is named first: before "no worker" (rotate) and before the secret is read (import)', () => {
+  const env = {
+    TEMPORAL_ADDRESS: testAddress(),
+    TEMPORAL_TASK_QUEUE: uniqueTaskQueue('nobody'),
+    INTEGRATION_AGENT_DATA_DIR: mkdtempSync(join(tmpdir(), 'ia-cli-')),
+    INTEGRATION_AGENT_REGISTRY: join(__dirname, '..', '..', 'examples', 'services.yaml'),
+  };
+  const rotate = cli(['rotate', 'shared-api-ky'], env);
+  expect(rotate.status).toBe(1);
+  expect(rotate.stderr).toMatch(/unknown credential "shared-api-ky" .*did you mean "shared-api-key"/);
+  // stdin is empty here (spawnSync gives none): the id is refused, not the empty secret.
+  const imported = cli(['credentials', 'import', 'nope'], env);
+  expect(imported.status).toBe(1);
+  expect(imported.stderr).toMatch(/unknown credential "nope"/);
+  expect(imported.stderr).not.toMatch(/empty/);
+});
+
 test('unknown service and credential ids are refused with a did-you-mean, exit 1, nothing created; --every takes a unit', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'ia-cli-ids-'));
   const env = {

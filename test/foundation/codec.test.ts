@@ -286,6 +286,10 @@ describe('integration-agent codec-server (built CLI)', () => {
     expect(badOrigin.code).toBe(1);
     expect(badOrigin.stderr).toMatch(/--ui-origin: "https:\/\/ui.example.com\/path" is not an origin/);
     expect(badOrigin.stderr).not.toContain(token);
+    const short = await runCli(['codec-server', '--listen', '127.0.0.1:0'], { ...env, CODEC_SERVER_TOKEN: 'hunter2' });
+    expect(short.code).toBe(1);
+    expect(short.stderr).toMatch(/CODEC_SERVER_TOKEN is 7 characters long; use at least 16/);
+    expect(short.stderr).not.toContain('hunter2');
     const wide = await runCli(['codec-server', '--listen', '0.0.0.0:0', '--trust-local-ui', '8233'], env);
     expect(wide.code).toBe(1);
     expect(wide.stderr).toMatch(/listen on 127.0.0.1/);

@@ -43,6 +43,9 @@ function parseListen(listen: string): { host: string; port: number } {
 }
 
 /** Registers `codec-server` on the program. */
+/** Shortest CODEC_SERVER_TOKEN accepted: 16 characters (`openssl rand -hex 32` gives 64). */
+const MIN_TOKEN_LENGTH = 16;
+
 export function register(program: Command): void {
   program
     .command('codec-server')
@@ -64,6 +67,12 @@ export function register(program: Command): void {
       if (!token && trusted.length === 0) {
         throw new CliError(
           'set CODEC_SERVER_TOKEN (e.g. export CODEC_SERVER_TOKEN="$(openssl rand -hex 32)"): every request must carry "Authorization: Bearer <token>" — the Temporal CLI sends it with --codec-auth, and a Web UI needs a reverse proxy that authenticates users and adds the header (docs/web-ui.md); browsers cannot send it themselves',
+        );
+      }
+      // A short token can be guessed; its value is never printed, only its length.
+      if (token && token.length < MIN_TOKEN_LENGTH) {
+        throw new CliError(
+          `CODEC_SERVER_TOKEN is ${token.length} characters long; use at least ${MIN_TOKEN_LENGTH} random characters (e.g. export CODEC_SERVER_TOKEN="$(openssl rand -hex 32)")`,
         );
       }
       const { host, port } = parseListen(opts.listen);

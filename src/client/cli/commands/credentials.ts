@@ -199,9 +199,11 @@ export function register(program: Command): void {
       const tty = process.stderr.isTTY && !opts.json;
       let lastLine = '';
       try {
+        // An unknown id is refused before a `rotation/<id>` workflow is started only to fail: first of all when
+        // INTEGRATION_AGENT_REGISTRY's file can tell, else once a worker is there to ask.
+        if (config.registryPath) await requireKnownId(client, config, 'credential', credentialId);
         await requireWorker(client, config.taskQueue);
-        // An unknown id is refused here, before a `rotation/<id>` workflow is started only to fail.
-        await requireKnownId(client, config, 'credential', credentialId);
+        if (!config.registryPath) await requireKnownId(client, config, 'credential', credentialId);
         const result = await rotate(
           client,
           { credentialId, taskQueue: config.taskQueue, force: opts.force, dryRun: opts.dryRun, gracePeriodMs },
@@ -236,10 +238,10 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (id: string, opts: { file?: string; json?: boolean }) => {
       const credentialId = credentialIdArg(id);
-      const secret = await readSecretInput(opts.file);
       const { labels, versionId } = await withStore(async (store) => {
-        // After the check that this is the workers' store (the deeper mistake), before any write.
+        // After the check that this is the workers' store (the deeper mistake), before the secret is read and any write.
         await requireKnownId(undefined, loadConfig(), 'credential', credentialId);
+        const secret = await readSecretInput(opts.file);
         const labels = await store.labels(credentialId);
         if (labels.PENDING) {
           throw new CliError(`credential ${credentialId} has PENDING version ${labels.PENDING.versionId} (a rotation is running or needs attention); finish or roll it back first`);
