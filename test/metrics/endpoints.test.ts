@@ -23,7 +23,7 @@ import { startContractServer, type ContractServer } from '../fixtures/rotation-c
 import { cliJson, ROOT, type CliRun, runCli, useClusterFile, waitFor, WorkerProcess } from '../cluster/harness';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
 import { Client } from '@temporalio/client';
-import { freePort, prometheusTools, promtool, startPrometheus, type PrometheusServer } from './tools';
+import { freePort, grafanaToPromQL, prometheusTools, promtool, scrapeConfig, startPrometheus, type PrometheusServer } from './tools';
 
 const tools = prometheusTools(); // fails the file at once, naming scripts/setup-system.sh, when missing
 const file = useClusterFile('ia-metrics-');
@@ -104,17 +104,7 @@ beforeAll(async () => {
   const startingPrometheus = startPrometheus(
     tools.prometheus,
     promDir,
-    [
-      'global:',
-      '  scrape_interval: 1s',
-      '  evaluation_interval: 1s',
-      'scrape_configs:',
-      '  - job_name: integration-agent',
-      `    static_configs: [{ targets: ['127.0.0.1:${metricsPort}'] }]`,
-      '  - job_name: temporal-sdk',
-      `    static_configs: [{ targets: ['127.0.0.1:${sdkPort}'] }]`,
-      '',
-    ].join('\n'),
+    scrapeConfig({ 'integration-agent': [`127.0.0.1:${metricsPort}`], 'temporal-sdk': [`127.0.0.1:${sdkPort}`] }),
   );
   worker = new WorkerProcess('metrics worker', env);
   file.workers.push(worker);
@@ -251,11 +241,3 @@ interface Dashboard {
   panels: { type: string; title: string; gridPos: object; targets: { expr: string }[] }[];
 }
 
-/** A panel's expression as Grafana would send it: its variables substituted (every service, 15 s scrapes, the last 5 minutes). */
-function grafanaToPromQL(expr: string): string {
-  return expr
-    .replace(/\$service\b|\$\{service\}/g, '.*')
-    .replace(/\$__rate_interval\b|\$\{__rate_interval\}/g, '1m')
-    .replace(/\$__interval\b|\$\{__interval\}/g, '15s')
-    .replace(/\$__range\b|\$\{__range\}/g, '5m');
-}

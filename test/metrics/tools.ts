@@ -113,3 +113,24 @@ export async function startPrometheus(bin: string, dir: string, config: string):
       }),
   };
 }
+
+/**
+ * A Prometheus config scraping loopback targets every second.
+ * @param jobs job name → `host:port` targets.
+ */
+export function scrapeConfig(jobs: Record<string, string[]>): string {
+  const lines = ['global:', '  scrape_interval: 1s', '  evaluation_interval: 1s', 'scrape_configs:'];
+  for (const [job, targets] of Object.entries(jobs)) {
+    lines.push(`  - job_name: ${job}`, `    static_configs: [{ targets: [${targets.map((t) => `'${t}'`).join(', ')}] }]`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** A dashboard panel's expression as Grafana would send it: its variables substituted (every service, 15 s scrapes, the last 5 minutes). */
+export function grafanaToPromQL(expr: string): string {
+  return expr
+    .replace(/\$service\b|\$\{service\}/g, '.*')
+    .replace(/\$__rate_interval\b|\$\{__rate_interval\}/g, '1m')
+    .replace(/\$__interval\b|\$\{__interval\}/g, '15s')
+    .replace(/\$__range\b|\$\{__range\}/g, '5m');
+}

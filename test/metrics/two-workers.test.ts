@@ -28,7 +28,7 @@ import { parseRegistry } from '../../src/domain/registry-parse';
 import { startPostgres, type TestPostgres } from '../helpers/postgres';
 import { testAddress, uniqueTaskQueue } from '../helpers/temporal';
 import { cliJson, ROOT, runCli, useClusterFile, waitFor, WorkerProcess } from '../cluster/harness';
-import { freePort, prometheusTools, startPrometheus, type PrometheusServer } from './tools';
+import { freePort, grafanaToPromQL, prometheusTools, scrapeConfig, startPrometheus, type PrometheusServer } from './tools';
 
 const tools = prometheusTools();
 const file = useClusterFile('ia-metrics2-');
@@ -52,10 +52,6 @@ interface Panel {
   targets: { expr: string }[];
 }
 
-/** A panel's expression with Grafana's variables substituted (every service). */
-function grafanaToPromQL(expr: string): string {
-  return expr.replace(/\$service\b|\$\{service\}/g, '.*');
-}
 
 /** `name{labels} value` lines of one worker's /metrics for series whose labels include `service="<id>"`. */
 async function seriesOf(url: string, name: string, service: string): Promise<Map<string, number>> {
@@ -130,15 +126,7 @@ test('every fleet-health panel shows each service once, with the latest sweep\'s
   const startingPrometheus = startPrometheus(
     tools.prometheus,
     promDir,
-    [
-      'global:',
-      '  scrape_interval: 1s',
-      '  evaluation_interval: 1s',
-      'scrape_configs:',
-      '  - job_name: integration-agent',
-      `    static_configs: [{ targets: ['127.0.0.1:${ports[0]}', '127.0.0.1:${ports[1]}'] }]`,
-      '',
-    ].join('\n'),
+    scrapeConfig({ 'integration-agent': ports.map((p) => `127.0.0.1:${p}`) }),
   );
   const workers = ports.map(
     (p, i) => new WorkerProcess(`worker ${'AB'[i]}`, { ...shared, LOG_LEVEL: 'info', INTEGRATION_AGENT_DATA_DIR: join(dir, `worker-${i}`), METRICS_ADDRESS: `127.0.0.1:${p}` }),
