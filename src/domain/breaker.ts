@@ -481,21 +481,35 @@ export function windowRates(w: SlidingWindow): { calls: number; failureRate: num
 // The reducer
 
 /**
+ * Rules of earlier versions, kept only so that the breaker workflow replays
+ * the histories they recorded (it asks `patched()` which rules a run began
+ * with). New code never sets them.
+ */
+export interface LegacyBreakerRules {
+  /**
+   * Before issue 14: an aborted or ignored HALF_OPEN trial kept its slot until
+   * `maxWaitDurationInHalfOpenStateMs` gave it up.
+   */
+  abortedTrialKeepsSlot?: boolean;
+}
+
+/**
  * Applies one event at time `nowMs` (epoch ms, the caller's clock: workflow
  * time in the breaker workflow). Never mutates `state`.
  *
  * Time-driven changes (OPEN -> HALF_OPEN when the wait has elapsed, giving up
  * expired trial permits, evicting old time-window buckets) are applied first
- * on every event; `tick` applies only those.
+ * on every event; `tick` applies only those. `legacy` replays the rules of an
+ * earlier version (see {@link LegacyBreakerRules}); leave it out.
  */
-export function reduceBreaker(state: BreakerState, event: BreakerEvent, nowMs: number): BreakerState {
+export function reduceBreaker(state: BreakerState, event: BreakerEvent, nowMs: number, legacy?: LegacyBreakerRules): BreakerState {
   const s = cloneState(state);
   advanceTime(s, nowMs);
   switch (event.type) {
     case 'tick':
       break;
     case 'outcomes':
-      for (const o of event.outcomes) recordOutcome(s, o, o.reporter ?? event.reporter, nowMs);
+      for (const o of event.outcomes) recordOutcome(s, o, o.reporter ?? event.reporter, nowMs, legacy);
       break;
     case 'acquirePermit':
       acquirePermit(s, event.permitId, event.reporter, nowMs);
@@ -601,13 +615,19 @@ function isStale(s: BreakerState, o: ReportedOutcome): boolean {
   return s.generation > 0 && o.startedAt < s.sinceMs;
 }
 
-function recordOutcome(s: BreakerState, o: ReportedOutcome, reporter: string, nowMs: number): void {
+function recordOutcome(s: BreakerState, o: ReportedOutcome, reporter: string, nowMs: number, legacy: LegacyBreakerRules | undefined): void {
   if (isStale(s, o)) {
     s.counters.stale++;
     return;
   }
   const kind = classifyOutcome(o, s.options);
   if (kind === 'ignored') {
+    // An aborted trial says nothing about the service, but it is over: free its
+    // slot now, or with one permitted trial every call waits out the permit's expiry.
+    if (!legacy?.abortedTrialKeepsSlot && s.state === 'HALF_OPEN' && s.halfOpen && o.permitId !== undefined) {
+      const i = s.halfOpen.permits.findIndex((p) => p.permitId === o.permitId);
+      if (i >= 0) s.halfOpen.permits.splice(i, 1);
+    }
     s.counters.ignored++;
     return;
   }

@@ -227,8 +227,12 @@ export async function circuitBreaker(input: BreakerWorkflowInput): Promise<void>
     ]);
   }
 
+  // Runs begun before an aborted HALF_OPEN trial freed its slot at once kept it
+  // until the permit expired; freeing it earlier changes their timers and
+  // permit answers, so they keep the old rule (until their continue-as-new).
+  const legacy = patched('breaker-aborted-trial-frees-slot') ? undefined : { abortedTrialKeepsSlot: true };
   const apply = (event: BreakerEvent): void => {
-    const next = reduceBreaker(state, event, Date.now());
+    const next = reduceBreaker(state, event, Date.now(), legacy);
     const changes = newTransitions(state, next);
     state = next;
     if (changes.length > 0) {

@@ -36,7 +36,7 @@ const optionsArb: fc.Arbitrary<Partial<BreakerOptions>> = fc.record({
 
 /** A step, materialized against the state it is applied to (so generations and permit ids can refer to it). */
 type Step =
-  | { kind: 'outcomes'; dtMs: number; reporter: string; calls: Array<{ ok: boolean; status: number; slow: boolean; genOffset: number | null; permit: number | null }> }
+  | { kind: 'outcomes'; dtMs: number; reporter: string; calls: Array<{ ok: boolean; status: number; slow: boolean; genOffset: number | null; permit: number | null; aborted: boolean }> }
   | { kind: 'acquire'; dtMs: number; permit: number; reporter: string }
   | { kind: 'tick'; dtMs: number }
   | { kind: 'operator'; dtMs: number; op: 'forceOpen' | 'forceClose' | 'reset' | 'disable' };
@@ -57,6 +57,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
           slow: fc.boolean(),
           genOffset: fc.constantFrom(0, 0, 0, -1, -2, null),
           permit: fc.option(fc.integer({ min: 0, max: 9 })),
+          aborted: fc.constantFrom(false, false, false, false, true),
         }),
         { minLength: 1, maxLength: 6 },
       ),
@@ -81,6 +82,7 @@ function materialize(s: BreakerState, step: Step, now: number): BreakerEvent {
             startedAt: now,
             ...(c.genOffset !== null && { generation: Math.max(0, s.generation + c.genOffset) }),
             ...(c.permit !== null && { permitId: `p${c.permit}` }),
+            ...(c.aborted && { ok: false, status: undefined, failureKind: 'aborted' as const }),
           }),
         ),
       };
@@ -212,6 +214,28 @@ test('a trial that never reports is given up: the breaker cannot wedge in HALF_O
         const u = reduceBreaker(t, { type: 'acquirePermit', permitId: 'fresh', reporter: 'w9' }, latest);
         expect(permitDecision(u, 'fresh', latest).granted).toBe(true);
       }
+    }),
+    { numRuns: 500 },
+  );
+});
+
+test('an aborted or ignored trial frees its slot at once and decides nothing', () => {
+  fc.assert(
+    fc.property(optionsArb, fc.array(stepArb, { maxLength: 60 }), fc.nat(), fc.constantFrom('aborted' as const, 'breaker_open' as const), (options, steps, pick, failureKind) => {
+      const s = run(options, steps);
+      fc.pre(s.state === 'HALF_OPEN' && s.halfOpen!.permits.length > 0);
+      const now = s.halfOpen!.permits.reduce((m, p) => Math.min(m, p.expiresAtMs), Infinity) - 1;
+      fc.pre(now >= s.sinceMs);
+      const permit = s.halfOpen!.permits[pick % s.halfOpen!.permits.length]!;
+      const t = reduceBreaker(s, { type: 'outcomes', reporter: 'w1', outcomes: [{ ok: false, latencyMs: 5000, startedAt: now, generation: s.generation, permitId: permit.permitId, failureKind }] }, now);
+      // Nothing decided: same state and generation, no success or failure counted, no permit given up.
+      expect(t).toMatchObject({ state: 'HALF_OPEN', generation: s.generation, consecutiveTrips: s.consecutiveTrips });
+      expect(t.halfOpen!.successes).toBe(s.halfOpen!.successes);
+      expect(t.halfOpen!.abandoned).toBe(s.halfOpen!.abandoned);
+      expect(t.halfOpen!.permits.map((p) => p.permitId)).toEqual(s.halfOpen!.permits.filter((p) => p !== permit).map((p) => p.permitId));
+      // The slot is free at once: the next caller gets a trial.
+      const u = reduceBreaker(t, { type: 'acquirePermit', permitId: 'fresh', reporter: 'w9' }, now);
+      expect(permitDecision(u, 'fresh', now).granted).toBe(true);
     }),
     { numRuns: 500 },
   );

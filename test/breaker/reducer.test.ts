@@ -186,6 +186,34 @@ describe('OPEN and HALF_OPEN', () => {
     expect(permitDecision(s, 'c', T0 + 7100).granted).toBe(true);
   });
 
+  test('an aborted trial gives its slot back at once and decides nothing', () => {
+    let s = reduceBreaker(tripped({ ...small, permittedNumberOfCallsInHalfOpenState: 1 }), { type: 'tick' }, T0 + 2000);
+    s = reduceBreaker(s, { type: 'acquirePermit', permitId: 'a', reporter: 'w1' }, T0 + 2000);
+    expect(permitDecision(s, 'a', T0 + 2000).granted).toBe(true);
+    const g = s.generation;
+    // The one slot is held: the next caller is refused.
+    s = reduceBreaker(s, { type: 'acquirePermit', permitId: 'b', reporter: 'w2' }, T0 + 2010);
+    expect(permitDecision(s, 'b', T0 + 2010).granted).toBe(false);
+    // The trial's caller gave up: no verdict on the service, but the slot is free now, not at T0 + 7000.
+    s = reduceBreaker(s, outcomes([fail({ generation: g, permitId: 'a', status: undefined, failureKind: 'aborted' })]), T0 + 2020);
+    expect(s).toMatchObject({ state: 'HALF_OPEN', generation: g, halfOpen: { permits: [], successes: 0, abandoned: 0 } });
+    expect(s.counters.ignored).toBe(1);
+    expect(nextDeadlineMs(s)).toBeUndefined();
+    s = reduceBreaker(s, { type: 'acquirePermit', permitId: 'c', reporter: 'w2' }, T0 + 2030);
+    expect(permitDecision(s, 'c', T0 + 2030).granted).toBe(true);
+    // A call the breaker itself turned away is ignored the same way.
+    s = reduceBreaker(s, outcomes([fail({ generation: g, permitId: 'c', status: undefined, failureKind: 'breaker_open' })]), T0 + 2040);
+    expect(s.halfOpen!.permits).toHaveLength(0);
+    // Recorded histories replay with the old rule: the slot stays held until the permit expires.
+    const legacy = reduceBreaker(
+      reduceBreaker(reduceBreaker(tripped(), { type: 'tick' }, T0 + 2000), { type: 'acquirePermit', permitId: 'a', reporter: 'w1' }, T0 + 2000),
+      outcomes([fail({ generation: g, permitId: 'a', failureKind: 'aborted' })]),
+      T0 + 2020,
+      { abortedTrialKeepsSlot: true },
+    );
+    expect(legacy.halfOpen!.permits.map((p) => p.permitId)).toEqual(['a']);
+  });
+
   test('outcomes of calls admitted under an earlier generation do not move the state', () => {
     const s = tripped();
     let c = reduceBreaker(reduceBreaker(s, { type: 'tick' }, T0 + 2000), { type: 'acquirePermit', permitId: 'a', reporter: 'w1' }, T0 + 2000);

@@ -149,6 +149,34 @@ test('HALF_OPEN grants exactly the permitted number of trials to concurrent requ
   });
 });
 
+test('an aborted trial frees the one half-open slot at once: the next call is admitted, not refused for 60 s', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('breaker');
+  const id = serviceId();
+  const input: BreakerWorkflowInput = { serviceId: id, options: { ...fast, waitDurationInOpenStateMs: 200, permittedNumberOfCallsInHalfOpenState: 1, maxWaitDurationInHalfOpenStateMs: 60_000 } };
+  await withTestWorker({ taskQueue, activities: activities([]) }, async () => {
+    const handle = await record(client, taskQueue, input, failures(4));
+    await waitFor('HALF_OPEN', async () => ((await handle.query(breakerStateQuery)).state === 'HALF_OPEN' ? true : undefined));
+    const ask = (permitId: string) => requestPermit(client, { taskQueue, input, permitId, reporter: 'w1' });
+    const trial = await ask('trial-1');
+    expect(trial).toMatchObject({ granted: true, state: 'HALF_OPEN', permitId: 'trial-1' });
+    // The one slot is held: another caller is refused.
+    expect(await ask('trial-2')).toMatchObject({ granted: false, state: 'HALF_OPEN' });
+    // The trial's caller cancels (activity cancelled): reported aborted, as the gate's permit does.
+    await handle.signal(recordOutcomesSignal, {
+      reporter: 'w1',
+      outcomes: [{ ok: false, failureKind: 'aborted', latencyMs: 40, startedAt: Date.now(), generation: trial.generation, permitId: 'trial-1' }],
+    });
+    const next = await ask('trial-3');
+    expect(next).toMatchObject({ granted: true, state: 'HALF_OPEN', generation: trial.generation, permitId: 'trial-3' });
+    const view = await handle.query(breakerStateQuery);
+    // Nothing decided by the aborted trial: still HALF_OPEN, no success, nothing given up.
+    expect(view).toMatchObject({ state: 'HALF_OPEN', generation: trial.generation, halfOpen: { successes: 0, abandoned: 0 } });
+    expect(view.halfOpen!.permits.map((p) => p.permitId)).toEqual(['trial-3']);
+    await handle.terminate('test done');
+  });
+});
+
 test('operator commands through the client facade start the breaker lazily and are listed', async () => {
   const client = await testClient();
   const taskQueue = uniqueTaskQueue('breaker');
