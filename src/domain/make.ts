@@ -219,6 +219,24 @@ export function makeNextOffset(offset: number, limit: number, received: number):
   return offset + received;
 }
 
+/** Default bound on the items of one listing: beyond it the listing stops with an error rather than grow without end. */
+export const MAKE_DEFAULT_MAX_LIST_ITEMS = 10_000;
+/** Default bound on the pages of one listing (matters with small pages). */
+export const MAKE_DEFAULT_MAX_LIST_PAGES = 1_000;
+
+/**
+ * True when a page holds exactly the ids of the previous page, in the same
+ * order: the server ignored `pg[offset]` and answered the same page again, so
+ * walking on would never end. An empty page never repeats.
+ *
+ * @param previous the ids of the previous page (undefined for the first page).
+ * @param ids the ids of this page (items without an `id` compare by their JSON text).
+ */
+export function makePageRepeats(previous: readonly string[] | undefined, ids: readonly string[]): boolean {
+  if (!previous || ids.length === 0 || previous.length !== ids.length) return false;
+  return ids.every((id, i) => id === previous[i]);
+}
+
 /** Number of requests needed to list `total` items with page size `limit` (the final empty page counted when total is a multiple of limit). */
 export function makePagesNeeded(total: number, limit: number): number {
   return Math.floor(total / limit) + 1;
@@ -247,11 +265,23 @@ export interface MakeScenario {
   name: string;
   teamId?: number;
   hookId?: number | null;
-  /** True when the scenario is active (switched ON). */
-  islinked: boolean;
+  /** True when the scenario is active (switched ON). Read with {@link makeScenarioActive}. */
+  isActive?: boolean;
+  /** Deprecated by Make in favour of `isActive`; read only when `isActive` is absent. */
+  islinked?: boolean;
   isPaused?: boolean;
   isinvalid?: boolean;
   scheduling?: { type?: string };
+}
+
+/**
+ * Whether a scenario is active (switched ON): Make's `isActive`, or, in an
+ * answer without it, the deprecated `islinked`; neither (or not booleans) reads
+ * as inactive, so an expected-active scenario is never passed on a guess.
+ */
+export function makeScenarioActive(s: Pick<MakeScenario, 'isActive' | 'islinked'>): boolean {
+  if (typeof s.isActive === 'boolean') return s.isActive;
+  return s.islinked === true;
 }
 
 /** Items of `GET /scenarios/{id}/logs` → `{ scenarioLogs, pg }`. `status` 1 success, 2 warning, 3 error. */
@@ -464,7 +494,7 @@ export function evaluateScenario(
   const base = { kind: 'scenario' as const, id: String(cfg.id), name: scenario?.name ?? cfg.name };
   if (!scenario) return { ...base, status: 'unhealthy', reason: `scenario ${cfg.id} not found` };
   if (scenario.isinvalid) return { ...base, status: 'unhealthy', reason: 'scenario is invalid' };
-  if (cfg.expectActive && !scenario.islinked) return { ...base, status: 'unhealthy', reason: 'scenario is inactive' };
+  if (cfg.expectActive && !makeScenarioActive(scenario)) return { ...base, status: 'unhealthy', reason: 'scenario is inactive' };
   if (cfg.expectActive && scenario.isPaused) return { ...base, status: 'unhealthy', reason: 'scenario is paused' };
   const errors = logs.filter((l) => l.status === 3).length;
   const warnings = logs.filter((l) => l.status === 2).length;

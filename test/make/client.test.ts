@@ -1,4 +1,4 @@
-import { MakeApiError, MakeClient, MakeOrganizationLimits } from '../../src/activities/make/client';
+import { MakeApiError, MakeClient, MakeAnswerError, MakeOrganizationLimits } from '../../src/activities/make/client';
 import { startFakeMake, type FakeMake } from '../fixtures/make-server';
 import { fetchTransport } from './fetch-transport';
 
@@ -24,6 +24,33 @@ test('listing walks pg[offset]/pg[limit] pages until a short page and yields eve
     ['10', '10', '42'],
     ['20', '10', '42'],
   ]);
+});
+
+test('a server that ignores pg[offset] ends the listing with a clear error instead of looping', async () => {
+  for (let i = 1; i <= 23; i++) fake.addConnection({ id: 100 + i });
+  fake.options.ignoreOffset = true;
+  const err = await MakeClient.all(client().connections(fake.teamId)).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(MakeAnswerError);
+  expect((err as MakeAnswerError).retryable).toBe(false);
+  expect((err as Error).message).toBe(
+    'Make API GET /connections (service make-prod): the page at pg[offset]=10 repeats the previous page (the same 10 ids), so the server ignores pg[offset]; listing stopped after 2 pages — check that the API base URL is Make\'s (no proxy rewriting the query string)',
+  );
+  expect(fake.requests.filter((r) => r.path === '/api/v2/connections')).toHaveLength(2);
+});
+
+test('a listing stops at its bound with a clear error naming the endpoint', async () => {
+  for (let i = 1; i <= 23; i++) fake.addScenario({ id: 100 + i });
+  const err = await MakeClient.all(client({ maxListItems: 15 }).scenarios(fake.teamId)).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(MakeAnswerError);
+  expect((err as Error).message).toBe(
+    'Make API GET /scenarios (service make-prod): more than 15 items (maxListItems); listing stopped after 2 pages — narrow the listing or raise maxListItems',
+  );
+  const pages = await MakeClient.all(client({ maxListPages: 2 }).scenarios(fake.teamId)).catch((e: unknown) => e);
+  expect((pages as Error).message).toBe(
+    'Make API GET /scenarios (service make-prod): more than 2 pages (maxListPages) of 10 items; listing stopped — narrow the listing or raise maxListPages',
+  );
+  expect(() => client({ maxListItems: 0 })).toThrow(/invalid maxListItems 0/);
+  expect(() => client({ maxListPages: 1.5 })).toThrow(/invalid maxListPages 1.5/);
 });
 
 test("Make's error body becomes a readable error: what failed, Make's words, code, suberrors, hint", async () => {

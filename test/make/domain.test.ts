@@ -8,6 +8,7 @@ import {
   makeConfigSchema,
   makeConnectionData,
   makeNextOffset,
+  makePageRepeats,
   makePageQuery,
   makePagesNeeded,
   makeRateLimitPerMinute,
@@ -95,6 +96,13 @@ describe('pagination maths', () => {
     expect(() => makePageQuery(-1, 10)).toThrow(/pg\[offset\] -1/);
     expect(() => makePageQuery(0, 0)).toThrow(/pg\[limit\] 0/);
     expect(() => makePageQuery(0, 10_001)).toThrow(/pg\[limit\] 10001/);
+  });
+  test('a page repeats only when it holds exactly the ids of the previous page', () => {
+    expect(makePageRepeats(undefined, ['1', '2'])).toBe(false);
+    expect(makePageRepeats(['1', '2'], ['1', '2'])).toBe(true);
+    expect(makePageRepeats(['1', '2'], ['3', '4'])).toBe(false);
+    expect(makePageRepeats(['1', '2'], ['1'])).toBe(false);
+    expect(makePageRepeats([], [])).toBe(false);
   });
   test('walking pages visits every item exactly once and asks for the predicted number of pages', () => {
     fc.assert(
@@ -196,16 +204,23 @@ describe('connection data for set-data', () => {
 });
 
 describe('health evaluation', () => {
-  const scenario = (over: Partial<MakeScenario> = {}): MakeScenario => ({ id: 1, name: 's', islinked: true, isPaused: false, isinvalid: false, ...over });
+  const scenario = (over: Partial<MakeScenario> = {}): MakeScenario => ({ id: 1, name: 's', isActive: true, isPaused: false, isinvalid: false, ...over });
   const cfg = { id: 1, connections: [128], expectActive: true };
   const conns = [{ id: 128, standsFor: 'crm-api', data: {} }];
   const log = (status: number) => ({ status, timestamp: '2026-01-01T00:00:00Z' });
 
   test('inactive, invalid and missing scenarios are unhealthy with the reason', () => {
-    expect(evaluateScenario(cfg, scenario({ islinked: false }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
+    expect(evaluateScenario(cfg, scenario({ isActive: false }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
     expect(evaluateScenario(cfg, scenario({ isinvalid: true }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is invalid' });
     expect(evaluateScenario(cfg, undefined, [], conns, new Set())).toMatchObject({ status: 'unhealthy' });
-    expect(evaluateScenario({ ...cfg, expectActive: false }, scenario({ islinked: false }), [], conns, new Set()).status).toBe('healthy');
+    expect(evaluateScenario({ ...cfg, expectActive: false }, scenario({ isActive: false }), [], conns, new Set()).status).toBe('healthy');
+  });
+  test('active is read from isActive first; the deprecated islinked only when isActive is absent', () => {
+    expect(evaluateScenario(cfg, scenario({ isActive: false, islinked: true }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
+    expect(evaluateScenario(cfg, scenario({ isActive: true, islinked: false }), [], conns, new Set()).status).toBe('healthy');
+    expect(evaluateScenario(cfg, scenario({ isActive: undefined, islinked: false }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
+    expect(evaluateScenario(cfg, scenario({ isActive: undefined, islinked: true }), [], conns, new Set()).status).toBe('healthy');
+    expect(evaluateScenario(cfg, scenario({ isActive: undefined, islinked: undefined }), [], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
   });
   test('failing recent executions: latest failed is unhealthy, older failures degrade', () => {
     expect(evaluateScenario(cfg, scenario(), [log(3), log(1)], conns, new Set())).toMatchObject({ status: 'unhealthy' });

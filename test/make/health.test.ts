@@ -68,12 +68,27 @@ test('a connection whose test says verified: false is unhealthy, and so is the s
 
 test('an inactive scenario and a failing latest execution are unhealthy with the reason', async () => {
   seedHealthy();
-  fake.scenarios.get(111)!.islinked = false;
+  fake.scenarios.get(111)!.isActive = false;
   expect((await check()).parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
   await rig!.close();
-  fake.scenarios.get(111)!.islinked = true;
+  fake.scenarios.get(111)!.isActive = true;
   fake.scenarios.get(111)!.logs.unshift({ id: 'b', imtId: 'b', type: 'auto', status: 3, timestamp: '2026-11-29T11:00:00Z', duration: 10, operations: 1 });
   expect((await check()).parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/latest execution failed/) });
+});
+
+test("a scenario's active state is Make's isActive, not the deprecated islinked; islinked only when isActive is absent", async () => {
+  seedHealthy();
+  const s = fake.scenarios.get(111)!;
+  s.isActive = false;
+  s.islinked = true; // stale deprecated field
+  expect((await check()).parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
+  await rig!.close();
+  s.isActive = true;
+  s.islinked = false;
+  expect((await check()).parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'healthy' });
+  await rig!.close();
+  s.omitIsActive = true; // an answer with islinked only
+  expect((await check()).parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'unhealthy', reason: 'scenario is inactive' });
 });
 
 test('a scenario is impacted when the service its connection stands for is unhealthy', async () => {

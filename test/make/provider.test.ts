@@ -75,8 +75,43 @@ test('preflight reports connections that cannot be edited through the API before
 test('preflight finds a dataField the connection does not have and fields set-data would empty', async () => {
   fake.connections.get(128)!.schema = ['baseUrl', 'apiToken', 'region'];
   const problems = await createMakeProvider(rig.clients).preflight(ctx());
-  expect(problems[0]).toMatch(/connection 128 \(CRM\) of service make-prod has no editable field "apiKey" \(fields: baseUrl, apiToken, region\)/);
+  expect(problems[0]).toMatch(/connection 128 \(CRM\) of service make-prod has no editable field "apiKey" \(editable fields: baseUrl, apiToken, region\)/);
   expect(problems[1]).toMatch(/fields apiToken, region would become empty/);
+});
+
+test('preflight reads editable-data-schema as Make answers it ({ editableParameters }) and refuses a dataField it does not list', async () => {
+  fake.connections.get(128)!.schema = ['baseUrl', 'token'];
+  const problems = await createMakeProvider(rig.clients).preflight(ctx());
+  expect(problems).toEqual([
+    'Make connection 128 (CRM) of service make-prod has no editable field "apiKey" (editable fields: baseUrl, token): fix make.connections[].dataField',
+    'Make connection 128 (CRM) of service make-prod: set-data replaces all data and fields token would become empty; list them under make.connections[].data',
+  ]);
+  const schemaCalls = fake.requests.filter((r) => r.path === '/api/v2/connections/128/editable-data-schema');
+  expect(schemaCalls).toHaveLength(1);
+  expect(fake.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
+});
+
+test('preflight refuses connection data that leaves out an editable field (set-data would empty it)', async () => {
+  fake.connections.get(129)!.schema = ['baseUrl', 'apiKey', 'region'];
+  expect(await createMakeProvider(rig.clients).preflight(ctx())).toEqual([
+    'Make connection 129 (CRM backup) of service make-prod: set-data replaces all data and fields region would become empty; list them under make.connections[].data',
+  ]);
+});
+
+test('preflight refuses an empty editable-data-schema: nothing could be checked, so it is never a pass', async () => {
+  fake.connections.get(128)!.schema = [];
+  expect(await createMakeProvider(rig.clients).preflight(ctx())).toEqual([
+    'Make connection 128 (CRM) of service make-prod: GET /connections/128/editable-data-schema lists no editable fields, so set-data cannot be checked (it would replace all data): check the connection in Make, or rotate it by hand',
+  ]);
+});
+
+test('preflight refuses an editable-data-schema answer it cannot read, naming the endpoint', async () => {
+  fake.inject({ match: (m, path) => m === 'GET' && path === '/connections/128/editable-data-schema', status: 200, body: { parameters: [{ name: 'apiKey' }, { name: 'baseUrl' }] } });
+  const problems = await createMakeProvider(rig.clients).preflight(ctx());
+  expect(problems).toHaveLength(1);
+  expect(problems[0]).toMatch(/^Make connection 128 \(CRM\) of service make-prod: Make API GET \/connections\/128\/editable-data-schema \(service make-prod\): the answer has no "editableParameters" list of field names/);
+  fake.inject({ match: (m, path) => m === 'GET' && path === '/connections/128/editable-data-schema', status: 200, body: { editableParameters: ['baseUrl', 7] } });
+  expect((await createMakeProvider(rig.clients).preflight(ctx()))[0]).toMatch(/no "editableParameters" list of field names/);
 });
 
 test('install into a non-editable connection fails non-retryably with Make\'s words and never the secret', async () => {

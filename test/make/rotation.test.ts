@@ -146,3 +146,25 @@ test('a Make connection whose data cannot be edited is reported by the plan befo
     conn.editable = true;
   }
 });
+
+test('a Make connection whose registry data leaves out an editable field refuses the rotation before set-data could empty that field', async () => {
+  const conn = fake.connections.get(128)!;
+  conn.data = { ...conn.data, region: 'eu' };
+  conn.schema = ['baseUrl', 'apiKey', 'region'];
+  const dataBefore = { ...conn.data };
+  const mintedBefore = contract.issuer('crm-api').versions.size;
+  const setDataBefore = fake.requests.filter((r) => r.path.endsWith('/set-data')).length;
+  try {
+    const client = await testClient();
+    const result = await withTestWorker({ taskQueue, activities: activities() }, () => rotate(client, { credentialId, taskQueue }));
+    expect(result.status).not.toBe('completed');
+    expect(result.cause).toMatch(/Make connection 128 \(CRM\) of service make-prod: set-data replaces all data and fields region would become empty/);
+    expect(contract.issuer('crm-api').versions.size).toBe(mintedBefore);
+    expect(fake.requests.filter((r) => r.path.endsWith('/set-data')).length).toBe(setDataBefore);
+    expect(fake.connections.get(128)!.data).toEqual(dataBefore);
+  } finally {
+    conn.schema = ['baseUrl', 'apiKey'];
+    const { region: _region, ...rest } = conn.data;
+    conn.data = rest;
+  }
+});

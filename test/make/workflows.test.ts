@@ -104,7 +104,7 @@ describe('scenario runs', () => {
   });
 
   test('an inactive scenario is refused at once, without retries', async () => {
-    fake.addScenario({ id: 113, islinked: false });
+    fake.addScenario({ id: 113, isActive: false });
     const client = await testClient();
     const before = fake.requests.filter((r) => r.path === '/api/v2/scenarios/113/run').length;
     const err = await run(() =>

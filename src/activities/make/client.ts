@@ -8,7 +8,10 @@
  *
  * - the organization's API limit per minute, shared by every registry service
  *   that points at the same organization ({@link MakeOrganizationLimits});
- * - pagination with `pg[offset]` / `pg[limit]` behind async iterators;
+ * - pagination with `pg[offset]` / `pg[limit]` behind async iterators, which
+ *   end on a short page and never loop: a page that repeats the previous one
+ *   (a server ignoring `pg[offset]`) or a listing past its bound stops with a
+ *   {@link MakeAnswerError};
  * - Make's error body `{ detail, message, code, suberrors }` turned into a
  *   {@link MakeApiError} whose message says what failed and what to do.
  *
@@ -23,6 +26,9 @@ import {
   isRetryableMakeStatus,
   makeNextOffset,
   makePageQuery,
+  makePageRepeats,
+  MAKE_DEFAULT_MAX_LIST_ITEMS,
+  MAKE_DEFAULT_MAX_LIST_PAGES,
   MAKE_DEFAULT_PAGE_LIMIT,
   parseMakeError,
   type MakeConnection,
@@ -72,6 +78,26 @@ export class MakeApiError extends Error {
     super(formatMakeError(info, `service ${serviceId}`));
     this.name = 'MakeApiError';
     this.retryable = isRetryableMakeStatus(info.status);
+  }
+}
+
+/**
+ * A 2xx answer this client cannot use: a listing whose page repeats the
+ * previous one or that passes its bound, or an answer without the documented
+ * member. Never retryable: the same call would get the same answer.
+ */
+export class MakeAnswerError extends Error {
+  readonly retryable = false;
+  constructor(
+    readonly method: string,
+    /** Path relative to the API base, without the query string. */
+    readonly path: string,
+    readonly serviceId: string,
+    problem: string,
+    hint: string,
+  ) {
+    super(`Make API ${method} ${path} (service ${serviceId}): ${problem} — ${hint}`);
+    this.name = 'MakeAnswerError';
   }
 }
 
@@ -215,7 +241,14 @@ export interface MakeClientOptions {
   pageLimit?: number;
   /** Per-call deadline, ms. Default 30000. */
   timeoutMs?: number;
+  /** Most items one listing may hold before it stops with an error, >= 1. Default 10000. */
+  maxListItems?: number;
+  /** Most pages one listing may take before it stops with an error, >= 1. Default 1000. */
+  maxListPages?: number;
 }
+
+/** What identifies a listed item when comparing pages: its `id`, else its JSON text. */
+const idOf = (it: unknown): string => (it && typeof it === 'object' && 'id' in it ? String((it as { id: unknown }).id) : JSON.stringify(it));
 
 const qs = (q: Record<string, string | number | boolean | undefined>): string => {
   const p = new URLSearchParams();
@@ -235,7 +268,10 @@ export class MakeClient {
   private readonly limits?: MakeOrganizationLimits;
   private readonly pageLimit: number;
   private readonly timeoutMs: number;
+  private readonly maxListItems: number;
+  private readonly maxListPages: number;
 
+  /** @throws RangeError naming the option when pageLimit, timeoutMs, maxListItems or maxListPages is out of range. */
   constructor(opts: MakeClientOptions) {
     this.serviceId = opts.serviceId;
     this.organizationId = opts.organizationId;
@@ -245,6 +281,11 @@ export class MakeClient {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     makePageQuery(0, this.pageLimit); // validates pageLimit
     if (!Number.isFinite(this.timeoutMs) || this.timeoutMs <= 0) throw new RangeError(`invalid timeoutMs ${this.timeoutMs}: must be > 0`);
+    this.maxListItems = opts.maxListItems ?? MAKE_DEFAULT_MAX_LIST_ITEMS;
+    this.maxListPages = opts.maxListPages ?? MAKE_DEFAULT_MAX_LIST_PAGES;
+    for (const [name, v] of [['maxListItems', this.maxListItems], ['maxListPages', this.maxListPages]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new RangeError(`invalid ${name} ${v}: must be an integer >= 1`);
+    }
   }
 
   /**
@@ -264,16 +305,28 @@ export class MakeClient {
 
   /**
    * Every item of a paginated listing, page by page (`pg[offset]`, `pg[limit]`),
-   * until a page comes back shorter than the page size.
+   * until a page comes back shorter than the page size (Make sends no total).
+   * Never loops: a page holding the same ids as the previous one means the
+   * server ignored `pg[offset]`, and a listing past `maxListItems` items or
+   * `maxListPages` pages is cut off; both throw {@link MakeAnswerError} naming
+   * the endpoint (items of the pages before were already yielded).
    * @param key the body member holding the items, e.g. `connections`.
    */
   async *paginate<T>(path: string, key: string, query: Record<string, string | number | undefined>, signal?: AbortSignal): AsyncGenerator<T> {
+    const stop = (problem: string, hint: string) => new MakeAnswerError('GET', path, this.serviceId, problem, hint);
     let offset: number | undefined = 0;
+    let pages = 0;
+    let count = 0;
+    let previous: string[] | undefined;
     while (offset !== undefined) {
+      if (pages >= this.maxListPages) {
+        throw stop(`more than ${this.maxListPages} pages (maxListPages) of ${this.pageLimit} items; listing stopped`, 'narrow the listing or raise maxListPages');
+      }
       const body: Record<string, unknown> = await this.call<Record<string, unknown>>(
         { method: 'GET', path: `${path}${qs({ ...query, ...makePageQuery(offset, this.pageLimit) })}` },
         signal,
       );
+      pages++;
       const items = body?.[key];
       if (!Array.isArray(items)) {
         throw new MakeApiError(
@@ -281,7 +334,19 @@ export class MakeClient {
           this.serviceId,
         );
       }
+      const ids = items.map(idOf);
+      if (makePageRepeats(previous, ids)) {
+        throw stop(
+          `the page at pg[offset]=${offset} repeats the previous page (the same ${ids.length} ids), so the server ignores pg[offset]; listing stopped after ${pages} pages`,
+          "check that the API base URL is Make's (no proxy rewriting the query string)",
+        );
+      }
+      if (count + items.length > this.maxListItems) {
+        throw stop(`more than ${this.maxListItems} items (maxListItems); listing stopped after ${pages} pages`, 'narrow the listing or raise maxListItems');
+      }
       for (const it of items) yield it as T;
+      count += items.length;
+      previous = ids;
       offset = makeNextOffset(offset, this.pageLimit, items.length);
     }
   }
@@ -319,10 +384,20 @@ export class MakeClient {
     return r.verified === true;
   }
 
-  /** `GET /connections/{id}/editable-data-schema`: the fields `set-data` takes. */
-  async editableDataSchema(id: number, signal?: AbortSignal): Promise<Array<{ name: string; type?: string; required?: boolean }>> {
-    const r = await this.call<{ parameters?: Array<{ name: string; type?: string; required?: boolean }> }>({ method: 'GET', path: `/connections/${id}/editable-data-schema` }, signal);
-    return r.parameters ?? [];
+  /**
+   * `GET /connections/{id}/editable-data-schema` → `{ editableParameters: string[] }`:
+   * the names of the fields `set-data` takes (Make API v2; the official SDK's
+   * `listEditableParameters` reads the same member). May be empty.
+   * @throws MakeAnswerError when the answer holds no such list of names (never read as "no fields").
+   */
+  async editableParameters(id: number, signal?: AbortSignal): Promise<string[]> {
+    const path = `/connections/${id}/editable-data-schema`;
+    const r = await this.call<unknown>({ method: 'GET', path }, signal);
+    const list = r && typeof r === 'object' ? (r as { editableParameters?: unknown }).editableParameters : undefined;
+    if (!Array.isArray(list) || !list.every((x): x is string => typeof x === 'string')) {
+      throw new MakeAnswerError('GET', path, this.serviceId, 'the answer has no "editableParameters" list of field names', 'check the connection in Make; the fields set-data would keep cannot be known');
+    }
+    return list;
   }
 
   /**

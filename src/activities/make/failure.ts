@@ -6,7 +6,7 @@
  */
 import { ApplicationFailure } from '@temporalio/common';
 import { toApplicationFailure } from '../coordinator/failure';
-import { MakeApiError, MakeRateLimitWaitError } from './client';
+import { MakeAnswerError, MakeApiError, MakeRateLimitWaitError } from './client';
 
 /**
  * @param err what a Make client call threw.
@@ -23,6 +23,10 @@ export function toMakeFailure(err: unknown, ctx: { attempt: number; method: stri
       details: [err.info],
       ...(err.retryable && err.retryAfterMs !== undefined ? { nextRetryDelay: Math.max(1, err.retryAfterMs) } : {}),
     });
+  }
+  if (err instanceof MakeAnswerError) {
+    // The same call would get the same answer: retrying cannot help.
+    return ApplicationFailure.create({ message: err.message, type: 'MAKE_UNUSABLE_ANSWER', nonRetryable: true });
   }
   if (err instanceof MakeRateLimitWaitError) {
     return ApplicationFailure.create({ message: err.message, type: 'RATE_LIMITED', nonRetryable: false, nextRetryDelay: Math.max(1, Math.ceil(err.retryAfterMs)) });

@@ -10,10 +10,12 @@
  * - verify: `POST /connections/{id}/test`; every connection `verified: true`.
  *   Make cannot say which version a connection holds, so a passing test
  *   reports the version just installed.
- * - preflight (extra, read-only): connections whose data cannot be edited
- *   through the API (`editable: false`, or `dataField` missing from
- *   `GET /connections/{id}/editable-data-schema`) are reported before
- *   anything changes.
+ * - preflight (extra, read-only): before anything changes, reports each
+ *   connection whose data cannot be edited through the API (`editable:
+ *   false`), whose `GET /connections/{id}/editable-data-schema` (`{
+ *   editableParameters: string[] }`) is empty or unreadable, whose `dataField`
+ *   it does not list, or whose `data` leaves out a field it lists (set-data
+ *   would empty it). A schema that cannot be checked is a problem, never a pass.
  *
  * Make has no API to mint or revoke third-party credentials, so `mint` and
  * `revoke` refuse: a Make service is a consumer only.
@@ -100,18 +102,25 @@ export function createMakeProvider(clients: MakeClients): MakeRotationProvider {
             problems.push(`${label(c)} of service ${ctx.service.id} cannot be edited through the Make API (editable: false, e.g. an OAuth connection): update it in Make, or remove credential ${ctx.credential.id} from it`);
             continue;
           }
+          const fields = await client.editableParameters(c.id, ctx.signal);
+          if (fields.length === 0) {
+            problems.push(
+              `${label(c)} of service ${ctx.service.id}: GET /connections/${c.id}/editable-data-schema lists no editable fields, so set-data cannot be checked (it would replace all data): check the connection in Make, or rotate it by hand`,
+            );
+            continue;
+          }
+          // Without dataField the secret is a JSON object that supplies the other fields; it is not read here.
           if (c.dataField) {
-            const fields = (await client.editableDataSchema(c.id, ctx.signal)).map((p) => p.name);
-            if (fields.length && !fields.includes(c.dataField)) {
-              problems.push(`${label(c)} of service ${ctx.service.id} has no editable field "${c.dataField}" (fields: ${fields.join(', ')}): fix make.connections[].dataField`);
+            if (!fields.includes(c.dataField)) {
+              problems.push(`${label(c)} of service ${ctx.service.id} has no editable field "${c.dataField}" (editable fields: ${fields.join(', ')}): fix make.connections[].dataField`);
             }
-            const missing = fields.filter((f) => f !== c.dataField && !(f in c.data));
+            const missing = fields.filter((f) => f !== c.dataField && !Object.hasOwn(c.data, f));
             if (missing.length) {
               problems.push(`${label(c)} of service ${ctx.service.id}: set-data replaces all data and fields ${missing.join(', ')} would become empty; list them under make.connections[].data`);
             }
           }
         } catch (err) {
-          problems.push(err instanceof MakeApiError ? `${label(c)} of service ${ctx.service.id}: ${err.message}` : `${label(c)} of service ${ctx.service.id}: ${(err as Error).message}`);
+          problems.push(`${label(c)} of service ${ctx.service.id}: ${(err as Error).message}`);
         }
       }
       return problems;
