@@ -13,6 +13,8 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { request } from 'undici';
 import type { Alert } from '../domain/health';
+import { toApplicationFailure, type CoordinatorError } from './coordinator';
+import { httpStatusError, httpTransportError } from './providers/http-failure';
 
 export interface AlertWebhook {
   /** Name used in errors and logs instead of the URL; default `webhook-<index>`. */
@@ -85,8 +87,11 @@ export function createAlertActivities(deps: AlertDeps) {
      * Delivers one alert to every webhook. Webhooks already delivered in an
      * earlier attempt (heartbeat details) are skipped on retry.
      * @returns how many webhooks accepted it.
-     * @throws a retryable error on timeouts, network errors, 408/429/5xx; a
-     *   non-retryable ApplicationFailure on other 4xx (the receiver refuses it).
+     * @throws ApplicationFailure, judged per webhook as `callService` judges a
+     *   call: non-retryable (`AlertRejected`) when every failed receiver refused
+     *   for good (400, 401, 403, 404, 422, other 4xx, 501); otherwise retryable
+     *   (`AlertDeliveryFailed`) with `nextRetryDelay` = the longest
+     *   `Retry-After` asked (capped) or full-jitter backoff.
      */
     async deliverAlert(alert: Alert): Promise<{ delivered: number; webhooks: number }> {
       let ctx: Context | undefined;
@@ -97,11 +102,16 @@ export function createAlertActivities(deps: AlertDeps) {
       }
       const done = new Set<number>((ctx?.info.heartbeatDetails as { done?: number[] } | undefined)?.done ?? []);
       const failures: string[] = [];
-      let permanent = true;
+      // Each failed webhook's verdict, from the function every HTTP call of the project goes through.
+      const verdicts: ApplicationFailure[] = [];
+      const attempt = ctx?.info.attempt ?? 1;
+      const verdict = (cause: CoordinatorError) => verdicts.push(toApplicationFailure(cause, { attempt, method: 'POST', idempotencyKey: alert.id }));
       await Promise.all(
         deps.webhooks.map(async (w, i) => {
           if (done.has(i)) return;
           const name = w.name ?? `webhook-${i + 1}`;
+          // Named, never addressed: webhook URLs are secrets.
+          const where = { serviceId: name, method: 'POST', path: '(webhook)' };
           const body = w.format === 'slack' ? slackAlertBody(alert) : jsonAlertBody(alert);
           try {
             const res = await request(w.url, {
@@ -116,19 +126,24 @@ export function createAlertActivities(deps: AlertDeps) {
               ctx?.heartbeat({ done: [...done] });
               return;
             }
-            if (res.statusCode === 408 || res.statusCode === 429 || res.statusCode >= 500) permanent = false;
+            verdict(httpStatusError({ ...where, status: res.statusCode, headers: res.headers }));
             failures.push(`${name}: HTTP ${res.statusCode}`);
           } catch (err) {
-            permanent = false;
             const e = err as { name?: string; code?: string };
+            // The only abort here is the request's own timeout: a timeout, retried as one.
+            const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+            verdict(httpTransportError(err, { ...where, ...(timedOut ? { code: 'ETIMEDOUT' } : {}) }));
             failures.push(`${name}: ${e.name === 'TimeoutError' ? `no answer within ${w.timeoutMs ?? 5000}ms` : (e.code ?? e.name ?? 'network error')}`);
           }
         }),
       );
       if (failures.length) {
         const msg = `alert ${alert.id} not delivered to ${failures.join('; ')}`;
-        if (permanent) throw ApplicationFailure.nonRetryable(msg, 'AlertRejected');
-        throw ApplicationFailure.retryable(msg, 'AlertDeliveryFailed');
+        const retryable = verdicts.filter((f) => !f.nonRetryable);
+        if (retryable.length === 0) throw ApplicationFailure.nonRetryable(msg, 'AlertRejected');
+        // The receiver that asked to wait longest sets the delay (the ones already done are skipped on retry).
+        const delays = retryable.map((f) => f.nextRetryDelay).filter((d): d is number => typeof d === 'number');
+        throw ApplicationFailure.create({ message: msg, type: 'AlertDeliveryFailed', nonRetryable: false, ...(delays.length ? { nextRetryDelay: Math.max(...delays) } : {}) });
       }
       return { delivered: done.size, webhooks: deps.webhooks.length };
     },

@@ -12,6 +12,7 @@ import type { CredentialSpec, ServiceSpec } from '../domain/registry';
 import type { CredentialStore, NewAuditEntry } from '../state/types';
 import type { Coordinator } from './coordinator';
 import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
+import { providerFailure, providerRetryDelayMs } from './providers/http-failure';
 import type { RotationMetrics } from './rotation-metrics';
 
 /** Optional views of other areas used by preflight; absent ones are skipped. */
@@ -131,14 +132,22 @@ function cancelSignal(): AbortSignal | undefined {
   }
 }
 
-/** Turns a provider error into the Temporal failure the retry policy reads. Non-provider errors pass through (retryable). */
-function toFailure(err: unknown): unknown {
-  if (err instanceof ProviderError) {
-    return err.retryable
-      ? ApplicationFailure.retryable(err.message, 'ProviderError', { status: err.status })
-      : ApplicationFailure.nonRetryable(err.message, 'ProviderError', { status: err.status });
+/** Temporal's attempt of the running activity (1 for the first; 1 outside an activity). */
+function currentAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1;
   }
-  return err;
+}
+
+/**
+ * Turns a provider error into the Temporal failure the retry policy reads, as
+ * `callService` does (Retry-After honoured and capped, else full jitter).
+ * Non-provider errors pass through (retryable).
+ */
+function toFailure(err: unknown): unknown {
+  return providerFailure(err, currentAttempt());
 }
 
 /** A consumer's provider: its `rotation.provider`, else `make` for Make services, else `http`. */
@@ -310,7 +319,8 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     /**
      * setSecret + testSecret for a whole batch in one activity (registry
      * `fanOut: activity`): up to `maxParallel` consumers at once, each
-     * installed (up to 3 tries on retryable errors, backoff 500 ms doubling)
+     * installed (up to 3 tries on retryable errors, waiting as Temporal's retry
+     * would: Retry-After, else full jitter; 500 ms doubling for non-HTTP errors)
      * then verified (up to `verifyAttempts`, `verifyIntervalMs` doubling to
      * 10x). After the first failure no new consumer starts. Heartbeats every
      * second with the consumers already done, so a retry after a worker crash
@@ -351,7 +361,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
                 } catch (err) {
                   lastError = err;
                   if (!(err instanceof ProviderError && err.retryable) || signal?.aborted) break;
-                  await sleep(500 * 2 ** attempt, signal);
+                  await sleep(providerRetryDelayMs(err, attempt + 1) ?? 500 * 2 ** attempt, signal);
                 }
               }
               if (lastError !== undefined) {

@@ -10,15 +10,17 @@
  */
 import { request } from 'undici';
 import { CoordinatorError } from '../coordinator';
+import { httpProviderError, httpStatusError, httpTransportError } from './http-failure';
 import { ProviderError, rotationBaseUrl, type ProviderContext, type RotationProvider } from './types';
 
-/** Statuses worth retrying (DESIGN.md): 408, 429, 502, 503, 504 and any other 5xx except 501. */
-export function retryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || (status >= 500 && status !== 501);
-}
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 export interface HttpResponse {
   status: number;
+  /** Response headers, lower-case names. */
+  headers: Record<string, string | string[] | undefined>;
+  /** The body as received (for error excerpts). */
+  text: string;
   /** Parsed JSON body, or undefined when empty or not JSON. */
   body: unknown;
 }
@@ -27,12 +29,13 @@ export interface HttpResponse {
  * One HTTP exchange for the rotation contract, with a deadline.
  * Kept in one function so the transport can be swapped for the coordinator.
  *
- * @throws ProviderError (retryable) on timeout, connection failure or reset.
+ * @throws ProviderError on timeout, connection failure or reset, classified
+ *   as every failed call is (`httpTransportError`).
  */
 export async function httpExchange(
   what: string,
   url: string,
-  opts: { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; json?: unknown; idempotencyKey?: string; timeoutMs: number; signal?: AbortSignal },
+  opts: { method: Method; json?: unknown; idempotencyKey?: string; timeoutMs: number; signal?: AbortSignal; serviceId?: string },
 ): Promise<HttpResponse> {
   const headers: Record<string, string> = { accept: 'application/json' };
   if (opts.json !== undefined) headers['content-type'] = 'application/json';
@@ -56,15 +59,33 @@ export async function httpExchange(
         body = undefined;
       }
     }
-    return { status: res.statusCode, body };
+    return { status: res.statusCode, headers: res.headers, text, body };
   } catch (err) {
-    const e = err as { name?: string; code?: string; message?: string };
-    const kind = e.name === 'TimeoutError' || e.name === 'AbortError' || /timeout/i.test(e.code ?? '') ? `timed out after ${opts.timeoutMs} ms` : `failed (${e.code ?? e.name ?? 'error'})`;
-    throw new ProviderError(`${what}: ${opts.method} ${url} ${kind}`, true);
+    const e = err as { name?: string; code?: string };
+    // Our own deadline fired (not the activity's cancellation): a timeout, retried as one.
+    const timedOut = !opts.signal?.aborted && (e.name === 'TimeoutError' || e.name === 'AbortError' || /timeout/i.test(e.code ?? ''));
+    const target = new URL(url);
+    const cause = httpTransportError(err, {
+      serviceId: opts.serviceId ?? target.host,
+      method: opts.method,
+      path: target.pathname,
+      endpoint: target.origin,
+      ...(timedOut ? { code: 'ETIMEDOUT' } : {}),
+    });
+    const kind = timedOut ? `timed out after ${opts.timeoutMs} ms` : `failed (${e.code ?? e.name ?? 'error'})`;
+    throw httpProviderError(`${what}: ${opts.method} ${url} ${kind}`, cause, opts.idempotencyKey);
   }
 }
 
 const credPath = (ctx: ProviderContext) => `/credentials/${encodeURIComponent(ctx.credential.id)}`;
+
+interface Exchanged extends HttpResponse {
+  where: string;
+  method: Method;
+  path: string;
+  endpoint?: string;
+  idempotencyKey?: string;
+}
 
 /**
  * One contract call to `ctx.service`: through the coordinator when the
@@ -76,8 +97,8 @@ async function exchange(
   ctx: ProviderContext,
   what: string,
   path: string,
-  opts: { method: 'GET' | 'POST' | 'PUT' | 'DELETE'; json?: unknown; idempotencyKey?: string },
-): Promise<HttpResponse & { where: string }> {
+  opts: { method: Method; json?: unknown; idempotencyKey?: string },
+): Promise<Exchanged> {
   if (ctx.coordinator && ctx.service.rotation?.baseUrl === undefined) {
     try {
       const res = await ctx.coordinator.request(
@@ -85,20 +106,33 @@ async function exchange(
         { method: opts.method, path, json: opts.json, idempotencyKey: opts.idempotencyKey, timeoutMs: ctx.timeoutMs, auth: false, throwOnStatus: false, cache: false },
         ctx.signal,
       );
-      return { status: res.status, body: res.json, where: `${opts.method} ${path} on ${ctx.service.id} (${res.endpoint}, via coordinator)` };
+      return {
+        status: res.status,
+        headers: res.headers,
+        text: res.body,
+        body: res.json,
+        where: `${opts.method} ${path} on ${ctx.service.id} (${res.endpoint}, via coordinator)`,
+        method: opts.method,
+        path,
+        endpoint: res.endpoint,
+        idempotencyKey: opts.idempotencyKey,
+      };
     } catch (err) {
-      if (err instanceof CoordinatorError) throw new ProviderError(`${what}: ${err.message}`, err.retryable, err.status);
+      if (err instanceof CoordinatorError) throw httpProviderError(`${what}: ${err.message}`, err, opts.idempotencyKey);
       throw err;
     }
   }
   const url = `${rotationBaseUrl(ctx.service)}${path}`;
-  const res = await httpExchange(what, url, { ...opts, timeoutMs: ctx.timeoutMs, signal: ctx.signal });
-  return { ...res, where: `${opts.method} ${url}` };
+  const res = await httpExchange(what, url, { ...opts, timeoutMs: ctx.timeoutMs, signal: ctx.signal, serviceId: ctx.service.id });
+  return { ...res, where: `${opts.method} ${url}`, method: opts.method, path: new URL(url).pathname, endpoint: new URL(url).origin, idempotencyKey: opts.idempotencyKey };
 }
 
-function statusError(what: string, where: string, status: number, body: unknown): ProviderError {
-  const reason = body && typeof body === 'object' && typeof (body as { error?: unknown }).error === 'string' ? `: ${(body as { error: string }).error.slice(0, 200)}` : '';
-  return new ProviderError(`${what}: ${where} answered ${status}${reason}`, retryableStatus(status), status);
+/** The failure of an answer with an unexpected status: classified, with its Retry-After, as every failed call is. */
+function statusError(ctx: ProviderContext, what: string, res: Exchanged, secret?: string): ProviderError {
+  let reason = res.body && typeof res.body === 'object' && typeof (res.body as { error?: unknown }).error === 'string' ? `: ${(res.body as { error: string }).error.slice(0, 200)}` : '';
+  if (secret) reason = reason.split(secret).join('[REDACTED]');
+  const cause = httpStatusError({ serviceId: ctx.service.id, method: res.method, path: res.path, endpoint: res.endpoint, status: res.status, headers: res.headers, body: res.text, secret });
+  return httpProviderError(`${what}: ${res.where} answered ${res.status}${reason}`, cause, res.idempotencyKey);
 }
 
 /** The HTTP rotation contract provider. */
@@ -108,7 +142,7 @@ export const httpProvider: RotationProvider = {
   async mint(ctx, req) {
     const what = `mint ${ctx.credential.id} at ${ctx.service.id}`;
     const res = await exchange(ctx, what, `${credPath(ctx)}/versions`, { method: 'POST', json: {}, idempotencyKey: req.idempotencyKey });
-    if (res.status !== 201 && res.status !== 200) throw statusError(what, res.where, res.status, res.body);
+    if (res.status !== 201 && res.status !== 200) throw statusError(ctx, what, res);
     const b = res.body as { versionId?: unknown; secret?: unknown } | undefined;
     if (typeof b?.versionId !== 'string' || b.versionId === '' || typeof b.secret !== 'string' || b.secret === '') {
       throw new ProviderError(`${what}: ${res.where} answered ${res.status} without string "versionId" and "secret" fields (see docs/rotation.md)`, false);
@@ -119,14 +153,14 @@ export const httpProvider: RotationProvider = {
   async install(ctx, req) {
     const what = `install ${ctx.credential.id} ${req.versionId} in ${ctx.service.id}`;
     const res = await exchange(ctx, what, credPath(ctx), { method: 'PUT', json: { versionId: req.versionId, secret: req.secret }, idempotencyKey: req.idempotencyKey });
-    if (res.status < 200 || res.status > 299) throw statusError(what, res.where, res.status, res.body);
+    if (res.status < 200 || res.status > 299) throw statusError(ctx, what, res, req.secret);
   },
 
   async verify(ctx) {
     const what = `verify ${ctx.credential.id} in ${ctx.service.id}`;
     const res = await exchange(ctx, what, credPath(ctx), { method: 'GET' });
     if (res.status === 404) return { versionId: undefined };
-    if (res.status !== 200) throw statusError(what, res.where, res.status, res.body);
+    if (res.status !== 200) throw statusError(ctx, what, res);
     const v = (res.body as { versionId?: unknown } | undefined)?.versionId;
     return { versionId: typeof v === 'string' ? v : undefined };
   },
@@ -135,6 +169,6 @@ export const httpProvider: RotationProvider = {
     const what = `revoke ${ctx.credential.id} ${req.versionId} at ${ctx.service.id}`;
     const res = await exchange(ctx, what, `${credPath(ctx)}/versions/${encodeURIComponent(req.versionId)}`, { method: 'DELETE' });
     if (res.status === 404 || (res.status >= 200 && res.status <= 299)) return;
-    throw statusError(what, res.where, res.status, res.body);
+    throw statusError(ctx, what, res);
   },
 };

@@ -82,13 +82,23 @@ export interface RotationProvider {
  * The message names the service and the step and never holds a secret.
  */
 export class ProviderError extends Error {
+  /** The request's idempotency key, when it carried one (a POST is retried only with one). */
+  readonly idempotencyKey?: string;
+
+  /**
+   * @param options.cause the coordinator's error for a failed HTTP call
+   *   (`httpProviderError`): its status, `Retry-After` and classification set
+   *   Temporal's retry (`providerFailure`).
+   */
   constructor(
     message: string,
     readonly retryable: boolean,
     readonly status?: number,
+    options?: { cause?: unknown; idempotencyKey?: string },
   ) {
-    super(message);
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ProviderError';
+    this.idempotencyKey = options?.idempotencyKey;
   }
 }
 
