@@ -137,8 +137,19 @@ export interface BreakerGateOptions {
   maxBufferedOutcomes?: number;
   /** Trial-permit updates in flight at once per service from this process, 1..100. Default 5. */
   maxConcurrentPermitRequests?: number;
-  /** Deadline of each state query, ms, 100..60 000; the first call to a service waits at most this. Default 2000. */
+  /**
+   * Deadline of each state query, ms, 100..60 000, counted from when the query
+   * is sent (it starts when the query gets one of `maxConcurrentQueries`
+   * slots). The first call to a service waits about this, at most. Default 2000.
+   */
   queryTimeoutMs?: number;
+  /**
+   * State queries in flight at once from this gate, 1..1000; the others wait
+   * their turn, first calls to a service ahead of refreshes. Default 16.
+   */
+  maxConcurrentQueries?: number;
+  /** Tries of one refresh before it counts as failed (then `onError`, and the failure metric), 1..10. Default 3. */
+  refreshAttempts?: number;
   /** Deadline of each outcome batch sent, ms, 100..600 000; a failed batch is kept and sent again. Default 10 000. */
   sendTimeoutMs?: number;
   /** Services not admitted for this long stop being refreshed while their breaker is CLOSED, ms. Default 60 000. */
@@ -161,6 +172,8 @@ interface Entry {
   fetchedAtMs: number;
   lastUsedMs: number;
   refreshing?: Promise<void>;
+  /** The refresh in flight waits for a query slot: a newer one would only queue behind it. */
+  waitingForSlot: boolean;
   refreshStartedMs: number;
   refreshSeq: number;
   /** The newest query whose answer was applied (answers to older queries are dropped). */
@@ -200,6 +213,11 @@ export class BreakerGate implements CallGate, OutcomeSink {
   private readonly maxPermitRequests: number;
   private readonly idleAfterMs: number;
   private readonly queryTimeoutMs: number;
+  private readonly maxConcurrentQueries: number;
+  private readonly refreshAttempts: number;
+  private queriesInFlight = 0;
+  /** Queries waiting for a slot, in turn. */
+  private readonly queryQueue: Array<() => void> = [];
   private readonly sendTimeoutMs: number;
   private readonly entries = new Map<string, Entry>();
   private readonly refreshTimer: NodeJS.Timeout;
@@ -218,6 +236,8 @@ export class BreakerGate implements CallGate, OutcomeSink {
     this.maxBuffered = intOption('maxBufferedOutcomes', opts.maxBufferedOutcomes, 10_000, this.maxBatchSize, 10_000_000);
     this.maxPermitRequests = intOption('maxConcurrentPermitRequests', opts.maxConcurrentPermitRequests, 5, 1, 100);
     this.queryTimeoutMs = intOption('queryTimeoutMs', opts.queryTimeoutMs, 2000, 100, 60_000);
+    this.maxConcurrentQueries = intOption('maxConcurrentQueries', opts.maxConcurrentQueries, 16, 1, 1000);
+    this.refreshAttempts = intOption('refreshAttempts', opts.refreshAttempts, 3, 1, 10);
     this.sendTimeoutMs = intOption('sendTimeoutMs', opts.sendTimeoutMs, 10_000, 100, 600_000);
     this.idleAfterMs = intOption('idleAfterMs', opts.idleAfterMs, 60_000, 1000, 86_400_000);
     this.refreshTimer = setInterval(() => this.refreshAll(), this.refreshIntervalMs);
@@ -317,6 +337,7 @@ export class BreakerGate implements CallGate, OutcomeSink {
         lastUsedMs: Date.now(),
         refreshAfterFlush: false,
         refreshAgain: false,
+        waitingForSlot: false,
         refreshStartedMs: 0,
         refreshSeq: 0,
         appliedSeq: 0,
@@ -346,7 +367,8 @@ export class BreakerGate implements CallGate, OutcomeSink {
   private async admitUnknown(serviceId: string): Promise<CallPermit> {
     const e = this.entry(serviceId);
     e.lastUsedMs = Date.now();
-    await this.refreshEntry(e);
+    // A caller waits: one try, ahead of the background refreshes; the next refresh tries again.
+    await this.refreshEntry(e, true);
     e.known = true; // fail open with CLOSED if the first query failed
     return this.admit(serviceId);
   }
@@ -422,41 +444,87 @@ export class BreakerGate implements CallGate, OutcomeSink {
   }
 
   /**
-   * Queries the breaker. A query still unanswered after `refreshIntervalMs`
-   * (a breaker busy with its first task can hold one for a second or more)
-   * does not hold the next one back: answers are ordered by generation.
+   * Queries the breaker, trying up to `refreshAttempts` times (full-jitter
+   * backoff, 50 ms doubling, at most `refreshIntervalMs`), or once, ahead of
+   * the queue, when a caller waits (`forCaller`); a refresh that gets no
+   * answer goes to `onError` and the refresh-failures metric once. A query
+   * still unanswered after `refreshIntervalMs` (a breaker busy with its first
+   * task can hold one for a second or more) does not hold the next one back:
+   * answers are ordered by generation.
    */
-  private refreshEntry(e: Entry): Promise<void> {
+  private refreshEntry(e: Entry, forCaller = false): Promise<void> {
     const now = Date.now();
-    if (e.refreshing && now - e.refreshStartedMs < this.refreshIntervalMs) return e.refreshing;
+    if (e.refreshing && (e.waitingForSlot || now - e.refreshStartedMs < this.refreshIntervalMs)) return e.refreshing;
     e.refreshStartedMs = now;
     const seq = ++e.refreshSeq;
+    const attempts = forCaller ? 1 : this.refreshAttempts;
     e.refreshing = (async () => {
       try {
-        const view: BreakerStatus = await this.client.withDeadline(Date.now() + this.queryTimeoutMs, () =>
-          this.client.workflow.getHandle(e.workflowId).query(breakerStatusQuery),
-        );
-        if (seq > e.appliedSeq) {
-          e.appliedSeq = seq;
-          this.learn(e, view.state, view.generation, view.retryAfterMs, Date.now(), view.chainId);
-        }
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) {
-          // Not started yet, or terminated: the next breaker starts CLOSED at generation 0 in a new chain.
+        for (let attempt = 1; ; attempt++) {
+          let view: BreakerStatus;
+          try {
+            view = await this.queryStatus(e, forCaller);
+          } catch (err) {
+            if (err instanceof WorkflowNotFoundError) {
+              // Not started yet, or terminated: the next breaker starts CLOSED at generation 0 in a new chain.
+              if (seq > e.appliedSeq) {
+                e.appliedSeq = seq;
+                e.chainId = undefined;
+                e.known = false;
+                this.learn(e, 'CLOSED', 0, 0, Date.now(), undefined);
+              }
+              return;
+            }
+            if (attempt >= attempts || this.closed) {
+              this.opts.metrics?.observeRefreshFailure(e.serviceId);
+              this.opts.onError?.(err, e.serviceId);
+              return;
+            }
+            // Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"), so a fleet of gates does not retry in step.
+            await new Promise((r) => setTimeout(r, Math.random() * Math.min(this.refreshIntervalMs, 50 * 2 ** (attempt - 1))));
+            continue;
+          }
           if (seq > e.appliedSeq) {
             e.appliedSeq = seq;
-            e.chainId = undefined;
-            e.known = false;
-            this.learn(e, 'CLOSED', 0, 0, Date.now(), undefined);
+            this.learn(e, view.state, view.generation, view.retryAfterMs, Date.now(), view.chainId);
           }
-        } else {
-          this.opts.onError?.(err, e.serviceId);
+          return;
         }
       } finally {
         if (e.refreshSeq === seq) e.refreshing = undefined;
       }
     })();
     return e.refreshing;
+  }
+
+  /**
+   * One `breakerStatus` query, once a slot among `maxConcurrentQueries` is
+   * free (a tick refreshing thousands of services sends them a few at a time,
+   * each with its whole deadline, instead of all at once on one connection).
+   *
+   * Why each try needs its own deadline: the connection's gRPC retry
+   * interceptor (Temporal's default) retries RESOURCE_EXHAUSTED and
+   * UNAVAILABLE after 1 s or more with the call's first, absolute deadline, so
+   * under load a retry starts after it and fails at once with
+   * `DEADLINE_EXCEEDED: Deadline exceeded after 0.000s, waiting for metadata
+   * filters`, hiding the rate limit that caused it. The deadline's unit is
+   * right (`withDeadline` takes epoch ms or a Date), and the query is sent in
+   * the same tick the deadline is computed (test/breaker/gate.test.ts).
+   */
+  private async queryStatus(e: Entry, urgent: boolean): Promise<BreakerStatus> {
+    if (this.queriesInFlight < this.maxConcurrentQueries) this.queriesInFlight++;
+    else {
+      e.waitingForSlot = true;
+      await new Promise<void>((r) => (urgent ? this.queryQueue.unshift(r) : this.queryQueue.push(r))); // the slot is handed over
+      e.waitingForSlot = false;
+    }
+    try {
+      return await this.client.withDeadline(Date.now() + this.queryTimeoutMs, () => this.client.workflow.getHandle(e.workflowId).query(breakerStatusQuery));
+    } finally {
+      const next = this.queryQueue.shift();
+      if (next) next();
+      else this.queriesInFlight--;
+    }
   }
 
   /** Re-reads the state after what this process just sent, even if a query is already in flight. */

@@ -12,7 +12,10 @@
  *   counter: bumped by the `breakerTransitioned` activity, which runs once per
  *   transition on one worker, so `sum` over processes is exact;
  * - `integration_agent_breaker_rejected_calls_total{service,state}` counter:
- *   calls this process's gate rejected.
+ *   calls this process's gate rejected;
+ * - `integration_agent_breaker_refresh_failures_total{service}` counter:
+ *   refreshes of this process's cached state that got no answer after their
+ *   tries (the gate then decides from the state it last knew).
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { BREAKER_STATE_CODES, type BreakerStateName, type BreakerTransition } from '../domain/breaker';
@@ -24,10 +27,12 @@ export interface BreakerMetrics {
   observeTransition(t: BreakerTransition): void;
   /** Counts one rejected call. */
   observeRejected(serviceId: string, state: BreakerStateName): void;
+  /** Counts one refresh of the gate's cached state that failed after all its tries. */
+  observeRefreshFailure(serviceId: string): void;
 }
 
 /**
- * Creates the three breaker metrics and registers them on `registry`.
+ * Creates the four breaker metrics and registers them on `registry`.
  * @throws Error from prom-client when metrics of these names are already registered there.
  */
 export function registerBreakerMetrics(registry: Registry, prefix = 'integration_agent_'): BreakerMetrics {
@@ -49,6 +54,12 @@ export function registerBreakerMetrics(registry: Registry, prefix = 'integration
     labelNames: ['service', 'state'] as const,
     registers: [registry],
   });
+  const refreshFailures = new Counter({
+    name: `${prefix}breaker_refresh_failures_total`,
+    help: 'Refreshes of the breaker gate cache of this process that failed after all their tries',
+    labelNames: ['service'] as const,
+    registers: [registry],
+  });
   return {
     observeState: (serviceId, s) => state.set({ service: serviceId }, BREAKER_STATE_CODES[s]),
     observeTransition: (t) => {
@@ -57,5 +68,6 @@ export function registerBreakerMetrics(registry: Registry, prefix = 'integration
       state.set({ service: t.serviceId }, BREAKER_STATE_CODES[t.to]);
     },
     observeRejected: (serviceId, s) => rejected.inc({ service: serviceId, state: s }),
+    observeRefreshFailure: (serviceId) => refreshFailures.inc({ service: serviceId }),
   };
 }

@@ -44,19 +44,54 @@ function checkServiceId(serviceId: string): void {
   }
 }
 
+/** Default deadline of {@link getBreaker}'s query, ms. */
+export const DEFAULT_BREAKER_QUERY_TIMEOUT_MS = 5_000;
+
 /**
- * The full state of a service's breaker (query `breakerState`).
+ * A breaker workflow gave no answer to a query within its deadline: no worker
+ * polls its task queue, the worker is stuck or overloaded, or Temporal is
+ * unreachable. `cause` is the client's error.
+ */
+export class BreakerQueryTimeoutError extends Error {
+  override readonly name = 'BreakerQueryTimeoutError';
+  constructor(
+    readonly workflowId: string,
+    readonly timeoutMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `breaker workflow ${workflowId} did not answer its state query within ${timeoutMs}ms: ` +
+        `check that a worker runs on its task queue (temporal workflow describe --workflow-id ${workflowId}) and that Temporal is reachable`,
+      options,
+    );
+  }
+}
+
+function isDeadlineExceeded(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e.code === 4) return true; // gRPC DEADLINE_EXCEEDED
+  }
+  return false;
+}
+
+/**
+ * The full state of a service's breaker (query `breakerState`), within
+ * `opts.timeoutMs` (default {@link DEFAULT_BREAKER_QUERY_TIMEOUT_MS}).
  * @returns a view with `running: false` (CLOSED, generation 0) when the breaker has not started
  *   (for any well-formed id: check the id against the registry first, see the module comment).
- * @throws RangeError for a malformed service id; client errors when Temporal cannot be reached.
+ * @throws RangeError for a malformed service id or timeout; {@link BreakerQueryTimeoutError}
+ *   (naming the workflow id) when no answer comes in time; other client errors when Temporal refuses the query.
  */
-export async function getBreaker(client: Client, serviceId: string): Promise<BreakerInfo> {
+export async function getBreaker(client: Client, serviceId: string, opts: { timeoutMs?: number } = {}): Promise<BreakerInfo> {
   checkServiceId(serviceId);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_BREAKER_QUERY_TIMEOUT_MS;
+  if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new RangeError(`getBreaker option timeoutMs must be an integer in 1..600000 (ms), got ${JSON.stringify(opts.timeoutMs)}`);
   const workflowId = workflowIds.breaker(serviceId);
   try {
-    const view = await client.workflow.getHandle(workflowId).query(breakerStateQuery);
+    const view = await client.connection.withDeadline(Date.now() + timeoutMs, () => client.workflow.getHandle(workflowId).query(breakerStateQuery));
     return { ...view, running: true, workflowId };
   } catch (err) {
+    if (isDeadlineExceeded(err)) throw new BreakerQueryTimeoutError(workflowId, timeoutMs, { cause: err });
     if (!(err instanceof WorkflowNotFoundError)) throw err;
     const now = Date.now();
     return { ...breakerView(initialBreakerState(serviceId, {}, now), now), running: false, workflowId };

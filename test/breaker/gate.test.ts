@@ -4,7 +4,8 @@
  * worker processes sharing one breaker.
  */
 import { randomUUID } from 'node:crypto';
-import { Client, Connection } from '@temporalio/client';
+import { InterceptingCall, status as grpcStatus, type Interceptor } from '@grpc/grpc-js';
+import { Client, Connection, defaultGrpcRetryOptions, makeGrpcRetryInterceptor } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { Registry as PromRegistry } from 'prom-client';
 import { createAlertActivities } from '../../src/activities/alerts';
@@ -12,7 +13,8 @@ import { createBreakerActivities } from '../../src/activities/breaker';
 import { BreakerGate, BreakerOpenError } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
 import type { CallPermit } from '../../src/activities/ports';
-import type { BreakerOptions } from '../../src/domain/breaker';
+import { resolveBreakerOptions, type BreakerOptions } from '../../src/domain/breaker';
+import { forceOpen } from '../../src/client/breakers';
 import { workflowIds } from '../../src/domain/constants';
 import type { CallOutcome } from '../../src/domain/outcome';
 import { breakerStateQuery } from '../../src/workflows/breaker';
@@ -180,14 +182,106 @@ test('a breaker terminated and started again (a new chain, generations from 0) i
   });
 });
 
-test('with Temporal unreachable the gate fails open and reports the error', async () => {
+/** Blocks the event loop, as a burst of synchronous work (a refresh of thousands of services, a GC pause) does. */
+function busy(ms: number): void {
+  const until = Date.now() + ms;
+  while (Date.now() < until);
+}
+
+test('a burst of refreshes on a busy event loop: queries go a few at a time, a try that times out is tried again, none fails', async () => {
+  const taskQueue = uniqueTaskQueue('gate');
+  const serviceId = `gate-${randomUUID().slice(0, 8)}`;
+  const metricsRegistry = new PromRegistry();
+  const metrics = registerBreakerMetrics(metricsRegistry);
+  await withTestWorker({ taskQueue, activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }) } }, async () => {
+    const errors: unknown[] = [];
+    const gate = new BreakerGate({ client: await ownClient(), taskQueue, reporter: 'worker-a', optionsFor: () => options, queryTimeoutMs: 500, metrics, onError: (e) => errors.push(e) });
+    const client = await testClient();
+    try {
+      await forceOpen(client, serviceId, { taskQueue, options: resolveBreakerOptions(options) });
+      // Many services refreshed in one tick (breakers never started answer "not found", which is an answer),
+      // while other work holds the event loop for longer than a query's deadline.
+      const others = Array.from({ length: 400 }, (_, i) => `${serviceId}-idle-${i}`);
+      queueMicrotask(() => busy(800));
+      await Promise.all([serviceId, ...others].map((id) => gate.refresh(id)));
+      // Before: all 401 queries went out at once, the busy loop outlasted their deadlines, and each one failed (DEADLINE_EXCEEDED).
+      expect(errors.map((e) => `${String(e)}: ${String((e as { cause?: unknown }).cause)}`)).toEqual([]);
+      expect(gate.cached(serviceId)).toMatchObject({ state: 'FORCED_OPEN' });
+      expect(gate.cached(others[399]!)).toMatchObject({ state: 'CLOSED', generation: 0 });
+      expect(await metricsRegistry.getSingleMetricAsString('integration_agent_breaker_refresh_failures_total')).not.toMatch(/\} \d/);
+    } finally {
+      await client.workflow.getHandle(workflowIds.breaker(serviceId)).terminate('test done').catch(() => undefined);
+      await gate.close();
+    }
+  });
+});
+
+/**
+ * A frontend under load, as Temporal's answers a burst over its rate limit:
+ * the first `n` queries are refused with RESOURCE_EXHAUSTED (retryable), as
+ * a grpc interceptor below the connection's own retry interceptor.
+ */
+function throttleFirstQueries(n: number): Interceptor {
+  const refused = new WeakSet<object>();
+  let left = n;
+  return (options, nextCall) => {
+    const first = !refused.has(options);
+    if (!options.method_definition.path.endsWith('/QueryWorkflow') || !first || left <= 0) return new InterceptingCall(nextCall(options));
+    left--;
+    refused.add(options);
+    return new InterceptingCall(nextCall(options), {
+      start: (metadata, _listener, next) =>
+        next(metadata, {
+          onReceiveStatus: (status, nextStatus) => nextStatus({ ...status, code: grpcStatus.RESOURCE_EXHAUSTED, details: 'namespace rate limit exceeded (test)' }),
+        }),
+    });
+  };
+}
+
+test('a query the connection retries past its deadline ("Deadline exceeded after 0.000s") is tried again with a fresh deadline', async () => {
+  const taskQueue = uniqueTaskQueue('gate');
+  const serviceId = `gate-${randomUUID().slice(0, 8)}`;
+  const metricsRegistry = new PromRegistry();
+  const metrics = registerBreakerMetrics(metricsRegistry);
+  await withTestWorker({ taskQueue, activities: { ...createBreakerActivities(), ...createAlertActivities({ webhooks: [] }) } }, async () => {
+    const client = await testClient();
+    await forceOpen(client, serviceId, { taskQueue, options: resolveBreakerOptions(options) });
+    // Temporal's default interceptor retries RESOURCE_EXHAUSTED after about 1.7 s, keeping the call's first deadline (1 s here).
+    const connection = await Connection.connect({ address: testAddress(), interceptors: [makeGrpcRetryInterceptor(defaultGrpcRetryOptions()), throttleFirstQueries(1)] });
+    connections.push(connection);
+    const errors: unknown[] = [];
+    const gate = new BreakerGate({ client: new Client({ connection }), taskQueue, reporter: 'worker-a', queryTimeoutMs: 1000, metrics, onError: (e) => errors.push(e) });
+    try {
+      await gate.refresh(serviceId);
+      // Before: one try, reported as `DEADLINE_EXCEEDED: Deadline exceeded after 0.000s, waiting for metadata filters`, state not learned.
+      expect(errors.map((e) => `${String(e)}: ${String((e as { cause?: unknown }).cause)}`)).toEqual([]);
+      expect(gate.cached(serviceId)).toMatchObject({ state: 'FORCED_OPEN' });
+    } finally {
+      await client.workflow.getHandle(workflowIds.breaker(serviceId)).terminate('test done').catch(() => undefined);
+      await gate.close();
+    }
+  });
+});
+
+test('with Temporal unreachable the gate fails open and reports the error; failed refreshes are retried, then counted', async () => {
   const errors: unknown[] = [];
+  const metricsRegistry = new PromRegistry();
+  const metrics = registerBreakerMetrics(metricsRegistry);
   const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200 }) });
-  const gate = new BreakerGate({ client, taskQueue: 'nowhere', queryTimeoutMs: 300, sendTimeoutMs: 300, onError: (e) => errors.push(e) });
+  const gate = new BreakerGate({ client, taskQueue: 'nowhere', queryTimeoutMs: 300, sendTimeoutMs: 300, metrics, onError: (e) => errors.push(e) });
   try {
     const permit = await gate.admit('unreachable-service');
     expect(permit.generation).toBe(0);
     expect(errors.length).toBeGreaterThan(0);
+    // A refresh is tried a bounded number of times, then reported once and counted once.
+    const reported = errors.length;
+    const started = Date.now();
+    await gate.refresh('unreachable-service');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(errors.length).toBe(reported + 1);
+    expect(await metricsRegistry.getSingleMetricAsString('integration_agent_breaker_refresh_failures_total')).toMatch(
+      /integration_agent_breaker_refresh_failures_total\{service="unreachable-service"\} [2-9]/,
+    );
     // Outcomes cannot be sent: the batch fails within its deadline and is kept, never thrown at the caller.
     const before = errors.length;
     permit.report(outcome('unreachable-service', false, 'nowhere'));

@@ -15,7 +15,7 @@ import { createAlertActivities, type AlertWebhook } from '../../src/activities/a
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { requestPermit } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
-import { configureBreaker, disable, forceOpen, getBreaker, listBreakers, reconfigureBreakers, reset } from '../../src/client/breakers';
+import { BreakerQueryTimeoutError, configureBreaker, disable, forceOpen, getBreaker, listBreakers, reconfigureBreakers, reset } from '../../src/client/breakers';
 import { resolveBreakerOptions, type BreakerOptions } from '../../src/domain/breaker';
 import type { Registry } from '../../src/domain/registry';
 import type { BreakerTransition } from '../../src/domain/breaker';
@@ -176,6 +176,27 @@ test('an aborted trial frees the one half-open slot at once: the next call is ad
     await handle.terminate('test done');
   });
 });
+
+test('getBreaker gives up within its deadline on a breaker no worker answers for, naming the workflow id', async () => {
+  const client = await testClient();
+  const id = serviceId();
+  // Started on a task queue nobody polls: the query can never be answered.
+  const handle = await record(client, uniqueTaskQueue('unpolled'), { serviceId: id, options: fast }, failures(1));
+  try {
+    const started = Date.now();
+    const err = await getBreaker(client, id, { timeoutMs: 500 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(err).toBeInstanceOf(BreakerQueryTimeoutError);
+    expect(err).toMatchObject({ workflowId: `breaker/${id}`, timeoutMs: 500 });
+    expect(String((err as Error).message)).toContain(`breaker workflow breaker/${id} did not answer its state query within 500ms`);
+    await expect(getBreaker(client, id, { timeoutMs: 0 })).rejects.toThrow(new RangeError('getBreaker option timeoutMs must be an integer in 1..600000 (ms), got 0'));
+  } finally {
+    await handle.terminate('test done');
+  }
+}, 30_000);
 
 test('operator commands through the client facade start the breaker lazily and are listed', async () => {
   const client = await testClient();
