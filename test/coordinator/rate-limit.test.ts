@@ -96,12 +96,18 @@ describe('SlidingLogLimiter', () => {
 
 describe('Admission (the limiter in real time, in one worker process)', () => {
   it('spaces 20 concurrent callers so no 200 ms window holds more than 5 starts', async () => {
-    const admission = new Admission([{ limit: 5, windowMs: 200 }], undefined);
+    // Starts are read on the admission's own clock: the last reading it took before a caller resumes is the
+    // one it admitted that caller at (admissions resolve synchronously after that reading, and the caller
+    // resumes in the same turn's microtasks). Reading performance.now() in the caller instead measured when
+    // the process got the CPU back: on a starved machine two spaced batches resumed together.
+    let lastReading = 0;
+    const clock = () => (lastReading = performance.now());
+    const admission = new Admission([{ limit: 5, windowMs: 200 }], undefined, clock);
     const starts: number[] = [];
     await Promise.all(
       Array.from({ length: 20 }, async () => {
         const release = await admission.acquire(new AbortController().signal, Infinity);
-        starts.push(performance.now());
+        starts.push(lastReading);
         release();
       }),
     );
