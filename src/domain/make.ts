@@ -9,6 +9,7 @@
  * No I/O and no clock here: workflows import this module.
  */
 import { z } from 'zod';
+import { formatDuration, tryParseDuration } from './duration';
 
 // ---------------------------------------------------------------------------
 // Zones and base URL
@@ -256,7 +257,56 @@ export interface MakeConnection {
   teamId?: number;
   /** False when the connection's data cannot be changed through the API (e.g. OAuth connections). */
   editable?: boolean;
+  /** When the connection's credentials expire (ISO 8601), or null when they do not. Read with {@link evaluateConnection}. */
   expire?: string | null;
+}
+
+/**
+ * `GET /organizations/{organizationId}` → `{ organization }` (fields as in the
+ * official SDK's `Organization` type and recorded answer).
+ */
+export interface MakeOrganization {
+  id: number;
+  name?: string;
+  /** Whether Make paused the organization (its scenarios do not run). */
+  isPaused?: boolean;
+  /** Operations used in the current period; Make answers a string of digits. */
+  operations?: string | number;
+  /** Extra operations bought for the current period (string of digits). */
+  operationsExt?: string | number;
+  /** Start of the next period (ISO 8601), or null. */
+  nextReset?: string | null;
+  license?: {
+    /** API requests per minute. */
+    apiLimit?: number;
+    /** Operations per period. */
+    operations?: number;
+  };
+}
+
+/** `GET /users/me/current-authorization` → `{ authorization }`: how the call was authorized and the token's scopes. */
+export interface MakeAuthorization {
+  /** E.g. `token`. */
+  authUsed?: string;
+  /** The token's API scopes, e.g. `connections:write`. */
+  scope: string[];
+}
+
+/**
+ * The scopes the `make` rotation provider's calls need (Make API docs, "Make
+ * roles and API scopes": `:read` allows GET, `:write` POST/PUT/PATCH/DELETE):
+ * `GET /connections/{id}` and `/editable-data-schema` read, `POST
+ * /connections/{id}/set-data` and `/test` write.
+ */
+export const MAKE_ROTATION_SCOPES = ['connections:read', 'connections:write'] as const;
+
+/**
+ * The scopes of `required` that `granted` lacks, in the order of `required`.
+ * Names compare exactly (Make's scope names are lower case, `resource:read|write`).
+ */
+export function makeMissingScopes(granted: readonly string[], required: readonly string[]): string[] {
+  const have = new Set(granted);
+  return required.filter((s) => !have.has(s));
 }
 
 /** Items of `GET /scenarios?teamId=` → `{ scenarios, pg }`; `GET /scenarios/{id}` → `{ scenario }`. */
@@ -272,6 +322,8 @@ export interface MakeScenario {
   isPaused?: boolean;
   isinvalid?: boolean;
   scheduling?: { type?: string };
+  /** Incomplete executions waiting to be resolved (Make's DLQ). */
+  dlqCount?: number;
 }
 
 /**
@@ -336,6 +388,16 @@ export function makeExecutionOutcome(status: string): 'success' | 'warning' | 'e
 // Registry block for `type: make` services
 // ---------------------------------------------------------------------------
 
+/** A duration with a unit (`7d`, `36h`), parsed to ms; a bare number is refused (its unit would be a guess). */
+const expiryDurationMs = z.string().transform((v, ctx) => {
+  const ms = tryParseDuration(v);
+  if (ms === undefined) {
+    ctx.addIssue({ code: 'custom', message: `invalid duration "${v}": use a number and a unit, e.g. 12h, 7d` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const slug = z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must be a slug: lowercase letters, digits and "-"');
 const makeId = z.number().int().positive();
 
@@ -386,6 +448,10 @@ export const makeConfigSchema = z
     hooks: z.array(makeHookSchema).default([]),
     /** How many recent executions per scenario the health check reads. */
     recentExecutions: z.number().int().min(1).max(100).default(10),
+    /** Health: the organization is degraded once it has used this share (percent) of its period's operations. */
+    operationsWarningPercent: z.number().min(1).max(100).default(90),
+    /** Health: a connection expiring within this duration (e.g. `7d`) is degraded; parsed to ms. */
+    connectionExpiryWarning: expiryDurationMs.default(7 * 86_400_000),
   })
   .superRefine((m, ctx) => {
     try {
@@ -478,7 +544,8 @@ export interface MakeResourceHealth {
 /**
  * A scenario's health from its state and recent executions (newest first):
  * `unhealthy` when invalid, expected active but inactive, or the latest
- * execution failed; `degraded` when some recent executions failed or warned;
+ * execution failed; `degraded` when some recent executions failed or warned,
+ * or incomplete executions wait (`dlqCount` > 0, the count in the reason);
  * `impacted` (over healthy/degraded) when a service one of its connections
  * stands for is unhealthy.
  *
@@ -507,12 +574,105 @@ export function evaluateScenario(
     status = 'degraded';
     reason = `${errors} failed and ${warnings} warning of ${logs.length} recent executions`;
   }
+  const dlq = typeof scenario.dlqCount === 'number' && scenario.dlqCount > 0 ? scenario.dlqCount : 0;
+  if (dlq) {
+    const dlqReason = `${dlq} incomplete execution${dlq === 1 ? ' waits' : 's wait'} to be resolved in Make (dlqCount)`;
+    reason = reason ? `${reason}; ${dlqReason}` : dlqReason;
+    if (status === 'healthy') status = 'degraded';
+  }
   const standsFor = new Map(connections.map((c) => [c.id, c.standsFor]));
   const causes = [...new Set(cfg.connections.map((c) => standsFor.get(c)).filter((s): s is string => !!s && unhealthyServices.has(s)))].sort();
   if (status !== 'unhealthy' && causes.length) {
     return { ...base, status: 'impacted', reason: `depends on unhealthy ${causes.join(', ')}`, rootCause: causes };
   }
   return { ...base, status, ...(reason ? { reason } : {}) };
+}
+
+/** A whole number as Make writes counters (`"1200"` or 1200), or undefined when it is not one. */
+function countOf(v: unknown): number | undefined {
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : NaN;
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+/**
+ * An organization's health from `GET /organizations/{id}`:
+ * - `unhealthy` when `isPaused` is true (Make runs none of its scenarios);
+ * - `degraded` when the operations used this period (`operations`) reach
+ *   `operationsWarningPercent` of the period's limit (`license.operations`),
+ *   the figures and the share in the reason; at or past the limit the reason says so;
+ * - `unknown` when `isPaused` is not a boolean or either figure is missing or
+ *   not a whole number (an answer it cannot read is never healthy), unless a
+ *   readable part already shows trouble.
+ * Extra operations bought (`operationsExt`) are not added to the limit, so the
+ * warning comes early rather than late.
+ *
+ * @param opts.operationsWarningPercent share of the limit, in percent (1–100).
+ */
+export function evaluateOrganization(org: MakeOrganization, opts: { operationsWarningPercent: number }): MakeResourceHealth {
+  const base = { kind: 'organization' as const, id: String(org.id), ...(org.name ? { name: org.name } : {}) };
+  const reasons: string[] = [];
+  let status: MakeHealthStatus = 'healthy';
+  const worsen = (s: MakeHealthStatus, reason: string) => {
+    reasons.push(reason);
+    if (RANK[s] > RANK[status]) status = s;
+  };
+  if (typeof org.isPaused !== 'boolean') worsen('unknown', 'the organization answer has no isPaused');
+  else if (org.isPaused) worsen('unhealthy', 'organization is paused (isPaused): its scenarios do not run — check its subscription and operations in Make');
+  const used = countOf(org.operations);
+  const limit = countOf(org.license?.operations);
+  if (used === undefined || limit === undefined || limit === 0) {
+    worsen('unknown', 'operations used (operations) or the limit (license.operations) unreadable in the organization answer');
+  } else {
+    const pct = Math.floor((used * 100) / limit);
+    const figures = `operations used ${used} of ${limit} (${pct}%) this period`;
+    if (used >= limit) worsen('degraded', `${figures}: the limit is reached, scenarios stop until the period resets or operations are added`);
+    else if (used * 100 >= opts.operationsWarningPercent * limit) {
+      worsen('degraded', `${figures}, at or above the ${opts.operationsWarningPercent}% warning${org.nextReset ? `; the period resets ${org.nextReset}` : ''}`);
+    }
+  }
+  return status === 'healthy' ? { ...base, status } : { ...base, status, reason: reasons.join('; ') };
+}
+
+/** A rough, readable span: whole days, else hours, else minutes (`3d`, `5h`, `12m`). */
+function roughSpan(ms: number): string {
+  if (ms >= 86_400_000) return `${Math.floor(ms / 86_400_000)}d`;
+  if (ms >= 3_600_000) return `${Math.floor(ms / 3_600_000)}h`;
+  return `${Math.max(0, Math.floor(ms / 60_000))}m`;
+}
+
+/**
+ * A connection's health from its test (`POST /connections/{id}/test`) and its
+ * `expire` (`GET /connections/{id}`): `unhealthy` when the test says
+ * `verified: false` or `expire` has passed; `degraded` when it falls within
+ * `expiryWarningMs` of `nowMs`; `unknown` when `expire` is not a date. A null
+ * or absent `expire` never expires.
+ *
+ * @param nowMs the current time, ms since the epoch (passed in: no clock here).
+ * @param expiryWarningMs how early an expiry degrades the connection, ms.
+ */
+export function evaluateConnection(
+  cfg: { id: number; name?: string },
+  check: { verified: boolean; expire?: string | null },
+  nowMs: number,
+  expiryWarningMs: number,
+): MakeResourceHealth {
+  const base = { kind: 'connection' as const, id: String(cfg.id), ...(cfg.name ? { name: cfg.name } : {}) };
+  const reasons: string[] = [];
+  let status: MakeHealthStatus = 'healthy';
+  const worsen = (s: MakeHealthStatus, reason: string) => {
+    reasons.push(reason);
+    if (RANK[s] > RANK[status]) status = s;
+  };
+  if (!check.verified) worsen('unhealthy', 'connection test failed (verified: false)');
+  if (check.expire !== null && check.expire !== undefined) {
+    const at = typeof check.expire === 'string' ? Date.parse(check.expire) : NaN;
+    if (Number.isNaN(at)) worsen('unknown', `connection expire ${JSON.stringify(check.expire)} is not a date`);
+    else if (at <= nowMs) worsen('unhealthy', `connection expired at ${check.expire}: reauthorize it in Make`);
+    else if (at - nowMs <= expiryWarningMs) {
+      worsen('degraded', `connection expires at ${check.expire} (in ${roughSpan(at - nowMs)}, within the ${formatDuration(expiryWarningMs)} warning): reauthorize it in Make`);
+    }
+  }
+  return status === 'healthy' ? { ...base, status } : { ...base, status, reason: reasons.join('; ') };
 }
 
 /**

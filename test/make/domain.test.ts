@@ -1,8 +1,12 @@
 import fc from 'fast-check';
 import {
   EndpointFailover,
+  evaluateConnection,
   evaluateHook,
+  evaluateOrganization,
   evaluateScenario,
+  MAKE_ROTATION_SCOPES,
+  makeMissingScopes,
   formatMakeError,
   makeApiBaseUrl,
   makeConfigSchema,
@@ -153,6 +157,8 @@ credentials:
     const m = r.registry.services[1]!.make!;
     expect(m.scenarios[0]).toEqual({ id: 111, connections: [128], expectActive: true });
     expect(m.recentExecutions).toBe(10);
+    expect(m.operationsWarningPercent).toBe(90);
+    expect(m.connectionExpiryWarning).toBe(7 * 86_400_000);
     expect(m.connections[0]!.data).toEqual({ baseUrl: 'https://crm' });
   });
   test('a scenario naming an unlisted connection is a problem with its path and line', () => {
@@ -177,6 +183,18 @@ credentials:
     expect(r.problems.find((p) => p.path === 'services[1].make.connections[0].standsFor')!.line).toBeGreaterThan(0);
     const bare = parseRegistry('services:\n  - { id: m, type: make, endpoints: [{ url: "https://eu1.make.com/api/v2" }] }\n', 'm.yaml');
     expect(bare.ok ? [] : bare.problems.map((p) => p.message)).toEqual(['service "m" is type make but has no make: block (zone, organizationId, teamId)']);
+  });
+
+  test('health thresholds: connectionExpiryWarning is a duration with a unit, operationsWarningPercent a percentage in [1, 100]', () => {
+    const ok = makeConfigSchema.safeParse({ zone: 'eu1', organizationId: 1, teamId: 1, connectionExpiryWarning: '36h', operationsWarningPercent: 75 });
+    expect(ok.success && ok.data.connectionExpiryWarning).toBe(36 * 3_600_000);
+    expect(ok.success && ok.data.operationsWarningPercent).toBe(75);
+    const bare = makeConfigSchema.safeParse({ zone: 'eu1', organizationId: 1, teamId: 1, connectionExpiryWarning: 7 });
+    expect(bare.success).toBe(false);
+    expect(bare.error!.issues[0]!.path).toEqual(['connectionExpiryWarning']);
+    const pct = makeConfigSchema.safeParse({ zone: 'eu1', organizationId: 1, teamId: 1, operationsWarningPercent: 120 });
+    expect(pct.success).toBe(false);
+    expect(pct.error!.issues[0]!.path).toEqual(['operationsWarningPercent']);
   });
 
   test('a bad zone is a problem on make.zone', () => {
@@ -234,6 +252,83 @@ describe('health evaluation', () => {
     expect(evaluateScenario(cfg, scenario(), [log(1)], conns, new Set(['crm-api']))).toMatchObject({ status: 'impacted', rootCause: ['crm-api'] });
     expect(evaluateScenario(cfg, scenario(), [log(1)], conns, new Set(['other'])).status).toBe('healthy');
   });
+  test('incomplete executions (dlqCount > 0) degrade a scenario that is otherwise healthy, with the count', () => {
+    expect(evaluateScenario(cfg, scenario({ dlqCount: 3 }), [log(1)], conns, new Set())).toMatchObject({
+      status: 'degraded',
+      reason: '3 incomplete executions wait to be resolved in Make (dlqCount)',
+    });
+    expect(evaluateScenario(cfg, scenario({ dlqCount: 1 }), [log(1), log(2)], conns, new Set())).toMatchObject({
+      status: 'degraded',
+      reason: '0 failed and 1 warning of 2 recent executions; 1 incomplete execution waits to be resolved in Make (dlqCount)',
+    });
+    expect(evaluateScenario(cfg, scenario({ dlqCount: 0 }), [log(1)], conns, new Set()).status).toBe('healthy');
+    // An unhealthy scenario stays unhealthy; the count is still told.
+    expect(evaluateScenario(cfg, scenario({ dlqCount: 2 }), [log(3)], conns, new Set())).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/latest execution failed.*2 incomplete executions/) });
+  });
+
+  describe('organization', () => {
+    const org = (over: Record<string, unknown> = {}) => ({ id: 11, name: 'Acme', isPaused: false, operations: '1000', operationsExt: '0', nextReset: '2026-12-31T00:00:00.000Z', license: { operations: 10_000 }, ...over });
+    const opts = { operationsWarningPercent: 90 };
+
+    test('healthy when not paused and operations are under the warning share of the limit', () => {
+      expect(evaluateOrganization(org(), opts)).toEqual({ kind: 'organization', id: '11', name: 'Acme', status: 'healthy' });
+      expect(evaluateOrganization(org({ operations: 8_999 }), opts).status).toBe('healthy');
+    });
+    test('a paused organization is unhealthy: none of its scenarios run', () => {
+      expect(evaluateOrganization(org({ isPaused: true }), opts)).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/^organization is paused \(isPaused\): its scenarios do not run/) });
+    });
+    test('operations near or at the limit degrade, with the figures', () => {
+      expect(evaluateOrganization(org({ operations: '9000' }), opts)).toMatchObject({
+        status: 'degraded',
+        reason: 'operations used 9000 of 10000 (90%) this period, at or above the 90% warning; the period resets 2026-12-31T00:00:00.000Z',
+      });
+      expect(evaluateOrganization(org({ operations: '10500', nextReset: null }), opts)).toMatchObject({
+        status: 'degraded',
+        reason: 'operations used 10500 of 10000 (105%) this period: the limit is reached, scenarios stop until the period resets or operations are added',
+      });
+      expect(evaluateOrganization(org({ operations: '5000' }), { operationsWarningPercent: 50 }).status).toBe('degraded');
+    });
+    test('paused and at the limit: unhealthy, both told', () => {
+      const r = evaluateOrganization(org({ isPaused: true, operations: '10000' }), opts);
+      expect(r.status).toBe('unhealthy');
+      expect(r.reason).toMatch(/paused.*; operations used 10000 of 10000 \(100%\)/);
+    });
+    test('an answer it cannot read is unknown, never healthy', () => {
+      expect(evaluateOrganization(org({ isPaused: undefined }), opts)).toMatchObject({ status: 'unknown', reason: expect.stringMatching(/no isPaused/) });
+      expect(evaluateOrganization(org({ operations: 'lots' }), opts)).toMatchObject({ status: 'unknown', reason: expect.stringMatching(/operations used \(operations\) or the limit \(license\.operations\) unreadable/) });
+      expect(evaluateOrganization(org({ license: {} }), opts).status).toBe('unknown');
+      expect(evaluateOrganization(org({ license: { operations: 0 } }), opts).status).toBe('unknown');
+      // Known bad news is not hidden behind an unreadable part.
+      expect(evaluateOrganization(org({ isPaused: true, operations: undefined }), opts).status).toBe('unhealthy');
+    });
+  });
+
+  describe('connection', () => {
+    const now = Date.parse('2026-12-07T12:00:00.000Z');
+    const week = 7 * 86_400_000;
+    const c = { id: 128, name: 'CRM' };
+    test('verified and not expiring is healthy; no expire (null) never expires', () => {
+      expect(evaluateConnection(c, { verified: true, expire: null }, now, week)).toEqual({ kind: 'connection', id: '128', name: 'CRM', status: 'healthy' });
+      expect(evaluateConnection(c, { verified: true, expire: '2027-01-07T12:00:00.000Z' }, now, week).status).toBe('healthy');
+    });
+    test('expiring within the warning is degraded, expired is unhealthy, each naming when', () => {
+      expect(evaluateConnection(c, { verified: true, expire: '2026-12-10T12:00:00.000Z' }, now, week)).toMatchObject({
+        status: 'degraded',
+        reason: 'connection expires at 2026-12-10T12:00:00.000Z (in 3d, within the 7d warning): reauthorize it in Make',
+      });
+      expect(evaluateConnection(c, { verified: true, expire: '2026-12-07T11:00:00.000Z' }, now, week)).toMatchObject({
+        status: 'unhealthy',
+        reason: 'connection expired at 2026-12-07T11:00:00.000Z: reauthorize it in Make',
+      });
+      expect(evaluateConnection(c, { verified: true, expire: '2026-12-07T12:00:00.000Z' }, now, week).status).toBe('unhealthy');
+    });
+    test('a failed test is unhealthy whatever the expiry; an unreadable expire is unknown, never healthy', () => {
+      expect(evaluateConnection(c, { verified: false, expire: null }, now, week)).toMatchObject({ status: 'unhealthy', reason: 'connection test failed (verified: false)' });
+      expect(evaluateConnection(c, { verified: false, expire: '2026-12-08T12:00:00.000Z' }, now, week)).toMatchObject({ status: 'unhealthy', reason: expect.stringMatching(/verified: false.*; connection expires at/) });
+      expect(evaluateConnection(c, { verified: true, expire: 'soon' }, now, week)).toMatchObject({ status: 'unknown', reason: 'connection expire "soon" is not a date' });
+    });
+  });
+
   test('hooks: disabled, gone, unreachable, full queue', () => {
     const h = { id: 5, name: 'h', enabled: true, gone: false, queueCount: 0, queueLimit: 10, url: 'http://x/hook/a' };
     expect(evaluateHook(5, h, true).status).toBe('healthy');
@@ -249,6 +344,18 @@ describe('health evaluation', () => {
     expect(overallMakeStatus([p('healthy'), p('impacted')])).toBe('impacted');
     expect(overallMakeStatus([p('impacted'), p('degraded')])).toBe('degraded');
     expect(overallMakeStatus([p('degraded'), p('unhealthy'), p('healthy')])).toBe('unhealthy');
+  });
+});
+
+describe('token scopes', () => {
+  test('rotating into connections needs connections:read and connections:write', () => {
+    expect([...MAKE_ROTATION_SCOPES]).toEqual(['connections:read', 'connections:write']);
+  });
+  test('the missing scopes, in the order required; exact names only', () => {
+    expect(makeMissingScopes(['connections:read', 'connections:write', 'scenarios:read'], MAKE_ROTATION_SCOPES)).toEqual([]);
+    expect(makeMissingScopes(['connections:read'], MAKE_ROTATION_SCOPES)).toEqual(['connections:write']);
+    expect(makeMissingScopes([], MAKE_ROTATION_SCOPES)).toEqual(['connections:read', 'connections:write']);
+    expect(makeMissingScopes(['Connections:Write', 'connections:write '], ['connections:write'])).toEqual(['connections:write']);
   });
 });
 
