@@ -114,6 +114,44 @@ test('preflight refuses an editable-data-schema answer it cannot read, naming th
   expect((await createMakeProvider(rig.clients).preflight(ctx()))[0]).toMatch(/no "editableParameters" list of field names/);
 });
 
+test("preflight refuses a token without connections:write, naming the service, the scope and what to do, before any write", async () => {
+  fake.options.scopes = ['user:read', 'organizations:read', 'connections:read', 'scenarios:read', 'hooks:read'];
+  const problems = await createMakeProvider(rig.clients).preflight(ctx());
+  expect(problems).toEqual([
+    'service make-prod: the Make API token (credential make-token) lacks scope connections:write, which installing crm-key into Make connections needs (POST /connections/{id}/set-data and /test; GET /users/me/current-authorization lists its scopes as connections:read, hooks:read, organizations:read, scenarios:read, user:read): create a Make API token with connections:read and connections:write (Make: Profile → API → Add token; scopes cannot be added to an existing token), store it with `integration-agent credentials import make-token`, then rotate again',
+  ]);
+  expect(fake.requests.some((r) => r.path === '/api/v2/users/me/current-authorization')).toBe(true);
+  expect(fake.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
+  // Without the scope the write itself is what Make refuses (403), which the preflight spares the rotation.
+  const err = (await createMakeProvider(rig.clients)
+    .install(ctx(), { versionId: 'v2', secret: 'new-key-0002', idempotencyKey: 'k' })
+    .catch((e: unknown) => e)) as ProviderError;
+  expect(err.status).toBe(403);
+});
+
+test('preflight names every missing rotation scope', async () => {
+  fake.options.scopes = ['user:read'];
+  const problems = await createMakeProvider(rig.clients).preflight(ctx());
+  expect(problems[0]).toMatch(/^service make-prod: the Make API token \(credential make-token\) lacks scopes connections:read, connections:write, which installing crm-key/);
+});
+
+test('preflight refuses a current-authorization answer it cannot read or a call that fails: never a pass', async () => {
+  fake.options.authorizationBody = { authorization: { authUsed: 'token' } };
+  let problems = await createMakeProvider(rig.clients).preflight(ctx());
+  expect(problems).toEqual([
+    expect.stringMatching(
+      /^service make-prod: the scopes of the Make API token \(credential make-token\) could not be checked, so the rotation could fail with 403 mid-way: Make API GET \/users\/me\/current-authorization \(service make-prod\): the answer has no "authorization\.scope" list of scope names/,
+    ),
+  ]);
+  fake.options.authorizationBody = { authorization: { authUsed: 'token', scope: 'connections:write' } };
+  expect((await createMakeProvider(rig.clients).preflight(ctx()))[0]).toMatch(/could not be checked.*no "authorization\.scope" list/);
+  fake.options.authorizationBody = undefined;
+  fake.inject({ match: (m, path) => m === 'GET' && path === '/users/me/current-authorization', status: 503 });
+  problems = await createMakeProvider(rig.clients).preflight(ctx());
+  expect(problems).toHaveLength(1);
+  expect(problems[0]).toMatch(/^service make-prod: the scopes of the Make API token \(credential make-token\) could not be checked.*503/);
+});
+
 test('install into a non-editable connection fails non-retryably with Make\'s words and never the secret', async () => {
   fake.connections.get(128)!.editable = false;
   const err = (await createMakeProvider(rig.clients)

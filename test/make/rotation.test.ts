@@ -16,7 +16,7 @@ import { openState } from '../../src/state';
 import type { CredentialStore, StateBackend } from '../../src/state/types';
 import { rotate } from '../../src/client/rotation';
 import { startContractServer, type ContractServer } from '../fixtures/rotation-contract';
-import { startFakeMake, type FakeMake } from '../fixtures/make-server';
+import { FAKE_MAKE_ALL_SCOPES, startFakeMake, type FakeMake } from '../fixtures/make-server';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
 import { fixedSecrets, makeRig, type MakeRig } from './helpers';
 
@@ -166,5 +166,27 @@ test('a Make connection whose registry data leaves out an editable field refuses
     conn.schema = ['baseUrl', 'apiKey'];
     const { region: _region, ...rest } = conn.data;
     conn.data = rest;
+  }
+});
+
+test('a Make token without connections:write refuses the rotation in preflight: nothing minted, no 403 mid-rotation', async () => {
+  const conn = fake.connections.get(128)!;
+  const dataBefore = { ...conn.data };
+  const labelsBefore = await store.labels(credentialId);
+  const mintedBefore = contract.issuer('crm-api').versions.size;
+  const postsBefore = fake.requests.filter((r) => r.method === 'POST').length;
+  fake.options.scopes = ['user:read', 'organizations:read', 'connections:read', 'scenarios:read', 'hooks:read'];
+  try {
+    const client = await testClient();
+    const result = await withTestWorker({ taskQueue, activities: activities() }, () => rotate(client, { credentialId, taskQueue }));
+    expect(result.status).not.toBe('completed');
+    expect(result.cause).toMatch(/service make-prod: the Make API token \(credential make-token\) lacks scope connections:write/);
+    expect(contract.issuer('crm-api').versions.size).toBe(mintedBefore);
+    expect(fake.requests.filter((r) => r.method === 'POST').length).toBe(postsBefore);
+    expect(fake.requests.filter((r) => r.status === 403)).toHaveLength(0);
+    expect(fake.connections.get(128)!.data).toEqual(dataBefore);
+    expect((await store.labels(credentialId)).CURRENT?.versionId).toBe(labelsBefore.CURRENT?.versionId);
+  } finally {
+    fake.options.scopes = [...FAKE_MAKE_ALL_SCOPES];
   }
 });

@@ -31,10 +31,12 @@ import {
   MAKE_DEFAULT_MAX_LIST_PAGES,
   MAKE_DEFAULT_PAGE_LIMIT,
   parseMakeError,
+  type MakeAuthorization,
   type MakeConnection,
   type MakeErrorInfo,
   type MakeExecution,
   type MakeHook,
+  type MakeOrganization,
   type MakeScenario,
   type MakeScenarioLog,
 } from '../../domain/make';
@@ -363,9 +365,38 @@ export class MakeClient {
     return (await this.call<{ authUser: { id: number; name?: string } }>({ method: 'GET', path: '/users/me' }, signal)).authUser;
   }
 
-  /** `GET /organizations/{id}`: the organization, with `license.apiLimit` (requests per minute). */
-  async organization(signal?: AbortSignal): Promise<{ id: number; name?: string; license?: { apiLimit?: number } }> {
-    return (await this.call<{ organization: { id: number; name?: string; license?: { apiLimit?: number } } }>({ method: 'GET', path: `/organizations/${this.organizationId}` }, signal)).organization;
+  /**
+   * `GET /organizations/{id}`: the organization, with `license.apiLimit`
+   * (requests per minute), `isPaused`, and `operations` used against
+   * `license.operations` (read with `evaluateOrganization`).
+   * @throws MakeAnswerError when the answer has no `organization` object.
+   */
+  async organization(signal?: AbortSignal): Promise<MakeOrganization> {
+    const path = `/organizations/${this.organizationId}`;
+    const r = await this.call<{ organization?: unknown }>({ method: 'GET', path }, signal);
+    const org = r && typeof r === 'object' ? r.organization : undefined;
+    if (!org || typeof org !== 'object' || Array.isArray(org)) {
+      throw new MakeAnswerError('GET', path, this.serviceId, 'the answer has no "organization" object', "check that the API base URL is Make's and organizationId is right");
+    }
+    return org as MakeOrganization;
+  }
+
+  /**
+   * `GET /users/me/current-authorization` → `{ authorization: { authUsed, scope } }`:
+   * how this call was authorized and the token's API scopes (the official
+   * SDK's `users.currentAuthorization` reads the same members).
+   * @throws MakeAnswerError when the answer holds no `authorization.scope` list of names (never read as "no scopes" or "all scopes").
+   */
+  async currentAuthorization(signal?: AbortSignal): Promise<MakeAuthorization> {
+    const path = '/users/me/current-authorization';
+    const r = await this.call<unknown>({ method: 'GET', path }, signal);
+    const auth = r && typeof r === 'object' ? (r as { authorization?: unknown }).authorization : undefined;
+    const scope = auth && typeof auth === 'object' ? (auth as { scope?: unknown }).scope : undefined;
+    if (!Array.isArray(scope) || !scope.every((x): x is string => typeof x === 'string')) {
+      throw new MakeAnswerError('GET', path, this.serviceId, 'the answer has no "authorization.scope" list of scope names', "check that the API base URL is Make's; the token's scopes cannot be known");
+    }
+    const authUsed = (auth as { authUsed?: unknown }).authUsed;
+    return { scope, ...(typeof authUsed === 'string' ? { authUsed } : {}) };
   }
 
   /** `GET /connections?teamId=`: every connection of a team. */

@@ -10,8 +10,10 @@
  * - verify: `POST /connections/{id}/test`; every connection `verified: true`.
  *   Make cannot say which version a connection holds, so a passing test
  *   reports the version just installed.
- * - preflight (extra, read-only): before anything changes, reports each
- *   connection whose data cannot be edited through the API (`editable:
+ * - preflight (extra, read-only): before anything changes, reports a Make
+ *   API token whose scopes (`GET /users/me/current-authorization`) lack
+ *   {@link MAKE_ROTATION_SCOPES} (the writes would fail with 403 mid-rotation),
+ *   or whose scopes cannot be read; then each connection whose data cannot be edited through the API (`editable:
  *   false`), whose `GET /connections/{id}/editable-data-schema` (`{
  *   editableParameters: string[] }`) is empty or unreadable, whose `dataField`
  *   it does not list, or whose `data` leaves out a field it lists (set-data
@@ -20,10 +22,10 @@
  * Make has no API to mint or revoke third-party credentials, so `mint` and
  * `revoke` refuse: a Make service is a consumer only.
  */
-import { makeConnectionData, type MakeConnectionConfig } from '../../domain/make';
+import { MAKE_ROTATION_SCOPES, makeConnectionData, makeMissingScopes, type MakeConnectionConfig } from '../../domain/make';
 import type { ServiceSpec } from '../../domain/registry';
 import { ProviderError, type ProviderContext, type RotationProvider } from '../providers/types';
-import { MakeApiError, MakeRateLimitWaitError } from './client';
+import { MakeApiError, MakeRateLimitWaitError, type MakeClient } from './client';
 import type { MakeClients } from './clients';
 
 /** A RotationProvider plus the read-only plan check the rotation preflight can call. */
@@ -62,6 +64,28 @@ function connectionsFor(service: ServiceSpec, credentialId: string): MakeConnect
   return list;
 }
 
+/**
+ * The problem with the service's Make API token for rotating `credentialId`
+ * into its connections, or undefined when its scopes hold
+ * {@link MAKE_ROTATION_SCOPES}. A call that fails or an answer without a
+ * scope list is a problem too: the check is never passed on a guess.
+ */
+async function tokenScopeProblem(client: MakeClient, service: ServiceSpec, credentialId: string, signal?: AbortSignal): Promise<string | undefined> {
+  const token = service.credential ? `the Make API token (credential ${service.credential})` : 'the Make API token';
+  const fix = `create a Make API token with ${MAKE_ROTATION_SCOPES.join(' and ')} (Make: Profile → API → Add token; scopes cannot be added to an existing token), store it with \`integration-agent credentials import ${service.credential ?? '<token credential>'}\`, then rotate again`;
+  let granted: string[];
+  try {
+    granted = (await client.currentAuthorization(signal)).scope;
+  } catch (err) {
+    const what = err instanceof Error ? err.message : String(err);
+    return `service ${service.id}: the scopes of ${token} could not be checked, so the rotation could fail with 403 mid-way: ${what.slice(0, 400)}; if the token lacks a scope, ${fix}`;
+  }
+  const missing = makeMissingScopes(granted, MAKE_ROTATION_SCOPES);
+  if (missing.length === 0) return undefined;
+  const has = granted.length ? [...granted].sort().join(', ') : 'none';
+  return `service ${service.id}: ${token} lacks scope${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which installing ${credentialId} into Make connections needs (POST /connections/{id}/set-data and /test; GET /users/me/current-authorization lists its scopes as ${has}): ${fix}`;
+}
+
 const label = (c: MakeConnectionConfig) => `Make connection ${c.id}${c.name ? ` (${c.name})` : ''}`;
 
 /** @param clients the Make clients (coordinator transport, organization limits). */
@@ -95,6 +119,8 @@ export function createMakeProvider(clients: MakeClients): MakeRotationProvider {
       }
       const client = await clientOf(ctx);
       const problems: string[] = [];
+      const scopeProblem = await tokenScopeProblem(client, ctx.service, ctx.credential.id, ctx.signal);
+      if (scopeProblem) problems.push(scopeProblem);
       for (const c of conns) {
         try {
           const conn = await client.connection(c.id, ctx.signal);
