@@ -41,12 +41,19 @@ test('a healthy Make service: token, every connection, scenario and hook checked
   const r = await check();
   expect(r.status).toBe('healthy');
   expect(r.probe).toMatchObject({ serviceId: 'make-prod', verdict: 'pass' });
-  expect(r.parts.map((p) => `${p.kind}:${p.id}:${p.status}`)).toEqual(['token:users/me:healthy', 'connection:128:healthy', 'scenario:111:healthy', 'hook:5:healthy']);
+  expect(r.parts.map((p) => `${p.kind}:${p.id}:${p.status}`)).toEqual([
+    'token:users/me:healthy',
+    `organization:${fake.organizationId}:healthy`,
+    'connection:128:healthy',
+    'scenario:111:healthy',
+    'hook:5:healthy',
+  ]);
   const paths = fake.requests.map((q) => `${q.method} ${q.path}`);
   expect(paths).toEqual(
     expect.arrayContaining([
       'GET /api/v2/users/me',
       `GET /api/v2/organizations/${fake.organizationId}`,
+      'GET /api/v2/connections/128',
       'POST /api/v2/connections/128/test',
       'GET /api/v2/scenarios/111',
       'GET /api/v2/scenarios/111/logs',
@@ -134,13 +141,91 @@ test('a rejected token makes the service unhealthy without reading anything else
 test("the organization's license.apiLimit is read once and enforced", async () => {
   seedHealthy();
   await fake.close();
-  fake = await startFakeMake({ apiLimitPerMinute: 4, rateWindowMs: 500 });
+  fake = await startFakeMake({ apiLimitPerMinute: 5, rateWindowMs: 500 });
   seedHealthy();
-  const r = await check();
-  expect(r.status).toBe('healthy');
-  expect(rig!.clients.limits.get(fake.organizationId)).toBe(4);
+  rig = makeRig(fake, makeRegistryYaml(fake, block));
+  const acts = createMakeHealthActivities({}, rig.clients);
+  for (let i = 0; i < 2; i++) expect((await acts.checkMakeService({ serviceId: 'make-prod' })).status).toBe('healthy');
+  expect(rig.clients.limits.get(fake.organizationId)).toBe(5);
   expect(fake.requests.filter((q) => q.status === 429)).toHaveLength(0);
-  expect(fake.requests.filter((q) => q.path === `/api/v2/organizations/${fake.organizationId}`)).toHaveLength(1);
+  // Once for the license (per organization and process), then once per health check for its state.
+  expect(fake.requests.filter((q) => q.path === `/api/v2/organizations/${fake.organizationId}`)).toHaveLength(1 + 2);
+});
+
+test('a paused organization makes the service unhealthy; operations near or at the limit degrade it, with the figures', async () => {
+  seedHealthy();
+  fake.organization.isPaused = true;
+  let r = await check();
+  expect(r.status).toBe('unhealthy');
+  expect(r.parts.find((p) => p.kind === 'organization')).toMatchObject({ id: String(fake.organizationId), name: 'Test Org', status: 'unhealthy', reason: expect.stringMatching(/^organization is paused \(isPaused\)/) });
+  expect(r.probe.detail).toMatch(new RegExp(`organization ${fake.organizationId} \\(Test Org\\): unhealthy — organization is paused`));
+  await rig!.close();
+
+  fake.organization.isPaused = false;
+  fake.organization.operations = 9_500;
+  fake.organization.licenseOperations = 10_000;
+  fake.organization.nextReset = '2027-01-01T00:00:00.000Z';
+  r = await check();
+  expect(r.status).toBe('degraded');
+  expect(r.probe.verdict).toBe('warn');
+  expect(r.parts.find((p) => p.kind === 'organization')).toMatchObject({
+    status: 'degraded',
+    reason: 'operations used 9500 of 10000 (95%) this period, at or above the 90% warning; the period resets 2027-01-01T00:00:00.000Z',
+  });
+  await rig!.close();
+
+  fake.organization.operations = 10_000;
+  r = await check();
+  expect(r.parts.find((p) => p.kind === 'organization')!.reason).toMatch(/operations used 10000 of 10000 \(100%\) this period: the limit is reached/);
+  await rig!.close();
+
+  // The warning share is the registry's make.operationsWarningPercent.
+  fake.organization.operations = 6_000;
+  rig = makeRig(fake, makeRegistryYaml(fake, `operationsWarningPercent: 50\n${block}`));
+  r = await createMakeHealthActivities({}, rig.clients).checkMakeService({ serviceId: 'make-prod' });
+  expect(r.parts.find((p) => p.kind === 'organization')).toMatchObject({ status: 'degraded', reason: expect.stringMatching(/at or above the 50% warning/) });
+});
+
+test('an organization answer without isPaused or the operations figures is unknown, never healthy', async () => {
+  seedHealthy();
+  fake.inject({ match: (m, p) => m === 'GET' && p === `/organizations/${fake.organizationId}`, status: 200, body: { organization: { id: fake.organizationId, name: 'Test Org', license: { apiLimit: 1000 } } }, count: 2 });
+  const r = await check();
+  expect(r.parts.find((p) => p.kind === 'organization')).toMatchObject({ status: 'unknown', reason: expect.stringMatching(/no isPaused/) });
+  expect(r.status).toBe('unknown');
+  expect(r.probe.verdict).toBe('inconclusive');
+});
+
+test("a connection's expire: within the warning degraded, passed unhealthy, naming when", async () => {
+  seedHealthy();
+  const c = fake.connections.get(128)!;
+  const inTwoDays = new Date(Date.now() + 2 * 86_400_000 + 3_600_000).toISOString();
+  c.expire = inTwoDays;
+  let r = await check();
+  expect(r.status).toBe('degraded');
+  expect(r.parts.find((p) => p.kind === 'connection')).toMatchObject({ status: 'degraded', reason: `connection expires at ${inTwoDays} (in 2d, within the 7d warning): reauthorize it in Make` });
+  await rig!.close();
+
+  const anHourAgo = new Date(Date.now() - 3_600_000).toISOString();
+  c.expire = anHourAgo;
+  r = await check();
+  expect(r.status).toBe('unhealthy');
+  expect(r.parts.find((p) => p.kind === 'connection')).toMatchObject({ status: 'unhealthy', reason: `connection expired at ${anHourAgo}: reauthorize it in Make` });
+  await rig!.close();
+
+  // The warning is the registry's make.connectionExpiryWarning.
+  c.expire = inTwoDays;
+  rig = makeRig(fake, makeRegistryYaml(fake, `connectionExpiryWarning: 1d\n${block}`));
+  r = await createMakeHealthActivities({}, rig.clients).checkMakeService({ serviceId: 'make-prod' });
+  expect(r.parts.find((p) => p.kind === 'connection')!.status).toBe('healthy');
+});
+
+test('a scenario with incomplete executions (dlqCount) is degraded with the count', async () => {
+  seedHealthy();
+  fake.scenarios.get(111)!.dlqCount = 4;
+  const r = await check();
+  expect(r.status).toBe('degraded');
+  expect(r.parts.find((p) => p.kind === 'scenario')).toMatchObject({ status: 'degraded', reason: '4 incomplete executions wait to be resolved in Make (dlqCount)' });
+  expect(r.probe.detail).toMatch(/scenario 111 \(scenario-111\): degraded — 4 incomplete executions/);
 });
 
 test('probeMakeServices gives the sweep one probe result per service; a service that is not make is inconclusive, never healthy', async () => {

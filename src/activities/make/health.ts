@@ -2,10 +2,14 @@
  * Health of a `type: make` service, checked through the Make API:
  *
  * - token: `GET /users/me` (a 401/403 makes the whole service unhealthy: nothing else can be read);
- * - connections: `POST /connections/{id}/test`, `verified: false` is unhealthy;
- * - scenarios: `GET /scenarios/{id}` (active, valid) and `GET /scenarios/{id}/logs`
- *   (recent executions), `impacted` when a registry service one of its
- *   connections stands for is unhealthy;
+ * - organization: `GET /organizations/{id}`: paused (`isPaused`) is unhealthy,
+ *   operations used (`operations`) near or at the limit (`license.operations`) degraded;
+ * - connections: `GET /connections/{id}` (`expire`: passed is unhealthy, within
+ *   `make.connectionExpiryWarning` degraded) and `POST /connections/{id}/test`
+ *   (`verified: false` is unhealthy);
+ * - scenarios: `GET /scenarios/{id}` (active, valid, incomplete executions
+ *   `dlqCount`) and `GET /scenarios/{id}/logs` (recent executions),
+ *   `impacted` when a registry service one of its connections stands for is unhealthy;
  * - hooks: `GET /hooks/{id}` (enabled, not gone, queue not full) and a TCP
  *   connect to the hook's address (reachable) — never a request to the hook,
  *   which would start the scenario.
@@ -18,7 +22,9 @@ import { Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import type { ProbeFailureKind, ProbeResult } from '../../domain/health';
 import {
+  evaluateConnection,
   evaluateHook,
+  evaluateOrganization,
   evaluateScenario,
   overallMakeStatus,
   type MakeHealthStatus,
@@ -153,13 +159,22 @@ export function createMakeHealthActivities(deps: Pick<MakeDeps, 'hookConnectTime
       const limit = pLimit(4);
       const unhealthy = new Set(input.unhealthyServices ?? []);
 
+      const organizationCheck = limit(async (): Promise<MakeResourceHealth> => {
+        try {
+          return evaluateOrganization(await client.organization(signal), { operationsWarningPercent: config.operationsWarningPercent });
+        } catch (err) {
+          const r = reasonOf(err);
+          firstFailure ??= { kind: r.kind, status: err instanceof MakeApiError ? err.info.status : undefined };
+          return { kind: 'organization', id: String(config.organizationId), status: r.definite ? 'unhealthy' : 'unknown', reason: r.notFound ? `organization ${config.organizationId} not found` : r.reason };
+        }
+      });
+
       const connectionChecks = config.connections.map((c) =>
         limit(async (): Promise<MakeResourceHealth> => {
           try {
+            const { expire } = await client.connection(c.id, signal);
             const verified = await client.testConnection(c.id, signal);
-            return verified
-              ? { kind: 'connection', id: String(c.id), name: c.name, status: 'healthy' }
-              : { kind: 'connection', id: String(c.id), name: c.name, status: 'unhealthy', reason: 'connection test failed (verified: false)' };
+            return evaluateConnection(c, { verified, expire }, Date.now(), config.connectionExpiryWarning);
           } catch (err) {
             const r = reasonOf(err);
             firstFailure ??= { kind: r.kind, status: err instanceof MakeApiError ? err.info.status : undefined };
@@ -197,7 +212,7 @@ export function createMakeHealthActivities(deps: Pick<MakeDeps, 'hookConnectTime
         }),
       );
 
-      for (const p of await Promise.all([...connectionChecks, ...scenarioChecks, ...hookChecks])) {
+      for (const p of await Promise.all([organizationCheck, ...connectionChecks, ...scenarioChecks, ...hookChecks])) {
         parts.push(p);
         heartbeat(p.kind);
       }
