@@ -13,8 +13,8 @@
  * - preflight (extra, read-only): before anything changes, reports a Make
  *   API token whose scopes (`GET /users/me/current-authorization`) lack
  *   {@link MAKE_ROTATION_SCOPES} (the writes would fail with 403 mid-rotation),
- *   or whose scopes cannot be read; then each connection whose data cannot be edited through the API (`editable:
- *   false`), whose `GET /connections/{id}/editable-data-schema` (`{
+ *   or whose scopes cannot be read; then each connection whose data cannot
+ *   be edited through the API (`editable: false`), whose `GET /connections/{id}/editable-data-schema` (`{
  *   editableParameters: string[] }`) is empty or unreadable, whose `dataField`
  *   it does not list, or whose `data` leaves out a field it lists (set-data
  *   would empty it). A schema that cannot be checked is a problem, never a pass.
