@@ -314,8 +314,9 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   setPhase('revoke');
   issuerProgress.step = 'revoke';
   issuerProgress.status = 'running';
+  let revoked: Awaited<ReturnType<Acts['revokeVersion']>> | undefined;
   try {
-    await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
+    revoked = await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
     issuerProgress.status = 'ok';
   } catch (err) {
     issuerProgress.status = 'failed';
@@ -324,6 +325,12 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       previousRevoked: false,
       cause: `rotated to ${versionId}, but revoking PREVIOUS ${previous} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`,
     });
+  }
+  // A version imported under a local id cannot be revoked at the issuer: say so (older activities returned nothing).
+  if (revoked?.revoked === false) {
+    issuerProgress.status = 'skipped';
+    issuerProgress.error = revoked.cause;
+    return end('completed', { previousRevoked: false, cause: `rotated to ${versionId}, but PREVIOUS was not revoked: ${revoked.cause}` });
   }
   return end('completed', { previousRevoked: true });
 
