@@ -32,6 +32,12 @@ export interface RotationActivityDeps {
   coordinator?: Coordinator;
   /** Counts ended rotations (`registerRotationMetrics`); optional. */
   metrics?: RotationMetrics;
+  /**
+   * How many alert webhooks this worker delivers to (ALERT_WEBHOOKS); default 0.
+   * `auditRotation` reports it, so the saga schedules an alert delivery only
+   * where someone listens (as the worker does for breaker transitions).
+   */
+  alertWebhooks?: number;
 }
 
 export interface PreflightInput {
@@ -465,11 +471,15 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       }
     },
 
-    /** Appends a workflow-level event (started, ended with status) to the audit trail. */
-    async auditRotation(entry: { credentialId: string; step: string; outcome: string; versionId?: string | null; serviceId?: string | null; detail?: string | null }): Promise<void> {
+    /**
+     * Appends a workflow-level event (started, ended with status) to the audit trail.
+     * @returns how many alert webhooks this worker has (`alertWebhooks`): the saga alerts only when > 0.
+     */
+    async auditRotation(entry: { credentialId: string; step: string; outcome: string; versionId?: string | null; serviceId?: string | null; detail?: string | null }): Promise<{ alertWebhooks: number }> {
       await audit({ credentialId: entry.credentialId, step: entry.step, serviceId: entry.serviceId ?? null, versionId: entry.versionId ?? null, outcome: entry.outcome, detail: entry.detail ?? null });
       // The rotation's final entry: where its outcome is known outside workflow code.
       if (entry.step === 'rotation' && entry.outcome !== 'started') deps.metrics?.observeRotation(entry.credentialId, entry.outcome);
+      return { alertWebhooks: deps.alertWebhooks ?? 0 };
     },
   };
 }
