@@ -6,7 +6,10 @@
  * `critical`. Real dev server, real worker with the real activities
  * (createActivities), the loopback contract server and loopback receivers.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Client } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { createActivities } from '../../src/activities';
 import { staticRegistry } from '../../src/activities/registry';
 import { rotate } from '../../src/client/rotation';
@@ -125,6 +128,12 @@ test('needs_attention: one critical alert naming the consumer to check and the c
     expect(alert.action).toContain(`integration-agent rotate ${fx.credentialId} --force`);
     expect(delivered.slackText).toContain('CRITICAL');
     expect(delivered.slackText).toContain('na');
+    if (process.env.IA_CAPTURE_ROTATION_ALERT_HISTORY === '1') {
+      // test/histories/rotation-needs-attention-alert.json: a run that started its alert delivery (patched('rotation-alerts')), replayed by test/replay.test.ts.
+      const history = await client.workflow.getHandle(r.workflowId).fetchHistory();
+      const file = join(__dirname, '..', 'histories', 'rotation-needs-attention-alert.json');
+      writeFileSync(file, JSON.stringify({ workflowId: r.workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+    }
   });
 });
 
