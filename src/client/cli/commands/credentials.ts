@@ -44,6 +44,7 @@ const SLUG = /^[a-z0-9][a-z0-9-]*$/;
 
 /** The issuer's version ids we accept: what issuers use (UUIDs, numbers, `v-…`, `2024-01-01T00:00:00Z`), safe in a URL path segment and a log line. */
 const VERSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:+=-]*$/;
+/** Longest `--version-id` accepted, characters (AWS Secrets Manager's VersionId is at most 64; room for longer issuer ids). */
 export const VERSION_ID_MAX = 128;
 
 /**
