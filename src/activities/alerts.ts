@@ -4,8 +4,9 @@
  * webhooks: `{ text, blocks }`, https://api.slack.com/messaging/webhooks).
  *
  * It runs as its own activity, scheduled by the per-service health workflow
- * (or the breaker workflow) after the transition is recorded, so a slow or
- * failing receiver never delays a sweep; Temporal retries it. Each request
+ * (or the breaker workflow) after the transition is recorded, or by
+ * `deliverRotationAlert` for a rotation that did not complete, so a slow or
+ * failing receiver never delays a sweep or a rotation's result; Temporal retries it. Each request
  * carries `Idempotency-Key: <alert.id>` so a receiver can drop a repeat after
  * a retry. Webhook URLs are secrets (Slack's embed a token): they never appear
  * in errors, logs or history; webhooks are named by `name` or index.
@@ -35,8 +36,13 @@ export function jsonAlertBody(alert: Alert): Record<string, unknown> {
   return { schema: 'integration-agent.alert/v1', ...alert, atIso: new Date(alert.at).toISOString() };
 }
 
-/** A Slack-compatible body (`text` fallback plus Block Kit sections). */
+/**
+ * A Slack-compatible body (`text` fallback plus Block Kit sections). A
+ * rotation alert leads with its severity (`CRITICAL` for needs_attention)
+ * and lists each service's state and what to do.
+ */
 export function slackAlertBody(alert: Alert): { text: string; blocks: unknown[] } {
+  if (alert.source === 'rotation') return slackRotationBody(alert);
   const icon = alert.kind === 'TRIGGERED' ? ':red_circle:' : ':large_green_circle:';
   const text = `${icon} ${alert.kind}: ${alert.summary}`;
   const fields: string[] = [];
@@ -49,6 +55,31 @@ export function slackAlertBody(alert: Alert): { text: string; blocks: unknown[] 
     blocks: [
       { type: 'section', text: { type: 'mrkdwn', text: `*${text}*` } },
       { type: 'section', text: { type: 'mrkdwn', text: fields.join('\n') } },
+    ],
+  };
+}
+
+const SLACK_MAX_SERVICES = 10;
+
+function slackRotationBody(alert: Alert): { text: string; blocks: unknown[] } {
+  const critical = alert.severity === 'critical';
+  const text = `${critical ? ':rotating_light: CRITICAL' : ':warning: WARNING'}: ${alert.summary}`;
+  const fields: string[] = [`*Severity:* ${alert.severity ?? 'warning'} · *Credential:* \`${alert.credentialId}\` · *Status:* \`${alert.status}\``];
+  if (alert.cause) fields.push(`*Cause:* ${alert.cause}`);
+  if (alert.action) fields.push(`*What to do:* ${alert.action}`);
+  // Failed services first; Slack caps a section at 3000 characters, so long fleets are cut (the JSON body has them all).
+  const all = [...(alert.services ?? [])].sort((a, b) => Number(b.status === 'failed') - Number(a.status === 'failed'));
+  const services = all
+    .slice(0, SLACK_MAX_SERVICES)
+    .map((s) => `• \`${s.id}\` (${s.role}): ${s.step} ${s.status}${s.holds ? `, holds ${s.holds}` : ''}${s.error ? ` — ${s.error.slice(0, 200)}` : ''}`);
+  if (all.length > SLACK_MAX_SERVICES) services.push(`… and ${all.length - SLACK_MAX_SERVICES} more (\`integration-agent credentials status ${alert.credentialId}\`)`);
+  fields.push(`*At:* ${new Date(alert.at).toISOString()} · *Alert:* ${alert.id}`);
+  return {
+    text,
+    blocks: [
+      { type: 'section', text: { type: 'mrkdwn', text: `*${text}*` } },
+      { type: 'section', text: { type: 'mrkdwn', text: fields.join('\n') } },
+      ...(services.length ? [{ type: 'section', text: { type: 'mrkdwn', text: `*Services:*\n${services.join('\n')}` } }] : []),
     ],
   };
 }

@@ -61,6 +61,7 @@ export function createActivities(deps: ActivityDeps) {
       preflight: deps.rotation?.preflight,
       coordinator: deps.coordinator,
       metrics: deps.rotation?.metrics,
+      alertWebhooks: deps.health?.alertWebhooks?.length ?? 0,
     }),
     ...createStateReadActivities({ credentials }),
     ...createCoordinatorActivities(deps.coordinator ?? missingCoordinator),

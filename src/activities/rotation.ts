@@ -32,6 +32,12 @@ export interface RotationActivityDeps {
   coordinator?: Coordinator;
   /** Counts ended rotations (`registerRotationMetrics`); optional. */
   metrics?: RotationMetrics;
+  /**
+   * How many alert webhooks this worker delivers to (ALERT_WEBHOOKS); default 0.
+   * `auditRotation` reports it, so the saga schedules an alert delivery only
+   * where someone listens (as the worker does for breaker transitions).
+   */
+  alertWebhooks?: number;
 }
 
 export interface PreflightInput {
@@ -71,6 +77,13 @@ export interface BatchMember {
   timeoutMs: number;
   verifyAttempts: number;
   verifyIntervalMs: number;
+}
+
+/** What `revokeVersion` did: revoked at the issuer, or not (and why, what to do). */
+export interface RevokeResult {
+  revoked: boolean;
+  /** When not revoked: which version, why, and what to do; one line, never a secret. */
+  cause?: string;
 }
 
 /** How one consumer of a batch ended. */
@@ -418,30 +431,55 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     },
 
     /**
-     * Revokes `versionId` at the issuer (404 counts as done) and marks it
-     * revoked; with `discard`, also removes its PENDING label (rollback).
+     * Revokes `versionId` at the issuer and marks it revoked; with `discard`,
+     * also removes its PENDING label (rollback).
+     *
+     * A version whose id the issuer minted (or that was imported with the
+     * issuer's id) counts as revoked when the issuer answers 404: it is already
+     * gone there. A version imported under a local id (`versionIdSource:
+     * 'local'`) cannot be reached by id: with a provider that revokes by id
+     * (`http`) the issuer is not asked, nothing is marked, the audit entry says
+     * `not_revoked`, and the result is `{ revoked: false, cause }` naming the
+     * version and what to do. Providers that revoke by the secret itself
+     * (postgres, redis) revoke it whatever its id.
+     * @returns `{ revoked: true }`, or `{ revoked: false, cause }` (one line, no secret).
+     * @throws ApplicationFailure when the issuer refuses or cannot be reached (retried as every HTTP step).
      */
-    async revokeVersion(input: { credential: CredentialSpec; issuer: ServiceSpec; versionId: string; discard: boolean; timeoutMs: number }): Promise<void> {
+    async revokeVersion(input: { credential: CredentialSpec; issuer: ServiceSpec; versionId: string; discard: boolean; timeoutMs: number }): Promise<RevokeResult> {
       const { credential, issuer, versionId } = input;
       const p = provider(credential.provider, `credentials.${credential.id}.provider`);
       const step = input.discard ? 'discard_pending' : 'revoke';
+      const stored = await store.getVersion(credential.id, versionId);
+      if (stored?.versionIdSource === 'local' && (p.revokesBy ?? 'versionId') === 'versionId') {
+        const cause =
+          `version ${versionId} of ${credential.id} was imported without the issuer's version id, so ${issuer.id} cannot be asked to revoke it and it may still be valid there: ` +
+          `revoke it at ${issuer.id} by hand; next time import with \`integration-agent credentials import ${credential.id} --version-id <the issuer's id>\``;
+        if (input.discard) await store.discardPending(credential.id, versionId);
+        await audit({ credentialId: credential.id, step, serviceId: issuer.id, versionId, outcome: 'not_revoked', detail: cause });
+        return { revoked: false, cause };
+      }
       try {
         const secret = await store.readSecret(credential.id, versionId);
-        await p.revoke(ctx(credential, issuer, input.timeoutMs), { versionId, secret });
+        const outcome = (await p.revoke(ctx(credential, issuer, input.timeoutMs), { versionId, secret })) ?? 'revoked';
         await store.markRevoked(credential.id, versionId);
         if (input.discard) await store.discardPending(credential.id, versionId);
-        await audit({ credentialId: credential.id, step, serviceId: issuer.id, versionId, outcome: 'ok', detail: null });
+        await audit({ credentialId: credential.id, step, serviceId: issuer.id, versionId, outcome: 'ok', detail: outcome === 'not_found' ? `${issuer.id} answered 404: already revoked` : null });
+        return { revoked: true };
       } catch (err) {
         await audit({ credentialId: credential.id, step, serviceId: issuer.id, versionId, outcome: 'failed', detail: (err as Error).message });
         throw toFailure(err);
       }
     },
 
-    /** Appends a workflow-level event (started, ended with status) to the audit trail. */
-    async auditRotation(entry: { credentialId: string; step: string; outcome: string; versionId?: string | null; serviceId?: string | null; detail?: string | null }): Promise<void> {
+    /**
+     * Appends a workflow-level event (started, ended with status) to the audit trail.
+     * @returns how many alert webhooks this worker has (`alertWebhooks`): the saga alerts only when > 0.
+     */
+    async auditRotation(entry: { credentialId: string; step: string; outcome: string; versionId?: string | null; serviceId?: string | null; detail?: string | null }): Promise<{ alertWebhooks: number }> {
       await audit({ credentialId: entry.credentialId, step: entry.step, serviceId: entry.serviceId ?? null, versionId: entry.versionId ?? null, outcome: entry.outcome, detail: entry.detail ?? null });
       // The rotation's final entry: where its outcome is known outside workflow code.
       if (entry.step === 'rotation' && entry.outcome !== 'started') deps.metrics?.observeRotation(entry.credentialId, entry.outcome);
+      return { alertWebhooks: deps.alertWebhooks ?? 0 };
     },
   };
 }

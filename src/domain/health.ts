@@ -461,11 +461,17 @@ export interface ServiceHealthState {
 
 /** An alert to deliver (no secrets: ids, statuses and one-line details only). */
 export interface Alert {
-  /** Stable id, also the receivers' idempotency key: `<source>/<serviceId>#<seq>`. */
+  /**
+   * Stable id, also the receivers' idempotency key: `<source>/<serviceId>#<seq>`
+   * (health, breaker), `rotation/<credentialId>#<runId>/<status>` (rotation).
+   */
   id: string;
   kind: 'TRIGGERED' | 'RESOLVED';
-  source: 'health' | 'breaker';
+  source: 'health' | 'breaker' | 'rotation';
+  /** The service concerned; for rotation alerts the credential's issuer (the credential id when the registry has no such credential). */
   serviceId: string;
+  /** How loud: `critical` (rotation `needs_attention`: someone must act now) or `warning`; absent on health and breaker alerts. */
+  severity?: AlertSeverity;
   /** Epoch ms of the transition. */
   at: number;
   /** One line for humans, e.g. `billing-api is unhealthy (timeout)`. */
@@ -478,6 +484,35 @@ export interface Alert {
   detail?: string;
   /** For RESOLVED: how long the problem lasted, ms. */
   durationMs?: number;
+  // Rotation alerts (source `rotation`); references only, never a secret value.
+  /** The rotated credential. */
+  credentialId?: string;
+  /** The rotation's workflow id (`rotation/<credentialId>`); the run id is in `id`. */
+  workflowId?: string;
+  /** How the rotation ended: `rolled_back`, `needs_attention`, `failed`, or `completed` with PREVIOUS not revoked. */
+  status?: 'completed' | 'rolled_back' | 'needs_attention' | 'failed';
+  /** Why it did not complete, one line. */
+  cause?: string;
+  /** The version the run minted, and the one that was CURRENT when it started. */
+  versionId?: string;
+  previousVersionId?: string;
+  /** Each service's state at the end: which version a consumer holds (by label), its last step, status and error. */
+  services?: AlertServiceState[];
+  /** What to do, for a human: which services to check and the command to run. */
+  action?: string;
+}
+
+export type AlertSeverity = 'critical' | 'warning';
+
+/** One service's state in a rotation alert. */
+export interface AlertServiceState {
+  id: string;
+  role: 'issuer' | 'consumer';
+  step: string;
+  status: string;
+  /** Consumers: the version held, by label (`current`, `pending`, `unknown`). */
+  holds?: string;
+  error?: string;
 }
 
 /** A fresh state for `serviceId`: status unknown, no alert open. */

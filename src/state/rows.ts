@@ -1,6 +1,6 @@
 /** Row shapes and errors shared by the SQLite and PostgreSQL stores, so both answer alike. */
 import type { StagingLabel } from '../domain/rotation';
-import type { AuditEntry, CredentialVersion, WebhookDeadLetter } from './types';
+import type { AuditEntry, CredentialVersion, VersionIdSource, WebhookDeadLetter } from './types';
 
 /** A `credential_versions` row (times may come back as strings from PostgreSQL BIGINT). */
 export interface VersionRow {
@@ -14,6 +14,8 @@ export interface VersionRow {
   created_at: number | string;
   created_by: string;
   revoked_at: number | string | null;
+  /** Since migration 0004. */
+  version_id_source: VersionIdSource;
 }
 
 export const toVersion = (r: VersionRow): CredentialVersion => ({
@@ -23,7 +25,12 @@ export const toVersion = (r: VersionRow): CredentialVersion => ({
   createdAt: Number(r.created_at),
   revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
   createdBy: r.created_by,
+  versionIdSource: r.version_id_source === 'local' ? 'local' : 'issuer',
 });
+
+/** The error both backends throw when an import names a version id the credential already has. */
+export const versionExists = (credentialId: string, versionId: string): Error =>
+  new Error(`credential ${credentialId} already has version ${versionId}: import under another id (the issuer's id of this version, --version-id) or leave --version-id out`);
 
 export interface AuditRow {
   id: number | string;

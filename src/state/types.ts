@@ -23,7 +23,17 @@ export interface CredentialVersion {
   revokedAt: number | null;
   /** Who created it: `import`, or the rotation (`rotation/<id>#<runId>`) that minted it. */
   createdBy: string;
+  /**
+   * Where the version id comes from: `issuer` (the issuer minted it, or it was
+   * imported with the issuer's id, `credentials import --version-id`) or
+   * `local` (invented by `credentials import`: the issuer has never seen it,
+   * so it cannot be revoked there by id).
+   */
+  versionIdSource: VersionIdSource;
 }
+
+/** See {@link CredentialVersion.versionIdSource}. */
+export type VersionIdSource = 'issuer' | 'local';
 
 /** One line of the audit trail. Never holds a secret value. */
 export interface AuditEntry {
@@ -86,7 +96,10 @@ export interface CredentialStore extends SecretReader {
   listCredentials(opts?: { after?: string; limit?: number }): Promise<CredentialSummary[]>;
   /**
    * Records an existing secret as CURRENT (the old CURRENT becomes PREVIOUS).
+   * @param versionId the issuer's id of this version (source `issuer`); when
+   *   omitted a local id `v-<12 chars>` is invented (source `local`).
    * @returns the new version id.
+   * @throws Error when the credential already has a version with that id.
    */
   importCurrent(credentialId: string, secret: string, actor: string, versionId?: string): Promise<string>;
   /**

@@ -5,6 +5,7 @@
 export * from './sweep';
 export * from './service-health';
 export * from './rotation';
+export * from './rotation-alert';
 export * from './diagnostics';
 export * from './breaker';
 export * from './make';

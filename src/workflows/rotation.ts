@@ -22,6 +22,9 @@ import {
   defineQuery,
   defineSignal,
   isCancellation,
+  log,
+  ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   startChild,
@@ -32,6 +35,8 @@ import {
 import type { createRegistryActivities } from '../activities/registry';
 import type { PreflightResult, RotationActivities } from '../activities/rotation';
 import { getCredential, getService, type Registry } from '../domain/registry';
+import { rotationAlert } from '../domain/rotation-alert';
+import { deliverRotationAlert } from './rotation-alert';
 import {
   compensationOrder,
   initialProgress,
@@ -119,9 +124,25 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     const r = result(status, extra);
     setPhase(status);
     if (!input.dryRun) {
-      await CancellationScope.nonCancellable(() =>
+      const audited = await CancellationScope.nonCancellable(() =>
         local.auditRotation({ credentialId, step: 'rotation', outcome: status, versionId: state.versionId ?? null, detail: r.cause ?? null }),
       );
+      // A run that did not complete (or left PREVIOUS valid) alerts the ALERT_WEBHOOKS receivers, once:
+      // only where the worker has some (the audit says how many; older runs' audits said nothing), and
+      // behind `patched` because runs before this started no child here, so their histories replay.
+      const alert = (audited?.alertWebhooks ?? 0) > 0
+        ? rotationAlert(r, { runId, at: Date.now(), issuer: state.services.find((s) => s.role === 'issuer')?.id, services: state.services })
+        : undefined;
+      if (alert && patched('rotation-alerts')) {
+        await CancellationScope.nonCancellable(async () => {
+          try {
+            await startChild(deliverRotationAlert, { workflowId: alert.id, args: [alert], parentClosePolicy: ParentClosePolicy.ABANDON });
+          } catch (err) {
+            // Alerting never changes the rotation's result; the audit trail and the result hold the outcome.
+            log.warn('rotation alert not started', { alertId: alert.id, error: oneLine(err) });
+          }
+        });
+      }
     }
     return r;
   };
@@ -314,8 +335,9 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   setPhase('revoke');
   issuerProgress.step = 'revoke';
   issuerProgress.status = 'running';
+  let revoked: Awaited<ReturnType<Acts['revokeVersion']>> | undefined;
   try {
-    await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
+    revoked = await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
     issuerProgress.status = 'ok';
   } catch (err) {
     issuerProgress.status = 'failed';
@@ -324,6 +346,12 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       previousRevoked: false,
       cause: `rotated to ${versionId}, but revoking PREVIOUS ${previous} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`,
     });
+  }
+  // A version imported under a local id cannot be revoked at the issuer: say so (older activities returned nothing).
+  if (revoked?.revoked === false) {
+    issuerProgress.status = 'skipped';
+    issuerProgress.error = revoked.cause;
+    return end('completed', { previousRevoked: false, cause: `rotated to ${versionId}, but PREVIOUS was not revoked: ${revoked.cause}` });
   }
   return end('completed', { previousRevoked: true });
 

@@ -61,7 +61,7 @@ test('a worker in a namespace without the search attributes creates them, and a 
     LOG_LEVEL: 'info',
   };
   const secret = `initial-${randomBytes(16).toString('base64url')}`;
-  const imported = cliJson<{ versionId: string }>('credentials import', await runCli(['credentials', 'import', c.credentialId, '--json'], env, { input: `${secret}\n` }));
+  const imported = cliJson<{ versionId: string }>('credentials import', await runCli(['credentials', 'import', c.credentialId, '--version-id', `v-${randomBytes(6).toString('hex')}`, '--json'], env, { input: `${secret}\n` }));
   server.seed(c.issuer, imported.versionId, secret);
   server.preinstall(c.consumer, imported.versionId);
 

@@ -79,7 +79,7 @@ async function importAll(server: ContractServer, creds: Fleet, env: Record<strin
   const initial = new Map<string, string>();
   const one = async (c: Fleet[number]) => {
     const secret = `initial-${randomBytes(16).toString('base64url')}`;
-    const r = cliJson<{ versionId: string }>(`credentials import ${c.credentialId}`, await runCli(['credentials', 'import', c.credentialId, '--json'], env, { input: `${secret}\n` }));
+    const r = cliJson<{ versionId: string }>(`credentials import ${c.credentialId}`, await runCli(['credentials', 'import', c.credentialId, '--version-id', `v-${randomBytes(6).toString('hex')}`, '--json'], env, { input: `${secret}\n` }));
     server.seed(c.issuer, r.versionId, secret);
     server.preinstall(c.a, r.versionId);
     server.preinstall(c.b, r.versionId);

@@ -72,7 +72,8 @@ beforeAll(async () => {
   state = await openState({ dataDir, masterKey: randomBytes(32) });
   store = state.credentials;
   initialSecret = `initial-${randomBytes(16).toString('base64url')}`;
-  initialVersionId = await store.importCurrent(credentialId, initialSecret, 'test');
+  // Under the issuer's id (as `credentials import --version-id` records it), so rotations revoke it there.
+  initialVersionId = await store.importCurrent(credentialId, initialSecret, 'test', `v-${randomBytes(6).toString('hex')}`);
   contract.seed('crm-api', initialVersionId, initialSecret);
   contract.preinstall('billing-api', initialVersionId);
   fake.addConnection({ id: 128, data: { baseUrl: 'https://crm.example', apiKey: initialSecret }, schema: ['baseUrl', 'apiKey'], accepts: (d) => crmAccepts(d.apiKey) });

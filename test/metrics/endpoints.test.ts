@@ -117,7 +117,7 @@ beforeAll(async () => {
     [ids.cred2, ids.iss2, ids.down],
   ] as const) {
     const secret = `initial-${randomBytes(12).toString('base64url')}`;
-    const r = cliJson<{ versionId: string }>(`credentials import ${cred}`, await runCli(['credentials', 'import', cred, '--json'], env, { input: `${secret}\n` }));
+    const r = cliJson<{ versionId: string }>(`credentials import ${cred}`, await runCli(['credentials', 'import', cred, '--version-id', `v-${randomBytes(6).toString('hex')}`, '--json'], env, { input: `${secret}\n` }));
     contract.seed(iss, r.versionId, secret);
     contract.preinstall(consumer, r.versionId);
   }

@@ -98,7 +98,8 @@ export async function rotationFixture(
   const initialSecret = `initial-${randomBytes(16).toString('base64url')}`;
   let initialVersionId = '';
   if (extra.importCurrent !== false) {
-    initialVersionId = await store.importCurrent(credentialId, initialSecret, 'test');
+    // The issuer's own id (as `credentials import --version-id` records it), so rotations can revoke it there.
+    initialVersionId = await store.importCurrent(credentialId, initialSecret, 'test', `v-${randomBytes(6).toString('hex')}`);
     server.seed(issuerId, initialVersionId, initialSecret);
     for (const c of consumers) server.preinstall(c.id, initialVersionId);
   }

@@ -85,6 +85,16 @@ describe.each(STATE_BACKENDS)('%s backend', (kind: BackendKind) => {
       expect(await store.readSecret('none')).toBeUndefined();
     });
 
+    test('version id source: an import without the issuer\'s id is local, with it (or minted) it is the issuer\'s', async () => {
+      const [a, b] = await pair();
+      const local = await a.credentials.importCurrent('src', 'one', 'test');
+      await a.credentials.importCurrent('src', 'two', 'test', 'iss-2');
+      await a.credentials.putPending('src', 'v-minted', 'three', 'rotation/src#1');
+      expect(Object.fromEntries((await b.credentials.listVersions('src')).map((v) => [v.versionId, v.versionIdSource]))).toEqual({ [local]: 'local', 'iss-2': 'issuer', 'v-minted': 'issuer' });
+      const labels = await b.credentials.labels('src');
+      expect([labels.CURRENT?.versionIdSource, labels.PREVIOUS?.versionIdSource]).toEqual(['issuer', 'local']);
+    });
+
     test('two connections racing putPending: exactly one wins, the other gets the PENDING error; racing promotes agree', async () => {
       const [a, b] = await pair();
       for (let i = 0; i < 10; i++) {

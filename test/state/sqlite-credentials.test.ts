@@ -301,6 +301,8 @@ test('a data dir from before migrations (the old embedded schema, with data) upg
   expect(await st.migrationStatus()).toEqual({ applied: MIGRATIONS.map((m) => m.name), pending: [] });
   expect(st.instanceId).toMatch(/^[0-9a-f-]{36}$/);
   expect(await st.credentials.readSecret('legacy')).toBe('old-secret');
+  // Imports before --version-id existed invented their ids: recorded as local (the issuer never minted them).
+  expect((await st.credentials.getVersion('legacy', 'v-old'))?.versionIdSource).toBe('local');
   expect((await st.credentials.auditTrail()).map((e) => [e.step, e.actor])).toEqual([['import', 'cli:old']]);
   expect((await st.health.figures('svc', hour + 10 * 60_000)).p50Ms).toBeCloseTo(42, 0);
   expect(await st.deadLetters.list()).toHaveLength(1);

@@ -2,7 +2,7 @@
  * The `http` provider: the HTTP rotation contract (docs/rotation.md).
  *
  * - issuer   `POST {base}/credentials/{credentialId}/versions` with `Idempotency-Key` -> 201 `{ "versionId", "secret" }`
- *            `DELETE {base}/credentials/{credentialId}/versions/{versionId}` -> 204 (404 counts as done)
+ *            `DELETE {base}/credentials/{credentialId}/versions/{versionId}` -> 204 (404: `not_found`, done for a version the issuer minted)
  * - consumer `PUT {base}/credentials/{credentialId}` `{ "versionId", "secret" }` with `Idempotency-Key` -> 2xx
  *            `GET {base}/credentials/{credentialId}` -> 200 `{ "versionId" }` of the version in use (404: none)
  *
@@ -168,7 +168,8 @@ export const httpProvider: RotationProvider = {
   async revoke(ctx, req) {
     const what = `revoke ${ctx.credential.id} ${req.versionId} at ${ctx.service.id}`;
     const res = await exchange(ctx, what, `${credPath(ctx)}/versions/${encodeURIComponent(req.versionId)}`, { method: 'DELETE' });
-    if (res.status === 404 || (res.status >= 200 && res.status <= 299)) return;
+    if (res.status === 404) return 'not_found';
+    if (res.status >= 200 && res.status <= 299) return 'revoked';
     throw statusError(ctx, what, res);
   },
 };

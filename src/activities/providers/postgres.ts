@@ -78,6 +78,8 @@ function pgError(what: string, err: unknown): ProviderError {
 
 export const postgresProvider: RotationProvider = {
   name: 'postgres',
+  // By the password itself: a version imported under a local id is revoked all the same.
+  revokesBy: 'secret',
 
   async mint(ctx, req) {
     const what = `mint ${ctx.credential.id} at ${ctx.service.id}`;

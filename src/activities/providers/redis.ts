@@ -76,6 +76,8 @@ async function passwordHashes(r: Redis, user: string): Promise<string[] | undefi
 
 export const redisProvider: RotationProvider = {
   name: 'redis',
+  // By the password's hash: a version imported under a local id is revoked all the same.
+  revokesBy: 'secret',
 
   async mint(ctx) {
     const what = `mint ${ctx.credential.id} at ${ctx.service.id}`;

@@ -58,16 +58,35 @@ export interface RevokeRequest {
   secret?: string;
 }
 
+/**
+ * What the issuer answered a revoke: `revoked` (it no longer accepts the
+ * version: revoked now, or found no longer valid by checking the secret
+ * itself) or `not_found` (it does not know the version id, HTTP 404: already
+ * revoked when the issuer minted that id).
+ */
+export type RevokeOutcome = 'revoked' | 'not_found';
+
 export interface RotationProvider {
   readonly name: string;
+  /**
+   * How `revoke` finds the version at the issuer: `versionId` (default: by the
+   * id the issuer minted; a version imported under a local id cannot be reached
+   * this way) or `secret` (by the value itself, as postgres and redis do, so any
+   * stored version can be revoked).
+   */
+  readonly revokesBy?: 'versionId' | 'secret';
   /** createSecret: a new secret version at the issuer. */
   mint(ctx: ProviderContext, req: MintRequest): Promise<MintedVersion>;
   /** setSecret: the consumer starts using `versionId`. Idempotent per `idempotencyKey`. */
   install(ctx: ProviderContext, req: InstallRequest): Promise<void>;
   /** testSecret: the version the consumer uses now (undefined when it reports none). */
   verify(ctx: ProviderContext, req: VerifyRequest): Promise<{ versionId: string | undefined }>;
-  /** The issuer stops accepting `versionId`. Idempotent: an unknown or already revoked version is done. */
-  revoke(ctx: ProviderContext, req: RevokeRequest): Promise<void>;
+  /**
+   * The issuer stops accepting `versionId`. Idempotent: an already revoked
+   * version is done. Resolves with what the issuer answered (undefined means
+   * `revoked`, for providers written before {@link RevokeOutcome}).
+   */
+  revoke(ctx: ProviderContext, req: RevokeRequest): Promise<RevokeOutcome | void>;
   /**
    * Optional, read-only plan check for a consumer, run at preflight before
    * anything changes: each returned line is a reason the install would fail

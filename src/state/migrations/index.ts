@@ -215,4 +215,23 @@ export const MIGRATIONS: readonly StateMigration[] = [
       await c.query(ADMISSION_SCHEMA);
     },
   },
+  {
+    // Where a version id comes from: `issuer` (minted, or imported with --version-id) or `local` (invented by
+    // `credentials import`, never seen by the issuer, so never revocable there by id). Every import before this
+    // migration invented its id (the CLI had no --version-id), hence the backfill.
+    name: '0004-version-id-source',
+    sqlite(db) {
+      const cols = db.prepare(`SELECT name FROM pragma_table_info('credential_versions')`).pluck().all() as string[];
+      if (!cols.includes('version_id_source')) {
+        db.exec(`ALTER TABLE credential_versions ADD COLUMN version_id_source TEXT NOT NULL DEFAULT 'issuer' CHECK (version_id_source IN ('issuer','local'))`);
+      }
+      db.exec(`UPDATE credential_versions SET version_id_source = 'local' WHERE created_by = 'import'`);
+    },
+    async postgres(c) {
+      await c.query(`
+        ALTER TABLE credential_versions ADD COLUMN IF NOT EXISTS version_id_source TEXT NOT NULL DEFAULT 'issuer' CHECK (version_id_source IN ('issuer','local'));
+        UPDATE credential_versions SET version_id_source = 'local' WHERE created_by = 'import';
+      `);
+    },
+  },
 ];

@@ -13,8 +13,8 @@ import { performance } from 'node:perf_hooks';
 import { Client, type Pool, type PoolClient } from 'pg';
 import type { StagingLabel } from '../../domain/rotation';
 import type { SecretCipher } from '../crypto';
-import { notPending, pendingExists, toAuditEntry, toVersion, versionReused, type AuditRow, type VersionRow } from '../rows';
-import type { AuditEntry, CredentialStore, CredentialSummary, CredentialVersion, NewAuditEntry } from '../types';
+import { notPending, pendingExists, toAuditEntry, toVersion, versionExists, versionReused, type AuditRow, type VersionRow } from '../rows';
+import type { AuditEntry, CredentialStore, CredentialSummary, CredentialVersion, NewAuditEntry, VersionIdSource } from '../types';
 import { inTransaction, LOCK_NAMESPACE } from './database';
 
 /** The channel every credential write notifies (payload: the credential id). */
@@ -232,16 +232,19 @@ export class PostgresCredentialStore implements CredentialStore {
     return rows.map((r) => ({ credentialId: r.id, current: r.cur, pending: r.pen, previous: r.prev, versions: Number(r.n), lastActivityAt: r.last === null ? null : Number(r.last) }));
   }
 
-  async importCurrent(credentialId: string, secret: string, actor: string, versionId: string = `v-${randomUUID().slice(0, 12)}`): Promise<string> {
+  async importCurrent(credentialId: string, secret: string, actor: string, issuerVersionId?: string): Promise<string> {
     if (typeof secret !== 'string' || secret.length === 0) throw new RangeError(`credentials import ${credentialId}: the secret is empty`);
+    const versionId = issuerVersionId ?? `v-${randomUUID().slice(0, 12)}`;
+    const source: VersionIdSource = issuerVersionId === undefined ? 'local' : 'issuer';
     const enc = this.cipher.seal(credentialId, versionId, secret);
     const now = this.now();
     await this.write(credentialId, async (c) => {
+      if (await this.row(c, credentialId, versionId)) throw versionExists(credentialId, versionId);
       await c.query(`UPDATE credential_versions SET label = NULL WHERE credential_id = $1 AND label = 'PREVIOUS'`, [credentialId]);
       await c.query(`UPDATE credential_versions SET label = 'PREVIOUS' WHERE credential_id = $1 AND label = 'CURRENT'`, [credentialId]);
       await c.query(
-        `INSERT INTO credential_versions (credential_id, version_id, label, iv, tag, ciphertext, key_id, created_at, created_by) VALUES ($1, $2, 'CURRENT', $3, $4, $5, $6, $7, 'import')`,
-        [credentialId, versionId, enc.iv, enc.tag, enc.ciphertext, enc.key_id, now],
+        `INSERT INTO credential_versions (credential_id, version_id, label, iv, tag, ciphertext, key_id, created_at, created_by, version_id_source) VALUES ($1, $2, 'CURRENT', $3, $4, $5, $6, $7, 'import', $8)`,
+        [credentialId, versionId, enc.iv, enc.tag, enc.ciphertext, enc.key_id, now, source],
       );
       await insertAudit(c, { credentialId, step: 'import', serviceId: null, versionId, outcome: 'ok', actor, detail: null, at: now }, now);
     });

@@ -7,9 +7,9 @@ import { performance } from 'node:perf_hooks';
 import { randomUUID } from 'node:crypto';
 import type { StagingLabel } from '../../domain/rotation';
 import type { SecretCipher } from '../crypto';
-import type { AuditEntry, CredentialStore, CredentialSummary, CredentialVersion, NewAuditEntry } from '../types';
+import type { AuditEntry, CredentialStore, CredentialSummary, CredentialVersion, NewAuditEntry, VersionIdSource } from '../types';
 import type { Db } from './database';
-import { notPending, pendingExists, toAuditEntry, toVersion, versionReused, type AuditRow, type VersionRow } from '../rows';
+import { notPending, pendingExists, toAuditEntry, toVersion, versionExists, versionReused, type AuditRow, type VersionRow } from '../rows';
 
 /**
  * Write counters per SQLite connection. Store instances on one data dir in
@@ -130,19 +130,22 @@ export class SqliteCredentialStore implements CredentialStore {
     return rows.map((r) => ({ credentialId: r.id, current: r.cur, pending: r.pen, previous: r.prev, versions: r.n, lastActivityAt: r.last }));
   }
 
-  async importCurrent(credentialId: string, secret: string, actor: string, versionId: string = `v-${randomUUID().slice(0, 12)}`): Promise<string> {
+  async importCurrent(credentialId: string, secret: string, actor: string, issuerVersionId?: string): Promise<string> {
     if (typeof secret !== 'string' || secret.length === 0) throw new RangeError(`credentials import ${credentialId}: the secret is empty`);
+    const versionId = issuerVersionId ?? `v-${randomUUID().slice(0, 12)}`;
+    const source: VersionIdSource = issuerVersionId === undefined ? 'local' : 'issuer';
     const enc = this.cipher.seal(credentialId, versionId, secret);
     const now = this.now();
     this.db.transaction(() => {
       this.connectionWrites.count++;
+      if (this.row(credentialId, versionId)) throw versionExists(credentialId, versionId);
       this.db.prepare(`UPDATE credential_versions SET label = NULL WHERE credential_id = ? AND label = 'PREVIOUS'`).run(credentialId);
       this.db.prepare(`UPDATE credential_versions SET label = 'PREVIOUS' WHERE credential_id = ? AND label = 'CURRENT'`).run(credentialId);
       this.db
         .prepare(
-          `INSERT INTO credential_versions (credential_id, version_id, label, iv, tag, ciphertext, key_id, created_at, created_by) VALUES (?, ?, 'CURRENT', ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO credential_versions (credential_id, version_id, label, iv, tag, ciphertext, key_id, created_at, created_by, version_id_source) VALUES (?, ?, 'CURRENT', ?, ?, ?, ?, ?, ?, ?)`,
         )
-        .run(credentialId, versionId, enc.iv, enc.tag, enc.ciphertext, enc.key_id, now, 'import');
+        .run(credentialId, versionId, enc.iv, enc.tag, enc.ciphertext, enc.key_id, now, 'import', source);
       this.insertAudit({ credentialId, step: 'import', serviceId: null, versionId, outcome: 'ok', actor, detail: null, at: now });
     }).immediate();
     return versionId;

@@ -5,8 +5,10 @@
  *   rotation saga and wait, with a progress bar on a terminal; exit 0 only
  *   when the result is `completed`. `--json` prints
  *   `{ credentialId, workflowId, status, versionId, services: [{ id, step, status }] }`.
- * - `credentials import ID [--file PATH]`: record an existing secret as
- *   CURRENT; the value comes from stdin or a file, never from argv.
+ * - `credentials import ID [--file PATH] [--version-id ISSUER_ID]`: record an
+ *   existing secret as CURRENT; the value comes from stdin or a file, never
+ *   from argv. `--version-id` is the issuer's id of that version, so a later
+ *   rotation can revoke it there; without it the id is local (invented here).
  * - `credentials list [--limit N] [--after ID]`, `credentials status ID`, `credentials cancel ID`, `credentials end-grace ID`.
  * - `audit [--credential ID] [--limit N] [--before ID]`: the append-only audit trail, one page.
  *
@@ -39,6 +41,23 @@ import { requireKnownId } from '../registry-source';
 import { formatTable } from '../table';
 
 const SLUG = /^[a-z0-9][a-z0-9-]*$/;
+
+/** The issuer's version ids we accept: what issuers use (UUIDs, numbers, `v-…`, `2024-01-01T00:00:00Z`), safe in a URL path segment and a log line. */
+const VERSION_ID = /^[A-Za-z0-9][A-Za-z0-9._:+=-]*$/;
+/** Longest `--version-id` accepted, characters (AWS Secrets Manager's VersionId is at most 64; room for longer issuer ids). */
+export const VERSION_ID_MAX = 128;
+
+/**
+ * Commander parser for `credentials import --version-id`.
+ * @throws CliError naming the value (a version id is not secret) and the rule.
+ */
+export function versionIdOption(v: string): string {
+  const rule = `use the issuer's id of this version: 1 to ${VERSION_ID_MAX} characters, letters, digits and . _ : + = -, starting with a letter or digit`;
+  if (v.length === 0) throw new CliError(`--version-id is empty: ${rule}`);
+  if (v.length > VERSION_ID_MAX) throw new CliError(`--version-id is ${v.length} characters long, at most ${VERSION_ID_MAX} are allowed: ${rule}`);
+  if (!VERSION_ID.test(v)) throw new CliError(`--version-id ${JSON.stringify(v)}: ${rule}`);
+  return v;
+}
 
 function credentialIdArg(id: string): string {
   if (!SLUG.test(id)) throw new CliError(`invalid credential id "${id}": use the registry id (lowercase letters, digits and "-")`);
@@ -235,8 +254,13 @@ export function register(program: Command): void {
     .command('import <credentialId>')
     .description('record an existing secret as the CURRENT version (read from stdin or --file, never from the command line)')
     .option('--file <path>', 'read the secret from this file instead of stdin')
+    .option(
+      '--version-id <id>',
+      "the issuer's id of this version, so a rotation can revoke it there once it is PREVIOUS; without it the id is local and the issuer is never asked (the rotation reports it not revoked)",
+      versionIdOption,
+    )
     .option('--json', 'print the result as JSON')
-    .action(async (id: string, opts: { file?: string; json?: boolean }) => {
+    .action(async (id: string, opts: { file?: string; versionId?: string; json?: boolean }) => {
       const credentialId = credentialIdArg(id);
       const { labels, versionId } = await withStore(async (store) => {
         // After the check that this is the workers' store (the deeper mistake), before the secret is read and any write.
@@ -246,10 +270,22 @@ export function register(program: Command): void {
         if (labels.PENDING) {
           throw new CliError(`credential ${credentialId} has PENDING version ${labels.PENDING.versionId} (a rotation is running or needs attention); finish or roll it back first`);
         }
-        return { labels, versionId: await store.importCurrent(credentialId, secret, `cli:${userInfo().username}`) };
+        if (opts.versionId !== undefined && (await store.getVersion(credentialId, opts.versionId))) {
+          throw new CliError(`credential ${credentialId} already has version ${opts.versionId} in the store: nothing was imported. Pass the issuer's id of this secret, or leave --version-id out`);
+        }
+        return { labels, versionId: await store.importCurrent(credentialId, secret, `cli:${userInfo().username}`, opts.versionId) };
       });
-      emit(opts, { credentialId, versionId, label: 'CURRENT', previousVersionId: labels.CURRENT?.versionId ?? null }, () =>
-        `imported ${credentialId} as CURRENT version ${versionId}${labels.CURRENT ? ` (${labels.CURRENT.versionId} is now PREVIOUS)` : ''}`,
+      const versionIdSource = opts.versionId === undefined ? 'local' : 'issuer';
+      emit(opts, { credentialId, versionId, versionIdSource, label: 'CURRENT', previousVersionId: labels.CURRENT?.versionId ?? null }, () =>
+        [
+          `imported ${credentialId} as CURRENT version ${versionId}${labels.CURRENT ? ` (${labels.CURRENT.versionId} is now PREVIOUS)` : ''}`,
+          ...(versionIdSource === 'local'
+            ? [
+                `${versionId} is a local id: the issuer never saw it, so a rotation cannot revoke this secret there and will say so (previousRevoked: false).`,
+                `Import with --version-id <the issuer's id> to have it revoked.`,
+              ]
+            : []),
+        ].join('\n'),
       );
     });
 
