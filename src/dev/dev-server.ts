@@ -46,11 +46,11 @@ export interface DevServerOptions {
  * - `history.transferProcessorMaxPollRPS` (server default 20): reads of a
  *   history shard's transfer queue per second. Every workflow task and
  *   activity task passes through that queue on its way to matching, and the
- *   dev server has one shard, so at 20 reads/s a task created within 50 ms of
- *   the previous read waits for the next one: ~35 ms of a workflow task's
- *   schedule-to-start, 100 ms flat per activity round trip. At 1000 the wait
- *   is under 2 ms. Reads are triggered by new tasks, so an idle server does not
- *   read more often.
+ *   dev server has one shard, so at 20 reads/s (a token bucket of 20: a burst
+ *   passes after a quiet second) a task created within 50 ms of the previous
+ *   read waits for the next one: ~35 ms of a workflow task's schedule-to-start,
+ *   100 ms flat per activity round trip. At 1000 the wait is under 2 ms. Reads
+ *   are triggered by new tasks, so an idle server does not read more often.
  * - `history.timerProcessorMaxTimeShift` (default 1s): a new timer task is
  *   never due before the timer queue's read level, which runs this far ahead
  *   of the clock (a margin for clock differences between history hosts), so
