@@ -38,11 +38,13 @@ function checkInt(name: string, v: number | undefined, min: number, max: number)
 /**
  * Runs one `healthSweep` now (id `sweep/<now ISO>`) and waits for its result.
  * @param opts.concurrency probes in flight, 1..1000 (default 50).
+ * @param opts.requestEagerStart start it eagerly on this process's worker: only
+ *   with a client on that worker's NativeConnection (see `StartRotationOptions.requestEagerStart`).
  * @throws RangeError for a bad option; WorkflowFailedError when the sweep fails.
  */
 export async function runSweep(
   client: Client,
-  opts: { taskQueue?: string; concurrency?: number; chunkSize?: number; workflowId?: string } = {},
+  opts: { taskQueue?: string; concurrency?: number; chunkSize?: number; workflowId?: string; requestEagerStart?: boolean } = {},
 ): Promise<HealthSweepResult> {
   checkInt('concurrency', opts.concurrency, 1, 1000);
   checkInt('chunkSize', opts.chunkSize, 1, 1000);
@@ -53,6 +55,7 @@ export async function runSweep(
     taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
     workflowId: opts.workflowId ?? workflowIds.sweep(new Date()),
     args: [input],
+    ...(opts.requestEagerStart ? { requestEagerStart: true } : {}),
   }) as Promise<HealthSweepResult>;
 }
 

@@ -41,6 +41,16 @@ export class RotationAlreadyRunningError extends Error {
 export interface StartRotationOptions extends RotateCredentialInput {
   /** Task queue of the workers (default `integration-agent`). */
   taskQueue?: string;
+  /**
+   * Ask the server to hand the first workflow task straight back in the start
+   * response (eager workflow start), saving its trip through the task queue.
+   * Only for a starter in a worker's own process: `client` must be built on
+   * that worker's `NativeConnection` (`new Client({ connection: worker.connection })`)
+   * and the worker must poll `taskQueue`; the SDK refuses it on a plain
+   * `Connection`. The server falls back to an ordinary start when the worker
+   * has no free slot or eager start is off (`system.enableEagerWorkflowStart`).
+   */
+  requestEagerStart?: boolean;
 }
 
 export interface StartedRotation {
@@ -48,6 +58,8 @@ export interface StartedRotation {
   workflowId: string;
   runId: string;
   handle: WorkflowHandle;
+  /** True when the server started it eagerly on this process's worker (see `requestEagerStart`). */
+  eagerlyStarted: boolean;
 }
 
 function validate(opts: StartRotationOptions): void {
@@ -68,7 +80,7 @@ function validate(opts: StartRotationOptions): void {
  */
 export async function startRotation(client: Client, opts: StartRotationOptions): Promise<StartedRotation> {
   validate(opts);
-  const { taskQueue = DEFAULT_TASK_QUEUE, ...rest } = opts;
+  const { taskQueue = DEFAULT_TASK_QUEUE, requestEagerStart, ...rest } = opts;
   const input: RotateCredentialInput = {
     credentialId: rest.credentialId,
     ...(rest.force ? { force: true } : {}),
@@ -83,8 +95,9 @@ export async function startRotation(client: Client, opts: StartRotationOptions):
       args: [input],
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      ...(requestEagerStart ? { requestEagerStart: true } : {}),
     });
-    return { credentialId: input.credentialId, workflowId, runId: handle.firstExecutionRunId, handle };
+    return { credentialId: input.credentialId, workflowId, runId: handle.firstExecutionRunId, handle, eagerlyStarted: handle.eagerlyStarted };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
       let runId: string | undefined;

@@ -31,7 +31,47 @@ export interface DevServerOptions {
    * the UI's browser calls `<url>/decode` with no Authorization header.
    */
   uiCodecEndpoint?: string;
+  /**
+   * Server dynamic config, one `--dynamic-config-value KEY=JSON` each; default
+   * {@link DEV_SERVER_DYNAMIC_CONFIG}. Pass `{}` for the server's own defaults
+   * (what a stock `temporal server start-dev` does; the benchmarks' "before").
+   */
+  dynamicConfig?: Readonly<Record<string, string | number | boolean>>;
 }
+
+/**
+ * The dev server's dynamic config: cuts the per-task latency floor of a
+ * stock `temporal server start-dev` (docs/temporal-overhead.md).
+ *
+ * - `history.transferProcessorMaxPollRPS` (server default 20): reads of a
+ *   history shard's transfer queue per second. Every workflow task and
+ *   activity task passes through that queue on its way to matching, and the
+ *   dev server has one shard, so at 20 reads/s (a token bucket of 20: a burst
+ *   passes after a quiet second) a task created within 50 ms of the previous
+ *   read waits for the next one: ~35 ms of a workflow task's schedule-to-start,
+ *   100 ms flat per activity round trip. At 1000 the wait is under 2 ms. Reads
+ *   are triggered by new tasks, so an idle server does not read more often.
+ * - `history.timerProcessorMaxTimeShift` (default 1s): a new timer task is
+ *   never due before the timer queue's read level, which runs this far ahead
+ *   of the clock (a margin for clock differences between history hosts), so
+ *   every timer shorter than 1 s (`sleep('50ms')`, a 200 ms activity retry
+ *   backoff) fires after ~1 s. One process has one clock: 10 ms.
+ * - `history.timerProcessorMaxPollRPS` (default 20): the per-shard read limit
+ *   of the timer queue; with short timers back to back it adds up to 50 ms each.
+ * - `system.enableActivityEagerExecution` (default false): an activity
+ *   scheduled by a workflow task comes back to the worker in the completion
+ *   response when it has a free slot, skipping the transfer queue and matching.
+ * - `system.enableEagerWorkflowStart`: lets a client sharing the worker's
+ *   NativeConnection get the first workflow task in the start response
+ *   (`requestEagerStart`).
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, string | number | boolean>> = Object.freeze({
+  'history.transferProcessorMaxPollRPS': 1000,
+  'history.timerProcessorMaxPollRPS': 1000,
+  'history.timerProcessorMaxTimeShift': '10ms',
+  'system.enableActivityEagerExecution': true,
+  'system.enableEagerWorkflowStart': true,
+});
 
 export interface DevServer {
   /** `host:port` of the gRPC frontend. */
@@ -90,6 +130,7 @@ export async function startDevServer(opts: DevServerOptions = {}): Promise<DevSe
     args.push('--db-filename', opts.dbFilename);
   }
   for (const ns of opts.namespaces ?? []) args.push('--namespace', ns);
+  for (const [key, value] of Object.entries(opts.dynamicConfig ?? DEV_SERVER_DYNAMIC_CONFIG)) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${name}=${type}`);
   // Keep history-size budgets small enough that continue-as-new paths are exercised realistically.
   const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });

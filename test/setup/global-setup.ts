@@ -16,6 +16,8 @@ declare global {
 
 export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'ia-test-'));
+  // With DEV_SERVER_DYNAMIC_CONFIG (startDevServer's default): fast history-queue reads, a 10 ms
+  // timer floor, eager activities and eager workflow start, as `dev` runs (docs/temporal-overhead.md).
   const server = await startDevServer({ uiPort: false, dbFilename: join(dir, 'temporal.db') });
   globalThis.__DEV_SERVER__ = server;
   process.env.IA_TEST_TEMPORAL_ADDRESS = server.address;

@@ -7,9 +7,10 @@
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import type { Client } from '@temporalio/client';
+import { Client } from '@temporalio/client';
 import { startDevServer, startDevCodecServer, freePort, type DevServer, type DevCodecServer } from '../../../dev/dev-server';
 import { loadCodecKeys } from '../../../codec/keys';
+import { AesGcmCodec } from '../../../codec/aes-gcm-codec';
 import { startDemoFleet, type DemoFleet } from '../../../dev/example-fleet';
 import { loadConfig } from '../../../worker/config';
 import { createLogger } from '../../../worker/logger';
@@ -56,10 +57,11 @@ async function portOr(preferred: number): Promise<number> {
   });
 }
 
+/** `client` is on the in-process worker's NativeConnection, so the rotation starts eagerly on it. */
 async function rotateOne(client: Client, taskQueue: string, credentialId: string): Promise<DevRotation> {
   let r;
   try {
-    r = await rotate(client, { credentialId, taskQueue });
+    r = await rotate(client, { credentialId, taskQueue, requestEagerStart: true });
   } catch (err) {
     // e.g. a rotation of this credential is already running (its message names the workflow and run).
     return { credentialId, workflowId: `rotation/${credentialId}`, status: 'failed', error: (err as Error).message.split('\n')[0] };
@@ -131,11 +133,19 @@ export function register(program: Command): void {
         registry.onReload(sync);
         sync(registry.current());
         client = await connectClient(config);
+        // The sweep and the rotations start here, next to the worker: a client on the worker's own
+        // NativeConnection starts them eagerly (the first workflow task comes back in the start
+        // response, not through the task queue). Closed with the worker.
+        const local = new Client({
+          connection: agent.worker.connection!,
+          namespace: config.namespace,
+          dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(config.dataDir))] },
+        });
 
-        const sweep = await runSweep(client, { taskQueue: config.taskQueue });
+        const sweep = await runSweep(local, { taskQueue: config.taskQueue, requestEagerStart: true });
         say(formatSweep(sweep));
         const rotations: DevRotation[] = [];
-        for (const c of registry.current().credentials) rotations.push(await rotateOne(client, config.taskQueue, c.id));
+        for (const c of registry.current().credentials) rotations.push(await rotateOne(local, config.taskQueue, c.id));
         say(
           formatTable(
             ['CREDENTIAL', 'STATUS', 'VERSION', 'WORKFLOW'],
