@@ -14,6 +14,8 @@ export interface VersionRow {
   created_at: number | string;
   created_by: string;
   revoked_at: number | string | null;
+  /** Migration 0004; absent on rows read before it ran. */
+  superseded_by?: string | null;
 }
 
 export const toVersion = (r: VersionRow): CredentialVersion => ({
@@ -23,6 +25,7 @@ export const toVersion = (r: VersionRow): CredentialVersion => ({
   createdAt: Number(r.created_at),
   revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
   createdBy: r.created_by,
+  supersededBy: r.superseded_by ?? null,
 });
 
 export interface AuditRow {
