@@ -200,6 +200,23 @@ export function compensationOrder(plan: RotationPlan, progress: readonly Service
     .filter((b) => b.length > 0);
 }
 
+/**
+ * Consumers to restore during compensation, in reverse batch order: those
+ * that hold or may hold a version about to be revoked — the new one
+ * (`holds` is `pending` or `unknown`: installed, or an install that timed out
+ * or failed in a way that may have applied) — plus `alsoMayHold` (consumers
+ * that may hold a leftover version an earlier run installed, see `rotate --force`).
+ * A consumer that definitively refused the install (`holds: current`) is not
+ * touched: it never held the new version, and a redundant install could only fail.
+ */
+export function restoreOrder(plan: RotationPlan, progress: readonly ServiceProgress[], alsoMayHold: ReadonlySet<string> = new Set()): string[][] {
+  const holders = new Set(progress.filter((p) => p.role === 'consumer' && (p.holds === 'pending' || p.holds === 'unknown' || alsoMayHold.has(p.id))).map((p) => p.id));
+  return [...plan.batches]
+    .reverse()
+    .map((b) => b.filter((id) => holders.has(id)))
+    .filter((b) => b.length > 0);
+}
+
 /** The result's `services` list: one entry per service, issuer first, without internal fields. */
 export function resultServices(progress: readonly ServiceProgress[]): RotationResult['services'] {
   return progress.map(({ id, step, status, holds, error }) => ({
