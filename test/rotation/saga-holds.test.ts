@@ -8,10 +8,11 @@
  *   brings every consumer that may hold the leftover back to CURRENT first;
  * - a cancel while a consumer is in its verify retries ends as a cancellation.
  */
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { cancelRotation, rotate, startRotation } from '../../src/client/rotation';
 import type { RotationResult } from '../../src/domain/rotation';
-import { closeTestClient, testClient } from '../helpers/temporal';
+import { closeTestClient, testAddress, testClient, workflowSource } from '../helpers/temporal';
 import { rotationFixture, type ConsumerDef, type RotationFixture } from './support';
 
 afterAll(closeTestClient);
@@ -91,6 +92,36 @@ describe.each(['workflow', 'activity'] as const)('fanOut: %s', (fanOut) => {
       },
       { fanOut },
     );
+  });
+});
+
+test('a cancel that reaches the workflow together with the verify\'s final failure ends rolled_back with cause cancelled', async () => {
+  await withFixture([{ id: 'late', rotation: { verifyAttempts: 5, verifyInterval: '300ms', stepTimeout: '2s' } }], async (fx) => {
+    fx.server.behaviour('late').propagationDelayMs = 600_000;
+    const events = async (h: WorkflowHandle) => (await h.fetchHistory()).events ?? [];
+    const connection = await NativeConnection.connect({ address: testAddress() });
+    try {
+      // Activities and workflow tasks on separate workers, so workflow tasks can be held back.
+      const activityWorker = await Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, activities: fx.activities() });
+      const result = await activityWorker.runUntil(async () => {
+        let handle!: WorkflowHandle;
+        const first = await Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, ...workflowSource() });
+        await first.runUntil(async () => {
+          handle = (await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue })).handle;
+          await waitFor('verifyVersion scheduled', async () => (await events(handle)).some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'verifyVersion'));
+        });
+        // No workflow worker: the verify runs out of attempts, then the cancel is requested; one workflow task sees both.
+        await waitFor('verifyVersion failed', async () => (await events(handle)).some((e) => e.activityTaskFailedEventAttributes), 600);
+        await handle.cancel();
+        await waitFor('cancel recorded', async () => (await events(handle)).some((e) => e.workflowExecutionCancelRequestedEventAttributes));
+        const second = await Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, ...workflowSource() });
+        return second.runUntil(() => handle.result() as Promise<RotationResult>);
+      });
+      expect([result.status, result.cause]).toEqual(['rolled_back', 'cancelled']);
+      expect(fx.server.consumer('late').versionId).toBe(fx.initialVersionId);
+    } finally {
+      await connection.close();
+    }
   });
 });
 
