@@ -12,10 +12,12 @@ import type { Client, WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { cancelRotation, rotate, startRotation } from '../../src/client/rotation';
 import type { RotationResult } from '../../src/domain/rotation';
+import { STATE_BACKENDS, useStateBackends } from '../helpers/state';
 import { closeTestClient, testAddress, testClient, workflowSource } from '../helpers/temporal';
 import { rotationFixture, type ConsumerDef, type RotationFixture } from './support';
 
 afterAll(closeTestClient);
+useStateBackends();
 
 let client: Client;
 beforeAll(async () => {
@@ -167,7 +169,7 @@ test('the refusal names the consumers that may hold the leftover PENDING and say
   });
 });
 
-test('--force after an interrupted run: the new version everywhere first, then the leftover revoked with PREVIOUS; the leftover stays visible until then', async () => {
+test.each(STATE_BACKENDS)('--force after an interrupted run (%s): the new version everywhere first, then the leftover revoked with PREVIOUS; the leftover stays visible until then', async (backend) => {
   await withFixture(repairConsumers, async (fx) => {
     const leftover = await interruptedRun(fx);
     const order: string[] = [];
@@ -193,7 +195,7 @@ test('--force after an interrupted run: the new version everywhere first, then t
     expect([labels.CURRENT?.versionId, labels.PENDING]).toEqual([forced.versionId, null]);
     expect((await fx.store.getVersion(fx.credentialId, leftover))?.revokedAt).not.toBeNull();
     expectNoConsumerOnRevoked(fx, ['k1', 'k2', 'k3']);
-  });
+  }, { backend });
 });
 
 test('--force that rolls back: every consumer that may hold the leftover is restored to CURRENT before the leftover and the new version are revoked', async () => {
