@@ -19,7 +19,11 @@ export type StagingLabel = (typeof STAGING_LABELS)[number];
 /** What the workflow takes: references only, never a secret. */
 export interface RotateCredentialInput {
   credentialId: string;
-  /** Rotate even when preflight finds an OPEN breaker, an unhealthy issuer or a leftover PENDING. */
+  /**
+   * Rotate even when preflight finds an OPEN breaker, an unhealthy issuer or a
+   * leftover version; a leftover is revoked only once no consumer may hold it
+   * (docs/rotation.md, "Repairing an interrupted rotation").
+   */
   force?: boolean;
   /** Plan and preflight only; change nothing. */
   dryRun?: boolean;

@@ -8,9 +8,14 @@
  * ends it early) -> revoke PREVIOUS at the issuer.
  *
  * Any failure (or cancellation) before finish compensates in reverse batch
- * order (touched consumers go back to CURRENT) and then revokes PENDING:
+ * order (consumers that hold or may hold the new version go back to CURRENT;
+ * one that definitively refused it is left alone) and then revokes PENDING:
  * `rolled_back`. A compensation that fails leaves PENDING in place and ends
  * `needs_attention`, with each service's exact state in the result.
+ *
+ * `--force` over a leftover of an interrupted run supersedes it (it stays
+ * valid and tracked), rolls the new version out, and revokes the leftover with
+ * PREVIOUS; a rollback first restores every consumer that may hold it.
  *
  * History carries references only (credential id, version ids, service specs
  * from the registry snapshot); activities read secret values from the store.
