@@ -48,9 +48,11 @@ export interface LeftoverVersion {
   /** True for the version labelled PENDING now; false for a superseded one. */
   pending: boolean;
   /**
-   * Consumers that may hold it, from the audit trail: every consumer an
+   * Consumers that may hold it: from the audit trail, every consumer an
    * install of it was sent to (failed or timed-out installs may have
-   * applied), unless that run restored CURRENT there afterwards. Registry order.
+   * applied), unless that run restored CURRENT there afterwards; and every
+   * other consumer whose verify reports it in use, or cannot be asked
+   * (unreachable: it may hold it). Registry order.
    */
   mayHold: string[];
 }
@@ -248,12 +250,13 @@ export function createRotationActivities(deps: RotationActivityDeps) {
   };
 
   /** The PENDING version and superseded, unrevoked ones, each with the consumers that may hold it (see {@link LeftoverVersion}). */
-  const leftoverVersions = async (credentialId: string, pending: CredentialVersion | null, consumerIds: string[]): Promise<LeftoverVersion[]> => {
+  const leftoverVersions = async (credential: CredentialSpec, pending: CredentialVersion | null, consumers: ServiceSpec[]): Promise<LeftoverVersion[]> => {
+    const credentialId = credential.id;
     const superseded = (await store.listVersions(credentialId)).filter((v) => v.supersededBy !== null && v.revokedAt === null && v.versionId !== pending?.versionId);
     const versions = [...(pending ? [{ v: pending, pending: true }] : []), ...superseded.map((v) => ({ v, pending: false }))];
     if (versions.length === 0) return [];
     const trail = await store.auditTrail({ credentialId });
-    return versions.map(({ v, pending: isPending }) => {
+    const holdersOf = versions.map(({ v }) => {
       const holders = new Set<string>();
       for (const e of trail) {
         if (!e.serviceId) continue;
@@ -261,8 +264,37 @@ export function createRotationActivities(deps: RotationActivityDeps) {
         // A restore of CURRENT by the run that minted it, after its install: that consumer is back on CURRENT.
         else if (e.step === 'restore' && e.outcome === 'ok' && e.actor === v.createdBy) holders.delete(e.serviceId);
       }
-      return { versionId: v.versionId, createdBy: v.createdBy, pending: isPending, mayHold: consumerIds.filter((id) => holders.has(id)) };
+      return holders;
     });
+    // The trail misses an install still in flight when its run was terminated: ask the other consumers which version they use.
+    const probe = versions[0]!.v;
+    const probeSecret = await store.readSecret(credentialId, probe.versionId);
+    const limit = pLimit(8);
+    await Promise.all(
+      consumers
+        .filter((c) => !holdersOf.some((h) => h.has(c.id)))
+        .map((c) =>
+          limit(async () => {
+            const p = providers[consumerProviderName(c)];
+            if (!p || probeSecret === undefined) return;
+            try {
+              const inUse = (await p.verify(ctx(credential, c, 5_000), { versionId: probe.versionId, secret: probeSecret })).versionId;
+              versions.forEach(({ v }, i) => {
+                if (inUse === v.versionId) holdersOf[i]!.add(c.id);
+              });
+            } catch {
+              // Cannot be asked: it may hold any of them.
+              for (const h of holdersOf) h.add(c.id);
+            }
+          }),
+        ),
+    );
+    return versions.map(({ v, pending: isPending }, i) => ({
+      versionId: v.versionId,
+      createdBy: v.createdBy,
+      pending: isPending,
+      mayHold: consumers.map((c) => c.id).filter((id) => holdersOf[i]!.has(id)),
+    }));
   };
 
   return {
@@ -275,7 +307,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const labels = await store.labels(credential.id);
       const problems: string[] = [];
       const leftover = labels.PENDING ? { versionId: labels.PENDING.versionId, createdBy: labels.PENDING.createdBy } : null;
-      const leftovers = await leftoverVersions(credential.id, labels.PENDING, consumers.map((c) => c.id));
+      const leftovers = await leftoverVersions(credential, labels.PENDING, consumers);
       for (const l of leftovers) {
         const held = l.mayHold.length > 0 ? `it may be held by ${l.mayHold.join(', ')}` : 'no consumer took it';
         problems.push(

@@ -169,6 +169,23 @@ test('the refusal names the consumers that may hold the leftover PENDING and say
   });
 });
 
+test('a consumer that reports the leftover in use counts as holding it even without an audit entry; --force rolling back restores it', async () => {
+  await withFixture(repairConsumers, async (fx) => {
+    // A leftover whose install in k2 never reached the audit trail (its run was terminated mid-step).
+    await fx.store.putPending(fx.credentialId, 'v-leftover', 'leftover-secret', 'rotation/old#run');
+    fx.server.seed('issuer', 'v-leftover', 'leftover-secret');
+    fx.server.preinstall('k2', 'v-leftover');
+    const refused = await fx.run(() => rotate(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue }));
+    expect(refused.cause).toMatch(/PENDING version v-leftover left by rotation\/old#run; it may be held by k2 /);
+    fx.server.behaviour('k1').acceptOnly = new Set([fx.initialVersionId]);
+    const forced = await fx.run(() => rotate(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue, force: true }));
+    expect(forced.status).toBe('rolled_back');
+    expect(fx.server.consumer('k2').versionId).toBe(fx.initialVersionId);
+    expect(fx.server.issuer('issuer').revoked.sort()).toEqual(['v-leftover', forced.versionId].sort());
+    expectNoConsumerOnRevoked(fx, ['k1', 'k2', 'k3']);
+  });
+});
+
 test.each(STATE_BACKENDS)('--force after an interrupted run (%s): the new version everywhere first, then the leftover revoked with PREVIOUS; the leftover stays visible until then', async (backend) => {
   await withFixture(repairConsumers, async (fx) => {
     const leftover = await interruptedRun(fx);
