@@ -7,7 +7,14 @@
  *   PENDING while a consumer may hold it, and a rollback of the forced run
  *   brings every consumer that may hold the leftover back to CURRENT first;
  * - a cancel while a consumer is in its verify retries ends as a cancellation.
+ *
+ * With IA_CAPTURE_REPAIR_HISTORIES=1 it also writes the histories of a forced
+ * repair (completed and rolled back) and of a refusal rolled back with
+ * `fanOut: activity` to test/histories/ (the replay test then guards them).
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { cancelRotation, rotate, startRotation } from '../../src/client/rotation';
@@ -41,6 +48,14 @@ const waitFor = async (what: string, check: () => boolean | Promise<boolean>, tr
   throw new Error(`timed out waiting for ${what}`);
 };
 
+/** Saves the latest run of the credential's rotation to test/histories/<file> when IA_CAPTURE_REPAIR_HISTORIES=1. */
+async function capture(fx: RotationFixture, file: string): Promise<void> {
+  if (process.env.IA_CAPTURE_REPAIR_HISTORIES !== '1') return;
+  const workflowId = `rotation/${fx.credentialId}`;
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  writeFileSync(join(__dirname, '..', 'histories', file), JSON.stringify({ workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+}
+
 /** No consumer holds a version the issuer revoked. */
 function expectNoConsumerOnRevoked(fx: RotationFixture, consumers: string[]): void {
   const revoked = new Set(fx.server.issuer('issuer').revoked);
@@ -64,6 +79,7 @@ describe.each(['workflow', 'activity'] as const)('fanOut: %s', (fanOut) => {
         expect([labels.CURRENT?.versionId, labels.PENDING]).toEqual([fx.initialVersionId, null]);
         expect(fx.server.issuer('issuer').revoked).toEqual([result.versionId]);
         expectNoConsumerOnRevoked(fx, ['a', 'b']);
+        if (fanOut === 'activity') await capture(fx, 'rotation-refused-fan-out-activity.json');
       },
       { fanOut },
     );
@@ -212,6 +228,7 @@ test.each(STATE_BACKENDS)('--force after an interrupted run (%s): the new versio
     expect([labels.CURRENT?.versionId, labels.PENDING]).toEqual([forced.versionId, null]);
     expect((await fx.store.getVersion(fx.credentialId, leftover))?.revokedAt).not.toBeNull();
     expectNoConsumerOnRevoked(fx, ['k1', 'k2', 'k3']);
+    if (backend === 'sqlite') await capture(fx, 'rotation-force-completed.json');
   }, { backend });
 });
 
@@ -227,6 +244,7 @@ test('--force that rolls back: every consumer that may hold the leftover is rest
     expectNoConsumerOnRevoked(fx, ['k1', 'k2', 'k3']);
     const labels = await fx.store.labels(fx.credentialId);
     expect([labels.CURRENT?.versionId, labels.PENDING]).toEqual([fx.initialVersionId, null]);
+    await capture(fx, 'rotation-force-rolled-back.json');
   });
 });
 
