@@ -349,7 +349,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       if (labels.PENDING?.createdBy === input.rotationKey) return { versionId: labels.PENDING.versionId, reused: true };
       if (labels.PENDING && labels.PENDING.versionId !== input.supersede) {
         throw ApplicationFailure.nonRetryable(
-          `credential ${credential.id} already has PENDING version ${labels.PENDING.versionId} from ${labels.PENDING.createdBy}; rotate with --force to revoke it`,
+          `credential ${credential.id} already has PENDING version ${labels.PENDING.versionId} from ${labels.PENDING.createdBy}; rotate with --force to replace it (it is revoked once no consumer may hold it)`,
           'LeftoverPending',
         );
       }

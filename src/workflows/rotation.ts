@@ -381,7 +381,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     return failures.length > 0 ? failures.join('; ') : undefined;
   }
 
-  /** Compensation: restore touched consumers in reverse batch order, then revoke PENDING. */
+  /** Compensation: restore the consumers that hold or may hold PENDING (or a leftover) in reverse batch order, then revoke PENDING (and the leftovers). */
   async function compensate(cause: string): Promise<RotationResult> {
     setPhase('compensate');
     // Runs begun before this change restored every consumer an install was sent to, even one that
