@@ -9,7 +9,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import type { CredentialSpec, ServiceSpec } from '../domain/registry';
-import type { CredentialStore, NewAuditEntry } from '../state/types';
+import type { CredentialStore, CredentialVersion, NewAuditEntry } from '../state/types';
 import type { Coordinator } from './coordinator';
 import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
 import { providerFailure, providerRetryDelayMs } from './providers/http-failure';
@@ -46,10 +46,29 @@ export interface PreflightInput {
   consumers: ServiceSpec[];
 }
 
+/** A version an earlier run left valid at the issuer: its PENDING, or a PENDING a forced run superseded but has not revoked yet. */
+export interface LeftoverVersion {
+  versionId: string;
+  /** The run that minted it (`rotation/<id>#<runId>`). */
+  createdBy: string;
+  /** True for the version labelled PENDING now; false for a superseded one. */
+  pending: boolean;
+  /**
+   * Consumers that may hold it: from the audit trail, every consumer an
+   * install of it was sent to (failed or timed-out installs may have
+   * applied), unless that run restored CURRENT there afterwards; and every
+   * other consumer whose verify reports it in use, or cannot be asked
+   * (unreachable: it may hold it). Registry order.
+   */
+  mayHold: string[];
+}
+
 export interface PreflightResult {
   currentVersionId: string | null;
   /** A PENDING version left by an earlier run, if any. */
   leftoverPending: { versionId: string; createdBy: string } | null;
+  /** Every leftover version (the PENDING one first); absent in results recorded before forced repairs kept leftovers. */
+  leftovers?: LeftoverVersion[];
   /** Reasons to refuse (OPEN breakers, unhealthy issuer, leftover PENDING); empty when clear. */
   problems: string[];
 }
@@ -61,6 +80,8 @@ export interface MintInput {
   rotationKey: string;
   idempotencyKey: string;
   timeoutMs: number;
+  /** `--force`: the leftover PENDING this version replaces; it keeps a `supersededBy` marker until revoked. */
+  supersede?: string;
 }
 
 export interface ServiceStepInput {
@@ -96,7 +117,18 @@ export interface BatchOutcome {
   skipped?: boolean;
   /** The step that failed. */
   failedStep?: 'install' | 'verify';
+  /**
+   * The install failed with a definitive refusal (a non-retryable 4xx on the
+   * only request sent): the consumer did not take the version and still holds
+   * what it held before. False when any request may have applied (timeout, 5xx, transport error).
+   */
+  refused?: boolean;
   error?: string;
+}
+
+/** `details[0]` of an install failure that was a definitive refusal (see {@link BatchOutcome.refused}). */
+export interface InstallRefusal {
+  refused: true;
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -163,6 +195,25 @@ function toFailure(err: unknown): unknown {
   return providerFailure(err, currentAttempt());
 }
 
+/**
+ * Whether a provider error is a definitive refusal: the consumer answered a
+ * non-retryable 4xx (e.g. 422 "credential rejected"), so the request did not
+ * apply. Timeouts, 5xx and transport errors are not: the request may have applied.
+ */
+export function isDefinitiveRefusal(err: unknown): boolean {
+  return err instanceof ProviderError && !err.retryable && err.status !== undefined && err.status >= 400 && err.status <= 499;
+}
+
+/** Throws the activity failure for `err`; a definitive refusal carries {@link InstallRefusal} as its details, so the workflow knows what the consumer holds. */
+function refusalOr(err: unknown, refused: boolean): never {
+  const failure = toFailure(err);
+  if (refused && failure instanceof ApplicationFailure) {
+    const details: InstallRefusal[] = [{ refused: true }];
+    throw ApplicationFailure.create({ message: failure.message, type: failure.type ?? undefined, nonRetryable: true, details, cause: failure.cause });
+  }
+  throw failure;
+}
+
 /** A consumer's provider: its `rotation.provider`, else `make` for Make services, else `http`. */
 export function consumerProviderName(service: ServiceSpec): string {
   return service.rotation?.provider ?? (service.type === 'make' ? 'make' : 'http');
@@ -211,6 +262,54 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     return s;
   };
 
+  /** The PENDING version and superseded, unrevoked ones, each with the consumers that may hold it (see {@link LeftoverVersion}). */
+  const leftoverVersions = async (credential: CredentialSpec, pending: CredentialVersion | null, consumers: ServiceSpec[]): Promise<LeftoverVersion[]> => {
+    const credentialId = credential.id;
+    const superseded = (await store.listVersions(credentialId)).filter((v) => v.supersededBy !== null && v.revokedAt === null && v.versionId !== pending?.versionId);
+    const versions = [...(pending ? [{ v: pending, pending: true }] : []), ...superseded.map((v) => ({ v, pending: false }))];
+    if (versions.length === 0) return [];
+    const trail = await store.auditTrail({ credentialId });
+    const holdersOf = versions.map(({ v }) => {
+      const holders = new Set<string>();
+      for (const e of trail) {
+        if (!e.serviceId) continue;
+        if (e.step === 'install' && e.versionId === v.versionId) holders.add(e.serviceId);
+        // A restore of CURRENT by the run that minted it, after its install: that consumer is back on CURRENT.
+        else if (e.step === 'restore' && e.outcome === 'ok' && e.actor === v.createdBy) holders.delete(e.serviceId);
+      }
+      return holders;
+    });
+    // The trail misses an install still in flight when its run was terminated: ask the other consumers which version they use.
+    const probe = versions[0]!.v;
+    const probeSecret = await store.readSecret(credentialId, probe.versionId);
+    const limit = pLimit(8);
+    await Promise.all(
+      consumers
+        .filter((c) => !holdersOf.some((h) => h.has(c.id)))
+        .map((c) =>
+          limit(async () => {
+            const p = providers[consumerProviderName(c)];
+            if (!p || probeSecret === undefined) return;
+            try {
+              const inUse = (await p.verify(ctx(credential, c, 5_000), { versionId: probe.versionId, secret: probeSecret })).versionId;
+              versions.forEach(({ v }, i) => {
+                if (inUse === v.versionId) holdersOf[i]!.add(c.id);
+              });
+            } catch {
+              // Cannot be asked: it may hold any of them.
+              for (const h of holdersOf) h.add(c.id);
+            }
+          }),
+        ),
+    );
+    return versions.map(({ v, pending: isPending }, i) => ({
+      versionId: v.versionId,
+      createdBy: v.createdBy,
+      pending: isPending,
+      mayHold: consumers.map((c) => c.id).filter((id) => holdersOf[i]!.has(id)),
+    }));
+  };
+
   return {
     /**
      * Preflight (read-only): CURRENT and leftover PENDING versions, OPEN
@@ -221,8 +320,14 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const labels = await store.labels(credential.id);
       const problems: string[] = [];
       const leftover = labels.PENDING ? { versionId: labels.PENDING.versionId, createdBy: labels.PENDING.createdBy } : null;
-      if (leftover) {
-        problems.push(`credential ${credential.id} has PENDING version ${leftover.versionId} left by ${leftover.createdBy}; rotate with --force to revoke it and start over`);
+      const leftovers = await leftoverVersions(credential, labels.PENDING, consumers);
+      for (const l of leftovers) {
+        const held = l.mayHold.length > 0 ? `it may be held by ${l.mayHold.join(', ')}` : 'no consumer took it';
+        problems.push(
+          l.pending
+            ? `credential ${credential.id} has PENDING version ${l.versionId} left by ${l.createdBy}; ${held}`
+            : `credential ${credential.id} has version ${l.versionId} (left by ${l.createdBy}, superseded by a forced rotation) still valid at the issuer; ${held}`,
+        );
       }
       const breakerState = deps.preflight?.breakerState;
       if (breakerState) {
@@ -243,7 +348,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       }
       const healthy = await (deps.preflight?.serviceHealthy ?? probeHealth)(issuer);
       if (healthy === false) problems.push(`issuer ${issuer.id} is unhealthy`);
-      return { currentVersionId: labels.CURRENT?.versionId ?? null, leftoverPending: leftover, problems };
+      return { currentVersionId: labels.CURRENT?.versionId ?? null, leftoverPending: leftover, leftovers, problems };
     },
 
     /**
@@ -255,9 +360,9 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const { credential, issuer } = input;
       const labels = await store.labels(credential.id);
       if (labels.PENDING?.createdBy === input.rotationKey) return { versionId: labels.PENDING.versionId, reused: true };
-      if (labels.PENDING) {
+      if (labels.PENDING && labels.PENDING.versionId !== input.supersede) {
         throw ApplicationFailure.nonRetryable(
-          `credential ${credential.id} already has PENDING version ${labels.PENDING.versionId} from ${labels.PENDING.createdBy}; rotate with --force to revoke it`,
+          `credential ${credential.id} already has PENDING version ${labels.PENDING.versionId} from ${labels.PENDING.createdBy}; rotate with --force to replace it (it is revoked once no consumer may hold it)`,
           'LeftoverPending',
         );
       }
@@ -269,8 +374,8 @@ export function createRotationActivities(deps: RotationActivityDeps) {
           currentVersionId: current?.versionId,
           currentSecret: current ? await store.readSecret(credential.id, current.versionId) : undefined,
         });
-        await store.putPending(credential.id, minted.versionId, minted.secret, input.rotationKey);
-        await audit({ credentialId: credential.id, step: 'mint', serviceId: issuer.id, versionId: minted.versionId, outcome: 'ok', detail: null });
+        await store.putPending(credential.id, minted.versionId, minted.secret, input.rotationKey, { supersede: input.supersede });
+        await audit({ credentialId: credential.id, step: 'mint', serviceId: issuer.id, versionId: minted.versionId, outcome: 'ok', detail: input.supersede ? `supersedes leftover PENDING ${input.supersede}` : null });
         return { versionId: minted.versionId, reused: false };
       } catch (err) {
         await audit({ credentialId: credential.id, step: 'mint', serviceId: issuer.id, versionId: null, outcome: 'failed', detail: (err as Error).message });
@@ -293,7 +398,9 @@ export function createRotationActivities(deps: RotationActivityDeps) {
         await audit({ credentialId: credential.id, step: input.step, serviceId: service.id, versionId, outcome: 'ok', detail: null });
       } catch (err) {
         await audit({ credentialId: credential.id, step: input.step, serviceId: service.id, versionId, outcome: 'failed', detail: (err as Error).message });
-        throw toFailure(err);
+        // The first attempt refused outright: no request of this step can have applied (a later
+        // attempt's refusal proves nothing about an earlier attempt that timed out).
+        return refusalOr(err, currentAttempt() === 1 && isDefinitiveRefusal(err));
       }
       if (!input.verifyAfter) return { verified: false };
       // One immediate testSecret attempt saves a round trip when the consumer switches at once;
@@ -366,6 +473,9 @@ export function createRotationActivities(deps: RotationActivityDeps) {
               const p = provider(consumerProviderName(m.service), `services.${id}.rotation.provider`);
               const c = ctx(credential, m.service, m.timeoutMs);
               let lastError: unknown;
+              // Whether a request of this member may have applied: any failure but a definitive refusal,
+              // and any earlier attempt of this activity (it may have sent one before the worker died).
+              let mayHaveApplied = (context?.info.attempt ?? 1) > 1;
               for (let attempt = 0; attempt < 3; attempt++) {
                 try {
                   await p.install(c, { versionId, secret, idempotencyKey: m.idempotencyKey });
@@ -373,6 +483,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
                   break;
                 } catch (err) {
                   lastError = err;
+                  if (!isDefinitiveRefusal(err)) mayHaveApplied = true;
                   if (!(err instanceof ProviderError && err.retryable) || signal?.aborted) break;
                   await sleep(providerRetryDelayMs(err, attempt + 1) ?? 500 * 2 ** attempt, signal);
                 }
@@ -380,7 +491,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
               if (lastError !== undefined) {
                 failed = true;
                 await audit({ credentialId: credential.id, step: 'install', serviceId: id, versionId, outcome: 'failed', detail: (lastError as Error).message });
-                return { id, touched: true, ok: false, failedStep: 'install', error: (lastError as Error).message };
+                return { id, touched: true, ok: false, failedStep: 'install', refused: !mayHaveApplied, error: (lastError as Error).message };
               }
               await audit({ credentialId: credential.id, step: 'install', serviceId: id, versionId, outcome: 'ok', detail: null });
               let seen: string | undefined;

@@ -70,6 +70,7 @@ export function createStateReadActivities(deps: StateReadDeps) {
         current: labels.CURRENT?.versionId ?? null,
         pending: labels.PENDING?.versionId ?? null,
         previous: labels.PREVIOUS?.versionId ?? null,
+        superseded: versions.filter((v) => v.supersededBy !== null && v.revokedAt === null).map((v) => v.versionId).sort(),
         versions: versions.length,
         lastActivityAt: last[0]?.at ?? null,
       };

@@ -19,7 +19,11 @@ export type StagingLabel = (typeof STAGING_LABELS)[number];
 /** What the workflow takes: references only, never a secret. */
 export interface RotateCredentialInput {
   credentialId: string;
-  /** Rotate even when preflight finds an OPEN breaker, an unhealthy issuer or a leftover PENDING. */
+  /**
+   * Rotate even when preflight finds an OPEN breaker, an unhealthy issuer or a
+   * leftover version; a leftover is revoked only once no consumer may hold it
+   * (docs/rotation.md, "Repairing an interrupted rotation").
+   */
   force?: boolean;
   /** Plan and preflight only; change nothing. */
   dryRun?: boolean;
@@ -197,6 +201,23 @@ export function compensationOrder(plan: RotationPlan, progress: readonly Service
   return [...plan.batches]
     .reverse()
     .map((b) => b.filter((id) => touched.has(id)))
+    .filter((b) => b.length > 0);
+}
+
+/**
+ * Consumers to restore during compensation, in reverse batch order: those
+ * that hold or may hold a version about to be revoked — the new one
+ * (`holds` is `pending` or `unknown`: installed, or an install that timed out
+ * or failed in a way that may have applied) — plus `alsoMayHold` (consumers
+ * that may hold a leftover version an earlier run installed, see `rotate --force`).
+ * A consumer that definitively refused the install (`holds: current`) is not
+ * touched: it never held the new version, and a redundant install could only fail.
+ */
+export function restoreOrder(plan: RotationPlan, progress: readonly ServiceProgress[], alsoMayHold: ReadonlySet<string> = new Set()): string[][] {
+  const holders = new Set(progress.filter((p) => p.role === 'consumer' && (p.holds === 'pending' || p.holds === 'unknown' || alsoMayHold.has(p.id))).map((p) => p.id));
+  return [...plan.batches]
+    .reverse()
+    .map((b) => b.filter((id) => holders.has(id)))
     .filter((b) => b.length > 0);
 }
 

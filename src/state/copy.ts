@@ -110,9 +110,9 @@ export async function copyState(source: SqliteState | PostgresState, target: Pos
       const secret = opts.sourceCipher.open(credentialId, versionId, { iv: r.iv as Buffer, tag: r.tag as Buffer, ciphertext: r.ciphertext as Buffer, key_id: String(r.key_id) });
       const sealed = opts.targetCipher.seal(credentialId, versionId, secret);
       const res = await c.query(
-        `INSERT INTO credential_versions (credential_id, version_id, label, iv, tag, ciphertext, key_id, created_at, created_by, revoked_at, version_id_source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (credential_id, version_id) DO NOTHING`,
-        [credentialId, versionId, r.label, sealed.iv, sealed.tag, sealed.ciphertext, sealed.key_id, r.created_at, r.created_by, r.revoked_at, r.version_id_source === 'local' ? 'local' : 'issuer'],
+        `INSERT INTO credential_versions (credential_id, version_id, label, iv, tag, ciphertext, key_id, created_at, created_by, revoked_at, version_id_source, superseded_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (credential_id, version_id) DO NOTHING`,
+        [credentialId, versionId, r.label, sealed.iv, sealed.tag, sealed.ciphertext, sealed.key_id, r.created_at, r.created_by, r.revoked_at, r.version_id_source === 'local' ? 'local' : 'issuer', r.superseded_by ?? null],
       );
       out.credentialVersions += res.rowCount ?? 0;
       if (res.rowCount) credentials.add(credentialId);

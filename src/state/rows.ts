@@ -16,6 +16,8 @@ export interface VersionRow {
   revoked_at: number | string | null;
   /** Since migration 0004. */
   version_id_source: VersionIdSource;
+  /** Migration 0005; absent on rows read before it ran. */
+  superseded_by?: string | null;
 }
 
 export const toVersion = (r: VersionRow): CredentialVersion => ({
@@ -26,6 +28,7 @@ export const toVersion = (r: VersionRow): CredentialVersion => ({
   revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
   createdBy: r.created_by,
   versionIdSource: r.version_id_source === 'local' ? 'local' : 'issuer',
+  supersededBy: r.superseded_by ?? null,
 });
 
 /** The error both backends throw when an import names a version id the credential already has. */

@@ -30,6 +30,12 @@ export interface CredentialVersion {
    * so it cannot be revoked there by id).
    */
   versionIdSource: VersionIdSource;
+  /**
+   * A leftover PENDING that a forced rotation replaced: the version that took
+   * its PENDING label. Until `revokedAt` is set, consumers may still hold it
+   * and the next preflight reports it; null otherwise.
+   */
+  supersededBy: string | null;
 }
 
 /** See {@link CredentialVersion.versionIdSource}. */
@@ -72,6 +78,8 @@ export interface CredentialSummary {
   current: string | null;
   pending: string | null;
   previous: string | null;
+  /** Superseded leftover PENDING versions not yet revoked at the issuer (see {@link CredentialVersion.supersededBy}). */
+  superseded: string[];
   versions: number;
   /** Epoch ms of the last audit entry, or null. */
   lastActivityAt: number | null;
@@ -105,9 +113,13 @@ export interface CredentialStore extends SecretReader {
   /**
    * Records `versionId` as PENDING, created by `createdBy`. Idempotent: when
    * that version is already PENDING it is kept as is.
-   * @throws Error when another version is PENDING (a leftover of another run): call {@link discardPending} first.
+   *
+   * With `opts.supersede` (a forced rotation replacing a leftover PENDING), in
+   * the same transaction that version loses its PENDING label and records
+   * `supersededBy = versionId`: it stays known (and reported) until revoked.
+   * @throws Error when another version is PENDING (a leftover of another run) and it is not `opts.supersede`.
    */
-  putPending(credentialId: string, versionId: string, secret: string, createdBy: string): Promise<void>;
+  putPending(credentialId: string, versionId: string, secret: string, createdBy: string, opts?: { supersede?: string }): Promise<void>;
   /**
    * finishSecret: in one transaction, the old PREVIOUS loses its label, CURRENT
    * becomes PREVIOUS and PENDING `versionId` becomes CURRENT. Idempotent when

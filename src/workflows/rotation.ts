@@ -8,15 +8,22 @@
  * ends it early) -> revoke PREVIOUS at the issuer.
  *
  * Any failure (or cancellation) before finish compensates in reverse batch
- * order (touched consumers go back to CURRENT) and then revokes PENDING:
+ * order (consumers that hold or may hold the new version go back to CURRENT;
+ * one that definitively refused it is left alone) and then revokes PENDING:
  * `rolled_back`. A compensation that fails leaves PENDING in place and ends
  * `needs_attention`, with each service's exact state in the result.
+ *
+ * `--force` over a leftover of an interrupted run supersedes it (it stays
+ * valid and tracked), rolls the new version out, and revokes the leftover with
+ * PREVIOUS; a rollback first restores every consumer that may hold it.
  *
  * History carries references only (credential id, version ids, service specs
  * from the registry snapshot); activities read secret values from the store.
  */
 import { defineSearchAttributeKey, SearchAttributeType, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
+  ActivityFailure,
+  ApplicationFailure,
   CancellationScope,
   condition,
   defineQuery,
@@ -33,7 +40,7 @@ import {
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { createRegistryActivities } from '../activities/registry';
-import type { PreflightResult, RotationActivities } from '../activities/rotation';
+import type { InstallRefusal, PreflightResult, RotationActivities } from '../activities/rotation';
 import { getCredential, getService, type Registry } from '../domain/registry';
 import { rotationAlert } from '../domain/rotation-alert';
 import { deliverRotationAlert } from './rotation-alert';
@@ -42,6 +49,7 @@ import {
   initialProgress,
   oneLine,
   planRotation,
+  restoreOrder,
   resultServices,
   type ConsumerPlan,
   type RotateCredentialInput,
@@ -185,7 +193,17 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   await local.auditRotation({ credentialId, step: 'rotation', outcome: 'started', versionId: current ?? null, detail: input.force ? 'forced' : null });
 
   const issuerActs = proxyActivities<Acts>(stepOptions(plan.issuerStepTimeoutMs, 5));
-  if (preflight.leftoverPending) {
+  // --force over leftovers of an interrupted run. Runs begun before this change revoked the leftover
+  // PENDING first, cutting off every consumer that held it; patched so their histories replay.
+  // Now the leftover is superseded (it keeps a marker in the store), stays valid until the new
+  // version is on every consumer, and is revoked with PREVIOUS after the grace period, or after
+  // every consumer that may hold it is back on CURRENT when this run rolls back.
+  const keepLeftovers = (!!preflight.leftoverPending || (preflight.leftovers?.length ?? 0) > 0) && patched('rotation-force-revokes-leftover-last');
+  const leftovers = keepLeftovers ? (preflight.leftovers ?? []) : [];
+  const leftoverIds = leftovers.map((l) => l.versionId);
+  const leftoverHolders = new Set(leftovers.flatMap((l) => l.mayHold));
+  for (const id of leftoverHolders) if (consumerSpecs.has(id)) svc(id, 'consumer').holds = 'unknown';
+  if (preflight.leftoverPending && !keepLeftovers) {
     // --force: the leftover PENDING of an earlier run is revoked before minting anew.
     try {
       const leftover = preflight.leftoverPending.versionId;
@@ -208,6 +226,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
         rotationKey,
         idempotencyKey: `${rotationKey}/mint`,
         timeoutMs: plan.issuerStepTimeoutMs,
+        ...(keepLeftovers && preflight.leftoverPending ? { supersede: preflight.leftoverPending.versionId } : {}),
       }),
     );
     state.versionId = minted.versionId;
@@ -255,7 +274,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       p.status = 'ok';
     } catch (err) {
       p.status = 'failed';
-      if (p.step === 'install') p.holds = 'unknown';
+      // A definitive refusal leaves the consumer on what it held; anything else may have applied.
+      if (p.step === 'install' && !isRefusal(err)) p.holds = 'unknown';
       p.error = oneLine(err);
       failed = true;
       throw err;
@@ -264,7 +284,9 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
 
   /** `fanOut: activity`: the whole batch in one heartbeating activity; its outcomes update the progress. */
   const rotateBatch = async (members: ConsumerPlan[]): Promise<void> => {
-    for (const c of members) Object.assign(svc(c.id, 'consumer'), { step: 'install', status: 'running' });
+    // Until the batch reports, each member may have taken the new version (a cancelled or failed batch reports nothing).
+    const before = new Map(members.map((c) => [c.id, svc(c.id, 'consumer').holds]));
+    for (const c of members) Object.assign(svc(c.id, 'consumer'), { step: 'install', status: 'running', holds: 'unknown' });
     const worstMemberMs = Math.max(...members.map((c) => (3 + c.verifyAttempts) * c.stepTimeoutMs + 10 * c.verifyAttempts * c.verifyIntervalMs + 3_500));
     const outcomes = await proxyActivities<Acts>({
       startToCloseTimeout: Math.ceil(members.length / plan.maxParallel) * worstMemberMs + 10_000,
@@ -286,9 +308,10 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     for (const o of outcomes) {
       const p = svc(o.id, 'consumer');
       if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
-      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped' });
+      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: before.get(o.id) });
       else {
-        Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds: o.failedStep === 'verify' ? 'pending' : 'unknown', error: o.error });
+        const holds = o.failedStep === 'verify' ? 'pending' : o.refused ? before.get(o.id) : 'unknown';
+        Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds, error: o.error });
         firstError ??= `${o.id}: ${o.error}`;
       }
     }
@@ -303,7 +326,10 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       else await boundedAll(members, plan.maxParallel, rotateConsumer);
     }
   } catch (err) {
-    return CancellationScope.nonCancellable(() => compensate(isCancellation(err) ? 'cancelled' : `set/test failed: ${firstCause(err, state.services)}`));
+    // A cancel can reach the workflow in the same activation as a step's own failure (e.g. a verify
+    // out of attempts): the failure settles first, but the run was cancelled all the same.
+    const cancelled = isCancellation(err) || CancellationScope.current().consideredCancelled;
+    return CancellationScope.nonCancellable(() => compensate(cancelled ? 'cancelled' : `set/test failed: ${firstCause(err, state.services)}`));
   }
 
   // 5. Finish.
@@ -320,7 +346,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
 
   // 6. Grace period, then revoke PREVIOUS.
   const previous = state.previousVersionId;
-  if (!previous) return end('completed', { previousRevoked: false });
+  if (!previous && leftoverIds.length === 0) return end('completed', { previousRevoked: false });
   setPhase('grace');
   try {
     if (plan.gracePeriodMs > 0) {
@@ -329,9 +355,13 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     }
   } catch (err) {
     if (!isCancellation(err)) throw err;
-    return end('completed', { previousRevoked: false, cause: `cancelled during the grace period: PREVIOUS ${previous} was not revoked` });
+    const kept = [...(previous ? [`PREVIOUS ${previous}`] : []), ...leftoverIds.map((v) => `leftover ${v}`)].join(' and ');
+    return end('completed', { previousRevoked: false, cause: `cancelled during the grace period: ${kept} ${leftoverIds.length + (previous ? 1 : 0) > 1 ? 'were' : 'was'} not revoked` });
   }
   state.graceEndsAt = undefined;
+  // Every consumer verified the new version: no one holds the leftovers any more.
+  const leftoverProblem = leftoverIds.length > 0 ? await revokeLeftovers() : undefined;
+  if (!previous) return end(leftoverProblem ? 'needs_attention' : 'completed', { previousRevoked: false, ...(leftoverProblem ? { cause: `rotated to ${versionId}, but ${leftoverProblem}` } : {}) });
   setPhase('revoke');
   issuerProgress.step = 'revoke';
   issuerProgress.status = 'running';
@@ -351,20 +381,55 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   if (revoked?.revoked === false) {
     issuerProgress.status = 'skipped';
     issuerProgress.error = revoked.cause;
-    return end('completed', { previousRevoked: false, cause: `rotated to ${versionId}, but PREVIOUS was not revoked: ${revoked.cause}` });
+    const also = leftoverProblem ? `; and ${leftoverProblem}` : '';
+    return end(leftoverProblem ? 'needs_attention' : 'completed', { previousRevoked: false, cause: `rotated to ${versionId}, but PREVIOUS was not revoked: ${revoked.cause}${also}` });
   }
+  if (leftoverProblem) return end('needs_attention', { previousRevoked: true, cause: `rotated to ${versionId} and PREVIOUS revoked, but ${leftoverProblem}` });
   return end('completed', { previousRevoked: true });
 
-  /** Compensation: restore touched consumers in reverse batch order, then revoke PENDING. */
+  /**
+   * Revokes every leftover version at the issuer (superseded ones keep their
+   * marker until then). Only when no consumer holds or may hold them.
+   * @returns what failed, one line, or undefined when all were revoked.
+   */
+  async function revokeLeftovers(): Promise<string | undefined> {
+    setPhase('revoke');
+    issuerProgress.step = 'revoke';
+    issuerProgress.status = 'running';
+    const failures: string[] = [];
+    for (const leftover of leftoverIds) {
+      try {
+        await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
+      } catch (err) {
+        failures.push(`revoking leftover ${leftover} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`);
+      }
+    }
+    issuerProgress.status = failures.length > 0 ? 'failed' : 'ok';
+    if (failures.length > 0) issuerProgress.error = failures.join('; ');
+    return failures.length > 0 ? failures.join('; ') : undefined;
+  }
+
+  /** Compensation: restore the consumers that hold or may hold PENDING (or a leftover) in reverse batch order, then revoke PENDING (and the leftovers). */
   async function compensate(cause: string): Promise<RotationResult> {
     setPhase('compensate');
+    // Runs begun before this change restored every consumer an install was sent to, even one that
+    // definitively refused it (and so never held the new version); patched so their histories replay.
+    const onlyHolders = patched('rotation-restore-only-possible-holders');
+    const order = onlyHolders ? restoreOrder(plan, state.services, leftoverHolders) : compensationOrder(plan, state.services);
     let restoreFailed = false;
-    for (const batch of compensationOrder(plan, state.services)) {
+    for (const batch of order) {
       await Promise.all(
         batch.map(async (id) => {
           const p = svc(id, 'consumer');
           const c = plan.consumers.find((x) => x.id === id)!;
           p.step = 'restore';
+          if (!current && leftoverHolders.has(id)) {
+            // It may hold a leftover, and there is no CURRENT to put in its place: the leftover must stay valid.
+            p.status = 'failed';
+            p.error = 'no CURRENT version to restore';
+            restoreFailed = true;
+            return;
+          }
           if (!current) {
             // Nothing to roll back to: the credential had no CURRENT version.
             p.status = 'skipped';
@@ -386,6 +451,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
             p.error = undefined;
           } catch (err) {
             p.status = 'failed';
+            // Refused: it still holds what it held; otherwise the restore may or may not have applied.
+            if (!isRefusal(err)) p.holds = 'unknown';
             p.error = oneLine(err);
             restoreFailed = true;
           }
@@ -394,8 +461,10 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     }
     if (restoreFailed) {
       const stuck = state.services.filter((s) => s.step === 'restore' && s.status === 'failed').map((s) => s.id);
+      const kept = leftoverIds.length > 0 ? `PENDING ${versionId} and leftover ${leftoverIds.join(', ')} were kept valid (not revoked)` : `PENDING ${versionId} was kept valid`;
+      const mayHold = leftoverIds.length > 0 ? ` (they may hold ${[versionId, ...leftoverIds].join(' or ')})` : '';
       return end('needs_attention', {
-        cause: `${cause}; restoring CURRENT failed in ${stuck.join(', ')}, so PENDING ${versionId} was kept valid`,
+        cause: `${cause}; restoring CURRENT failed in ${stuck.join(', ')}${mayHold}, so ${kept}`,
       });
     }
     issuerProgress.step = 'revoke';
@@ -407,6 +476,11 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       issuerProgress.status = 'failed';
       issuerProgress.error = oneLine(err);
       return end('needs_attention', { cause: `${cause}; consumers restored, but revoking PENDING ${versionId} at ${plan.issuer} failed: ${oneLine(err)}` });
+    }
+    if (leftoverIds.length > 0) {
+      // Every consumer that may hold a leftover is back on CURRENT: it can go too.
+      const problem = await revokeLeftovers();
+      if (problem) return end('needs_attention', { cause: `${cause}; consumers restored and PENDING ${versionId} revoked, but ${problem}` });
     }
     return end('rolled_back', { cause });
   }
@@ -429,6 +503,12 @@ export async function scheduledRotation(input: { credentialId: string }): Promis
     }
     throw err;
   }
+}
+
+/** Whether an install/restore failed with a definitive refusal (see `InstallRefusal`): the consumer did not take the version. */
+function isRefusal(err: unknown): boolean {
+  if (!(err instanceof ActivityFailure) || !(err.cause instanceof ApplicationFailure)) return false;
+  return (err.cause.details?.[0] as InstallRefusal | undefined)?.refused === true;
 }
 
 /** The first consumer error recorded, else the error's own message. */

@@ -128,7 +128,9 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
         const failed = keep(await cli(fx, masterKey, ['rotate', fx.credentialId]));
         expect(failed.code).toBe(1);
         expect(failed.stdout).toContain(`rotation of ${fx.credentialId}: rolled_back`);
-        expect(failed.stdout).toMatch(/jobs\s+restore\s+ok/);
+        // web took the new version and is restored; jobs refused it (422), so it still holds CURRENT and is left alone.
+        expect(failed.stdout).toMatch(/web\s+restore\s+ok\s+current/);
+        expect(failed.stdout).toMatch(/jobs\s+install\s+failed\s+current/);
 
         const audit = keep(await cli(fx, masterKey, ['audit', '--credential', fx.credentialId, '--json']));
         const entries = JSON.parse(audit.stdout) as Array<{ step: string; outcome: string }>;

@@ -47,12 +47,13 @@ test('a consumer that rejects the new secret: touched consumers restored in reve
       expect(result.cause).toContain('b:');
       expect(result.cause).toContain('422');
       expect(result.services.find((s) => s.id === 'a')).toMatchObject({ step: 'restore', status: 'ok', holds: 'current' });
-      expect(result.services.find((s) => s.id === 'b')).toMatchObject({ step: 'restore', status: 'ok' });
+      // b refused the new version (422): it still holds CURRENT, so nothing is "restored" there.
+      expect(result.services.find((s) => s.id === 'b')).toMatchObject({ step: 'install', status: 'failed', holds: 'current' });
       // c was never touched (its batch never started).
       expect(result.services.find((s) => s.id === 'c')).toMatchObject({ step: 'planned', status: 'pending' });
       expect(fx.server.consumer('c').installRequests).toBe(0);
-      // a got new, then old again: each applied once.
-      expect(events).toEqual(['a:new', 'b:old', 'a:old']);
+      // a got new, then old again: each applied once; b got nothing.
+      expect(events).toEqual(['a:new', 'a:old']);
       const trail = await fx.store.auditTrail({ credentialId: fx.credentialId });
       expect(trail.map((e) => `${e.step}:${e.serviceId ?? ''}:${e.outcome}`)).toEqual(
         expect.arrayContaining(['install:b:failed', 'restore:a:ok', 'discard_pending:issuer:ok', 'rotation::rolled_back']),
@@ -130,10 +131,10 @@ test('an issuer that fails to revoke PENDING during rollback: needs_attention wi
     expect(labels.CURRENT?.versionId).toBe(fx.initialVersionId);
     expect(labels.PENDING?.versionId).toBe(result.versionId);
     expect(result.services.find((s) => s.id === 'issuer')).toMatchObject({ step: 'revoke', status: 'failed' });
-    for (const id of ['p', 'q']) {
-      expect(result.services.find((s) => s.id === id)).toMatchObject({ step: 'restore', status: 'ok', holds: 'current' });
-      expect(fx.server.consumer(id).versionId).toBe(fx.initialVersionId);
-    }
+    expect(result.services.find((s) => s.id === 'p')).toMatchObject({ step: 'restore', status: 'ok', holds: 'current' });
+    // q refused the new version: it holds CURRENT without a restore.
+    expect(result.services.find((s) => s.id === 'q')).toMatchObject({ step: 'install', status: 'failed', holds: 'current' });
+    for (const id of ['p', 'q']) expect(fx.server.consumer(id).versionId).toBe(fx.initialVersionId);
   });
 });
 

@@ -1,7 +1,7 @@
 /** The pure rotation plan: batches over consumers, options, compensation order. */
 import fc from 'fast-check';
 import { parseRegistry } from '../../src/domain/registry-parse';
-import { compensationOrder, initialProgress, oneLine, planRotation } from '../../src/domain/rotation';
+import { compensationOrder, initialProgress, oneLine, planRotation, restoreOrder, type HeldVersion } from '../../src/domain/rotation';
 
 function registry(doc: unknown) {
   const r = parseRegistry(JSON.stringify(doc), 'plan.json');
@@ -67,6 +67,36 @@ test('compensation restores exactly the touched consumers, in reverse batch orde
       const batchOf = (id: string) => plan.batches.findIndex((b) => b.includes(id));
       for (let i = 1; i < order.length; i++) expect(batchOf(order[i]![0]!)).toBeLessThan(batchOf(order[i - 1]![0]!));
     }),
+  );
+});
+
+test('restoreOrder restores exactly the consumers that hold or may hold the new version or a leftover, in reverse batch order (property)', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(fc.record({ holds: fc.constantFrom<HeldVersion>('current', 'pending', 'unknown'), leftover: fc.boolean() }), { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 5 }),
+      (byBatch) => {
+        const services = [svc('iss')];
+        const consumers: string[] = [];
+        const known = new Map<string, { holds: HeldVersion; leftover: boolean }>();
+        byBatch.forEach((batch, b) =>
+          batch.forEach((k, i) => {
+            const id = `s${b}-${i}`;
+            services.push(svc(id, b === 0 ? [] : [`s${b - 1}-0`]));
+            consumers.push(id);
+            known.set(id, k);
+          }),
+        );
+        const plan = planRotation(registry({ services, credentials: [{ id: 'k', issuer: 'iss', consumers }] }), 'k');
+        const progress = initialProgress(plan);
+        for (const p of progress) if (known.has(p.id)) p.holds = known.get(p.id)!.holds;
+        const leftoverHolders = new Set([...known].filter(([, k]) => k.leftover).map(([id]) => id));
+        const order = restoreOrder(plan, progress, leftoverHolders);
+        const expected = [...known].filter(([, k]) => k.holds !== 'current' || k.leftover).map(([id]) => id);
+        expect(order.flat().sort()).toEqual(expected.sort());
+        const batchOf = (id: string) => plan.batches.findIndex((b) => b.includes(id));
+        for (let i = 1; i < order.length; i++) expect(batchOf(order[i]![0]!)).toBeLessThan(batchOf(order[i - 1]![0]!));
+      },
+    ),
   );
 });
 

@@ -78,7 +78,7 @@ describe.each(STATE_BACKENDS)('%s backend', (kind: BackendKind) => {
       expect((await store.listVersions('db')).map((v) => v.versionId)).toEqual([v1, v2, 'v3', 'v5']);
       await store.importCurrent('zz', 'z', 'test');
       expect(await store.listCredentials()).toEqual([
-        expect.objectContaining({ credentialId: 'db', current: 'v3', previous: v2, pending: null, versions: 4 }),
+        expect.objectContaining({ credentialId: 'db', current: 'v3', previous: v2, pending: null, superseded: [], versions: 4 }),
         expect.objectContaining({ credentialId: 'zz', versions: 1 }),
       ]);
       expect((await store.listCredentials({ after: 'db', limit: 5 })).map((c) => c.credentialId)).toEqual(['zz']);
@@ -93,6 +93,24 @@ describe.each(STATE_BACKENDS)('%s backend', (kind: BackendKind) => {
       expect(Object.fromEntries((await b.credentials.listVersions('src')).map((v) => [v.versionId, v.versionIdSource]))).toEqual({ [local]: 'local', 'iss-2': 'issuer', 'v-minted': 'issuer' });
       const labels = await b.credentials.labels('src');
       expect([labels.CURRENT?.versionIdSource, labels.PREVIOUS?.versionIdSource]).toEqual(['issuer', 'local']);
+    });
+
+    test('a forced rotation supersedes a leftover PENDING in one transaction: the leftover keeps supersededBy and is listed until revoked', async () => {
+      const [a, b] = await pair();
+      const store = a.credentials;
+      const v1 = await store.importCurrent('api', 'one', 'test');
+      await store.putPending('api', 'v-left', 'left', 'rotation/api#1');
+      await expect(b.credentials.putPending('api', 'v-new', 'new', 'rotation/api#2', { supersede: 'v-other' })).rejects.toThrow('already has PENDING version v-left');
+      await b.credentials.putPending('api', 'v-new', 'new', 'rotation/api#2', { supersede: 'v-left' });
+      await b.credentials.putPending('api', 'v-new', 'new', 'rotation/api#2', { supersede: 'v-left' }); // idempotent
+      const l = await store.labels('api');
+      expect([l.CURRENT?.versionId, l.PENDING?.versionId]).toEqual([v1, 'v-new']);
+      expect(await store.getVersion('api', 'v-left')).toMatchObject({ label: null, supersededBy: 'v-new', revokedAt: null });
+      expect(await store.getVersion('api', 'v-new')).toMatchObject({ label: 'PENDING', supersededBy: null });
+      expect(await store.readSecret('api', 'v-left')).toBe('left');
+      expect(await store.listCredentials()).toEqual([expect.objectContaining({ credentialId: 'api', pending: 'v-new', superseded: ['v-left'] })]);
+      await store.markRevoked('api', 'v-left');
+      expect(await b.credentials.listCredentials()).toEqual([expect.objectContaining({ credentialId: 'api', superseded: [] })]);
     });
 
     test('two connections racing putPending: exactly one wins, the other gets the PENDING error; racing promotes agree', async () => {

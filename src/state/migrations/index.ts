@@ -234,4 +234,17 @@ export const MIGRATIONS: readonly StateMigration[] = [
       `);
     },
   },
+  {
+    // A leftover PENDING replaced by a forced rotation keeps a marker until the issuer revokes it
+    // (`supersededBy`: the version that took its PENDING label), so the store never loses track of a
+    // version some consumer may still hold (docs/rotation.md, "Repairing an interrupted rotation").
+    name: '0005-superseded-pending',
+    sqlite(db) {
+      const cols = db.prepare(`SELECT name FROM pragma_table_info('credential_versions')`).pluck().all() as string[];
+      if (!cols.includes('superseded_by')) db.exec('ALTER TABLE credential_versions ADD COLUMN superseded_by TEXT');
+    },
+    async postgres(c) {
+      await c.query('ALTER TABLE credential_versions ADD COLUMN IF NOT EXISTS superseded_by TEXT');
+    },
+  },
 ];

@@ -218,18 +218,27 @@ export class PostgresCredentialStore implements CredentialStore {
 
   async listCredentials(opts: { after?: string; limit?: number } = {}): Promise<CredentialSummary[]> {
     const rows = (
-      await this.pool.query<{ id: string; cur: string | null; pen: string | null; prev: string | null; n: string; last: string | null }>(
+      await this.pool.query<{ id: string; cur: string | null; pen: string | null; prev: string | null; sup: string | null; n: string; last: string | null }>(
         `SELECT c.credential_id AS id,
            MAX(CASE WHEN label = 'CURRENT' THEN version_id END) AS cur,
            MAX(CASE WHEN label = 'PENDING' THEN version_id END) AS pen,
            MAX(CASE WHEN label = 'PREVIOUS' THEN version_id END) AS prev,
+           STRING_AGG(CASE WHEN superseded_by IS NOT NULL AND revoked_at IS NULL THEN version_id END, ' ') AS sup,
            COUNT(*) AS n,
            (SELECT MAX(at) FROM credential_audit a WHERE a.credential_id = c.credential_id) AS last
          FROM credential_versions c WHERE c.credential_id > $1 GROUP BY c.credential_id ORDER BY c.credential_id LIMIT $2`,
         [opts.after ?? '', opts.limit ?? null],
       )
     ).rows;
-    return rows.map((r) => ({ credentialId: r.id, current: r.cur, pending: r.pen, previous: r.prev, versions: Number(r.n), lastActivityAt: r.last === null ? null : Number(r.last) }));
+    return rows.map((r) => ({
+      credentialId: r.id,
+      current: r.cur,
+      pending: r.pen,
+      previous: r.prev,
+      superseded: r.sup ? r.sup.split(' ').sort() : [],
+      versions: Number(r.n),
+      lastActivityAt: r.last === null ? null : Number(r.last),
+    }));
   }
 
   async importCurrent(credentialId: string, secret: string, actor: string, issuerVersionId?: string): Promise<string> {
@@ -251,11 +260,13 @@ export class PostgresCredentialStore implements CredentialStore {
     return versionId;
   }
 
-  async putPending(credentialId: string, versionId: string, secret: string, createdBy: string): Promise<void> {
+  async putPending(credentialId: string, versionId: string, secret: string, createdBy: string, opts: { supersede?: string } = {}): Promise<void> {
     await this.write(credentialId, async (c) => {
       const pending = await this.byLabel(c, credentialId, 'PENDING');
       if (pending && pending.version_id === versionId) return;
-      if (pending) throw pendingExists(credentialId, pending.version_id, pending.created_by);
+      if (pending && pending.version_id === opts.supersede) {
+        await c.query(`UPDATE credential_versions SET label = NULL, superseded_by = $1 WHERE credential_id = $2 AND version_id = $3`, [versionId, credentialId, pending.version_id]);
+      } else if (pending) throw pendingExists(credentialId, pending.version_id, pending.created_by);
       if (await this.row(c, credentialId, versionId)) throw versionReused(credentialId, versionId);
       const enc = this.cipher.seal(credentialId, versionId, secret);
       await c.query(

@@ -122,12 +122,13 @@ export class SqliteCredentialStore implements CredentialStore {
            MAX(CASE WHEN label = 'CURRENT' THEN version_id END) AS cur,
            MAX(CASE WHEN label = 'PENDING' THEN version_id END) AS pen,
            MAX(CASE WHEN label = 'PREVIOUS' THEN version_id END) AS prev,
+           GROUP_CONCAT(CASE WHEN superseded_by IS NOT NULL AND revoked_at IS NULL THEN version_id END, ' ') AS sup,
            COUNT(*) AS n,
            (SELECT MAX(at) FROM credential_audit a WHERE a.credential_id = c.credential_id) AS last
          FROM credential_versions c WHERE c.credential_id > ? GROUP BY c.credential_id ORDER BY c.credential_id LIMIT ?`,
       )
-      .all(opts.after ?? '', opts.limit ?? -1) as Array<{ id: string; cur: string | null; pen: string | null; prev: string | null; n: number; last: number | null }>;
-    return rows.map((r) => ({ credentialId: r.id, current: r.cur, pending: r.pen, previous: r.prev, versions: r.n, lastActivityAt: r.last }));
+      .all(opts.after ?? '', opts.limit ?? -1) as Array<{ id: string; cur: string | null; pen: string | null; prev: string | null; sup: string | null; n: number; last: number | null }>;
+    return rows.map((r) => ({ credentialId: r.id, current: r.cur, pending: r.pen, previous: r.prev, superseded: r.sup ? r.sup.split(' ').sort() : [], versions: r.n, lastActivityAt: r.last }));
   }
 
   async importCurrent(credentialId: string, secret: string, actor: string, issuerVersionId?: string): Promise<string> {
@@ -151,12 +152,14 @@ export class SqliteCredentialStore implements CredentialStore {
     return versionId;
   }
 
-  async putPending(credentialId: string, versionId: string, secret: string, createdBy: string): Promise<void> {
+  async putPending(credentialId: string, versionId: string, secret: string, createdBy: string, opts: { supersede?: string } = {}): Promise<void> {
     this.db.transaction(() => {
       this.connectionWrites.count++;
       const pending = this.byLabel(credentialId, 'PENDING');
       if (pending && pending.version_id === versionId) return;
-      if (pending) throw pendingExists(credentialId, pending.version_id, pending.created_by);
+      if (pending && pending.version_id === opts.supersede) {
+        this.db.prepare(`UPDATE credential_versions SET label = NULL, superseded_by = ? WHERE credential_id = ? AND version_id = ?`).run(versionId, credentialId, pending.version_id);
+      } else if (pending) throw pendingExists(credentialId, pending.version_id, pending.created_by);
       if (this.row(credentialId, versionId)) throw versionReused(credentialId, versionId);
       const enc = this.cipher.seal(credentialId, versionId, secret);
       this.db

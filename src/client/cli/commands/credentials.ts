@@ -176,7 +176,9 @@ async function readSecretInput(file: string | undefined): Promise<string> {
 const time = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
 
 const CREDENTIAL_COLUMNS = ['CREDENTIAL', 'CURRENT', 'PENDING', 'PREVIOUS', 'VERSIONS', 'LAST ACTIVITY'];
-const credentialRow = (c: CredentialSummary) => [c.credentialId, c.current ?? '-', c.pending ?? '-', c.previous ?? '-', String(c.versions), time(c.lastActivityAt)];
+/** PENDING shows, after the label's holder, every superseded leftover PENDING not yet revoked (a forced rotation is replacing it). */
+const pendingCell = (c: CredentialSummary) => [c.pending, ...(c.superseded ?? []).map((v) => `${v} (superseded, not revoked)`)].filter(Boolean).join(', ') || '-';
+const credentialRow = (c: CredentialSummary) => [c.credentialId, c.current ?? '-', pendingCell(c), c.previous ?? '-', String(c.versions), time(c.lastActivityAt)];
 
 /** Commander parser for `--limit`: an integer in 1..max. */
 const limitOption = (max: number) => (v: string) => {
