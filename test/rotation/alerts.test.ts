@@ -98,8 +98,8 @@ test('rolled_back: one warning alert with the cause, each service state and what
     expect((alert as Alert & { services: unknown[] }).services).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ id: 'ra', role: 'consumer', step: 'restore', status: 'ok', holds: 'current' }),
-        // rb refused the new version; its install was attempted, so it was restored too.
-        expect.objectContaining({ id: 'rb', role: 'consumer', step: 'restore', status: 'ok', holds: 'current' }),
+        // rb refused the new version for good (422): it never held it, so it holds CURRENT and is not restored.
+        expect.objectContaining({ id: 'rb', role: 'consumer', step: 'install', status: 'failed', holds: 'current' }),
         expect.objectContaining({ id: 'issuer', role: 'issuer', step: 'revoke', status: 'ok' }),
       ]),
     );
