@@ -1,5 +1,5 @@
 /**
- * Test workers log through the SDK's default logger at ERROR, so a run's
+ * Test workers log through the SDK's default logger at ERROR (and core's own logs too), so a run's
  * output is the test results and real problems, not worker state changes or
  * the activity failures that failure tests cause on purpose (WARN). A test
  * that needs the SDK's logs runs its worker in a child process with a logger
@@ -9,7 +9,9 @@
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 
 try {
-  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [] });
+  // Core's own (Rust) logs go to stderr independently of `logger`: keep them at ERROR too
+  // (a cancelled activity finishing late is a WARN, expected in cancellation tests).
+  Runtime.install({ logger: new DefaultLogger('ERROR'), shutdownSignals: [], telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' }, console: {} } } });
 } catch {
   // Already installed by an earlier file in this process.
 }
