@@ -9,7 +9,8 @@
  * - `previousRevoked` is true only when the issuer revoked PREVIOUS.
  *
  * Few runs with short timeouts (about two minutes in all). On failure
- * fast-check prints the seed and path; rerun one with `FC_SEED=<seed> FC_PATH=<path>`.
+ * fast-check prints the seed and path; rerun one with `FC_SEED=<seed> FC_PATH=<path>`
+ * (`FC_RUNS=n` for more runs, `FC_TRACE=1` to print each scenario and its outcome).
  */
 import type { Client } from '@temporalio/client';
 import type { Worker } from '@temporalio/worker';
