@@ -478,7 +478,10 @@ export function createRotationActivities(deps: RotationActivityDeps) {
               let mayHaveApplied = (context?.info.attempt ?? 1) > 1;
               for (let attempt = 0; attempt < 3; attempt++) {
                 try {
-                  await p.install(c, { versionId, secret, idempotencyKey: m.idempotencyKey });
+                  // An install already sent runs to its answer (or its own timeout) even when the activity is
+                  // cancelled: aborting the request would not stop the consumer applying it, and the workflow
+                  // restores CURRENT only once this activity has ended (WAIT_CANCELLATION_COMPLETED).
+                  await p.install({ ...c, signal: undefined }, { versionId, secret, idempotencyKey: m.idempotencyKey });
                   lastError = undefined;
                   break;
                 } catch (err) {

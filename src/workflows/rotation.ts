@@ -22,6 +22,8 @@
  */
 import { defineSearchAttributeKey, SearchAttributeType, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
+  ActivityCancellationType,
+  CancelledFailure,
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
@@ -241,6 +243,14 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
 
   // 3 + 4. Set and test, batch by batch.
   setPhase('set');
+  /**
+   * On cancel, an install already sent is waited for (its activity ends: done, failed or timed out)
+   * before compensation restores CURRENT: otherwise an install answered late could land after the
+   * restore and leave the consumer on the PENDING the rollback then revokes. Runs begun before this
+   * change moved on at once (TRY_CANCEL); patched so their histories replay.
+   */
+  const installCancellation = (): Pick<ActivityOptions, 'cancellationType'> =>
+    patched('rotation-cancel-waits-for-installs') ? { cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED } : {};
   let failed = false;
   const rotateConsumer = async (c: ConsumerPlan): Promise<void> => {
     const p = svc(c.id, 'consumer');
@@ -252,7 +262,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     p.step = 'install';
     p.status = 'running';
     try {
-      const installed = await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 3)).installVersion({
+      const installed = await proxyActivities<Acts>({ ...stepOptions(c.stepTimeoutMs, 3), ...installCancellation() }).installVersion({
         credential: credentialRef,
         service,
         versionId,
@@ -292,6 +302,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       startToCloseTimeout: Math.ceil(members.length / plan.maxParallel) * worstMemberMs + 10_000,
       heartbeatTimeout: 10_000,
       retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
+      ...installCancellation(),
     }).installBatch({
       credential: credentialRef,
       versionId,
@@ -324,6 +335,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       const members = batch.map((id) => byId.get(id)!);
       if (plan.fanOut === 'activity') await rotateBatch(members);
       else await boundedAll(members, plan.maxParallel, rotateConsumer);
+      // A cancel that came while the batch's installs were waited for (and then succeeded) still cancels.
+      if (installCancellation().cancellationType && CancellationScope.current().consideredCancelled) throw new CancelledFailure('cancelled');
     }
   } catch (err) {
     // A cancel can reach the workflow in the same activation as a step's own failure (e.g. a verify

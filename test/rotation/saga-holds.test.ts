@@ -6,7 +6,8 @@
  * - `rotate --force` after an interrupted run never revokes the leftover
  *   PENDING while a consumer may hold it, and a rollback of the forced run
  *   brings every consumer that may hold the leftover back to CURRENT first;
- * - a cancel while a consumer is in its verify retries ends as a cancellation.
+ * - a cancel while a consumer is in its verify retries ends as a cancellation;
+ * - a cancel while an install is in flight waits for it before restoring.
  *
  * With IA_CAPTURE_REPAIR_HISTORIES=1 it also writes the histories of a forced
  * repair (completed and rolled back) and of a refusal rolled back with
@@ -107,6 +108,35 @@ describe.each(['workflow', 'activity'] as const)('fanOut: %s', (fanOut) => {
         });
         expect([result.status, result.cause]).toEqual(['rolled_back', 'cancelled']);
         for (const id of ['slow', 'slower']) expect(fx.server.consumer(id).versionId).toBe(fx.initialVersionId);
+      },
+      { fanOut },
+    );
+  });
+
+  test('a cancel while an install is in flight waits for it: the late install cannot land after the restore and leave the consumer on the revoked PENDING', async () => {
+    await withFixture(
+      [{ id: 'late', rotation: { stepTimeout: '10s' } }],
+      async (fx) => {
+        // The first install is applied only after 1.5 s (the restore that follows is applied at once).
+        // It checked the secret when the request came in (as a real consumer would), not after the delay.
+        Object.assign(fx.server.behaviour('late'), { installDelayMs: 1_500, slowInstallsLeft: 1, validate: async () => true });
+        let installsApplied = 0;
+        fx.server.onEvent = (e) => {
+          if (e.kind === 'install') installsApplied++;
+        };
+        const result = await fx.run(async () => {
+          const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+          await waitFor('install request in flight', () => fx.server.consumer('late').installRequests >= 1);
+          expect(installsApplied).toBe(0);
+          expect(await cancelRotation(client, fx.credentialId)).toBe(true);
+          return (await started.handle.result()) as RotationResult;
+        });
+        expect([result.status, result.cause]).toEqual(['rolled_back', 'cancelled']);
+        // The late install and the restore have both been handled by the consumer.
+        await waitFor('both installs handled', () => installsApplied >= 2);
+        // Whatever the order of answers, the consumer ends on CURRENT, not on the PENDING the rollback revoked.
+        expect(fx.server.consumer('late').versionId).toBe(fx.initialVersionId);
+        expectNoConsumerOnRevoked(fx, ['late']);
       },
       { fanOut },
     );
