@@ -87,11 +87,15 @@ export async function getBreaker(client: Client, serviceId: string, opts: { time
   const timeoutMs = opts.timeoutMs ?? DEFAULT_BREAKER_QUERY_TIMEOUT_MS;
   if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) throw new RangeError(`getBreaker option timeoutMs must be an integer in 1..600000 (ms), got ${JSON.stringify(opts.timeoutMs)}`);
   const workflowId = workflowIds.breaker(serviceId);
+  const deadline = Date.now() + timeoutMs;
   try {
-    const view = await client.connection.withDeadline(Date.now() + timeoutMs, () => client.workflow.getHandle(workflowId).query(breakerStateQuery));
+    const view = await client.connection.withDeadline(deadline, () => client.workflow.getHandle(workflowId).query(breakerStateQuery));
     return { ...view, running: true, workflowId };
   } catch (err) {
-    if (isDeadlineExceeded(err)) throw new BreakerQueryTimeoutError(workflowId, timeoutMs, { cause: err });
+    // Past its deadline a query can also end with another status than DEADLINE_EXCEEDED (the server's own
+    // context ending first, e.g. CANCELLED or UNKNOWN under load): no answer came in time either way.
+    const pastDeadline = Date.now() >= deadline && !(err instanceof WorkflowNotFoundError);
+    if (isDeadlineExceeded(err) || pastDeadline) throw new BreakerQueryTimeoutError(workflowId, timeoutMs, { cause: err });
     if (!(err instanceof WorkflowNotFoundError)) throw err;
     const now = Date.now();
     return { ...breakerView(initialBreakerState(serviceId, {}, now), now), running: false, workflowId };
