@@ -71,6 +71,14 @@ export interface PreflightResult {
   leftovers?: LeftoverVersion[];
   /** Reasons to refuse (OPEN breakers, unhealthy issuer, leftover PENDING); empty when clear. */
   problems: string[];
+  /**
+   * Older versions the issuer minted that are still valid there but no consumer should hold: a
+   * PREVIOUS an earlier run did not revoke (cancelled or terminated in its grace period, or pushed
+   * down by `credentials import`), or one that lost its label that way. Neither CURRENT, PENDING
+   * nor superseded; ids invented by `credentials import` are left out (the issuer never saw them;
+   * their run said so). The saga revokes them with PREVIOUS; absent in results recorded before.
+   */
+  stale?: string[];
 }
 
 export interface MintInput {
@@ -348,7 +356,10 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       }
       const healthy = await (deps.preflight?.serviceHealthy ?? probeHealth)(issuer);
       if (healthy === false) problems.push(`issuer ${issuer.id} is unhealthy`);
-      return { currentVersionId: labels.CURRENT?.versionId ?? null, leftoverPending: leftover, leftovers, problems };
+      const stale = (await store.listVersions(credential.id))
+        .filter((v) => v.revokedAt === null && (v.label === null || v.label === 'PREVIOUS') && !v.supersededBy && v.versionIdSource === 'issuer')
+        .map((v) => v.versionId);
+      return { currentVersionId: labels.CURRENT?.versionId ?? null, leftoverPending: leftover, leftovers, problems, stale };
     },
 
     /**

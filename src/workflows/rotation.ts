@@ -203,6 +203,10 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   const keepLeftovers = (!!preflight.leftoverPending || (preflight.leftovers?.length ?? 0) > 0) && patched('rotation-force-revokes-leftover-last');
   const leftovers = keepLeftovers ? (preflight.leftovers ?? []) : [];
   const leftoverIds = leftovers.map((l) => l.versionId);
+  // Older versions still valid at the issuer that no consumer should hold (a PREVIOUS an earlier run left valid):
+  // revoked with PREVIOUS instead of losing their label still valid. Runs begun before left them; patched so
+  // their histories replay.
+  const staleIds = (preflight.stale?.length ?? 0) > 0 && patched('rotation-revokes-stale-versions') ? preflight.stale! : [];
   const leftoverHolders = new Set(leftovers.flatMap((l) => l.mayHold));
   for (const id of leftoverHolders) if (consumerSpecs.has(id)) svc(id, 'consumer').holds = 'unknown';
   if (preflight.leftoverPending && !keepLeftovers) {
@@ -359,7 +363,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
 
   // 6. Grace period, then revoke PREVIOUS.
   const previous = state.previousVersionId;
-  if (!previous && leftoverIds.length === 0) return end('completed', { previousRevoked: false });
+  if (!previous && leftoverIds.length === 0 && staleIds.length === 0) return end('completed', { previousRevoked: false });
   setPhase('grace');
   try {
     if (plan.gracePeriodMs > 0) {
@@ -368,12 +372,13 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     }
   } catch (err) {
     if (!isCancellation(err)) throw err;
-    const kept = [...(previous ? [`PREVIOUS ${previous}`] : []), ...leftoverIds.map((v) => `leftover ${v}`)].join(' and ');
-    return end('completed', { previousRevoked: false, cause: `cancelled during the grace period: ${kept} ${leftoverIds.length + (previous ? 1 : 0) > 1 ? 'were' : 'was'} not revoked` });
+    const keptIds = [...(previous ? [`PREVIOUS ${previous}`] : []), ...leftoverIds.map((v) => `leftover ${v}`), ...staleIds.map((v) => `older version ${v}`)];
+    return end('completed', { previousRevoked: false, cause: `cancelled during the grace period: ${keptIds.join(' and ')} ${keptIds.length > 1 ? 'were' : 'was'} not revoked` });
   }
   state.graceEndsAt = undefined;
   // Every consumer verified the new version: no one holds the leftovers any more.
-  const leftoverProblem = leftoverIds.length > 0 ? await revokeLeftovers() : undefined;
+  const leftoverProblem =
+    [leftoverIds.length > 0 ? await revokeLeftovers() : undefined, staleIds.length > 0 ? await revokeStale() : undefined].filter(Boolean).join('; ') || undefined;
   if (!previous) return end(leftoverProblem ? 'needs_attention' : 'completed', { previousRevoked: false, ...(leftoverProblem ? { cause: `rotated to ${versionId}, but ${leftoverProblem}` } : {}) });
   setPhase('revoke');
   issuerProgress.step = 'revoke';
@@ -415,6 +420,29 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
         await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
       } catch (err) {
         failures.push(`revoking leftover ${leftover} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`);
+      }
+    }
+    issuerProgress.status = failures.length > 0 ? 'failed' : 'ok';
+    if (failures.length > 0) issuerProgress.error = failures.join('; ');
+    return failures.length > 0 ? failures.join('; ') : undefined;
+  }
+
+  /**
+   * Revokes the older versions preflight found still valid (no consumer holds them: every consumer
+   * verified CURRENT before this run and the new version during it).
+   * @returns what failed or could not be revoked, one line, or undefined when all were revoked.
+   */
+  async function revokeStale(): Promise<string | undefined> {
+    setPhase('revoke');
+    issuerProgress.step = 'revoke';
+    issuerProgress.status = 'running';
+    const failures: string[] = [];
+    for (const stale of staleIds) {
+      try {
+        const r = await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: stale, discard: false, timeoutMs: plan.issuerStepTimeoutMs }));
+        if (r?.revoked === false) failures.push(`older version ${stale} was not revoked: ${r.cause}`);
+      } catch (err) {
+        failures.push(`revoking older version ${stale} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`);
       }
     }
     issuerProgress.status = failures.length > 0 ? 'failed' : 'ok';

@@ -141,7 +141,7 @@ test('imported with --version-id of a version the issuer knows: revoked at the i
   expect(alertsFor()).toHaveLength(before);
 });
 
-test('--version-id is validated: empty, odd characters, too long or already in the store are refused with a clear error and nothing is written', async () => {
+test('--version-id is validated: empty, odd characters, too long, already in the store or the secret itself are refused with a clear error and nothing is written', async () => {
   const before = await fx.store.listVersions(fx.credentialId);
   for (const [value, message] of [
     ['', '--version-id'],
@@ -155,5 +155,10 @@ test('--version-id is validated: empty, odd characters, too long or already in t
     expect(r.stderr).toContain(message);
     expect(r.stderr + r.stdout).not.toContain('some-secret-value');
   }
+  // The secret given as its own version id would be printed, listed and alerted: refused, not echoed.
+  const same = await cli(fx, registryFile, ['credentials', 'import', fx.credentialId, '--version-id', 'Secret-As-Id-42'], 'Secret-As-Id-42\n');
+  expect(same.code).toBe(1);
+  expect(same.stderr).toContain('--version-id is the secret itself');
+  expect(same.stderr + same.stdout).not.toContain('Secret-As-Id-42');
   expect(await fx.store.listVersions(fx.credentialId)).toEqual(before);
 });

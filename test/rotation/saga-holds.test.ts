@@ -19,6 +19,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { cancelRotation, rotate, startRotation } from '../../src/client/rotation';
+import { progressQuery } from '../../src/workflows/rotation';
 import type { RotationResult } from '../../src/domain/rotation';
 import { STATE_BACKENDS, useStateBackends } from '../helpers/state';
 import { closeTestClient, testAddress, testClient, workflowSource } from '../helpers/temporal';
@@ -296,4 +297,29 @@ test('--force that rolls back and cannot restore a holder of the leftover: needs
     expect(again.status).toBe('failed');
     expect(again.cause).toContain(leftover);
   });
+});
+
+test('a PREVIOUS left valid (a run cancelled during its grace period) is revoked by the next rotation, after the new version is verified everywhere, not dropped still valid', async () => {
+  await withFixture(
+    [{ id: 'a' }, { id: 'b', dependsOn: ['a'] }],
+    async (fx) => {
+      const first = await fx.run(async () => {
+        const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue, gracePeriodMs: 600_000 });
+        await waitFor('grace period', async () => (await started.handle.query(progressQuery)).phase === 'grace');
+        expect(await cancelRotation(client, fx.credentialId)).toBe(true);
+        return (await started.handle.result()) as RotationResult;
+      });
+      expect([first.status, first.previousRevoked]).toEqual(['completed', false]);
+      const stale = fx.initialVersionId;
+      expect(fx.server.issuer('issuer').revoked).not.toContain(stale);
+
+      const second = await fx.run(() => rotate(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue, gracePeriodMs: 0 }));
+      expect([second.status, second.previousRevoked]).toEqual(['completed', true]);
+      // Both the PREVIOUS of this run and the one the first run left valid are revoked at the issuer.
+      expect(fx.server.issuer('issuer').revoked).toEqual(expect.arrayContaining([first.versionId, stale]));
+      expect((await fx.store.getVersion(fx.credentialId, stale))?.revokedAt).not.toBeNull();
+      for (const id of ['a', 'b']) expect(fx.server.consumer(id).versionId).toBe(second.versionId);
+      expectNoConsumerOnRevoked(fx, ['a', 'b']);
+    },
+  );
 });

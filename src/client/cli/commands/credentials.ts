@@ -272,6 +272,10 @@ export function register(program: Command): void {
         if (labels.PENDING) {
           throw new CliError(`credential ${credentialId} has PENDING version ${labels.PENDING.versionId} (a rotation is running or needs attention); finish or roll it back first`);
         }
+        // A version id is printed, listed, audited and alerted: the secret itself must never be one (never echoed here).
+        if (opts.versionId !== undefined && opts.versionId === secret) {
+          throw new CliError(`--version-id is the secret itself: nothing was imported. Pass the issuer's id of this version (its name or number at the issuer), never the secret`);
+        }
         if (opts.versionId !== undefined && (await store.getVersion(credentialId, opts.versionId))) {
           throw new CliError(`credential ${credentialId} already has version ${opts.versionId} in the store: nothing was imported. Pass the issuer's id of this secret, or leave --version-id out`);
         }
