@@ -378,7 +378,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   state.graceEndsAt = undefined;
   // Every consumer verified the new version: no one holds the leftovers any more.
   const leftoverProblem =
-    [leftoverIds.length > 0 ? await revokeLeftovers() : undefined, staleIds.length > 0 ? await revokeStale() : undefined].filter(Boolean).join('; ') || undefined;
+    [leftoverIds.length > 0 ? await revokeOlder(leftoverIds, 'leftover') : undefined, staleIds.length > 0 ? await revokeOlder(staleIds, 'older version') : undefined].filter(Boolean).join('; ') || undefined;
   if (!previous) return end(leftoverProblem ? 'needs_attention' : 'completed', { previousRevoked: false, ...(leftoverProblem ? { cause: `rotated to ${versionId}, but ${leftoverProblem}` } : {}) });
   setPhase('revoke');
   issuerProgress.step = 'revoke';
@@ -406,43 +406,24 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   return end('completed', { previousRevoked: true });
 
   /**
-   * Revokes every leftover version at the issuer (superseded ones keep their
-   * marker until then). Only when no consumer holds or may hold them.
-   * @returns what failed, one line, or undefined when all were revoked.
-   */
-  async function revokeLeftovers(): Promise<string | undefined> {
-    setPhase('revoke');
-    issuerProgress.step = 'revoke';
-    issuerProgress.status = 'running';
-    const failures: string[] = [];
-    for (const leftover of leftoverIds) {
-      try {
-        await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
-      } catch (err) {
-        failures.push(`revoking leftover ${leftover} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`);
-      }
-    }
-    issuerProgress.status = failures.length > 0 ? 'failed' : 'ok';
-    if (failures.length > 0) issuerProgress.error = failures.join('; ');
-    return failures.length > 0 ? failures.join('; ') : undefined;
-  }
-
-  /**
-   * Revokes the older versions preflight found still valid (no consumer holds them: every consumer
-   * verified CURRENT before this run and the new version during it).
+   * Revokes older versions at the issuer, one after another, when no consumer holds or may hold them:
+   * `leftover` ones (superseded PENDING of interrupted runs, which keep their marker until then, and
+   * lose their PENDING label) or `older` ones (a PREVIOUS an earlier run left valid).
    * @returns what failed or could not be revoked, one line, or undefined when all were revoked.
    */
-  async function revokeStale(): Promise<string | undefined> {
+  async function revokeOlder(ids: readonly string[], kind: 'leftover' | 'older version'): Promise<string | undefined> {
     setPhase('revoke');
     issuerProgress.step = 'revoke';
     issuerProgress.status = 'running';
     const failures: string[] = [];
-    for (const stale of staleIds) {
+    for (const id of ids) {
       try {
-        const r = await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: stale, discard: false, timeoutMs: plan.issuerStepTimeoutMs }));
-        if (r?.revoked === false) failures.push(`older version ${stale} was not revoked: ${r.cause}`);
+        const r = await CancellationScope.nonCancellable(() =>
+          issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: id, discard: kind === 'leftover', timeoutMs: plan.issuerStepTimeoutMs }),
+        );
+        if (r?.revoked === false) failures.push(`${kind} ${id} was not revoked: ${r.cause}`);
       } catch (err) {
-        failures.push(`revoking older version ${stale} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`);
+        failures.push(`revoking ${kind} ${id} at ${plan.issuer} failed and it is still valid there: ${oneLine(err)}`);
       }
     }
     issuerProgress.status = failures.length > 0 ? 'failed' : 'ok';
@@ -520,7 +501,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     }
     if (leftoverIds.length > 0) {
       // Every consumer that may hold a leftover is back on CURRENT: it can go too.
-      const problem = await revokeLeftovers();
+      const problem = await revokeOlder(leftoverIds, 'leftover');
       if (problem) return end('needs_attention', { cause: `${cause}; consumers restored and PENDING ${versionId} revoked, but ${problem}` });
     }
     return end('rolled_back', { cause });
