@@ -267,7 +267,10 @@ test('with Temporal unreachable the gate fails open and reports the error; faile
   const errors: unknown[] = [];
   const metricsRegistry = new PromRegistry();
   const metrics = registerBreakerMetrics(metricsRegistry);
-  const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200 }) });
+  // Without the SDK's retry interceptor: the gate's own bounded retries are under test, and the interceptor's
+  // backoff timers (UNAVAILABLE is retried up to 10 times) would outlive this test and fire on a closed channel
+  // ("Channel has been shut down", thrown in whichever test file runs next).
+  const client = new Client({ connection: Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 200, interceptors: [] }) });
   const gate = new BreakerGate({ client, taskQueue: 'nowhere', queryTimeoutMs: 300, sendTimeoutMs: 300, metrics, onError: (e) => errors.push(e) });
   try {
     const permit = await gate.admit('unreachable-service');
