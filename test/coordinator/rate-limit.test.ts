@@ -96,21 +96,27 @@ describe('SlidingLogLimiter', () => {
 
 describe('Admission (the limiter in real time, in one worker process)', () => {
   it('spaces 20 concurrent callers so no 200 ms window holds more than 5 starts', async () => {
-    // Starts are read on the admission's own clock: the last reading it took before a caller resumes is the
-    // one it admitted that caller at (admissions resolve synchronously after that reading, and the caller
-    // resumes in the same turn's microtasks). Reading performance.now() in the caller instead measured when
-    // the process got the CPU back: on a starved machine two spaced batches resumed together.
-    let lastReading = 0;
-    const clock = () => (lastReading = performance.now());
-    const admission = new Admission([{ limit: 5, windowMs: 200 }], undefined, clock);
+    // Starts are the times the admission admitted each caller at: what its limiter recorded. Readings taken
+    // by the callers (or the clock's last reading before they resume) measure when the process got the CPU
+    // back; on a starved machine a stall between an admission and the next reading merged two spaced batches.
+    const admission = new Admission([{ limit: 5, windowMs: 200 }], undefined);
+    const limiter = (admission as unknown as { limiter: { tryStart(t: number): boolean } }).limiter;
     const starts: number[] = [];
+    const tryStart = limiter.tryStart.bind(limiter);
+    limiter.tryStart = (t: number) => {
+      const admitted = tryStart(t);
+      if (admitted) starts.push(t);
+      return admitted;
+    };
+    let resumed = 0;
     await Promise.all(
       Array.from({ length: 20 }, async () => {
         const release = await admission.acquire(new AbortController().signal, Infinity);
-        starts.push(lastReading);
+        resumed++;
         release();
       }),
     );
+    expect([resumed, starts.length]).toEqual([20, 20]);
     expect(maxInAnyWindow(starts, 200)).toBeLessThanOrEqual(5);
     expect(Math.max(...starts) - Math.min(...starts)).toBeGreaterThanOrEqual(600);
   });
