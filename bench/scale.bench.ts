@@ -1,0 +1,250 @@
+/**
+ * Issue 16's scale figures: the real `integration-agent worker` process
+ * against the embedded dev server and a loopback fleet of N services (one
+ * HTTP server answering every service in 50-100 ms), for each N of
+ * `BENCH_SCALE_SIZES` (default `1000,3000,10000`):
+ *
+ * - sweep wall times, six sweeps in a row at the default concurrency (50):
+ *   the first, and the steady one (median of sweeps 4-6) against the ideal
+ *   ceil(N / 50) x 75 ms (the mean answer time), and first against steady;
+ * - worker and dev-server peak RSS (/proc, sampled every 250 ms), the whole run;
+ * - `integration-agent status --json`: wall time and how many rows carry figures;
+ * - history written per service per steady sweep: the growth of the dev
+ *   server's `history_node` table (its SQLite file) over sweeps 4-6, divided
+ *   by N x 3 (every workflow's history: sweeps and status state);
+ * - the largest payload in the sweeps' histories (and a sample of the status
+ *   state's histories).
+ *
+ * `npm run bench -- scale` (after `npm run build`: the worker and the CLI run
+ * from lib/). One size: `BENCH_SCALE_SIZES=1000 npm run bench -- scale`.
+ * Worker tuning variables (WORKER_*) given to the bench pass to the worker.
+ * Each size gets a fresh dev server, data dir and worker. A sweep that fails
+ * is reported with its cause and ends that size's run.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { Client, Connection } from '@temporalio/client';
+import { AesGcmCodec } from '../src/codec/aes-gcm-codec';
+import { loadCodecKeys } from '../src/codec/keys';
+import { startDevServer } from '../src/dev/dev-server';
+import type { HealthSweepResult } from '../src/workflows/sweep';
+import type { Figure } from './harness';
+
+const CONCURRENCY = 50;
+const ANSWER_MIN_MS = 50;
+const ANSWER_MAX_MS = 100;
+const SWEEPS = 6;
+const root = join(__dirname, '..');
+const cliPath = join(root, 'bin', 'integration-agent.js');
+
+function rssOf(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Sum of the stored history blobs, bytes (the dev server's SQLite file, read-only). */
+function historyBytes(dbFile: string): number {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    const row = db.prepare('SELECT COALESCE(SUM(LENGTH(data)), 0) AS b FROM history_node').get() as { b: number };
+    return row.b;
+  } finally {
+    db.close();
+  }
+}
+
+/** Largest payload (decoded bytes of `data`) in a history fetched as JSON. */
+function largestPayload(history: unknown): number {
+  let max = 0;
+  const walk = (o: unknown): void => {
+    if (Array.isArray(o)) return o.forEach(walk);
+    if (!o || typeof o !== 'object') return;
+    const rec = o as Record<string, unknown>;
+    if (rec.metadata && rec.data !== undefined) {
+      const d = rec.data as Uint8Array | string;
+      max = Math.max(max, typeof d === 'string' ? Buffer.from(d, 'base64').length : d.length);
+      return;
+    }
+    for (const v of Object.values(rec)) walk(v);
+  };
+  walk(history);
+  return max;
+}
+
+function rootMessage(err: unknown): string {
+  let e = err as (Error & { cause?: unknown }) | undefined;
+  const parts: string[] = [];
+  while (e) {
+    parts.push(e.message.split('\n')[0]!);
+    e = e.cause instanceof Error ? (e.cause as Error & { cause?: unknown }) : undefined;
+  }
+  return parts.join(' <- ');
+}
+
+async function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [cliPath, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  clearTimeout(timer);
+  return { code, stdout, stderr, ms: performance.now() - t0 };
+}
+
+async function runSize(n: number, fleetUrl: string): Promise<Figure[]> {
+  const figures: Figure[] = [];
+  const fig = (name: string, value: number, unit: string, extra: Partial<Figure> = {}): Figure => ({ bench: 'scale', name: `N=${n}: ${name}`, value, unit, ...extra });
+  const work = mkdtempSync(join(tmpdir(), `ia-bench-scale-${n}-`));
+  const dataDir = join(work, 'data');
+  const dbFile = join(work, 'temporal.db');
+  const registryFile = join(work, 'services.json');
+  const services = Array.from({ length: n }, (_, i) => ({ id: `svc-${i}`, type: 'api', endpoints: [{ url: `${fleetUrl}/svc-${i}` }], healthCheck: { path: '/health', timeout: '5s' } }));
+  writeFileSync(registryFile, JSON.stringify({ services }));
+
+  const server = await startDevServer({ uiPort: false, dbFilename: dbFile });
+  const env: NodeJS.ProcessEnv = { ...process.env, TEMPORAL_ADDRESS: server.address, INTEGRATION_AGENT_DATA_DIR: dataDir, INTEGRATION_AGENT_REGISTRY: registryFile, LOG_LEVEL: 'warn' };
+  const logFile = join(work, 'worker.log');
+  const logFd = openSync(logFile, 'a');
+  let worker: ChildProcess | undefined;
+  let peaks = { worker: 0, server: 0 };
+  const sampler = setInterval(() => {
+    peaks.worker = Math.max(peaks.worker, rssOf(worker?.pid));
+    peaks.server = Math.max(peaks.server, rssOf(server.process.pid));
+  }, 250);
+  const connection = await Connection.connect({ address: server.address });
+  try {
+    worker = spawn(process.execPath, [cliPath, 'worker', '--registry', registryFile], { env, stdio: ['ignore', logFd, logFd] });
+    const client = new Client({ connection, dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(dataDir))] } });
+    // Ready when the worker polls its task queue.
+    for (const t = Date.now(); ; ) {
+      const tq = await connection.workflowService.describeTaskQueue({ namespace: 'default', taskQueue: { name: 'integration-agent' }, taskQueueType: 1 });
+      if ((tq.pollers?.length ?? 0) > 0) break;
+      if (worker.exitCode !== null) throw new Error(`worker exited with ${worker.exitCode}:\n${readFileSync(logFile, 'utf8').slice(-3000)}`);
+      if (Date.now() - t > 120_000) throw new Error('worker did not poll within 2 minutes');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const ideal = Math.ceil(n / CONCURRENCY) * ((ANSWER_MIN_MS + ANSWER_MAX_MS) / 2);
+    const walls: number[] = [];
+    let bytesBefore = 0;
+    let failed: string | undefined;
+    let largest = 0;
+    for (let i = 1; i <= SWEEPS; i++) {
+      if (i === 4) bytesBefore = historyBytes(dbFile);
+      const workflowId = `sweep/bench-${i}`;
+      const t0 = performance.now();
+      try {
+        const r = (await client.workflow.execute('healthSweep', { taskQueue: 'integration-agent', workflowId, args: [{}], workflowExecutionTimeout: 20 * 60_000 })) as HealthSweepResult;
+        walls.push(performance.now() - t0);
+        process.stderr.write(`scale N=${n}: sweep ${i}: ${Math.round(walls.at(-1)!)} ms, counts ${JSON.stringify(r.counts)}\n`);
+      } catch (err) {
+        failed = `sweep ${i} failed after ${Math.round(performance.now() - t0)} ms: ${rootMessage(err)}`;
+        process.stderr.write(`scale N=${n}: ${failed}\n`);
+      }
+      try {
+        largest = Math.max(largest, largestPayload(await client.workflow.getHandle(workflowId).fetchHistory()));
+      } catch {
+        /* no history (not started) */
+      }
+      if (failed) break;
+    }
+    if (walls.length === SWEEPS) {
+      const bytes = historyBytes(dbFile) - bytesBefore;
+      const steady = [...walls.slice(3)].sort((a, b) => a - b)[1]!;
+      figures.push(
+        fig('first sweep', walls[0]!, 'ms', { baseline: { name: 'steady sweep', value: steady }, ratio: walls[0]! / steady, target: '<= 3x steady', met: walls[0]! / steady <= 3 }),
+        fig('sweeps 2, 3', walls[1]!, 'ms', { baseline: { name: 'sweep 3', value: walls[2]! } }),
+        fig('steady sweep (median of sweeps 4-6)', steady, 'ms', { baseline: { name: `ideal ceil(N/${CONCURRENCY}) x 75 ms`, value: ideal }, ratio: steady / ideal, target: '<= 1.5x ideal', met: steady / ideal <= 1.5 }),
+        fig('history written per service per steady sweep', bytes / (n * 3), 'B', { target: '<= 100 B', met: bytes / (n * 3) <= 100 }),
+      );
+    } else {
+      figures.push(fig(`sweeps completed before a failure (${failed})`, walls.length, 'sweeps'));
+    }
+    // Status workflows' histories: the largest payload of a sample (any run of them).
+    for await (const wf of client.workflow.list({ query: 'WorkflowType != "healthSweep"', pageSize: 20 })) {
+      try {
+        largest = Math.max(largest, largestPayload(await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory()));
+      } catch {
+        /* gone */
+      }
+      if (--sampleLeft <= 0) break;
+    }
+    figures.push(fig('largest payload in the sampled histories', largest / 1024, 'KiB', { target: '<= 512 KiB', met: largest <= 512 * 1024 }));
+    const status = await runCli(['status', '--json'], env, 600_000);
+    let rows = 0;
+    let withFigures = 0;
+    try {
+      const parsed = JSON.parse(status.stdout) as { figures?: unknown }[];
+      rows = parsed.length;
+      withFigures = parsed.filter((r) => r.figures !== undefined).length;
+    } catch {
+      process.stderr.write(`scale N=${n}: status --json exited ${status.code}: ${status.stderr.slice(-500)}\n`);
+    }
+    figures.push(
+      fig('status --json wall time', status.ms, 'ms', { target: '< 5000 ms', met: status.ms < 5000 && withFigures === n }),
+      fig('status --json rows with figures', withFigures, 'rows', { baseline: { name: 'services', value: n }, ratio: withFigures / n }),
+    );
+    if (rows !== withFigures) figures.push(fig('status --json rows without figures', rows - withFigures, 'rows'));
+    figures.push(
+      fig('worker peak RSS', peaks.worker / 2 ** 20, 'MiB', { target: '< 2048 MiB', met: peaks.worker < 2 ** 31 }),
+      fig('dev server peak RSS', peaks.server / 2 ** 20, 'MiB'),
+      fig('worker RSS at the end', rssOf(worker.pid) / 2 ** 20, 'MiB'),
+    );
+    return figures;
+  } finally {
+    clearInterval(sampler);
+    if (worker && worker.exitCode === null) {
+      const done = new Promise((r) => worker!.once('exit', r));
+      worker.kill('SIGTERM');
+      const t = setTimeout(() => worker!.kill('SIGKILL'), 15_000);
+      await done;
+      clearTimeout(t);
+    }
+    await connection.close();
+    await server.stop();
+    peaks = { worker: 0, server: 0 };
+  }
+}
+
+let sampleLeft = 20;
+
+export default async function run(): Promise<Figure[]> {
+  if (!existsSync(join(root, 'lib', 'client', 'cli', 'main.js'))) throw new Error('scale bench: run `npm run build` first (the worker and the CLI run from lib/)');
+  const sizes = (process.env.BENCH_SCALE_SIZES ?? '1000,3000,10000').split(',').map((s) => {
+    const v = Number(s.trim());
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`BENCH_SCALE_SIZES: "${s}" is not a whole number of services (e.g. 1000,3000)`);
+    return v;
+  });
+  // One loopback server answers every service, each request after 50-100 ms.
+  const fleet = createServer((_req, res) => {
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"pass"}'), ANSWER_MIN_MS + Math.random() * (ANSWER_MAX_MS - ANSWER_MIN_MS));
+  });
+  fleet.keepAliveTimeout = 5000;
+  fleet.maxConnections = 20_000;
+  await new Promise<void>((r) => fleet.listen(0, '127.0.0.1', r));
+  const fleetUrl = `http://127.0.0.1:${(fleet.address() as AddressInfo).port}`;
+  const figures: Figure[] = [];
+  try {
+    for (const n of sizes) {
+      sampleLeft = 20;
+      figures.push(...(await runSize(n, fleetUrl)));
+    }
+  } finally {
+    fleet.closeAllConnections();
+    fleet.close();
+  }
+  return figures;
+}
