@@ -15,6 +15,7 @@ import {
 import pLimit from 'p-limit';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
 import { pollingTaskQueues } from './connect';
+import { resultOf } from './failure';
 import type { HealthFigures, HealthStatus, ServiceHealthState } from '../domain/health';
 import { serviceHealthQuery } from '../workflows/service-health';
 import type { HealthSweepInput, HealthSweepResult } from '../workflows/sweep';
@@ -40,7 +41,8 @@ function checkInt(name: string, v: number | undefined, min: number, max: number)
  * @param opts.concurrency probes in flight, 1..1000 (default 50).
  * @param opts.requestEagerStart start it eagerly on this process's worker: only
  *   with a client on that worker's NativeConnection (see `StartRotationOptions.requestEagerStart`).
- * @throws RangeError for a bad option; WorkflowFailedError when the sweep fails.
+ * @throws RangeError for a bad option; WorkflowRunFailedError (a WorkflowFailedError whose message names the
+ *   sweep, the failed step and its root cause) when the sweep fails.
  */
 export async function runSweep(
   client: Client,
@@ -51,12 +53,16 @@ export async function runSweep(
   const input: HealthSweepInput = {};
   if (opts.concurrency !== undefined) input.concurrency = opts.concurrency;
   if (opts.chunkSize !== undefined) input.chunkSize = opts.chunkSize;
-  return client.workflow.execute('healthSweep', {
-    taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
-    workflowId: opts.workflowId ?? workflowIds.sweep(new Date()),
-    args: [input],
-    ...(opts.requestEagerStart ? { requestEagerStart: true } : {}),
-  }) as Promise<HealthSweepResult>;
+  const workflowId = opts.workflowId ?? workflowIds.sweep(new Date());
+  return resultOf(
+    workflowId,
+    client.workflow.execute('healthSweep', {
+      taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+      workflowId,
+      args: [input],
+      ...(opts.requestEagerStart ? { requestEagerStart: true } : {}),
+    }) as Promise<HealthSweepResult>,
+  );
 }
 
 /** One service's durable health, as `getHealth`/`listHealth` return it. */

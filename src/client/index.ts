@@ -27,6 +27,7 @@ export * from './health';
 export * from './rotation';
 export * from './state';
 export * from './registry-lookup';
+export { WorkflowRunFailedError, describeWorkflowFailure } from './failure';
 export { UnknownIdError, type RegistryIdKind } from '../domain/ids';
 export { connectClient, TemporalUnreachableError } from './connect';
 export { loadConfig, type Config } from '../worker/config';

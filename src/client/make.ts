@@ -7,6 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { DEFAULT_TASK_QUEUE } from '../domain/constants';
+import { resultOf } from './failure';
 import type { WebhookDeadLetter } from '../activities/make/webhooks';
 import type {
   DeliverWebhookInput,
@@ -31,14 +32,11 @@ export interface StartOptions {
 /**
  * Runs a Make scenario through the `makeScenarioRun` workflow and waits for its end.
  * @param opts.key makes the workflow id `make-run/<serviceId>/<scenarioId>/<key>` (default a random uuid); the same key never runs twice.
- * @throws WorkflowFailedError when the execution ends in ERROR or is not done within `timeoutMs`.
+ * @throws WorkflowRunFailedError (a WorkflowFailedError naming the run, the step and the cause) when the execution ends in ERROR or is not done within `timeoutMs`.
  */
 export async function runMakeScenario(client: Client, input: RunMakeScenarioInput, opts: StartOptions & { key?: string } = {}): Promise<MakeScenarioRunResult> {
-  return client.workflow.execute<typeof makeScenarioRun>('makeScenarioRun', {
-    taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
-    workflowId: `make-run/${input.serviceId}/${input.scenarioId}/${opts.key ?? randomUUID()}`,
-    args: [input],
-  });
+  const workflowId = `make-run/${input.serviceId}/${input.scenarioId}/${opts.key ?? randomUUID()}`;
+  return resultOf(workflowId, client.workflow.execute<typeof makeScenarioRun>('makeScenarioRun', { taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE, workflowId, args: [input] }));
 }
 
 /**
@@ -71,11 +69,11 @@ export async function deliverWebhookEvent(client: Client, input: DeliverWebhookI
  * @param opts.state `open` (default), `resolved` or `all`; `limit` 1..1000 (default 100).
  */
 export async function listWebhookDeadLetters(client: Client, opts: StartOptions & { state?: 'open' | 'resolved' | 'all'; limit?: number } = {}): Promise<WebhookDeadLetter[]> {
-  return client.workflow.execute<typeof webhookDeadLetters>('webhookDeadLetters', {
-    taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
-    workflowId: `webhook-dead-letters/${randomUUID()}`,
-    args: [{ state: opts.state, limit: opts.limit }],
-  });
+  const workflowId = `webhook-dead-letters/${randomUUID()}`;
+  return resultOf(
+    workflowId,
+    client.workflow.execute<typeof webhookDeadLetters>('webhookDeadLetters', { taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE, workflowId, args: [{ state: opts.state, limit: opts.limit }] }),
+  );
 }
 
 /**
@@ -94,7 +92,7 @@ export async function redeliverWebhookDeadLetter(client: Client, input: Redelive
       workflowIdConflictPolicy: 'FAIL',
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
     });
-    return await handle.result();
+    return await resultOf(workflowId, handle.result());
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) throw new Error(`redelivery of dead letter ${input.id} is already running (workflow id ${workflowId})`);
     throw err;

@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { rootCauseMessage } from './failure';
 import { DEFAULT_TASK_QUEUE } from '../domain/constants';
 import { lookupRegistryId, UnknownIdError, type RegistryIdKind } from '../domain/ids';
 import type { Registry } from '../domain/registry';
@@ -61,11 +62,9 @@ export async function lookupRegistry(client: Client, kind: RegistryIdKind, id: s
     });
   } catch (err) {
     if (!(err instanceof WorkflowFailedError)) throw err;
-    let e: (Error & { cause?: unknown }) | undefined = err;
-    while (e?.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
     throw new RegistryLookupError(
       workflowId,
-      `could not read the registry of the workers on task queue "${taskQueue}" to check ${kind} id "${id}" (workflow ${workflowId}: ${(e?.message ?? String(err)).split('\n')[0]}); ` +
+      `could not read the registry of the workers on task queue "${taskQueue}" to check ${kind} id "${id}" (workflow ${workflowId}: ${rootCauseMessage(err)}); ` +
         'check that those workers run `integration-agent worker`, or set INTEGRATION_AGENT_REGISTRY to the registry file they use',
     );
   }

@@ -11,6 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { rootCauseMessage } from './failure';
 import { DEFAULT_TASK_QUEUE } from '../domain/constants';
 import { AUDIT_PAGE_MAX, CREDENTIALS_PAGE_MAX, type AuditPageInput, type CredentialsPageInput } from '../domain/state-read';
 import type { AuditPage, CredentialsPage } from '../activities/state-read';
@@ -44,13 +45,6 @@ function check(name: string, value: number | undefined, max: number): void {
   if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > max)) throw new RangeError(`${name}: expected an integer from 1 to ${max}, got ${value}`);
 }
 
-/** The innermost message of a failure chain (WorkflowFailedError → ActivityFailure → ApplicationFailure). */
-function rootMessage(err: unknown): string {
-  let e = err as (Error & { cause?: unknown }) | undefined;
-  while (e?.cause instanceof Error) e = e.cause as Error & { cause?: unknown };
-  return (e?.message ?? String(err)).split('\n')[0];
-}
-
 async function read<W extends (input: never) => Promise<unknown>>(client: Client, what: string, workflowType: string, arg: Parameters<W>[0], opts: StateReadOptions): Promise<Awaited<ReturnType<W>>> {
   const taskQueue = opts.taskQueue ?? DEFAULT_TASK_QUEUE;
   await requireWorker(client, taskQueue);
@@ -69,7 +63,7 @@ async function read<W extends (input: never) => Promise<unknown>>(client: Client
       workflowId,
       timedOut
         ? `state read ${workflowId} did not finish within ${STATE_READ_TIMEOUT_MS / 1000}s: check that the workers of task queue "${taskQueue}" are running and reach their state store (their logs say why)`
-        : `state read ${workflowId} failed: ${rootMessage(err)}`,
+        : `state read ${workflowId} failed: ${rootCauseMessage(err)}`,
     );
   }
 }

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { CliError } from './context';
+import { describeWorkflowFailure, isWorkflowFailure } from '../failure';
 import { register as registerDev } from './commands/dev';
 import { register as registerDemoFleet } from './commands/demo-fleet';
 import { register as registerWorker } from './commands/worker';
@@ -47,6 +48,7 @@ export function describeError(err: unknown): string {
     const grpcDetails = (err as { details?: string }).details;
     const first = (grpcDetails || err.message).split('\n')[0];
     if (err.name === 'WorkflowNotFoundError') return `workflow not found: ${first}`;
+    if (isWorkflowFailure(err)) return describeWorkflowFailure(err);
     if (err.name === 'RegistryValidationError') return err.message; // one problem per line, by design
     if (err.name === 'ClusterCheckError') return err.message; // the commands to run, one per line
     return first ?? String(err);

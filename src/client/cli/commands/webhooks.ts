@@ -4,7 +4,8 @@
  * redelivers them (same Idempotency-Key, so receivers can drop duplicates).
  * Exit 1 when a redelivery still failed.
  */
-import { WorkflowFailedError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
+import { describeWorkflowFailure, isWorkflowFailure } from '../../failure';
 import type { Command } from 'commander';
 import { loadConfig } from '../../../worker/config';
 import { connectClient } from '../../connect';
@@ -44,10 +45,9 @@ function parseLimit(v: string): number {
   return n;
 }
 
-/** The cause's message of a failed workflow, for a one-line CLI error. */
+/** One line for a failed workflow (its id, step and root cause), or the error's message. */
 function workflowMessage(err: unknown): string {
-  if (err instanceof WorkflowFailedError) return (err.cause as Error | undefined)?.message ?? err.message;
-  return (err as Error).message;
+  return isWorkflowFailure(err) ? describeWorkflowFailure(err) : (err as Error).message;
 }
 
 type Redelivery = SubscriberDelivery & { eventId: string; id: number };
