@@ -1,39 +1,124 @@
 /**
- * Alert delivery: `deliverAlert(alert)` posts one alert to every configured
- * webhook, as generic JSON or as a Slack-compatible body (Slack incoming
- * webhooks: `{ text, blocks }`, https://api.slack.com/messaging/webhooks).
+ * Alert delivery: `deliverAlert(alert)` sends one alert to every configured
+ * receiver (`ALERT_WEBHOOKS`, parsed by {@link parseAlertWebhooks}):
+ * - `json`: the generic body ({@link jsonAlertBody});
+ * - `slack`: a Slack incoming-webhook body (`{ text, blocks }`,
+ *   https://api.slack.com/messaging/webhooks);
+ * - `discord`: a Discord webhook body ({@link discordAlertBody});
+ * - `teams`: a Microsoft Teams Workflows webhook message with an Adaptive Card
+ *   ({@link teamsAlertBody});
+ * - `pagerduty`: a PagerDuty Events API v2 event, trigger or resolve, with the
+ *   incident id as `dedup_key` ({@link pagerDutyEvent});
+ * - `smtp`: an e-mail through an SMTP server (nodemailer; {@link emailAlertMessage}).
  *
  * It runs as its own activity, scheduled by the per-service health workflow
  * (or the breaker workflow) after the transition is recorded, or by
  * `deliverRotationAlert` for a rotation that did not complete, so a slow or
- * failing receiver never delays a sweep or a rotation's result; Temporal retries it. Each request
- * carries `Idempotency-Key: <alert.id>` so a receiver can drop a repeat after
- * a retry. Webhook URLs are secrets (Slack's embed a token): they never appear
- * in errors, logs or history; webhooks are named by `name` or index.
+ * failing receiver never delays a sweep or a rotation's result; Temporal retries it.
+ *
+ * Idempotency: the alert id is the receivers' idempotency key, the same on
+ * every attempt. HTTP requests carry `Idempotency-Key: <alert.id>` and the id
+ * in the body; an e-mail's `Message-ID` is derived from it. A receiver that
+ * accepted an alert is recorded (heartbeat details) and skipped when the
+ * activity is retried for another receiver. A request that timed out may
+ * still have landed: it is retried with the same id, so a receiver that drops
+ * repeated keys (PagerDuty by `dedup_key`, a mail client by `Message-ID`)
+ * shows it once; set `timeout` above the receiver's slowest answer so a slow
+ * receiver is never asked twice.
+ *
+ * Secrets: webhook URLs (Slack's, Discord's and Teams' embed a token), the
+ * PagerDuty routing key and SMTP passwords never appear in errors, logs or
+ * history; receivers are named by `name` or position.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { request } from 'undici';
-import type { Alert } from '../domain/health';
+import { createTransport } from 'nodemailer';
+import { incidentIdOf, type Alert } from '../domain/health';
+import { formatDuration, tryParseDuration } from '../domain/duration';
 import { toApplicationFailure, type CoordinatorError } from './coordinator';
 import { httpStatusError, httpTransportError } from './providers/http-failure';
 
+/** The receiver formats `ALERT_WEBHOOKS` accepts. */
+export const ALERT_FORMATS = ['json', 'slack', 'discord', 'teams', 'pagerduty', 'smtp'] as const;
+export type AlertFormat = (typeof ALERT_FORMATS)[number];
+
+/** PagerDuty's Events API v2 endpoint (https://developer.pagerduty.com/docs/events-api-v2/trigger-events/). */
+export const PAGERDUTY_EVENTS_URL = 'https://events.pagerduty.com/v2/enqueue';
+
+/** Default per-request timeout, ms. */
+export const DEFAULT_ALERT_TIMEOUT_MS = 5_000;
+/**
+ * Largest per-request timeout, ms: the delivery activity's start-to-close
+ * timeout is 30 s in the workflows that schedule it, so a longer request
+ * would be cut by Temporal (and then retried: a duplicate).
+ */
+export const MAX_ALERT_TIMEOUT_MS = 25_000;
+/** Default and largest retry horizon, ms: the workflows' schedule-to-close timeout of the delivery activity (the breaker's is 1 h). */
+export const MAX_ALERT_RETRY_FOR_MS = 86_400_000;
+
+/** One alert receiver (named `AlertWebhook` for history: SMTP and PagerDuty receivers are not webhooks). */
 export interface AlertWebhook {
   /** Name used in errors and logs instead of the URL; default `webhook-<index>`. */
   name?: string;
+  /**
+   * Where to send: the webhook URL (`json`, `slack`, `discord`, `teams`), the
+   * Events API URL (`pagerduty`, default {@link PAGERDUTY_EVENTS_URL}), or an
+   * `smtp://` / `smtps://` URL with the user and password (`smtp`). A secret.
+   */
   url: string;
-  /** `json` (default): the alert object; `slack`: a Slack incoming-webhook body. */
-  format?: 'json' | 'slack';
-  /** Per-request timeout, ms; default 5000. */
+  /** Body format; default `json`. */
+  format?: AlertFormat;
+  /** Per-request timeout, ms, in (0, 25000]; default 5000. */
   timeoutMs?: number;
+  /**
+   * Retry horizon, ms: a delivery still failing this long after the alert's
+   * first attempt is given up for this receiver (others go on); default and
+   * at most 24 h (the breaker workflow stops at 1 h).
+   */
+  retryForMs?: number;
+  /** `pagerduty`: the Events API v2 integration key (a secret). */
+  routingKey?: string;
+  /** `smtp`: the sender address. */
+  from?: string;
+  /** `smtp`: the recipients. */
+  to?: string[];
 }
+/** A receiver of alerts; see {@link AlertWebhook}. */
+export type AlertReceiver = AlertWebhook;
 
 export interface AlertDeps {
   webhooks: AlertWebhook[];
 }
 
-/** The generic JSON body: the alert plus a schema version and ISO time. */
+/** The generic JSON body: the alert plus a schema version, its incident id and ISO time. */
 export function jsonAlertBody(alert: Alert): Record<string, unknown> {
-  return { schema: 'integration-agent.alert/v1', ...alert, atIso: new Date(alert.at).toISOString() };
+  return { schema: 'integration-agent.alert/v1', ...alert, incidentId: incidentIdOf(alert), atIso: new Date(alert.at).toISOString() };
+}
+
+/** The headline of an alert, without decoration: `TRIGGERED: <summary>`. */
+function headline(alert: Alert): string {
+  if (alert.source === 'rotation') return `${alert.severity === 'critical' ? 'CRITICAL' : 'WARNING'}: ${alert.summary}`;
+  return `${alert.kind}: ${alert.summary}`;
+}
+
+/** Label/value lines shared by the chat and e-mail bodies (no secrets: ids, statuses, one-line details). */
+function alertFacts(alert: Alert): { title: string; value: string }[] {
+  const facts: { title: string; value: string }[] = [];
+  if (alert.source === 'rotation') {
+    facts.push({ title: 'Severity', value: alert.severity ?? 'warning' });
+    if (alert.credentialId) facts.push({ title: 'Credential', value: alert.credentialId });
+    if (alert.status) facts.push({ title: 'Status', value: alert.status });
+    if (alert.cause) facts.push({ title: 'Cause', value: alert.cause });
+    if (alert.action) facts.push({ title: 'What to do', value: alert.action });
+  } else {
+    if (alert.rootCause) facts.push({ title: 'Root cause', value: alert.rootCause });
+    if (alert.impacted?.length) facts.push({ title: `Impacted (${alert.impacted.length})`, value: alert.impacted.join(', ') });
+    if (alert.failureKind) facts.push({ title: 'Failure', value: alert.failureKind });
+    if (alert.detail) facts.push({ title: 'Detail', value: alert.detail });
+  }
+  facts.push({ title: 'At', value: new Date(alert.at).toISOString() });
+  facts.push({ title: 'Alert', value: alert.id });
+  return facts;
 }
 
 /**
@@ -43,7 +128,7 @@ export function jsonAlertBody(alert: Alert): Record<string, unknown> {
  */
 export function slackAlertBody(alert: Alert): { text: string; blocks: unknown[] } {
   if (alert.source === 'rotation') return slackRotationBody(alert);
-  const icon = alert.kind === 'TRIGGERED' ? ':red_circle:' : ':large_green_circle:';
+  const icon = alert.kind === 'TRIGGERED' ? ':red_circle:' : alert.kind === 'WARNING' ? ':large_yellow_circle:' : ':large_green_circle:';
   const text = `${icon} ${alert.kind}: ${alert.summary}`;
   const fields: string[] = [];
   if (alert.rootCause) fields.push(`*Root cause:* \`${alert.rootCause}\``);
@@ -84,45 +169,349 @@ function slackRotationBody(alert: Alert): { text: string; blocks: unknown[] } {
   };
 }
 
+const cut = (s: string, max: number) => (s.length > max ? s.slice(0, max - 1) + '…' : s);
+
+/** The alert's tone: red for failures and critical rotations, amber for warnings, green for RESOLVED. */
+function tone(alert: Alert): 'bad' | 'warn' | 'good' {
+  if (alert.kind === 'RESOLVED') return 'good';
+  if (alert.kind === 'WARNING' || (alert.source === 'rotation' && alert.severity !== 'critical')) return 'warn';
+  return 'bad';
+}
+
 /**
- * Parses the `ALERT_WEBHOOKS` configuration: comma-separated
- * `[format=]url` items, e.g. `slack=https://hooks.slack.com/...,https://ops.example/alerts`.
- * @throws RangeError naming the item (by position, never the URL) when it is not an http(s) URL.
+ * A Discord webhook body (https://discord.com/developers/docs/resources/webhook#execute-webhook):
+ * one embed with the headline as title, the facts as fields and the alert id
+ * in the footer, within Discord's limits (title 256, field name 256 and
+ * value 1024 characters, 25 fields, 6000 characters per message). Mentions
+ * are disabled (`allowed_mentions.parse: []`): an alert's text never pings anyone.
+ */
+export function discordAlertBody(alert: Alert): { content: string; embeds: unknown[]; allowed_mentions: { parse: string[] } } {
+  const color = { bad: 0xd93025, warn: 0xf9ab00, good: 0x1e8e3e }[tone(alert)];
+  const facts = alertFacts(alert).filter((f) => f.title !== 'Alert' && f.title !== 'At');
+  const services = alert.source === 'rotation' ? (alert.services ?? []).map((s) => `${s.id} (${s.role}): ${s.step} ${s.status}${s.error ? ` — ${s.error}` : ''}`) : [];
+  if (services.length) facts.push({ title: `Services (${services.length})`, value: services.join('\n') });
+  return {
+    content: cut(headline(alert), 2000),
+    embeds: [
+      {
+        title: cut(headline(alert), 256),
+        color,
+        timestamp: new Date(alert.at).toISOString(),
+        fields: facts.slice(0, 10).map((f) => ({ name: cut(f.title, 256), value: cut(f.value, 512), inline: false })),
+        footer: { text: `Alert ${cut(alert.id, 200)}` },
+      },
+    ],
+    allowed_mentions: { parse: [] },
+  };
+}
+
+/**
+ * A Microsoft Teams message for a Workflows webhook ("When a Teams webhook
+ * request is received"; also accepted by the retired Office 365 connectors):
+ * `{ type: 'message', attachments: [Adaptive Card 1.4] }` with the headline
+ * and a FactSet (https://learn.microsoft.com/en-us/microsoftteams/platform/webhooks-and-connectors/how-to/connectors-using).
+ */
+export function teamsAlertBody(alert: Alert): { type: 'message'; attachments: unknown[] } {
+  const color = { bad: 'Attention', warn: 'Warning', good: 'Good' }[tone(alert)];
+  const facts = alertFacts(alert);
+  if (alert.source === 'rotation') for (const s of alert.services ?? []) facts.push({ title: s.id, value: `${s.role}: ${s.step} ${s.status}${s.error ? ` — ${s.error.slice(0, 200)}` : ''}` });
+  return {
+    type: 'message',
+    attachments: [
+      {
+        contentType: 'application/vnd.microsoft.card.adaptive',
+        contentUrl: null,
+        content: {
+          $schema: 'http://adaptivecards.io/schemas/adaptive-card.json',
+          type: 'AdaptiveCard',
+          version: '1.4',
+          body: [
+            { type: 'TextBlock', text: headline(alert), weight: 'Bolder', size: 'Medium', color, wrap: true },
+            { type: 'FactSet', facts },
+          ],
+        },
+      },
+    ],
+  };
+}
+
+/**
+ * A PagerDuty Events API v2 event (https://developer.pagerduty.com/docs/events-api-v2/trigger-events/,
+ * .../resolve-events/): `trigger` for TRIGGERED and WARNING, `resolve` for
+ * RESOLVED, `dedup_key` = the incident id, so PagerDuty drops a repeated
+ * trigger of an open incident and the RESOLVED closes the incident its
+ * TRIGGERED opened. `payload` (trigger only): `summary` (at most 1024
+ * characters), `source` (the service), `severity` (`critical` for failures,
+ * `warning` for warnings, a rotation alert's own severity), `timestamp`,
+ * `component`, `group` (the alert source), `class` (the failure kind) and
+ * `custom_details` (alert id, detail, impacted services).
+ */
+export function pagerDutyEvent(alert: Alert, routingKey: string): Record<string, unknown> {
+  const dedup_key = cut(incidentIdOf(alert), 255);
+  if (alert.kind === 'RESOLVED') return { routing_key: routingKey, event_action: 'resolve', dedup_key };
+  const severity = alert.severity ?? (alert.kind === 'WARNING' ? 'warning' : 'critical');
+  const details: Record<string, unknown> = { alert_id: alert.id };
+  for (const f of alertFacts(alert)) if (f.title !== 'Alert' && f.title !== 'At') details[f.title.replace(/ \(\d+\)$/, '').toLowerCase().replace(/ /g, '_')] = f.value;
+  return {
+    routing_key: routingKey,
+    event_action: 'trigger',
+    dedup_key,
+    payload: {
+      summary: cut(alert.summary, 1024),
+      source: alert.serviceId,
+      severity,
+      timestamp: new Date(alert.at).toISOString(),
+      component: alert.rootCause ?? alert.serviceId,
+      group: alert.source,
+      ...(alert.failureKind ?? alert.status ? { class: alert.failureKind ?? alert.status } : {}),
+      custom_details: details,
+    },
+    client: 'integration-agent',
+  };
+}
+
+/** An RFC 5322 message id for an alert or incident id (characters outside `atext` become `_`). */
+function messageId(id: string): string {
+  return `<${id.replace(/[^A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]/g, '_').replace(/^\.+|\.+$/g, '') || 'alert'}@integration-agent>`;
+}
+
+/**
+ * The e-mail for an alert: subject `[<kind>] <summary>`, a plain-text body of
+ * the facts, `Message-ID` derived from the alert id (the same on a retry, so
+ * a mail client can drop a repeat), and the incident's TRIGGERED (or
+ * WARNING) as the thread (`In-Reply-To`/`References` on later alerts of the
+ * incident); `X-Alert-Id` and `X-Incident-Id` headers for filters.
+ */
+export function emailAlertMessage(alert: Alert): { subject: string; text: string; messageId: string; headers: Record<string, string>; inReplyTo?: string; references?: string } {
+  const incident = incidentIdOf(alert);
+  const lines = [headline(alert), '', ...alertFacts(alert).map((f) => `${f.title}: ${f.value}`)];
+  if (alert.source === 'rotation' && alert.services?.length) {
+    lines.push('', 'Services:', ...alert.services.map((s) => `- ${s.id} (${s.role}): ${s.step} ${s.status}${s.holds ? `, holds ${s.holds}` : ''}${s.error ? ` — ${s.error}` : ''}`));
+  }
+  const out: ReturnType<typeof emailAlertMessage> = {
+    subject: cut(`[${alert.source === 'rotation' ? (alert.severity ?? 'warning').toUpperCase() : alert.kind}] ${alert.summary}`, 200),
+    text: lines.join('\n') + '\n',
+    messageId: messageId(alert.id),
+    headers: { 'X-Alert-Id': alert.id, 'X-Incident-Id': incident },
+  };
+  if (incident !== alert.id) {
+    out.inReplyTo = messageId(incident);
+    out.references = messageId(incident);
+  }
+  return out;
+}
+
+const OPTIONS: Record<string, readonly AlertFormat[]> = {
+  name: ALERT_FORMATS,
+  timeout: ALERT_FORMATS,
+  retryFor: ALERT_FORMATS,
+  url: ['pagerduty'],
+  from: ['smtp'],
+  to: ['smtp'],
+};
+
+const EMAIL = /^[^\s@<>,;]+@[^\s@<>,;]+$/;
+
+/**
+ * Parses the `ALERT_WEBHOOKS` configuration: comma-separated receivers, each
+ * `[format=]target[;option=value]...`:
+ * - `json=https://...` (the default format), `slack=`, `discord=`, `teams=`: the webhook URL;
+ * - `pagerduty=<integration key>` (32 characters; option `url=` for another
+ *   Events API v2 endpoint, e.g. `https://events.eu.pagerduty.com/v2/enqueue`);
+ * - `smtp=smtp://user:password@host:587` (or `smtps://`, port 465) with
+ *   `from=` and one `to=` per recipient.
+ * Options for any receiver: `name=` (shown in logs and errors instead of the
+ * URL), `timeout=` (per request, e.g. `10s`; default 5s, at most 25s),
+ * `retryFor=` (retry horizon from the alert's first attempt, e.g. `2h`;
+ * default and at most 24h). A `,` or `;` inside a URL or password must be
+ * percent-encoded (`%2C`, `%3B`).
+ *
+ * @throws RangeError naming the receiver (`ALERT_WEBHOOKS receiver #<n>`, and
+ *   its `name=`) and what to write instead; targets (URLs, keys, passwords) are never shown.
  */
 export function parseAlertWebhooks(text: string | undefined): AlertWebhook[] {
   if (!text?.trim()) return [];
-  return text
+  const receivers = text
     .split(',')
     .map((s) => s.trim())
     .filter(Boolean)
-    .map((item, i) => {
-      const m = /^(json|slack)=(.*)$/.exec(item);
-      const url = m ? m[2]! : item;
-      let ok = false;
-      try {
-        ok = ['http:', 'https:'].includes(new URL(url).protocol);
-      } catch {
-        ok = false;
+    .map((item, i): AlertWebhook => {
+      const [head, ...opts] = item.split(';').map((s) => s.trim());
+      const m = /^([a-z]+)=(.*)$/.exec(head!);
+      const format = m && (ALERT_FORMATS as readonly string[]).includes(m[1]!) ? (m[1] as AlertFormat) : 'json';
+      const target = m && format === m[1] ? m[2]!.trim() : head!;
+      const options = new Map<string, string[]>();
+      let where = `ALERT_WEBHOOKS receiver #${i + 1}`;
+      for (const o of opts.filter(Boolean)) {
+        const eq = o.indexOf('=');
+        const key = eq > 0 ? o.slice(0, eq).trim() : o;
+        if (!OPTIONS[key]) throw new RangeError(`${where}: unknown option "${key}"; options are name=, timeout=, retryFor= (any receiver), url= (pagerduty), from=, to= (smtp)`);
+        if (!OPTIONS[key]!.includes(format)) throw new RangeError(`${where}: option ${key}= is for ${OPTIONS[key]!.join(', ')} receivers, not ${format}`);
+        options.set(key, [...(options.get(key) ?? []), o.slice(eq + 1).trim()]);
       }
-      if (!ok) throw new RangeError(`alert webhook #${i + 1}: expected [json=|slack=]http(s)://... (value not shown: webhook URLs are secrets)`);
-      return { name: `webhook-${i + 1}`, url, format: (m?.[1] as 'json' | 'slack' | undefined) ?? 'json' };
+      const name = options.get('name')?.[0];
+      if (name !== undefined && !/^[\w.-]{1,64}$/.test(name)) throw new RangeError(`${where}: name= must be 1-64 letters, digits, '.', '_' or '-', got ${JSON.stringify(name)}`);
+      if (name) where += ` (${name})`;
+      const out: AlertWebhook = { name: name ?? `webhook-${i + 1}`, url: target, format };
+      const duration = (key: string, min: number, max: number): number | undefined => {
+        const v = options.get(key)?.[0];
+        if (v === undefined) return undefined;
+        const ms = tryParseDuration(v);
+        if (ms === undefined || ms < min || ms > max) {
+          throw new RangeError(`${where}: ${key}= expects a duration from ${formatDuration(Math.max(min, 1))} to ${formatDuration(max)} such as 10s, got ${JSON.stringify(v)}`);
+        }
+        return ms;
+      };
+      const timeoutMs = duration('timeout', 1, MAX_ALERT_TIMEOUT_MS);
+      if (timeoutMs !== undefined) out.timeoutMs = timeoutMs;
+      const retryForMs = duration('retryFor', 0, MAX_ALERT_RETRY_FOR_MS);
+      if (retryForMs !== undefined) out.retryForMs = retryForMs;
+      if (format === 'pagerduty') {
+        if (!/^[A-Za-z0-9]{32}$/.test(target)) throw new RangeError(`${where}: expected pagerduty=<integration key>, the 32-character key of an Events API v2 integration (value not shown: routing keys are secrets)`);
+        out.routingKey = target;
+        out.url = options.get('url')?.[0] ?? PAGERDUTY_EVENTS_URL;
+        if (!isHttpUrl(out.url)) throw new RangeError(`${where}: url= must be an http(s) URL of an Events API v2 endpoint, e.g. ${PAGERDUTY_EVENTS_URL}`);
+      } else if (format === 'smtp') {
+        let ok = false;
+        try {
+          const u = new URL(target);
+          ok = (u.protocol === 'smtp:' || u.protocol === 'smtps:') && u.hostname !== '';
+        } catch {
+          ok = false;
+        }
+        if (!ok) throw new RangeError(`${where}: expected smtp=smtp://user:password@host:587 or smtps://user:password@host:465 (value not shown: it may hold a password)`);
+        const from = options.get('from')?.[0];
+        const to = options.get('to') ?? [];
+        if (!from || !EMAIL.test(from)) throw new RangeError(`${where}: from= must be the sender's e-mail address, got ${JSON.stringify(from ?? '')}`);
+        if (to.length === 0) throw new RangeError(`${where}: an smtp receiver needs at least one to=<address> (one to= per recipient)`);
+        for (const t of to) if (!EMAIL.test(t)) throw new RangeError(`${where}: to= must be an e-mail address, got ${JSON.stringify(t)}`);
+        out.from = from;
+        out.to = to;
+      } else if (!isHttpUrl(target)) {
+        throw new RangeError(`${where}: expected [json=|slack=|discord=|teams=]http(s)://..., pagerduty=<key> or smtp=smtp://... (value not shown: webhook URLs are secrets)`);
+      }
+      return out;
     });
+  const names = new Set<string>();
+  receivers.forEach((r, i) => {
+    if (names.has(r.name!)) throw new RangeError(`ALERT_WEBHOOKS receiver #${i + 1}: name=${r.name} is used twice; names must be unique`);
+    names.add(r.name!);
+  });
+  return receivers;
 }
+
+function isHttpUrl(s: string): boolean {
+  try {
+    return ['http:', 'https:'].includes(new URL(s).protocol);
+  } catch {
+    return false;
+  }
+}
+
+/** What the activity remembers across attempts (heartbeat details): receivers done and given up, by index. */
+interface DeliveryProgress {
+  done?: number[];
+  gaveUp?: number[];
+}
+
+/** While requests are in flight, heartbeat this often so a slow receiver never trips the activity's heartbeat timeout (20 s). */
+const HEARTBEAT_EVERY_MS = 5_000;
 
 export function createAlertActivities(deps: AlertDeps) {
   deps.webhooks.forEach((w, i) => {
-    if (w.timeoutMs !== undefined && !(w.timeoutMs > 0)) throw new RangeError(`alert webhook ${w.name ?? `#${i + 1}`}: timeoutMs must be > 0, got ${w.timeoutMs}`);
+    const name = w.name ?? `#${i + 1}`;
+    if (w.timeoutMs !== undefined && !(w.timeoutMs > 0 && w.timeoutMs <= MAX_ALERT_TIMEOUT_MS)) {
+      throw new RangeError(`alert receiver ${name}: timeoutMs must be in (0, ${MAX_ALERT_TIMEOUT_MS}], got ${w.timeoutMs}`);
+    }
+    if (w.retryForMs !== undefined && !(w.retryForMs >= 0 && w.retryForMs <= MAX_ALERT_RETRY_FOR_MS)) {
+      throw new RangeError(`alert receiver ${name}: retryForMs must be in [0, ${MAX_ALERT_RETRY_FOR_MS}], got ${w.retryForMs}`);
+    }
+    if (w.format === 'pagerduty' && !w.routingKey) throw new RangeError(`alert receiver ${name}: a pagerduty receiver needs routingKey`);
+    if (w.format === 'smtp' && (!w.from || !w.to?.length)) throw new RangeError(`alert receiver ${name}: an smtp receiver needs from and to`);
   });
+
+  /** Sends to one HTTP receiver; throws the coordinator's error for a failed answer or transport. */
+  async function postTo(w: AlertWebhook, name: string, alert: Alert, timeoutMs: number): Promise<void> {
+    // Named, never addressed: webhook URLs are secrets.
+    const where = { serviceId: name, method: 'POST', path: '(webhook)' };
+    const body =
+      w.format === 'slack'
+        ? slackAlertBody(alert)
+        : w.format === 'discord'
+          ? discordAlertBody(alert)
+          : w.format === 'teams'
+            ? teamsAlertBody(alert)
+            : w.format === 'pagerduty'
+              ? pagerDutyEvent(alert, w.routingKey!)
+              : jsonAlertBody(alert);
+    let res;
+    try {
+      res = await request(w.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': alert.id, 'user-agent': 'integration-agent-alerts' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const e = err as { name?: string };
+      // The only abort here is the request's own timeout: a timeout, retried as one.
+      const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+      throw httpTransportError(err, { ...where, ...(timedOut ? { code: 'ETIMEDOUT' } : {}) });
+    }
+    // The body is read only to free the connection: an answer may echo the routing key or URL.
+    await res.body.dump();
+    if (res.statusCode >= 200 && res.statusCode < 300) return;
+    throw httpStatusError({ ...where, status: res.statusCode, headers: res.headers });
+  }
+
+  /** Sends one e-mail; throws an ApplicationFailure (5xx answers and refused logins are not retried). */
+  async function mailTo(w: AlertWebhook, name: string, alert: Alert, timeoutMs: number): Promise<void> {
+    const u = new URL(w.url);
+    const secure = u.protocol === 'smtps:';
+    const transport = createTransport({
+      host: u.hostname.replace(/^\[|\]$/g, ''),
+      port: u.port ? Number(u.port) : secure ? 465 : 587,
+      secure,
+      ...(u.username ? { auth: { user: decodeURIComponent(u.username), pass: decodeURIComponent(u.password) } } : {}),
+      connectionTimeout: timeoutMs,
+      greetingTimeout: timeoutMs,
+      socketTimeout: timeoutMs,
+      logger: false,
+      debug: false,
+    });
+    const msg = emailAlertMessage(alert);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        transport.sendMail({ from: w.from, to: w.to, ...msg }),
+        new Promise((_, reject) => (timer = setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })), timeoutMs))),
+      ]);
+    } catch (err) {
+      const e = err as { code?: string; responseCode?: number };
+      // Never the server's text: it may quote the login. The code and SMTP reply code say what happened.
+      const what = `${e.code ?? 'error'}${e.responseCode ? ` ${e.responseCode}` : ''}`;
+      const permanent = e.code === 'EAUTH' || e.code === 'EENVELOPE' || (e.responseCode !== undefined && e.responseCode >= 500);
+      throw ApplicationFailure.create({ message: `${name}: SMTP ${what}`, type: permanent ? 'AlertRejected' : 'AlertDeliveryFailed', nonRetryable: permanent });
+    } finally {
+      clearTimeout(timer);
+      transport.close();
+    }
+  }
+
   return {
     /**
-     * Delivers one alert to every webhook. Webhooks already delivered in an
-     * earlier attempt (heartbeat details) are skipped on retry.
-     * @returns how many webhooks accepted it.
-     * @throws ApplicationFailure, judged per webhook as `callService` judges a
+     * Delivers one alert to every receiver. Receivers already delivered to,
+     * or given up, in an earlier attempt (heartbeat details) are skipped on
+     * retry; a receiver still failing `retryForMs` after the alert's first
+     * attempt is given up.
+     * @returns how many receivers accepted it.
+     * @throws ApplicationFailure, judged per receiver as `callService` judges a
      *   call: non-retryable (`AlertRejected`) when every failed receiver refused
-     *   for good (400, 401, 403, 404, 422, other 4xx, 501); otherwise retryable
+     *   for good (400, 401, 403, 404, 422, other 4xx, 501; SMTP 5xx or a
+     *   refused login) or was given up (`AlertGivenUp`); otherwise retryable
      *   (`AlertDeliveryFailed`) with `nextRetryDelay` = the longest
-     *   `Retry-After` asked (capped) or full-jitter backoff.
+     *   `Retry-After` asked (capped) or full-jitter backoff, cut to the
+     *   nearest retry horizon.
      */
     async deliverAlert(alert: Alert): Promise<{ delivered: number; webhooks: number }> {
       let ctx: Context | undefined;
@@ -131,50 +520,68 @@ export function createAlertActivities(deps: AlertDeps) {
       } catch {
         ctx = undefined;
       }
-      const done = new Set<number>((ctx?.info.heartbeatDetails as { done?: number[] } | undefined)?.done ?? []);
+      const progress = (ctx?.info.heartbeatDetails as DeliveryProgress | undefined) ?? {};
+      const done = new Set<number>(progress.done ?? []);
+      const gaveUp = new Set<number>(progress.gaveUp ?? []);
+      const heartbeat = () => ctx?.heartbeat({ done: [...done], gaveUp: [...gaveUp] } satisfies DeliveryProgress);
+      const firstAttemptAt = ctx?.info.scheduledTimestampMs ?? Date.now();
       const failures: string[] = [];
-      // Each failed webhook's verdict, from the function every HTTP call of the project goes through.
-      const verdicts: ApplicationFailure[] = [];
+      // Each failed receiver's verdict, from the function every HTTP call of the project goes through.
+      const verdicts: { failure: ApplicationFailure; remainingMs: number }[] = [];
       const attempt = ctx?.info.attempt ?? 1;
-      const verdict = (cause: CoordinatorError) => verdicts.push(toApplicationFailure(cause, { attempt, method: 'POST', idempotencyKey: alert.id }));
-      await Promise.all(
-        deps.webhooks.map(async (w, i) => {
-          if (done.has(i)) return;
-          const name = w.name ?? `webhook-${i + 1}`;
-          // Named, never addressed: webhook URLs are secrets.
-          const where = { serviceId: name, method: 'POST', path: '(webhook)' };
-          const body = w.format === 'slack' ? slackAlertBody(alert) : jsonAlertBody(alert);
-          try {
-            const res = await request(w.url, {
-              method: 'POST',
-              headers: { 'content-type': 'application/json', 'idempotency-key': alert.id, 'user-agent': 'integration-agent-alerts' },
-              body: JSON.stringify(body),
-              signal: AbortSignal.timeout(w.timeoutMs ?? 5000),
-            });
-            await res.body.dump();
-            if (res.statusCode >= 200 && res.statusCode < 300) {
+      const pulse = ctx ? setInterval(heartbeat, HEARTBEAT_EVERY_MS) : undefined;
+      try {
+        await Promise.all(
+          deps.webhooks.map(async (w, i) => {
+            if (done.has(i) || gaveUp.has(i)) return;
+            const name = w.name ?? `webhook-${i + 1}`;
+            const timeoutMs = w.timeoutMs ?? DEFAULT_ALERT_TIMEOUT_MS;
+            try {
+              if (w.format === 'smtp') await mailTo(w, name, alert, timeoutMs);
+              else await postTo(w, name, alert, timeoutMs);
               done.add(i);
-              ctx?.heartbeat({ done: [...done] });
-              return;
+              heartbeat();
+            } catch (err) {
+              const failure =
+                err instanceof ApplicationFailure ? err : toApplicationFailure(err as CoordinatorError, { attempt, method: 'POST', idempotencyKey: alert.id });
+              const c = err as Partial<CoordinatorError>;
+              const why =
+                err instanceof ApplicationFailure
+                  ? err.message.slice(name.length + 2)
+                  : c.status !== undefined
+                    ? `HTTP ${c.status}`
+                    : c.code === 'ETIMEDOUT'
+                      ? `no answer within ${timeoutMs}ms (it may have landed: the retry carries the same id)`
+                      : (c.code ?? c.name ?? 'network error');
+              const remainingMs = firstAttemptAt + (w.retryForMs ?? MAX_ALERT_RETRY_FOR_MS) - Date.now();
+              if (!failure.nonRetryable && remainingMs <= 0) {
+                gaveUp.add(i);
+                heartbeat();
+                failures.push(`${name}: ${why}; given up after ${formatDuration(w.retryForMs ?? MAX_ALERT_RETRY_FOR_MS)} (retryFor)`);
+                verdicts.push({ failure: ApplicationFailure.nonRetryable(why, 'AlertGivenUp'), remainingMs });
+                return;
+              }
+              failures.push(`${name}: ${why}`);
+              verdicts.push({ failure, remainingMs });
             }
-            verdict(httpStatusError({ ...where, status: res.statusCode, headers: res.headers }));
-            failures.push(`${name}: HTTP ${res.statusCode}`);
-          } catch (err) {
-            const e = err as { name?: string; code?: string };
-            // The only abort here is the request's own timeout: a timeout, retried as one.
-            const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
-            verdict(httpTransportError(err, { ...where, ...(timedOut ? { code: 'ETIMEDOUT' } : {}) }));
-            failures.push(`${name}: ${e.name === 'TimeoutError' ? `no answer within ${w.timeoutMs ?? 5000}ms` : (e.code ?? e.name ?? 'network error')}`);
-          }
-        }),
-      );
+          }),
+        );
+      } finally {
+        clearInterval(pulse);
+      }
       if (failures.length) {
         const msg = `alert ${alert.id} not delivered to ${failures.join('; ')}`;
-        const retryable = verdicts.filter((f) => !f.nonRetryable);
-        if (retryable.length === 0) throw ApplicationFailure.nonRetryable(msg, 'AlertRejected');
-        // The receiver that asked to wait longest sets the delay (the ones already done are skipped on retry).
-        const delays = retryable.map((f) => f.nextRetryDelay).filter((d): d is number => typeof d === 'number');
-        throw ApplicationFailure.create({ message: msg, type: 'AlertDeliveryFailed', nonRetryable: false, ...(delays.length ? { nextRetryDelay: Math.max(...delays) } : {}) });
+        const retryable = verdicts.filter((v) => !v.failure.nonRetryable);
+        if (retryable.length === 0) {
+          throw ApplicationFailure.nonRetryable(msg, verdicts.every((v) => v.failure.type === 'AlertGivenUp') ? 'AlertGivenUp' : 'AlertRejected');
+        }
+        // The receiver that asked to wait longest sets the delay (the ones already done are skipped on retry),
+        // cut so that no receiver is tried long after its horizon.
+        const delays = retryable.map((v) => v.failure.nextRetryDelay).filter((d): d is number => typeof d === 'number');
+        const horizon = Math.max(1_000, Math.min(...retryable.map((v) => v.remainingMs)));
+        // (SMTP failures carry no delay of their own: exponential, 1 s doubling up to 5 min, as the workflows' retry policy.)
+        const wanted = delays.length ? Math.max(...delays) : Math.min(300_000, 1_000 * 2 ** Math.min(attempt - 1, 20));
+        throw ApplicationFailure.create({ message: msg, type: 'AlertDeliveryFailed', nonRetryable: false, nextRetryDelay: Math.min(wanted, horizon) });
       }
       return { delivered: done.size, webhooks: deps.webhooks.length };
     },

@@ -466,7 +466,17 @@ export interface Alert {
    * (health, breaker), `rotation/<credentialId>#<runId>/<status>` (rotation).
    */
   id: string;
-  kind: 'TRIGGERED' | 'RESOLVED';
+  /**
+   * TRIGGERED opens a failure incident, WARNING opens (or adds a notice to) a
+   * warning incident (a `degraded` service), RESOLVED closes either.
+   */
+  kind: 'TRIGGERED' | 'WARNING' | 'RESOLVED';
+  /**
+   * The incident this alert belongs to, the same for its TRIGGERED (or
+   * WARNING) and RESOLVED: PagerDuty's `dedup_key`, the e-mail thread.
+   * Absent on alerts decided before it existed: {@link incidentIdOf} derives it.
+   */
+  incidentId?: string;
   source: 'health' | 'breaker' | 'rotation';
   /** The service concerned; for rotation alerts the credential's issuer (the credential id when the registry has no such credential). */
   serviceId: string;
@@ -503,6 +513,23 @@ export interface Alert {
 }
 
 export type AlertSeverity = 'critical' | 'warning';
+
+/**
+ * The incident an alert belongs to (`alert.incidentId` when set):
+ * - health: the id of the alert that opened it (`health/<id>#<n>` for a
+ *   TRIGGERED; a RESOLVED `#<n>` closes `#<n-1>`, as the reducer numbers them);
+ * - breaker: `breaker/<serviceId>` (one incident open per breaker at a time);
+ * - rotation: `rotation/<credentialId>#<runId>` (the id without its status).
+ * Stable across retries and continue-as-new: it is a function of the alert.
+ */
+export function incidentIdOf(alert: Pick<Alert, 'id' | 'kind' | 'source' | 'serviceId' | 'incidentId'>): string {
+  if (alert.incidentId) return alert.incidentId;
+  if (alert.source === 'breaker') return `breaker/${alert.serviceId}`;
+  if (alert.source === 'rotation') return alert.id.replace(/\/[^/#]*$/, '');
+  const m = /^(.*#)(\d+)$/.exec(alert.id);
+  if (alert.kind === 'RESOLVED' && m) return `${m[1]}${Number(m[2]) - 1}`;
+  return alert.id;
+}
 
 /** One service's state in a rotation alert. */
 export interface AlertServiceState {

@@ -81,7 +81,9 @@ test('webhooks: JSON and Slack bodies with the idempotency key; retryable vs ref
     { name: 'webhook-1', url: 'https://hooks.example/T/B/x', format: 'slack' },
     { name: 'webhook-2', url: 'https://ops.example/a', format: 'json' },
   ]);
-  expect(() => parseAlertWebhooks('slack=notaurl')).toThrow('alert webhook #1: expected [json=|slack=]http(s)://... (value not shown: webhook URLs are secrets)');
+  expect(() => parseAlertWebhooks('slack=notaurl')).toThrow(
+    'ALERT_WEBHOOKS receiver #1: expected [json=|slack=|discord=|teams=]http(s)://..., pagerduty=<key> or smtp=smtp://... (value not shown: webhook URLs are secrets)',
+  );
 });
 
 test('a stalled alert receiver never delays sweeps; the alert arrives once, after it answers', async () => {
