@@ -29,7 +29,7 @@ export interface ActivityDeps {
   state: StateBackend;
   /** Stable id of this worker process (`host:pid`): breaker quorum, outcome reporter, diagnostics. */
   reporterId?: string;
-  /** Health probes: extra trusted CAs, clock (optional). */
+  /** Health probes: extra trusted CAs (PEM, or a file), clock (optional); the credential store defaults to the state's. */
   probes?: ProbeDeps;
   /** Health: the client that signals `service/<id>` workflows, alert webhooks, figure cadence. */
   health?: Omit<HealthPublishDeps, 'history'> & { alertWebhooks?: AlertWebhook[] };
@@ -51,7 +51,8 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createRegistryActivities(deps.registry),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
-    ...createProbeActivities(deps.probes),
+    // auth: true probes present the CURRENT credential from the same store calls read.
+    ...createProbeActivities({ secrets: credentials, ...deps.probes }),
     ...createHealthPublishActivities({ ...deps.health, history: deps.state.health }),
     ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
     ...createBreakerActivities(deps.breakers),

@@ -14,8 +14,26 @@ export type HealthStatus = 'healthy' | 'degraded' | 'unhealthy' | 'impacted' | '
 
 export const HEALTH_STATUSES: readonly HealthStatus[] = ['healthy', 'degraded', 'unhealthy', 'impacted', 'unknown', 'maintenance'];
 
-/** Why a probe failed. `slow` is a response slower than `expect.maxResponseTime`. */
-export type ProbeFailureKind = 'timeout' | 'connection_refused' | 'dns' | 'tls' | 'status' | 'body' | 'slow' | 'other';
+/**
+ * Why a probe failed. `slow` is a response slower than `expect.maxResponseTime`;
+ * `answer`: a DNS answer other than `expect.answers`; `credential_rejected`:
+ * the service refused the managed credential (HTTP 401/403 with `auth: true`,
+ * PostgreSQL/Redis authentication, gRPC UNAUTHENTICATED/PERMISSION_DENIED);
+ * `protocol`: the peer answered, but not in the protocol probed (no gRPC
+ * health service, a Redis reply other than PONG, an SMTP server without STARTTLS).
+ */
+export type ProbeFailureKind =
+  | 'timeout'
+  | 'connection_refused'
+  | 'dns'
+  | 'tls'
+  | 'status'
+  | 'body'
+  | 'slow'
+  | 'answer'
+  | 'credential_rejected'
+  | 'protocol'
+  | 'other';
 
 /**
  * The verdict of one probe, in application/health+json terms
@@ -45,6 +63,12 @@ export interface ProbeObservation {
   healthJsonStatus?: string;
   /** Leaf certificate `notAfter` of the TLS connection actually used, epoch ms. */
   certNotAfter?: number;
+  /** DNS answers (dns probes), each in the text form `expect.answers` uses (see docs/registry.md). */
+  answers?: string[];
+  /** `grpc.health.v1.HealthCheckResponse.ServingStatus` name (grpc probes), e.g. `SERVING`. */
+  servingStatus?: string;
+  /** The credential presented (`auth: true`), by id. */
+  credentialId?: string;
 }
 
 /** One judged probe result (JSON-serialisable; carries no secrets). */
@@ -62,6 +86,12 @@ export interface ProbeResult {
   certDaysLeft?: number;
   /** True when the service was inside a maintenance window at `startedAt`. */
   maintenance?: boolean;
+  /** Services with several endpoints: how many answered well, of how many probed. */
+  endpoints?: { up: number; total: number };
+  /** Indexes (in registry order) of the endpoints whose probe failed; absent when none did. */
+  endpointsDown?: number[];
+  /** The credential a `credential_rejected` failure is about (its id; never the secret). */
+  credentialId?: string;
 }
 
 const DAY_MS = 86_400_000;
@@ -125,8 +155,10 @@ function show(v: unknown): string {
 /**
  * Judges one observation against a health check's `expect` rules.
  *
- * Order: transport error, status code, body (JSON parse, JSONPath rules,
- * health+json status), response time (`slow`), certificate days left.
+ * Order: transport error, then per type: http status code and body (JSON
+ * parse, JSONPath and text rules, health+json status); dns answers; grpc
+ * serving status; then response time (`slow`), certificate days left (any
+ * TLS connection: http, tls, grpc).
  * The first failing rule decides the failure kind; `warn` (health+json "warn",
  * or a certificate expiring before `expect.certificateExpiresAfter`) gives
  * a degraded verdict.
@@ -138,7 +170,11 @@ export function evaluateProbe(serviceId: string, check: HealthCheck, obs: ProbeO
   if (obs.status !== undefined) base.status = obs.status;
   if (obs.certNotAfter !== undefined) base.certDaysLeft = certDaysLeft(obs.certNotAfter, now);
   const fail = (failureKind: ProbeFailureKind, detail: string): ProbeResult => ({ ...base, verdict: 'fail', failureKind, detail });
-  if (obs.error) return fail(obs.error.kind, obs.error.message);
+  if (obs.error) {
+    const r = fail(obs.error.kind, obs.error.message);
+    if (obs.error.kind === 'credential_rejected' && obs.credentialId) r.credentialId = obs.credentialId;
+    return r;
+  }
   if (check.type === 'http') {
     if (obs.status === undefined) return fail('other', 'no response status');
     const allowed = check.expect.status;
@@ -150,6 +186,13 @@ export function evaluateProbe(serviceId: string, check: HealthCheck, obs: ProbeO
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!;
       const found = obs.bodyMatches?.[i] ?? [];
+      if (rule.path === undefined) {
+        // A text rule: the activity reports the matched text (or nothing).
+        if (found.length === 0) {
+          return fail('body', rule.contains !== undefined ? `body does not contain ${show(rule.contains)}` : `body does not match /${rule.matches}/`);
+        }
+        continue;
+      }
       if (rule.exists !== undefined && (found.length > 0) !== rule.exists) {
         return fail('body', `${rule.path} ${rule.exists ? 'is missing' : 'exists but must not'}`);
       }
@@ -167,6 +210,23 @@ export function evaluateProbe(serviceId: string, check: HealthCheck, obs: ProbeO
           return fail('body', `${rule.path} is ${found.length ? show(found[0]) : 'missing'}, expected to match /${rule.matches}/`);
         }
       }
+    }
+  } else if (check.type === 'dns') {
+    const got = obs.answers ?? [];
+    const kind = check.recordType ?? 'A';
+    if (got.length === 0) return fail('dns', `no ${kind} record`);
+    const want = check.expect.answers;
+    if (want !== undefined) {
+      const norm = (a: string) => normalizeDnsAnswer(kind, a);
+      const g = [...new Set(got.map(norm))].sort();
+      const w = [...new Set(want.map(norm))].sort();
+      if (g.length !== w.length || g.some((x, i) => x !== w[i])) return fail('answer', `${kind} answer ${show(g)}, expected ${show(w)}`);
+    }
+  } else if (check.type === 'grpc') {
+    const st = obs.servingStatus;
+    if (st !== 'SERVING') {
+      const what = check.grpcService ? `service ${show(check.grpcService)}` : 'server';
+      return fail('status', st === 'SERVICE_UNKNOWN' ? `SERVICE_UNKNOWN: the server does not know ${what}` : `${what} is ${st ?? 'UNKNOWN'}`);
     }
   }
   const max = check.expect.maxResponseTime;
@@ -189,30 +249,135 @@ export function evaluateProbe(serviceId: string, check: HealthCheck, obs: ProbeO
   return base;
 }
 
-/** What a probe activity needs about one service (a slice of the registry snapshot). */
+/**
+ * One DNS answer in a comparable form: names lower case without the final
+ * dot, IPv6 addresses expanded-then-compressed by the URL parser, whitespace
+ * collapsed (MX `10 mail.example.com`, SRV `priority weight port target`, TXT as is).
+ */
+export function normalizeDnsAnswer(recordType: string, answer: string): string {
+  const a = answer.trim();
+  switch (recordType) {
+    case 'TXT':
+      return a;
+    case 'AAAA':
+      try {
+        return new URL(`http://[${a}]/`).hostname.slice(1, -1);
+      } catch {
+        return a.toLowerCase();
+      }
+    default:
+      return a
+        .split(/\s+/)
+        .map((w) => w.toLowerCase().replace(/\.$/, ''))
+        .join(' ');
+  }
+}
+
+/**
+ * The result of a service probed on several endpoints, from each endpoint's
+ * result (registry order). Every endpoint passing: the worst of their
+ * verdicts (pass, else warn). Some failing: `warn` (degraded), detail
+ * "2/3 endpoints up; <first failure>". All failing: `fail` with the first
+ * endpoint's failure kind and "0/3 endpoints up; ...". Latency: the slowest
+ * endpoint (they are probed at once, so the probe took that long);
+ * certificate days: the fewest.
+ */
+export function combineEndpointResults(results: readonly ProbeResult[], urls: readonly string[]): ProbeResult {
+  if (results.length === 1) return results[0]!;
+  const down: number[] = [];
+  results.forEach((r, i) => r.verdict === 'fail' && down.push(i));
+  const up = results.length - down.length;
+  const firstBad = down.length ? results[down[0]!]! : undefined;
+  const lead = results.find((r) => r.verdict !== 'fail') ?? results[0]!;
+  const out: ProbeResult = {
+    ...lead,
+    latencyMs: Math.max(...results.map((r) => r.latencyMs)),
+    startedAt: Math.min(...results.map((r) => r.startedAt)),
+    endpoints: { up, total: results.length },
+  };
+  const days = results.map((r) => r.certDaysLeft).filter((d): d is number => d !== undefined);
+  if (days.length) out.certDaysLeft = Math.min(...days);
+  const count = `${up}/${results.length} endpoints up`;
+  if (firstBad) {
+    out.endpointsDown = down;
+    out.failureKind = firstBad.failureKind ?? 'other';
+    out.detail = `${count}; ${hostOf(urls[down[0]!])}: ${firstBad.detail ?? firstBad.failureKind ?? 'failed'}`;
+    out.verdict = up === 0 ? 'fail' : 'warn';
+    if (up === 0) {
+      if (firstBad.status !== undefined) out.status = firstBad.status;
+      else delete out.status;
+    }
+    if (firstBad.credentialId) out.credentialId = firstBad.credentialId;
+  } else {
+    const warn = results.find((r) => r.verdict === 'warn');
+    out.verdict = warn ? 'warn' : 'pass';
+    if (warn) {
+      out.failureKind = warn.failureKind!;
+      out.detail = `${count}; ${warn.detail ?? ''}`;
+      if (!warn.failureKind) delete out.failureKind;
+    } else {
+      delete out.failureKind;
+      out.detail = count;
+    }
+  }
+  return out;
+}
+
+function hostOf(url: string | undefined): string {
+  if (!url) return 'endpoint';
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+/**
+ * What a probe activity needs about one service (a slice of the registry
+ * snapshot). It travels through workflow history, once per service per
+ * sweep: only what the probe reads, and never a secret (credentials by id).
+ */
 export interface ProbeTarget {
   id: string;
   /** Absolute URL probed: `healthCheck.url`, else the first endpoint + `healthCheck.path`. */
   url: string;
+  /** Every URL probed, in endpoint order, when there is more than one (`url` is the first). */
+  urls?: string[];
   check: HealthCheck;
   maintenance: MaintenanceWindow[];
+  /** With `healthCheck.auth: true`: the credential presented and how (the service's `credential` and `auth`). */
+  credential?: { id: string; scheme: 'bearer' | 'basic' | 'header' | 'make'; header?: string; username?: string };
 }
 
-/** The probe target of a service: its effective check and the URL it probes. */
-export function probeTarget(service: Pick<ServiceSpec, 'id' | 'endpoints' | 'healthCheck' | 'maintenance'>): ProbeTarget {
-  const check = effectiveHealthCheck(service);
-  let url = check.url;
-  if (!url) {
-    const ep = new URL(service.endpoints[0]!.url);
+/**
+ * The probe target of a service: its effective check and the URL(s) it
+ * probes: `healthCheck.url` alone, else every endpoint (with `path`).
+ */
+export function probeTarget(
+  service: Pick<ServiceSpec, 'id' | 'endpoints' | 'healthCheck' | 'maintenance'> & Partial<Pick<ServiceSpec, 'credential' | 'auth'>>,
+): ProbeTarget {
+  let check = effectiveHealthCheck(service);
+  const withPath = (raw: string): string => {
+    const ep = new URL(raw);
     if (check.path) {
       const [p, q] = check.path.split('?', 2) as [string, string | undefined];
       ep.pathname = p;
       ep.search = q ? `?${q}` : '';
     }
-    url = ep.toString();
+    return ep.toString();
+  };
+  const urls = check.url ? [check.url] : service.endpoints.map((e) => withPath(e.url));
+  const url = urls[0]!;
+  if (url.startsWith('tcp:') && check.type === 'http') check = { ...check, type: 'tcp' };
+  const t: ProbeTarget = { id: service.id, url, check, maintenance: service.maintenance ?? [] };
+  if (urls.length > 1) t.urls = urls;
+  if (check.auth && service.credential) {
+    const a = service.auth;
+    t.credential = { id: service.credential, scheme: a?.scheme ?? 'bearer' };
+    if (a?.header !== undefined) t.credential.header = a.header;
+    if (a?.username !== undefined) t.credential.username = a.username;
   }
-  if (url.startsWith('tcp:') && check.type !== 'tcp') return { id: service.id, url, check: { ...check, type: 'tcp' }, maintenance: service.maintenance ?? [] };
-  return { id: service.id, url, check, maintenance: service.maintenance ?? [] };
+  return t;
 }
 
 /** A result standing in for a probe that produced none (activity failed or timed out). */

@@ -72,22 +72,127 @@ export const endpointSchema = z.strictObject({
   weight: z.number().int().min(1).max(1000).default(1),
 });
 
-export const bodyRuleSchema = z.strictObject({
-  /** JSONPath into the response body, e.g. `$.status`. */
-  path: z.string().min(1),
-  equals: z.unknown().optional(),
-  exists: z.boolean().optional(),
-  matches: z.string().optional(),
-});
+/**
+ * One `expect.body` rule. With `path`: a JSONPath into a JSON body and one of
+ * `equals`, `exists`, `matches`. Without `path`: a rule on the body as plain
+ * text, `contains` (a keyword) or `matches` (a regular expression), so HTML or
+ * plain-text health pages can be checked too.
+ */
+export const bodyRuleSchema = z
+  .strictObject({
+    /** JSONPath into the response body, e.g. `$.status`; absent: the rule reads the body as text. */
+    path: z.string().min(1).optional(),
+    equals: z.unknown().optional(),
+    exists: z.boolean().optional(),
+    /** Regular expression (JavaScript syntax) a matched value, or the whole text body, must match. */
+    matches: z.string().optional(),
+    /** A keyword the text body must contain (case-sensitive); only without `path`. */
+    contains: z.string().min(1).optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.matches !== undefined) {
+      try {
+        new RegExp(r.matches);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', path: ['matches'], message: `invalid regular expression ${JSON.stringify(r.matches)}: ${(e as Error).message}` });
+      }
+    }
+    if (r.path === undefined) {
+      if (r.equals !== undefined || r.exists !== undefined) ctx.addIssue({ code: 'custom', path: ['path'], message: 'equals and exists need a JSONPath in path (e.g. "$.status"); for plain text use contains or matches' });
+      else if (r.contains === undefined && r.matches === undefined) ctx.addIssue({ code: 'custom', message: 'a body rule needs path (JSONPath) with equals/exists/matches, or contains/matches on the text body' });
+    } else if (r.contains !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['contains'], message: 'contains reads the body as text: drop path, or use matches on the JSONPath value' });
+    }
+  });
+
+/** Probe types: `http` (default), `tcp` connect, `dns` query, `tls` handshake, gRPC health, PostgreSQL `SELECT 1`, Redis `PING`. */
+export const PROBE_TYPES = ['http', 'tcp', 'dns', 'tls', 'grpc', 'postgres', 'redis'] as const;
+export type ProbeType = (typeof PROBE_TYPES)[number];
+
+/** DNS record types a `dns` probe can ask for. */
+export const DNS_RECORD_TYPES = ['A', 'AAAA', 'CNAME', 'MX', 'TXT', 'SRV', 'NS'] as const;
+
+const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const;
+
+/** URL schemes a probe may use, per type (the endpoint's or `healthCheck.url`). */
+const PROBE_SCHEMES: Record<ProbeType, readonly string[]> = {
+  http: ['http:', 'https:'],
+  tcp: ['tcp:', 'http:', 'https:'],
+  dns: ['http:', 'https:', 'tcp:'],
+  tls: ['https:', 'tcp:'],
+  grpc: ['http:', 'https:', 'tcp:'],
+  postgres: ['tcp:', 'postgres:', 'postgresql:'],
+  redis: ['tcp:', 'redis:', 'rediss:'],
+};
+
+/** Request headers a registry may not set: they carry secrets, which live in the credential store. */
+const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
+
+/** `host:port` or `host` (port 53), IPv6 in brackets: the resolver of a `dns` probe. */
+const resolverAddress = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'must be host or host:port, e.g. 127.0.0.1:5353 or [::1]:53');
+
+const probeUrl = z.string().refine((u) => {
+  try {
+    return Object.values(PROBE_SCHEMES).some((ss) => ss.includes(new URL(u).protocol));
+  } catch {
+    return false;
+  }
+}, 'must be an absolute http://, https://, tcp://, postgres:// or redis:// URL');
+
+/** Options that only some probe types read, and the types that read them (for "does not apply" errors). */
+const TYPE_OPTIONS: Record<string, readonly ProbeType[]> = {
+  path: ['http'],
+  method: ['http'],
+  headers: ['http'],
+  body: ['http'],
+  maxRedirects: ['http'],
+  recordType: ['dns'],
+  resolver: ['dns'],
+  queryName: ['dns'],
+  starttls: ['tls'],
+  grpcService: ['grpc'],
+  serverName: ['http', 'tls', 'grpc'],
+  insecureSkipVerify: ['http', 'tls', 'grpc'],
+  caFile: ['http', 'tls', 'grpc'],
+  auth: ['http', 'grpc', 'postgres', 'redis'],
+};
 
 export const healthCheckSchema = z.strictObject({
-  /** `http` (default) or `tcp` (connect only). */
-  type: z.enum(['http', 'tcp']).default('http'),
+  /** Probe type; see {@link PROBE_TYPES}. Default `http` (`tcp` when the URL is `tcp://`). */
+  type: z.enum(PROBE_TYPES).default('http'),
   /** Path on the service's endpoints, e.g. `/health`; give this or `url`, not both. */
   path: z.string().startsWith('/').optional(),
-  /** A full URL to probe instead of `path` on the endpoints. */
-  url: httpUrl.optional(),
-  method: z.enum(['GET', 'HEAD', 'POST']).default('GET'),
+  /** A full URL to probe instead of the endpoints (`tcp://`, `postgres://`, `redis://` too; never with a password). */
+  url: probeUrl.optional(),
+  method: z.enum(HTTP_METHODS).default('GET'),
+  /** Extra request headers (http); never Authorization or Cookie (use `auth: true`). */
+  headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name (a token)'), z.string().regex(/^[^\r\n\0]*$/, 'must not hold CR, LF or NUL')).optional(),
+  /** Request body (http), sent as is. */
+  body: z.string().optional(),
+  /** Redirects followed (http), 0-20; 0 (default) judges the 3xx itself. */
+  maxRedirects: z.number().int().min(0).max(20).optional(),
+  /** DNS record type asked for (dns); default A. */
+  recordType: z.enum(DNS_RECORD_TYPES).optional(),
+  /** Resolver queried (dns), `host:port`; default the system's resolvers. */
+  resolver: resolverAddress.optional(),
+  /** Name queried (dns); default the probed URL's host. */
+  queryName: z.string().min(1).optional(),
+  /** Upgrade a plain connection with STARTTLS before the handshake (tls): `smtp`. */
+  starttls: z.enum(['smtp']).optional(),
+  /** Service name asked about (grpc, `grpc.health.v1.HealthCheckRequest.service`); default "" (the whole server). */
+  grpcService: z.string().optional(),
+  /** TLS server name (SNI) and the name the certificate must match; default the URL's host. */
+  serverName: z.string().min(1).optional(),
+  /** Accept any certificate (http, tls, grpc): the handshake still happens and days left are still read. */
+  insecureSkipVerify: z.boolean().optional(),
+  /** PEM file of extra CA certificates trusted by this probe (http, tls, grpc), besides the system's and INTEGRATION_AGENT_PROBE_CA_FILE. */
+  caFile: z.string().min(1).optional(),
+  /** Connect over IPv4 or IPv6 only; default either (the resolver's order). */
+  ipFamily: z.union([z.literal(4), z.literal(6)], { error: 'must be 4 or 6' }).optional(),
+  /** Present the service's CURRENT credential (from the store, as calls do); a rejection is `credential_rejected`. */
+  auth: z.boolean().optional(),
   /** Time between probes, ms; default 30s. */
   interval: positiveDurationMs.default(30_000),
   /** Time a probe may take before it fails, ms; default 2s; must be shorter than `interval`. */
@@ -98,6 +203,8 @@ export const healthCheckSchema = z.strictObject({
       maxResponseTime: durationMs.optional(),
       body: z.array(bodyRuleSchema).default([]),
       certificateExpiresAfter: durationMs.optional(),
+      /** DNS answers expected (dns), compared as a set; absent: any non-empty answer passes. */
+      answers: z.array(z.string().min(1)).min(1).optional(),
     })
     .default({ status: [200], body: [] }),
   failureThreshold: z.number().int().min(1).max(100).default(3),
@@ -117,7 +224,59 @@ export const healthCheckSchema = z.strictObject({
       message: `maxResponseTime (${formatDuration(max)}) is longer than timeout (${formatDuration(hc.timeout)}), so it never applies: lower it or raise timeout`,
     });
   }
+  // An option the type never reads is a mistake (a typo'd type, or a copy-paste), not a no-op.
+  const type = hc.url?.startsWith('tcp:') && hc.type === 'http' ? 'tcp' : hc.type;
+  const set: Record<string, boolean> = {
+    path: hc.path !== undefined && type !== 'http' && type !== 'tcp',
+    method: hc.method !== 'GET',
+    headers: hc.headers !== undefined,
+    body: hc.body !== undefined,
+    maxRedirects: hc.maxRedirects !== undefined,
+    recordType: hc.recordType !== undefined,
+    resolver: hc.resolver !== undefined,
+    queryName: hc.queryName !== undefined,
+    starttls: hc.starttls !== undefined,
+    grpcService: hc.grpcService !== undefined,
+    serverName: hc.serverName !== undefined,
+    insecureSkipVerify: hc.insecureSkipVerify !== undefined,
+    caFile: hc.caFile !== undefined,
+    auth: hc.auth !== undefined,
+  };
+  for (const [key, given] of Object.entries(set)) {
+    const types = TYPE_OPTIONS[key]!;
+    if (given && !types.includes(type)) ctx.addIssue({ code: 'custom', path: [key], message: `${key} applies to type ${types.join(', ')} only, not ${type}` });
+  }
+  if (hc.expect.answers !== undefined && type !== 'dns') ctx.addIssue({ code: 'custom', path: ['expect', 'answers'], message: `answers applies to type dns only, not ${type}` });
+  if (hc.expect.body.length > 0 && type !== 'http') ctx.addIssue({ code: 'custom', path: ['expect', 'body'], message: `body rules apply to type http only, not ${type}` });
+  if (hc.expect.certificateExpiresAfter !== undefined && !['http', 'tls', 'grpc'].includes(type)) {
+    ctx.addIssue({ code: 'custom', path: ['expect', 'certificateExpiresAfter'], message: `certificateExpiresAfter applies to type http, tls, grpc only, not ${type}` });
+  }
+  if (hc.body !== undefined && (hc.method === 'GET' || hc.method === 'HEAD')) {
+    ctx.addIssue({ code: 'custom', path: ['body'], message: `a request body needs method POST, PUT, PATCH, DELETE or OPTIONS, not ${hc.method}` });
+  }
+  for (const name of Object.keys(hc.headers ?? {})) {
+    if (SECRET_HEADERS.has(name.toLowerCase())) {
+      ctx.addIssue({ code: 'custom', path: ['headers', name], message: `${name} carries a secret, which never belongs in the registry: reference the service's credential and set healthCheck.auth: true` });
+    }
+  }
+  if (hc.url !== undefined) {
+    let u: URL | undefined;
+    try {
+      u = new URL(hc.url);
+    } catch {
+      u = undefined;
+    }
+    if (u && u.password) ctx.addIssue({ code: 'custom', path: ['url'], message: 'must not hold a password: store it with `integration-agent credentials import`, reference the credential from the service and set healthCheck.auth: true' });
+    if (u && !PROBE_SCHEMES[type].includes(u.protocol)) {
+      ctx.addIssue({ code: 'custom', path: ['url'], message: `a ${type} probe takes a ${PROBE_SCHEMES[type].map((p) => p + '//').join(', ')} URL, got ${u.protocol}//` });
+    }
+  }
 });
+
+/** The URL schemes a probe of `type` accepts (endpoint or `healthCheck.url`). */
+export function probeSchemes(type: ProbeType): readonly string[] {
+  return PROBE_SCHEMES[type];
+}
 
 export const rateLimitSchema = z.strictObject({
   perSecond: z.number().int().positive().optional(),
@@ -207,6 +366,35 @@ export const serviceSchema = z.strictObject({
   maintenance: z.array(maintenanceWindowSchema).default([]),
   /** Make.com organization, team, connections, scenarios and hooks of a `type: make` service (see src/domain/make.ts). */
   make: makeConfigSchema.optional(),
+}).superRefine((svc, ctx) => {
+  // Probe options that depend on the rest of the service: named by service id, since a
+  // registry reader looks for the service, and the path alone says only its index.
+  const hc = svc.healthCheck;
+  if (!hc) return;
+  if (hc.auth && svc.credential === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['healthCheck', 'auth'], message: `service "${svc.id}": auth: true presents the service's credential, but the service names none: add credential: <id>` });
+  }
+  if (hc.url === undefined) {
+    const type = hc.type;
+    // Endpoints are http(s):// or tcp:// (the endpoint schema's own rule); a postgres:// or redis:// URL goes in healthCheck.url.
+    const schemes = probeSchemes(type).filter((p) => p === 'http:' || p === 'https:' || p === 'tcp:');
+    svc.endpoints.forEach((ep, i) => {
+      let protocol: string;
+      try {
+        protocol = new URL(ep.url).protocol;
+      } catch {
+        return; // the endpoint's own check reports it
+      }
+      if (type === 'http' && protocol === 'tcp:') return; // a tcp:// endpoint is probed by connecting (as before)
+      if (!schemes.includes(protocol)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['endpoints', i, 'url'],
+          message: `service "${svc.id}": a ${type} health check probes each endpoint and needs a ${schemes.map((p) => p + '//').join(', ')} URL, got ${protocol}//: fix the endpoint or give healthCheck.url`,
+        });
+      }
+    });
+  }
 });
 
 export const credentialSchema = z.strictObject({

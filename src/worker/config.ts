@@ -35,6 +35,8 @@ const envSchema = z.object({
   /** `host:port` for the Temporal SDK core's own Prometheus endpoint (task slots, poll latency...). */
   SDK_METRICS_ADDRESS: hostPort.optional(),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** A PEM file of extra CAs every health probe speaking TLS trusts (a private CA), besides the system roots. */
+  INTEGRATION_AGENT_PROBE_CA_FILE: z.string().min(1).optional(),
   /** Activities run at once per worker process. */
   MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().min(1).max(10_000).default(200),
 });
@@ -55,6 +57,8 @@ export type Config = {
   sdkMetricsAddress?: string;
   logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
   maxConcurrentActivities: number;
+  /** Extra CAs for health probes (INTEGRATION_AGENT_PROBE_CA_FILE), checked readable at start. */
+  probeCaFile?: string;
 };
 
 /** Thrown for configuration the user must fix; the message lists every problem. */
@@ -88,6 +92,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (Boolean(e.TEMPORAL_TLS_CERT) !== Boolean(e.TEMPORAL_TLS_KEY)) {
     throw new ConfigError('invalid configuration: TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS client certificate and its key)');
   }
+  if (e.INTEGRATION_AGENT_PROBE_CA_FILE) {
+    const pem = readFile(e.INTEGRATION_AGENT_PROBE_CA_FILE, 'INTEGRATION_AGENT_PROBE_CA_FILE').toString('utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`invalid configuration: INTEGRATION_AGENT_PROBE_CA_FILE=${e.INTEGRATION_AGENT_PROBE_CA_FILE} holds no PEM certificate`);
+  }
   const wantsTls = e.TEMPORAL_TLS || e.TEMPORAL_TLS_CERT || e.TEMPORAL_TLS_CA || e.TEMPORAL_TLS_SERVER_NAME;
   return {
     address: e.TEMPORAL_ADDRESS,
@@ -105,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sdkMetricsAddress: e.SDK_METRICS_ADDRESS,
     logLevel: e.LOG_LEVEL,
     maxConcurrentActivities: e.MAX_CONCURRENT_ACTIVITIES,
+    ...(e.INTEGRATION_AGENT_PROBE_CA_FILE ? { probeCaFile: e.INTEGRATION_AGENT_PROBE_CA_FILE } : {}),
   };
 }
 

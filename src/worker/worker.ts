@@ -195,6 +195,7 @@ export async function createAgentWorker(deps: {
     reporterId,
     coordinator,
     sharedAdmission,
+    ...(config.probeCaFile ? { probes: { caFile: config.probeCaFile } } : {}),
     health: { client, taskQueue: config.taskQueue, metrics: healthMetrics, alertWebhooks },
     rotation: {
       metrics: rotationMetrics,

@@ -1,0 +1,141 @@
+/**
+ * Probe activities: one module per check type (http, tcp, dns, tls, grpc,
+ * postgres, redis), each turning a target into a `ProbeObservation` on the
+ * wire; the judgment is `evaluateProbe` in src/domain/health.ts. A service
+ * with several endpoints has each probed (at once) and the results combined
+ * (`combineEndpointResults`: "2/3 endpoints up" is degraded, none up is a failure).
+ *
+ * Secrets: a probe with `auth: true` reads the service's CURRENT credential
+ * from the store at each probe; the secret stays inside the probe module
+ * (results carry the credential id only, error messages are redacted).
+ */
+import { Context } from '@temporalio/activity';
+import pLimit from 'p-limit';
+import { combineEndpointResults, evaluateProbe, inMaintenance, type ProbeObservation, type ProbeResult, type ProbeTarget } from '../../domain/health';
+import type { SecretReader } from '../ports';
+import { readCredential } from './credentials';
+import { probeDns } from './dns';
+import { classifyProbeError } from './errors';
+import { probeGrpc } from './grpc';
+import { createHttpProber } from './http';
+import { probePostgres } from './postgres';
+import { probeRedis } from './redis';
+import { probeTcp } from './tcp';
+import { probeTls } from './tls';
+import { createTlsOptions } from './tls-options';
+
+export { classifyProbeError } from './errors';
+
+export interface ProbeDeps {
+  /** Extra trusted CA certificates (PEM) for probes speaking TLS, e.g. a private CA; the system roots stay trusted. */
+  ca?: string | string[];
+  /** A PEM file of CAs every TLS probe trusts too (the worker passes `INTEGRATION_AGENT_PROBE_CA_FILE`); read when it changes. */
+  caFile?: string;
+  /** The credential store: `auth: true` probes read the service's CURRENT credential from it. */
+  secrets?: SecretReader;
+  /** Clock, epoch ms (tests may shift it); default Date.now. */
+  now?: () => number;
+  /** Largest body read for body rules, bytes; default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Idle keep-alive connections close after this long, ms; default 4000 (shorter than a sweep interval). */
+  keepAliveTimeoutMs?: number;
+}
+
+/** Input of {@link createProbeActivities}'s `probeServices`. */
+export interface ProbeBatchInput {
+  targets: ProbeTarget[];
+  /** Probes in flight at once inside this batch; default all of them. */
+  concurrency?: number;
+}
+
+/**
+ * Builds the probe activities.
+ * @returns `probeServices({ targets, concurrency })`: one judged result per target,
+ *   in target order; heartbeats (at most once a second) so a retried attempt resumes.
+ */
+export function createProbeActivities(deps: ProbeDeps = {}) {
+  const now = deps.now ?? Date.now;
+  const extraCa = deps.ca === undefined ? [] : Array.isArray(deps.ca) ? deps.ca : [deps.ca];
+  const tlsOptions = createTlsOptions(extraCa, deps.caFile);
+  const http = createHttpProber({ tls: tlsOptions, maxBodyBytes: deps.maxBodyBytes ?? 1 << 20, keepAliveTimeoutMs: deps.keepAliveTimeoutMs ?? 4_000, now });
+
+  /** Probes one endpoint of `t`; never throws. */
+  async function observe(t: ProbeTarget, href: string): Promise<ProbeObservation> {
+    try {
+      const credential = await readCredential(t, deps.secrets);
+      switch (t.check.type) {
+        case 'tcp':
+          return await probeTcp(t, href, now);
+        case 'dns':
+          return await probeDns(t, href, now);
+        case 'tls':
+          return await probeTls(t, href, tlsOptions, now);
+        case 'grpc':
+          return await probeGrpc(t, href, credential, tlsOptions, now);
+        case 'postgres':
+          return await probePostgres(t, href, credential, now);
+        case 'redis':
+          return await probeRedis(t, href, credential, tlsOptions, now);
+        default:
+          return href.startsWith('tcp:') ? await probeTcp(t, href, now) : await http.probe(t, href, credential);
+      }
+    } catch (err) {
+      return { startedAt: now(), latencyMs: 0, error: classifyProbeError(err, t.check.timeout) };
+    }
+  }
+
+  /** Probes every endpoint of one target and judges it; never throws. */
+  async function probeOne(t: ProbeTarget): Promise<ProbeResult> {
+    const urls = t.urls ?? [t.url];
+    const results = await Promise.all(
+      urls.map(async (href) => {
+        const obs = await observe(t, href);
+        const r = evaluateProbe(t.id, t.check, obs, now());
+        return r;
+      }),
+    );
+    const result = combineEndpointResults(results, urls);
+    if (t.maintenance.length > 0 && inMaintenance(t.maintenance, result.startedAt)) result.maintenance = true;
+    return result;
+  }
+
+  return {
+    /**
+     * Probes a batch of services, at most `concurrency` at once, and returns
+     * one result per target in order. Heartbeats `{ done: (ProbeResult|null)[] }`
+     * after a result at most once a second; a retried attempt reuses the results
+     * already heartbeated.
+     */
+    async probeServices(input: ProbeBatchInput): Promise<ProbeResult[]> {
+      let ctx: Context | undefined;
+      try {
+        ctx = Context.current();
+      } catch {
+        ctx = undefined;
+      }
+      const prior = (ctx?.info.heartbeatDetails as { done?: (ProbeResult | null)[] } | undefined)?.done;
+      const done: (ProbeResult | null)[] = input.targets.map((_, i) => prior?.[i] ?? null);
+      const limit = pLimit(Math.max(1, input.concurrency ?? input.targets.length));
+      // Heartbeat details are serialised on every call: at most once a second, so a
+      // retried attempt loses at most a second of results.
+      let lastBeat = 0;
+      await Promise.all(
+        input.targets.map((t, i) =>
+          done[i]
+            ? undefined
+            : limit(async () => {
+                done[i] = await probeOne(t);
+                const at = performance.now();
+                if (ctx && at - lastBeat >= 1000) {
+                  lastBeat = at;
+                  ctx.heartbeat({ done });
+                }
+              }),
+        ),
+      );
+      return done as ProbeResult[];
+    },
+  };
+}
+
+export type ProbeActivities = ReturnType<typeof createProbeActivities>;
