@@ -377,7 +377,7 @@ export const serviceSchema = z.strictObject({
   if (hc.url === undefined) {
     const type = hc.type;
     // Endpoints are http(s):// or tcp:// (the endpoint schema's own rule); a postgres:// or redis:// URL goes in healthCheck.url.
-    const schemes = probeSchemes(type).filter((p) => p === 'http:' || p === 'https:' || p === 'tcp:');
+    const schemes: readonly string[] = probeSchemes(type).filter((p) => p === 'http:' || p === 'https:' || p === 'tcp:');
     svc.endpoints.forEach((ep, i) => {
       let protocol: string;
       try {
