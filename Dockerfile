@@ -19,6 +19,7 @@ COPY --from=build /app/lib ./lib
 COPY package.json ./
 COPY bin ./bin
 COPY examples ./examples
+COPY web ./web
 RUN mkdir -p /data /config && chown node:node /data && cp examples/services.yaml /config/services.yaml
 USER node
 VOLUME ["/data"]

@@ -275,3 +275,32 @@ export async function applyRotationSchedules(
   }
   return out;
 }
+
+/** A credential's rotation Schedule as readers show it. */
+export interface RotationScheduleInfo {
+  scheduleId: string;
+  paused: boolean;
+  /** The interval between rotations, ms (the registry's `schedule`). */
+  intervalMs?: number;
+  /** The next start times, epoch ms (up to three). */
+  nextRunsMs: number[];
+}
+
+/**
+ * Describes the rotation Schedule of `credentialId` (id `rotation-schedule/<id>`),
+ * as {@link applyRotationSchedules} keeps it.
+ * @returns undefined when the credential has no schedule.
+ */
+export async function describeRotationSchedule(client: Client, credentialId: string): Promise<RotationScheduleInfo | undefined> {
+  const scheduleId = rotationScheduleId(credentialId);
+  try {
+    const d = await client.schedule.getHandle(scheduleId).describe();
+    const every = d.spec.intervals?.[0]?.every;
+    const info: RotationScheduleInfo = { scheduleId, paused: d.state.paused, nextRunsMs: d.info.nextActionTimes.slice(0, 3).map((t) => t.getTime()) };
+    if (every !== undefined) info.intervalMs = Number(every);
+    return info;
+  } catch (err) {
+    if (err instanceof ScheduleNotFoundError) return undefined;
+    throw err;
+  }
+}

@@ -18,6 +18,7 @@ import { register as registerHealth } from './commands/health';
 import { register as registerWebhooks } from './commands/webhooks';
 import { register as registerDoctor } from './commands/doctor';
 import { register as registerState } from './commands/state';
+import { register as registerDashboard } from './commands/dashboard';
 
 /** Builds the program with every command registered (exported for tests). */
 export function buildProgram(): Command {
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
     registerCodecServer,
     registerDoctor,
     registerState,
+    registerDashboard,
   ]) register(program);
   return program;
 }

@@ -24,6 +24,7 @@ import { formatSweep } from './sweep';
 import { openRegistry, resolveRegistryPath } from '../registry-source';
 import { syncRegistry } from '../../registry-sync';
 import type { Registry } from '../../../domain/registry';
+import { startDashboard, type Dashboard } from '../../../dashboard';
 
 export type RotationStatus = 'completed' | 'rolled_back' | 'needs_attention' | 'failed';
 
@@ -43,6 +44,8 @@ export interface DevReport {
    * (a child of `dev`; stopping it leaves the UI showing `binary/encrypted`).
    */
   temporal: { address: string; uiUrl?: string; namespace: string; uiDecodesPayloads: boolean; codecUrl: string; codecServerPid: number };
+  /** The live status page (`integration-agent dashboard`), served by this process on loopback. */
+  dashboard: { url: string };
   registry: { source: string; version: string };
   sweep: HealthSweepResult;
   rotations: DevRotation[];
@@ -78,8 +81,9 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON document')
     .option('--port <n>', 'Temporal gRPC port (default 7233, or a free one)', (v) => Number.parseInt(v, 10))
     .option('--ui-port <n>', 'Web UI port (default 8233, or a free one)', (v) => Number.parseInt(v, 10))
+    .option('--dashboard-port <n>', 'status page port on 127.0.0.1 (default 8300, or a free one)', (v) => Number.parseInt(v, 10))
     .option('--demo-port-base <n>', 'demo services on ports n, n+1, ... (default: free ports)', (v) => Number(v))
-    .action(async (opts: { registry?: string; once?: boolean; json?: boolean; port?: number; uiPort?: number; demoPortBase?: number }) => {
+    .action(async (opts: { registry?: string; once?: boolean; json?: boolean; port?: number; uiPort?: number; dashboardPort?: number; demoPortBase?: number }) => {
       const base = loadConfig({ LOG_LEVEL: 'warn', ...process.env });
       const logger = createLogger(base.logLevel, 'stderr');
       const say = (msg: string) => {
@@ -102,10 +106,12 @@ export function register(program: Command): void {
       let agent: AgentWorker | undefined;
       let running: Promise<void> | undefined;
       let client: Client | undefined;
+      let dashboard: Dashboard | undefined;
       let stopping: Promise<void> | undefined;
       const stop = () =>
         (stopping ??= (async () => {
           // The Runtime may already be draining the worker on SIGINT/SIGTERM.
+          await dashboard?.close().catch(() => undefined);
           if (agent?.worker.getState() === 'RUNNING') agent.worker.shutdown();
           await running?.catch(() => undefined);
           await client?.connection.close().catch(() => undefined);
@@ -125,7 +131,6 @@ export function register(program: Command): void {
           onExit: (how) => logger.warn(`the codec server exited (${how}); until dev restarts, the Web UI shows payloads encrypted (binary/encrypted)`),
         });
         server = await startDevServer({ port, uiPort, dbFilename: join(base.dataDir, 'temporal-dev.db'), uiCodecEndpoint: codecServer.url });
-        say(`Temporal dev server on ${server.address}; Web UI: ${server.uiUrl} (decodes payloads through the codec server on ${codecServer.url})`);
         const config = { ...base, address: server.address, tls: undefined, apiKey: undefined };
         agent = await createAgentWorker({ config, registry, logger });
         running = agent.run();
@@ -133,6 +138,17 @@ export function register(program: Command): void {
         registry.onReload(sync);
         sync(registry.current());
         client = await connectClient(config);
+        // The status page reads through the same client facade as any other program (docs/dashboard.md).
+        dashboard = await startDashboard({
+          client,
+          taskQueue: config.taskQueue,
+          namespace: config.namespace,
+          registry: () => registry.current(),
+          port: opts.dashboardPort ?? (await portOr(8300)),
+          uiUrl: server.uiUrl,
+          onError: (err) => logger.warn({ error: (err as Error).message }, 'dashboard gather failed'),
+        });
+        say(`Temporal dev server on ${server.address}; Web UI: ${server.uiUrl} (decodes payloads through the codec server on ${codecServer.url}); status page: ${dashboard.url}`);
         // The sweep and the rotations start here, next to the worker: a client on the worker's own
         // NativeConnection starts them eagerly (the first workflow task comes back in the start
         // response, not through the task queue). Closed with the worker.
@@ -161,6 +177,7 @@ export function register(program: Command): void {
             codecUrl: codecServer.url,
             codecServerPid: codecServer.pid,
           },
+          dashboard: { url: dashboard.url },
           registry: { source: registryPath, version: registry.current().versionHash },
           sweep,
           rotations,
@@ -168,7 +185,7 @@ export function register(program: Command): void {
         if (opts.json) emit(opts, report, () => '');
         const ok = rotations.every((r) => r.status === 'completed');
         if (!opts.once) {
-          say(`\nRunning. Inspect the runs in the Web UI: ${server.uiUrl}/namespaces/${config.namespace}/workflows  (inputs and results shown decoded; Ctrl-C to stop)`);
+          say(`\nRunning. Watch the fleet on the status page: ${dashboard.url}; inspect the runs in the Web UI: ${server.uiUrl}/namespaces/${config.namespace}/workflows  (inputs and results shown decoded; Ctrl-C to stop)`);
           await new Promise<void>((resolve) => {
             process.once('SIGINT', resolve);
             process.once('SIGTERM', resolve);
