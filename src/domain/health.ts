@@ -84,6 +84,8 @@ export interface ProbeResult {
   detail?: string;
   /** Whole days until the served leaf certificate expires (floor; negative when expired). */
   certDaysLeft?: number;
+  /** A `warn` on the certificate: the smallest `certificateExpiresAfter` threshold its remaining validity is under, ms. */
+  certThresholdMs?: number;
   /** True when the service was inside a maintenance window at `startedAt`. */
   maintenance?: boolean;
   /** Services with several endpoints: how many answered well, of how many probed. */
@@ -159,9 +161,11 @@ function show(v: unknown): string {
  * parse, JSONPath and text rules, health+json status); dns answers; grpc
  * serving status; then response time (`slow`), certificate days left (any
  * TLS connection: http, tls, grpc).
- * The first failing rule decides the failure kind; `warn` (health+json "warn",
- * or a certificate expiring before `expect.certificateExpiresAfter`) gives
- * a degraded verdict.
+ * The first failing rule decides the failure kind; `warn` (slower than
+ * `expect.degradedResponseTime`, health+json "warn", or a certificate
+ * expiring before `expect.certificateExpiresAfter`, the last of these
+ * deciding the detail) gives a degraded verdict; a certificate warning
+ * carries the smallest threshold crossed (`certThresholdMs`).
  *
  * @param now epoch ms used for certificate days left.
  */
@@ -231,19 +235,35 @@ export function evaluateProbe(serviceId: string, check: HealthCheck, obs: ProbeO
   }
   const max = check.expect.maxResponseTime;
   if (max !== undefined && obs.latencyMs > max) return fail('slow', `responded in ${Math.round(obs.latencyMs)}ms, limit ${max}ms`);
+  const degraded = check.expect.degradedResponseTime;
+  if (degraded !== undefined && obs.latencyMs > degraded) {
+    base.verdict = 'warn';
+    base.failureKind = 'slow';
+    base.detail = `responded in ${Math.round(obs.latencyMs)}ms, degraded above ${degraded}ms`;
+  }
   if (obs.healthJsonStatus !== undefined) {
     const v = healthJsonVerdict(obs.healthJsonStatus);
     if (v === 'fail') return { ...base, verdict: 'fail', failureKind: 'body', detail: `health+json status "${obs.healthJsonStatus}"` };
     if (v === 'warn') {
       base.verdict = 'warn';
+      delete base.failureKind;
       base.detail = `health+json status "${obs.healthJsonStatus}"`;
     }
   }
   const minLeftMs = check.expect.certificateExpiresAfter;
   if (minLeftMs !== undefined && obs.certNotAfter !== undefined) {
     if (obs.certNotAfter <= now) return fail('tls', `certificate expired ${-base.certDaysLeft!} day(s) ago`);
-    if (obs.certNotAfter - now < minLeftMs) {
-      return { ...base, verdict: 'warn', failureKind: 'tls', detail: `certificate expires in ${base.certDaysLeft} day(s), wanted more than ${Math.floor(minLeftMs / DAY_MS)}` };
+    const leftMs = obs.certNotAfter - now;
+    if (leftMs < minLeftMs) {
+      // The smallest threshold crossed: the service's warning notifies each one once.
+      const crossed = Math.min(...(check.expect.certificateExpiryThresholds ?? [minLeftMs]).filter((t) => leftMs < t));
+      return {
+        ...base,
+        verdict: 'warn',
+        failureKind: 'tls',
+        certThresholdMs: crossed,
+        detail: `certificate expires in ${base.certDaysLeft} day(s), under the ${formatThreshold(crossed)} threshold`,
+      };
     }
   }
   return base;
@@ -297,6 +317,10 @@ export function combineEndpointResults(results: readonly ProbeResult[], urls: re
   };
   const days = results.map((r) => r.certDaysLeft).filter((d): d is number => d !== undefined);
   if (days.length) out.certDaysLeft = Math.min(...days);
+  // The lowest certificate threshold any endpoint crossed: the warning's notices follow the worst certificate.
+  const crossed = results.map((r) => r.certThresholdMs).filter((t): t is number => t !== undefined);
+  if (crossed.length) out.certThresholdMs = Math.min(...crossed);
+  else delete out.certThresholdMs;
   const count = `${up}/${results.length} endpoints up`;
   if (firstBad) {
     out.endpointsDown = down;
@@ -330,6 +354,13 @@ function hostOf(url: string | undefined): string {
   } catch {
     return url;
   }
+}
+
+/** A threshold for humans: whole days as `14-day`, else the duration (`36h`). */
+function formatThreshold(ms: number): string {
+  if (ms % DAY_MS === 0) return `${ms / DAY_MS}-day`;
+  const h = ms / 3_600_000;
+  return Number.isInteger(h) ? `${h}h` : `${Math.round(ms / 1000)}s`;
 }
 
 /**
@@ -583,6 +614,12 @@ export interface HealthObservation {
   /** Everything depending on this service, for the alert text (a root cause only). */
   impacts?: string[];
   maintenance?: boolean;
+  /**
+   * For a `warn` on the served certificate: the smallest
+   * `certificateExpiresAfter` threshold its remaining validity is under, ms
+   * (each threshold crossed is notified once per warning incident).
+   */
+  certThresholdMs?: number;
   failureThreshold: number;
   successThreshold: number;
 }
@@ -618,10 +655,32 @@ export interface ServiceHealthState {
   last?: Omit<HealthObservation, 'failureThreshold' | 'successThreshold' | 'rootCauses' | 'impacts'>;
   /** Alert state: open between a TRIGGERED and its RESOLVED; `seq` numbers every alert sent. */
   alert: { open: boolean; seq: number; openedAt?: number; rootCause?: string };
+  /** Warning state (a `degraded` service), apart from the failure alert; absent until the first observation that tracks it. */
+  warning?: WarningAlertState;
   /** Last few sweep ids applied (duplicate delivery guard). */
   recentSweeps: string[];
   figures?: HealthFigures;
   observations: number;
+}
+
+/**
+ * The warning incident of a service (its own identity: alert ids
+ * `health/<serviceId>/warning#<seq>`): open between a WARNING and its RESOLVED.
+ */
+export interface WarningAlertState {
+  open: boolean;
+  /** Numbers every warning alert sent (WARNING, threshold notices, RESOLVED). */
+  seq: number;
+  /** The `seq` of the WARNING that opened the incident: its id is the incident id. */
+  openedSeq?: number;
+  /** Epoch ms the incident opened. */
+  openedAt?: number;
+  /** Consecutive `warn` verdicts with no failing dependency. */
+  warnStreak: number;
+  /** Consecutive `pass` verdicts (not `warn`): `successThreshold` of them resolve the warning. */
+  passStreak: number;
+  /** Smallest certificate threshold notified in the open incident, ms. */
+  certThresholdMs?: number;
 }
 
 /** An alert to deliver (no secrets: ids, statuses and one-line details only). */
@@ -678,6 +737,11 @@ export interface Alert {
 }
 
 export type AlertSeverity = 'critical' | 'warning';
+
+/** True for the alerts of a warning incident (WARNING and its RESOLVED), not of a failure. */
+export function isWarningAlert(alert: Pick<Alert, 'id' | 'kind'>): boolean {
+  return alert.kind === 'WARNING' || /\/warning#\d+$/.test(alert.id);
+}
 
 /**
  * The incident an alert belongs to (`alert.incidentId` when set):
@@ -750,6 +814,18 @@ const RECENT_SWEEPS = 16;
  * alert is open; RESOLVED once when an open alert's service reaches
  * `successThreshold` consecutive passes. A duplicate sweep id changes nothing.
  *
+ * Warnings (a `degraded` service: certificate expiring, health+json `warn`,
+ * slower than `degradedResponseTime`), apart from the failure alert, with
+ * their own incident (`health/<id>/warning#<n>`): WARNING once after
+ * `failureThreshold` consecutive `warn` verdicts with no failing dependency;
+ * while it is open, one more WARNING (same incident) each time the
+ * certificate crosses a lower `certificateExpiresAfter` threshold, never
+ * twice for one threshold; RESOLVED once after `successThreshold`
+ * consecutive `pass` verdicts (a failure in between keeps it open: the
+ * failure alert speaks for that time).
+ *
+ * @param opts.warnings false: no warning state or alerts, as before they
+ *   existed (the workflow passes false when replaying runs made without them); default true.
  * @param opts.firstFailureDecides false: a service not judged yet waits for
  *   `failureThreshold` failures before `unhealthy`, as before (the workflow
  *   passes false when replaying runs made under that rule); default true.
@@ -758,7 +834,7 @@ const RECENT_SWEEPS = 16;
 export function applyObservation(
   state: ServiceHealthState,
   obs: HealthObservation,
-  opts: { firstFailureDecides?: boolean } = {},
+  opts: { firstFailureDecides?: boolean; warnings?: boolean } = {},
 ): { state: ServiceHealthState; alerts: Alert[] } {
   if (state.recentSweeps.includes(obs.sweepId)) return { state, alerts: [] };
   const s: ServiceHealthState = {
@@ -806,6 +882,7 @@ export function applyObservation(
       const impacted = s.impacts;
       alerts.push({
         id: `health/${s.serviceId}#${s.alert.seq}`,
+        incidentId: `health/${s.serviceId}#${s.alert.seq}`,
         kind: 'TRIGGERED',
         source: 'health',
         serviceId: s.serviceId,
@@ -821,6 +898,7 @@ export function applyObservation(
       s.alert = { open: false, seq: s.alert.seq + 1 };
       alerts.push({
         id: `health/${s.serviceId}#${s.alert.seq}`,
+        incidentId: `health/${s.serviceId}#${s.alert.seq - 1}`,
         kind: 'RESOLVED',
         source: 'health',
         serviceId: s.serviceId,
@@ -831,7 +909,70 @@ export function applyObservation(
       });
     }
   }
+  if (opts.warnings !== false) alerts.push(...applyWarning(s, obs));
   return { state: s, alerts };
+}
+
+/** The warning half of {@link applyObservation}: updates `s.warning` (a fresh object) and returns its alerts (0 or 1). */
+function applyWarning(s: ServiceHealthState, obs: HealthObservation): Alert[] {
+  const w: WarningAlertState = { ...(s.warning ?? { open: false, seq: 0, warnStreak: 0, passStreak: 0 }) };
+  s.warning = w;
+  const rootless = !obs.rootCauses?.length;
+  if (obs.verdict === 'warn' && rootless) {
+    w.warnStreak++;
+    w.passStreak = 0;
+  } else if (obs.verdict === 'pass') {
+    w.passStreak++;
+    w.warnStreak = 0;
+  } else if (obs.verdict !== 'inconclusive') {
+    w.warnStreak = 0;
+    w.passStreak = 0;
+  }
+  if (obs.maintenance) return [];
+  const base = { source: 'health' as const, serviceId: s.serviceId, at: obs.at, rootCause: s.serviceId, severity: 'warning' as const };
+  const degraded = (): Alert => ({
+    ...base,
+    id: `health/${s.serviceId}/warning#${w.seq}`,
+    incidentId: `health/${s.serviceId}/warning#${w.openedSeq}`,
+    kind: 'WARNING',
+    summary: `${s.serviceId} is degraded${obs.failureKind ? ` (${obs.failureKind})` : ''}${obs.detail ? `: ${obs.detail}` : ''}`,
+    ...(obs.failureKind ? { failureKind: obs.failureKind } : {}),
+    ...(obs.detail ? { detail: obs.detail } : {}),
+  });
+  if (!w.open && w.warnStreak >= obs.failureThreshold) {
+    w.open = true;
+    w.seq++;
+    w.openedSeq = w.seq;
+    w.openedAt = obs.at;
+    if (obs.certThresholdMs !== undefined) w.certThresholdMs = obs.certThresholdMs;
+    else delete w.certThresholdMs;
+    return [degraded()];
+  }
+  if (w.open && obs.verdict === 'warn' && rootless && obs.certThresholdMs !== undefined && (w.certThresholdMs === undefined || obs.certThresholdMs < w.certThresholdMs)) {
+    w.seq++;
+    w.certThresholdMs = obs.certThresholdMs;
+    return [degraded()];
+  }
+  if (w.open && w.passStreak >= obs.successThreshold) {
+    const openedAt = w.openedAt ?? obs.at;
+    const incidentId = `health/${s.serviceId}/warning#${w.openedSeq}`;
+    w.open = false;
+    w.seq++;
+    delete w.openedSeq;
+    delete w.openedAt;
+    delete w.certThresholdMs;
+    return [
+      {
+        ...base,
+        id: `health/${s.serviceId}/warning#${w.seq}`,
+        incidentId,
+        kind: 'RESOLVED',
+        summary: `${s.serviceId} is no longer degraded after ${Math.max(0, Math.round((obs.at - openedAt) / 1000))}s`,
+        durationMs: Math.max(0, obs.at - openedAt),
+      },
+    ];
+  }
+  return [];
 }
 
 /**
@@ -849,6 +990,7 @@ export function isSteady(state: ServiceHealthState): boolean {
     state.inconclusiveStreak === 0 &&
     state.successStreak >= 1 &&
     !state.alert.open &&
+    !state.warning?.open &&
     state.rootCauses.length === 0
   );
 }

@@ -201,10 +201,24 @@ export const healthCheckSchema = z.strictObject({
     .strictObject({
       status: z.array(statusMatcher).min(1).default([200]),
       maxResponseTime: durationMs.optional(),
+      /** Slower than this, ms (but within `maxResponseTime`): degraded, a warning (Checkly's `degradedResponseTime`). */
+      degradedResponseTime: positiveDurationMs.optional(),
       body: z.array(bodyRuleSchema).default([]),
-      certificateExpiresAfter: durationMs.optional(),
+      /**
+       * The served certificate must stay valid at least this long, ms: one
+       * duration or a list of thresholds (`[21d, 14d, 7d]`, each crossed one
+       * is notified once). Parsed: the largest here, the list (descending) in
+       * `certificateExpiryThresholds` when a list was given.
+       */
+      certificateExpiresAfter: z.union([positiveDurationMs, z.array(positiveDurationMs).min(1).max(10)]).optional(),
       /** DNS answers expected (dns), compared as a set; absent: any non-empty answer passes. */
       answers: z.array(z.string().min(1)).min(1).optional(),
+    })
+    .transform(({ certificateExpiresAfter: c, ...e }): typeof e & { certificateExpiresAfter?: number; certificateExpiryThresholds?: number[] } => {
+      if (c === undefined) return e;
+      if (!Array.isArray(c)) return { ...e, certificateExpiresAfter: c };
+      const thresholds = [...new Set(c)].sort((a, b) => b - a);
+      return { ...e, certificateExpiresAfter: thresholds[0]!, certificateExpiryThresholds: thresholds };
     })
     .default({ status: [200], body: [] }),
   failureThreshold: z.number().int().min(1).max(100).default(3),
@@ -270,6 +284,14 @@ export const healthCheckSchema = z.strictObject({
     if (u && !PROBE_SCHEMES[type].includes(u.protocol)) {
       ctx.addIssue({ code: 'custom', path: ['url'], message: `a ${type} probe takes a ${PROBE_SCHEMES[type].map((p) => p + '//').join(', ')} URL, got ${u.protocol}//` });
     }
+  }
+  const degraded = hc.expect.degradedResponseTime;
+  if (degraded !== undefined && degraded >= Math.min(max ?? Infinity, hc.timeout)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['expect', 'degradedResponseTime'],
+      message: `degradedResponseTime (${formatDuration(degraded)}) must be shorter than ${max !== undefined && max < hc.timeout ? `maxResponseTime (${formatDuration(max)})` : `timeout (${formatDuration(hc.timeout)})`}, or it never applies`,
+    });
   }
 });
 

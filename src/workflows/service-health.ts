@@ -31,6 +31,7 @@ import {
   applyObservation,
   applySkippedPass,
   initialServiceHealth,
+  isWarningAlert,
   markStale,
   type Alert,
   type HealthFigures,
@@ -100,7 +101,11 @@ export async function serviceHealth(input: ServiceHealthInput): Promise<void> {
     // status change adds a search-attribute upsert where runs before made none: `patched`,
     // asked only where the rules differ.
     const rulesDiffer = before.own === 'unknown' && o.verdict === 'fail' && before.failStreak + 1 < o.failureThreshold;
-    const r = applyObservation(before, o, { firstFailureDecides: rulesDiffer ? patched('first-failure-decides') : true });
+    const firstFailureDecides = rulesDiffer ? patched('first-failure-decides') : true;
+    let r = applyObservation(before, o, { firstFailureDecides });
+    // Warning alerts (a degraded service) are new: an observation that decides one schedules a delivery
+    // runs made before never scheduled, so `patched` is asked only then; without it, no warnings.
+    if (r.alerts.some(isWarningAlert) && !patched('health-warning-alerts')) r = applyObservation(before, o, { firstFailureDecides, warnings: false });
     if (r.state === before) return; // duplicate delivery of a sweep
     state = figures ? { ...r.state, figures } : r.state;
     if (stale && stale > 0) staleAfterMs = stale;

@@ -13,6 +13,7 @@ import {
   initialServiceHealth,
   inMaintenance,
   isSteady,
+  isWarningAlert,
   markStale,
   openMaintenanceOccurrence,
   statusMatches,
@@ -217,19 +218,46 @@ describe('hysteresis and alerts', () => {
       rooted: fc.boolean(),
       maintenance: fc.boolean(),
       dup: fc.boolean(),
+      certThresholdDays: fc.constantFrom(undefined, 21, 14, 7),
     });
     fc.assert(
       fc.property(fc.array(step, { maxLength: 80 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 }), (steps, ft, st) => {
         let s = initialServiceHealth('svc', NOW);
         let expectNext: 'TRIGGERED' | 'RESOLVED' = 'TRIGGERED';
         let rootless = 0;
+        // Warnings: their own incident; WARNING opens it, lower certificate thresholds add notices, RESOLVED closes it.
+        let warning: { incidentId: string; threshold: number } | undefined;
+        let warnRun = 0;
+        let passRun = 0;
         steps.forEach((x, i) => {
           const o: HealthObservation = { ...obs(i, x.verdict), failureThreshold: ft, successThreshold: st };
           if (x.rooted) o.rootCauses = ['up'];
           if (x.maintenance && i % 3 === 0) o.maintenance = true;
+          if (x.verdict === 'warn' && x.certThresholdDays) o.certThresholdMs = x.certThresholdDays * DAY;
           const r = applyObservation(s, o);
           rootless = x.verdict === 'fail' ? (x.rooted ? 0 : rootless + 1) : x.verdict === 'inconclusive' ? rootless : 0;
-          for (const a of r.alerts) {
+          warnRun = x.verdict === 'warn' && !x.rooted ? warnRun + 1 : x.verdict === 'inconclusive' ? warnRun : 0;
+          passRun = x.verdict === 'pass' ? passRun + 1 : x.verdict === 'inconclusive' ? passRun : 0;
+          for (const a of r.alerts.filter(isWarningAlert)) {
+            expect(o.maintenance).toBeUndefined();
+            expect(a.id).toMatch(/^health\/svc\/warning#\d+$/);
+            if (a.kind === 'WARNING' && !warning) {
+              expect(warnRun).toBeGreaterThanOrEqual(ft);
+              expect(a.incidentId).toBe(a.id);
+              warning = { incidentId: a.id, threshold: o.certThresholdMs ?? Infinity };
+            } else if (a.kind === 'WARNING') {
+              expect(a.incidentId).toBe(warning!.incidentId);
+              expect(o.certThresholdMs).toBeLessThan(warning!.threshold);
+              warning!.threshold = o.certThresholdMs!;
+            } else {
+              expect(warning).toBeDefined();
+              expect(passRun).toBeGreaterThanOrEqual(st);
+              expect(a.incidentId).toBe(warning!.incidentId);
+              warning = undefined;
+            }
+          }
+          expect(r.alerts.filter(isWarningAlert).length).toBeLessThanOrEqual(1);
+          for (const a of r.alerts.filter((a) => !isWarningAlert(a))) {
             expect(a.kind).toBe(expectNext);
             if (a.kind === 'TRIGGERED') expect(rootless).toBeGreaterThanOrEqual(ft);
             expect(o.maintenance).toBeUndefined();
@@ -239,6 +267,7 @@ describe('hysteresis and alerts', () => {
           if (x.dup) expect(applyObservation(s, o).alerts).toEqual([]);
         });
         expect(s.alert.open).toBe((expectNext as string) === 'RESOLVED');
+        expect(s.warning?.open ?? false).toBe(warning !== undefined);
       }),
       { numRuns: 300 },
     );

@@ -69,7 +69,7 @@ export interface Bench {
   run<T>(fn: () => Promise<T>): Promise<T>;
 }
 
-export async function healthBench(services: unknown[], receiverUrl: string, opts: { dataDir?: string } = {}): Promise<Bench> {
+export async function healthBench(services: unknown[], receiverUrl: string, opts: { dataDir?: string; ca?: string[] } = {}): Promise<Bench> {
   const client = await testClient();
   const taskQueue = uniqueTaskQueue('health');
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'ia-health-'));
@@ -92,6 +92,7 @@ export async function healthBench(services: unknown[], receiverUrl: string, opts
             activities: createActivities({
               registry: { current: () => registry.current },
               state,
+              ...(opts.ca ? { probes: { ca: opts.ca } } : {}),
               health: { client, alertWebhooks: [{ name: 'ops', url: receiverUrl, format: 'json', timeoutMs: 2000 }], figuresEveryMs: 0 },
             }),
           },
