@@ -157,6 +157,7 @@ const TYPE_OPTIONS: Record<string, readonly ProbeType[]> = {
   insecureSkipVerify: ['http', 'tls', 'grpc'],
   caFile: ['http', 'tls', 'grpc'],
   auth: ['http', 'grpc', 'postgres', 'redis'],
+  ipFamily: ['http', 'tcp', 'tls', 'grpc', 'postgres', 'redis'],
 };
 
 export const healthCheckSchema = z.strictObject({
@@ -255,6 +256,7 @@ export const healthCheckSchema = z.strictObject({
     insecureSkipVerify: hc.insecureSkipVerify !== undefined,
     caFile: hc.caFile !== undefined,
     auth: hc.auth !== undefined,
+    ipFamily: hc.ipFamily !== undefined,
   };
   for (const [key, given] of Object.entries(set)) {
     const types = TYPE_OPTIONS[key]!;

@@ -8,6 +8,8 @@
  * `credential_rejected`; a server that answers with an error (starting up,
  * too many connections) is `status` with its SQLSTATE.
  */
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import { Client } from 'pg';
 import type { ProbeObservation, ProbeTarget } from '../../domain/health';
 import { databaseLogin, rejectedMessage, type ProbeCredential } from './credentials';
@@ -28,8 +30,10 @@ export async function probePostgres(t: ProbeTarget, href: string, credential: Pr
   const user = login.username ?? 'postgres';
   const secrets = credential ? [credential.secret, ...(login.password ? [login.password] : [])] : [];
   const timeout = t.check.timeout;
+  // pg dials the name it is given: an IP family is honoured by dialling that family's address.
+  const dial = t.check.ipFamily && !isIP(host) ? await lookup(host, { family: t.check.ipFamily }).then((a) => a.address, () => host) : host;
   const client = new Client({
-    host,
+    host: dial,
     port,
     database,
     user,
@@ -67,6 +71,10 @@ function pgFailure(err: unknown, timeoutMs: number, credential: ProbeCredential 
   if (e?.code && AUTH_FAILED.has(e.code)) {
     if (credential) return { kind: 'credential_rejected', message: rejectedMessage(credential.id, `PostgreSQL ${e.code} for user "${user}"`) };
     return { kind: 'status', message: `PostgreSQL ${e.code}: login as "${user}" refused; to log in with the service's credential set healthCheck.auth: true` };
+  }
+  if (/client password must be a string|password authentication|SASL/i.test(msg) && !e?.code) {
+    // pg refuses a password-based login without a password before sending anything.
+    return { kind: 'status', message: `PostgreSQL wants a password for "${user}"; to log in with the service's credential set healthCheck.auth: true` };
   }
   if (e?.code && /^[0-9A-Z]{5}$/.test(e.code)) return { kind: 'status', message: `PostgreSQL ${e.code}: ${msg}` };
   if (/timeout/i.test(msg) && !(err instanceof ProbeError)) return { kind: 'timeout', message: `no answer within ${timeoutMs}ms` };

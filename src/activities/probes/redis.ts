@@ -54,7 +54,9 @@ export async function probeRedis(t: ProbeTarget, href: string, credential: Probe
     if (pong !== 'PONG') throw new ProbeError('protocol', `PING answered ${JSON.stringify(String(pong).slice(0, 40))}`);
     return { startedAt, latencyMs: performance.now() - t0, ...(credential ? { credentialId: credential.id } : {}) };
   } catch (err) {
-    const error = redisFailure(err ?? lastError, timeout, credential);
+    // ioredis rejects connect() with a bare "Connection is closed." and reports the cause
+    // (ECONNREFUSED, WRONGPASS) on its 'error' event: the cause is the one to judge.
+    const error = redisFailure(lastError ?? err, timeout, credential);
     error.message = redact(error.message, secrets);
     return { startedAt, latencyMs: performance.now() - t0, error, ...(credential ? { credentialId: credential.id } : {}) };
   } finally {
