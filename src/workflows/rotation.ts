@@ -35,11 +35,13 @@ import {
   ParentClosePolicy,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
   type ActivityOptions,
+  type LocalActivityOptions,
 } from '@temporalio/workflow';
 import type { createRegistryActivities } from '../activities/registry';
 import type { InstallRefusal, PreflightResult, RotationActivities } from '../activities/rotation';
@@ -84,8 +86,8 @@ const PhaseKey = defineSearchAttributeKey('Phase', SearchAttributeType.KEYWORD);
 
 type Acts = RotationActivities & ReturnType<typeof createRegistryActivities>;
 
-/** Retries for store-only steps and the registry snapshot. */
-const LOCAL: ActivityOptions = {
+/** Retries for the preflight, the state-store steps and the registry snapshot. */
+const SHORT_STEP: ActivityOptions & LocalActivityOptions = {
   startToCloseTimeout: '30s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 10 },
 };
@@ -100,7 +102,18 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   const { credentialId } = input;
   const { workflowId, runId } = workflowInfo();
   const rotationKey = `${workflowId}#${runId}`;
-  const local = proxyActivities<Acts>(LOCAL);
+  const shortActs = proxyActivities<Acts>(SHORT_STEP);
+  /**
+   * The registry snapshot, the audit entries and finish (PENDING -> CURRENT) are short, idempotent
+   * and touch only the worker's registry and the state store, which every worker shares (SQLite on
+   * one host, PostgreSQL on many): they run as local activities, in the worker process that holds
+   * the workflow task, with no trip through the server's queues (docs/rotation.md, "Which steps are
+   * local activities"). Steps that call the issuer or a consumer (preflight, mint, install, verify,
+   * revoke) stay normal activities: long, rate-limited, retried with their own timeouts, heartbeats
+   * and backoff, and run by whichever worker polls the task queue. Runs begun before this change
+   * scheduled the store steps as normal activities; patched so their histories replay.
+   */
+  const store = patched('rotation-store-steps-local') ? proxyLocalActivities<Acts>(SHORT_STEP) : shortActs;
 
   const state: RotationProgress = { credentialId, phase: 'preflight', batches: [], services: [] };
   let graceEnded = false;
@@ -135,7 +148,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     setPhase(status);
     if (!input.dryRun) {
       const audited = await CancellationScope.nonCancellable(() =>
-        local.auditRotation({ credentialId, step: 'rotation', outcome: status, versionId: state.versionId ?? null, detail: r.cause ?? null }),
+        store.auditRotation({ credentialId, step: 'rotation', outcome: status, versionId: state.versionId ?? null, detail: r.cause ?? null }),
       );
       // A run that did not complete (or left PREVIOUS valid) alerts the ALERT_WEBHOOKS receivers, once:
       // only where the worker has some (the audit says how many; older runs' audits said nothing), and
@@ -161,7 +174,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   let registry: Registry;
   let plan: RotationPlan;
   try {
-    registry = await local.snapshotRegistry();
+    registry = await store.snapshotRegistry();
     plan = planRotation(registry, credentialId, { gracePeriodMs: input.gracePeriodMs });
   } catch (err) {
     return end('failed', { cause: oneLine(err) });
@@ -178,7 +191,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
 
   let preflight: PreflightResult;
   try {
-    preflight = await local.rotationPreflight({ credential: credentialRef, issuer, consumers: [...consumerSpecs.values()] });
+    preflight = await shortActs.rotationPreflight({ credential: credentialRef, issuer, consumers: [...consumerSpecs.values()] });
   } catch (err) {
     return end('failed', { cause: `preflight: ${oneLine(err)}` });
   }
@@ -192,7 +205,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   if (preflight.problems.length > 0 && !input.force) {
     return end('failed', { cause: `refused, nothing changed: ${preflight.problems.join('; ')} (use --force to rotate anyway)` });
   }
-  await local.auditRotation({ credentialId, step: 'rotation', outcome: 'started', versionId: current ?? null, detail: input.force ? 'forced' : null });
+  await store.auditRotation({ credentialId, step: 'rotation', outcome: 'started', versionId: current ?? null, detail: input.force ? 'forced' : null });
 
   const issuerActs = proxyActivities<Acts>(stepOptions(plan.issuerStepTimeoutMs, 5));
   // --force over leftovers of an interrupted run. Runs begun before this change revoked the leftover
@@ -352,7 +365,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   // 5. Finish.
   setPhase('finish');
   try {
-    const finished = await CancellationScope.nonCancellable(() => local.finishRotation({ credentialId, versionId }));
+    const finished = await CancellationScope.nonCancellable(() => store.finishRotation({ credentialId, versionId }));
     state.previousVersionId = finished.previousVersionId ?? undefined;
     // The version the consumers took is CURRENT now: they hold `current`, not `pending`
     // (progress, query and result only; no command changes, so older histories replay).

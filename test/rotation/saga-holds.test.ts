@@ -150,11 +150,13 @@ test('a cancel that reaches the workflow together with the verify\'s final failu
     const events = async (h: WorkflowHandle) => (await h.fetchHistory()).events ?? [];
     const connection = await NativeConnection.connect({ address: testAddress() });
     try {
-      // Activities and workflow tasks on separate workers, so workflow tasks can be held back.
+      // Activities and workflow tasks on separate workers, so workflow tasks can be held back. The workflow
+      // workers run the saga's local activities (store steps run where the workflow task is) and no others.
       const activityWorker = await Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, activities: fx.activities() });
+      const workflowWorker = () => Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, ...workflowSource(), activities: fx.activities(), enableNonLocalActivities: false });
       const result = await activityWorker.runUntil(async () => {
         let handle!: WorkflowHandle;
-        const first = await Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, ...workflowSource() });
+        const first = await workflowWorker();
         await first.runUntil(async () => {
           handle = (await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue })).handle;
           await waitFor('verifyVersion scheduled', async () => (await events(handle)).some((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'verifyVersion'));
@@ -163,7 +165,7 @@ test('a cancel that reaches the workflow together with the verify\'s final failu
         await waitFor('verifyVersion failed', async () => (await events(handle)).some((e) => e.activityTaskFailedEventAttributes), 600);
         await handle.cancel();
         await waitFor('cancel recorded', async () => (await events(handle)).some((e) => e.workflowExecutionCancelRequestedEventAttributes));
-        const second = await Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, ...workflowSource() });
+        const second = await workflowWorker();
         return second.runUntil(() => handle.result() as Promise<RotationResult>);
       });
       expect([result.status, result.cause]).toEqual(['rolled_back', 'cancelled']);

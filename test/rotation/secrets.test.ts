@@ -5,8 +5,8 @@
  * worker's logs (DEBUG, with metadata), the results, the progress query, the
  * audit trail, or the database file itself (values are encrypted at rest).
  *
- * With IA_CAPTURE_ROTATION_HISTORIES=1 it also writes the completed and the
- * rolled-back histories to test/histories/ for the replay test.
+ * With IA_CAPTURE_ROTATION_HISTORIES=1 (or =<tag>) it also writes the completed
+ * and the rolled-back histories to test/histories/ for the replay test.
  */
 import { randomBytes } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -86,10 +86,13 @@ test('no secret value in histories, logs, results, queries, audit trail or the d
     // The version ids (references) do appear: the search itself works.
     expect(places.histories).toContain(completed.versionId!);
 
-    if (process.env.IA_CAPTURE_ROTATION_HISTORIES === '1') {
+    const capture = process.env.IA_CAPTURE_ROTATION_HISTORIES;
+    if (capture) {
+      // `1`: rotation-<status>.json; any other value tags the files (rotation-<status>-<tag>.json), so
+      // histories of a new workflow path sit beside the older ones, which must keep replaying too.
       const dir = join(__dirname, '..', 'histories');
       for (const h of histories.filter((x) => x.status !== 'needs_attention')) {
-        const file = `rotation-${h.status.replace('_', '-')}.json`;
+        const file = `rotation-${h.status.replace('_', '-')}${capture === '1' ? '' : `-${capture}`}.json`;
         writeFileSync(join(dir, file), JSON.stringify({ workflowId: h.workflowId, history: JSON.parse(h.json) }, null, 1) + '\n');
       }
     }
