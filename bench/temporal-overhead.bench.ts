@@ -10,7 +10,10 @@
  * alternate between them so that load from other work on the machine weighs
  * on both alike; before each measured block an unmeasured `activityRoundTrips(15)`
  * spends the stock server's read burst, so both sides are in the steady state
- * of a busy server. Where the time goes: docs/temporal-overhead.md.
+ * of a busy server. On the tuned server, a workflow of empty local activities
+ * and one of empty normal activities alternate too, timed from the client
+ * (local activities resolve inside one workflow task, whose clock does not
+ * move). Where the time goes: docs/temporal-overhead.md.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,6 +88,7 @@ export default async function run(): Promise<Figure[]> {
         await roundTrips(after.local, 10, [], true);
         const wf = { before: [] as number[], after: [] as number[], eager: [] as number[] };
         const act = { before: [] as number[], after: [] as number[] };
+        const perAct = { normal: [] as number[], local: [] as number[] };
         for (let round = 0; round < ROUNDS; round++) {
           // Alternate which side goes first, so neither always follows the other.
           const order = round % 2 === 0 ? (['before', 'after'] as const) : (['after', 'before'] as const);
@@ -93,6 +97,13 @@ export default async function run(): Promise<Figure[]> {
             await drain(r.client);
             await roundTrips(r.client, WF_PER_ROUND, wf[side]);
             act[side].push(...((await r.client.workflow.execute('activityRoundTrips', { taskQueue: TASK_QUEUE, workflowId: `act-${seq++}`, args: [ACT_PER_ROUND] })) as number[]));
+          }
+          // Local activities resolve inside one workflow task, whose clock stands still: time normal and
+          // local ones alike from the client, a whole workflow of ACT_PER_ROUND in sequence / ACT_PER_ROUND.
+          for (const local of round % 2 === 0 ? [false, true] : [true, false]) {
+            const t0 = performance.now();
+            await after.client.workflow.execute('activityRoundTrips', { taskQueue: TASK_QUEUE, workflowId: `act-${seq++}`, args: [ACT_PER_ROUND, { local }] });
+            perAct[local ? 'local' : 'normal'].push((performance.now() - t0) / ACT_PER_ROUND);
           }
           await drain(after.client);
           await roundTrips(after.local, WF_PER_ROUND, wf.eager, true);
@@ -103,6 +114,8 @@ export default async function run(): Promise<Figure[]> {
           wfEager: summarize(wf.eager),
           actBefore: summarize(act.before),
           actAfter: summarize(act.after),
+          perActNormal: summarize(perAct.normal),
+          perActLocal: summarize(perAct.local),
         };
         const fig = (name: string, value: number, extra: Partial<Figure> = {}): Figure => ({ bench: 'temporal-overhead', name, value: Math.round(value * 10) / 10, unit: 'ms', ...extra });
         const against = (name: string, base: number, value: number): Partial<Figure> => ({ baseline: { name, value: Math.round(base * 10) / 10 }, ratio: value / base });
@@ -117,6 +130,8 @@ export default async function run(): Promise<Figure[]> {
           fig(`empty activity round trip p99, stock dev server`, s.actBefore.p99),
           fig(`empty activity round trip p50, DEV_SERVER_DYNAMIC_CONFIG (n=${s.actAfter.n})`, s.actAfter.p50, against('stock p50', s.actBefore.p50, s.actAfter.p50)),
           fig(`empty activity round trip p99, DEV_SERVER_DYNAMIC_CONFIG`, s.actAfter.p99, against('stock p99', s.actBefore.p99, s.actAfter.p99)),
+          fig(`empty activity, DEV_SERVER_DYNAMIC_CONFIG, from the client: ${ACT_PER_ROUND} in one workflow / ${ACT_PER_ROUND}, median of ${s.perActNormal.n}`, s.perActNormal.p50),
+          fig(`empty local activity, from the client: ${ACT_PER_ROUND} in one workflow / ${ACT_PER_ROUND}, median of ${s.perActLocal.n}`, s.perActLocal.p50, against('normal activity, same server, side by side', s.perActNormal.p50, s.perActLocal.p50)),
         ];
       }),
     );
