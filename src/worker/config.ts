@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { ConnectionOptions } from '@temporalio/client';
 import type { NativeConnectionOptions } from '@temporalio/worker';
 import { DEFAULT_TASK_QUEUE } from '../domain/constants';
+import { parseAlertWebhooks, type AlertWebhook } from '../domain/alert-receivers';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port, e.g. localhost:7233');
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -59,6 +60,8 @@ export type Config = {
   maxConcurrentActivities: number;
   /** Extra CAs for health probes (INTEGRATION_AGENT_PROBE_CA_FILE), checked readable at start. */
   probeCaFile?: string;
+  /** Alert receivers (`ALERT_WEBHOOKS`, README "Alert receivers"), validated at start; none: alerts are decided but sent nowhere. */
+  alertWebhooks?: AlertWebhook[];
 };
 
 /** Thrown for configuration the user must fix; the message lists every problem. */
@@ -96,6 +99,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const pem = readFile(e.INTEGRATION_AGENT_PROBE_CA_FILE, 'INTEGRATION_AGENT_PROBE_CA_FILE').toString('utf8');
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`invalid configuration: INTEGRATION_AGENT_PROBE_CA_FILE=${e.INTEGRATION_AGENT_PROBE_CA_FILE} holds no PEM certificate`);
   }
+  let alertWebhooks: AlertWebhook[];
+  try {
+    alertWebhooks = parseAlertWebhooks(env.ALERT_WEBHOOKS);
+  } catch (err) {
+    // The parser names the receiver and never echoes a URL, key or password.
+    throw new ConfigError(`invalid configuration: ${(err as Error).message}`);
+  }
   const wantsTls = e.TEMPORAL_TLS || e.TEMPORAL_TLS_CERT || e.TEMPORAL_TLS_CA || e.TEMPORAL_TLS_SERVER_NAME;
   return {
     address: e.TEMPORAL_ADDRESS,
@@ -114,6 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     maxConcurrentActivities: e.MAX_CONCURRENT_ACTIVITIES,
     ...(e.INTEGRATION_AGENT_PROBE_CA_FILE ? { probeCaFile: e.INTEGRATION_AGENT_PROBE_CA_FILE } : {}),
+    ...(alertWebhooks.length ? { alertWebhooks } : {}),
   };
 }
 

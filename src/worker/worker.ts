@@ -15,7 +15,7 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { createAlertActivities, parseAlertWebhooks } from '../activities/alerts';
+import { createAlertActivities } from '../activities/alerts';
 import { BreakerGate } from '../activities/breaker-gate';
 import { registerBreakerMetrics } from '../activities/breaker-metrics';
 import { createCoordinator } from '../activities/coordinator';
@@ -187,7 +187,7 @@ export async function createAgentWorker(deps: {
   const passive = createHealthOutcomeSink(state.health, { onError: (err) => logger.warn({ error: (err as Error).message }, 'could not record call outcomes in the health history') });
   const outcomes: OutcomeSink = passive;
   const coordinator = createCoordinator({ registry: deps.registry, secrets: state.credentials, gate, outcomes, reporterId, sharedAdmission, metrics: outboundMetrics });
-  const alertWebhooks = parseAlertWebhooks(process.env.ALERT_WEBHOOKS);
+  const alertWebhooks = config.alertWebhooks ?? [];
   const alerts = createAlertActivities({ webhooks: alertWebhooks });
   const activities = createActivities({
     registry: deps.registry,

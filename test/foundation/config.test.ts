@@ -24,6 +24,21 @@ describe('worker configuration from the environment', () => {
     expect(() => loadConfig({ TEMPORAL_API_KEY: '' , TEMPORAL_TLS: 'maybe'})).toThrow(/TEMPORAL_TLS="maybe"/);
   });
 
+  test('ALERT_WEBHOOKS is validated at start: the receiver is named, its URL, key or password never shown', () => {
+    const ok = loadConfig({ HOME: '/home/u', ALERT_WEBHOOKS: 'slack=https://hooks.example/T/B/s3cr3t;name=chat;timeout=10s;retryFor=1h' });
+    expect(ok.alertWebhooks).toEqual([{ name: 'chat', url: 'https://hooks.example/T/B/s3cr3t', format: 'slack', timeoutMs: 10_000, retryForMs: 3_600_000 }]);
+    expect(loadConfig({ HOME: '/home/u' }).alertWebhooks).toBeUndefined();
+    let err: Error | undefined;
+    try {
+      loadConfig({ HOME: '/home/u', ALERT_WEBHOOKS: 'https://ops.example/a, smtp=smtp://u:hunter2@mail.example:587;name=mail;from=a@example.com;to=b@example.com;timeout=2m' });
+    } catch (e) {
+      err = e as Error;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err!.message).toBe('invalid configuration: ALERT_WEBHOOKS receiver #2 (mail): timeout= expects a duration from 1ms to 25s such as 10s, got "2m"');
+    expect(err!.message).not.toContain('hunter2');
+  });
+
   test('mTLS needs both the certificate and the key; missing files are named', () => {
     expect(() => loadConfig({ TEMPORAL_TLS_CERT: '/x.pem' })).toThrow(/TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together/);
     const c = loadConfig({ TEMPORAL_TLS_CERT: '/nope/c.pem', TEMPORAL_TLS_KEY: '/nope/k.pem' });
