@@ -6,7 +6,11 @@
  * - sweep-gateway-outage.json: a `healthSweep` over a gateway that fails
  *   under dependents, a timeout, a TLS-less TCP check and healthy services;
  * - sweep-service-status.json: the `serviceHealth` workflow of the gateway
- *   through TRIGGERED and RESOLVED (alert activities included).
+ *   through TRIGGERED and RESOLVED (alert activities included);
+ * - sweep-service-warning.json (`npx tsx test/health/capture-histories.ts warning`
+ *   captures only this one): the `serviceHealth` workflow of a service
+ *   answering health+json `warn`, through WARNING and its RESOLVED
+ *   (`patched('health-warning-alerts')`).
  *
  * Payloads are plain (the replay test's codec passes them through).
  */
@@ -28,10 +32,13 @@ import type { HealthSweepResult } from '../../src/workflows/sweep';
 async function main(): Promise<void> {
   const out = join(__dirname, '..', 'histories');
   const server = await startDevServer({ uiPort: false });
+  const only = process.argv[2];
   let gatewayStatus = 502;
+  let edgeStatus = 'warn';
   const fleet = createServer((req, res) => {
     if (req.url === '/gw') return void res.writeHead(gatewayStatus).end('{}');
     if (req.url === '/stall') return; // never answers
+    if (req.url === '/edge') return void res.writeHead(200, { 'content-type': 'application/health+json' }).end(JSON.stringify({ status: edgeStatus }));
     res.writeHead(200, { 'content-type': 'application/health+json' }).end('{"status":"pass"}');
   });
   const receiver = createServer((req, res) => {
@@ -51,7 +58,7 @@ async function main(): Promise<void> {
         { id: 'search', type: 'api', endpoints: [{ url: `${u}/stall` }], healthCheck: check },
         { id: 'db', type: 'database', endpoints: [{ url: `tcp://127.0.0.1:${(fleet.address() as AddressInfo).port}` }], healthCheck: { type: 'tcp' } },
         { id: 'auth', type: 'api', endpoints: [{ url: `${u}/auth` }], healthCheck: check, sla: { availability: 99.9 } },
-      ],
+      ].filter(() => only !== 'warning').concat(only === 'warning' ? [{ id: 'edge', type: 'api', endpoints: [{ url: `${u}/edge` }], healthCheck: check }] : []),
     }),
     'capture.json',
   );
@@ -79,6 +86,22 @@ async function main(): Promise<void> {
     await worker.runUntil(async () => {
       let n = 0;
       const sweep = () => client.workflow.execute('healthSweep', { taskQueue, workflowId: `sweep/capture-${++n}`, args: [{ concurrency: 4, intervalMs: 1000 }] }) as Promise<HealthSweepResult>;
+      const delivered = async (id: string) => {
+        const h = client.workflow.getHandle(workflowIds.service(id));
+        for (let i = 0; i < 100 && ((await h.query('pendingAlerts')) as unknown[]).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+        return h;
+      };
+      if (only === 'warning') {
+        await sweep();
+        await sweep(); // the second warn: WARNING
+        await delivered('edge');
+        edgeStatus = 'pass';
+        await sweep(); // successThreshold 1: RESOLVED of the warning
+        const edge = await delivered('edge');
+        await edge.terminate('capture done');
+        await save(workflowIds.service('edge'), 'sweep-service-warning.json');
+        return;
+      }
       await sweep();
       const outage = await sweep(); // the gateway's second failure: TRIGGERED naming orders and billing
       if (outage.services.find((s) => s.id === 'billing')?.rootCause !== 'gateway') throw new Error('capture: billing should be impacted by gateway');
