@@ -10,6 +10,8 @@ import { deliverRotationAlert } from '../../src/workflows/rotation-alert';
 import type { Alert } from '../../src/domain/health';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
 import { startDiscord, startPagerDuty, startSmtp, startTeams } from '../fixtures/alert-receivers';
+import { startFleet } from './fleet';
+import { eventually, healthBench, uniquePrefix } from './harness';
 
 afterAll(closeTestClient);
 
@@ -217,3 +219,50 @@ describe('receivers', () => {
     }
   });
 });
+
+test('end to end: an outage and a warning found by sweeps reach PagerDuty as two incidents, each opened and resolved once, and e-mail as two threads', async () => {
+  const fleet = await startFleet();
+  const pd = await startPagerDuty();
+  const smtp = await startSmtp('alerts', 'pw');
+  const down = `${uniquePrefix()}-down`;
+  const warn = `${uniquePrefix()}-warn`;
+  const check = { timeout: '500ms', failureThreshold: 1, successThreshold: 1 };
+  try {
+    const b = await healthBench(
+      [
+        { id: down, type: 'api', endpoints: [{ url: `${fleet.url}/${down}` }], healthCheck: check },
+        { id: warn, type: 'api', endpoints: [{ url: `${fleet.url}/${warn}` }], healthCheck: check },
+      ],
+      '',
+      { alertWebhooks: parseAlertWebhooks(`pagerduty=${ROUTING_KEY};url=${pd.url}, smtp=smtp://alerts:pw@127.0.0.1:${smtp.port};from=alerts@example.com;to=oncall@example.com`) },
+    );
+    fleet.set(`/${down}`, { status: 503 });
+    fleet.set(`/${warn}`, { body: { status: 'warn' }, contentType: 'application/health+json' });
+    await b.run(async () => {
+      await b.sweep();
+      await eventually(() => pd.incidents.size === 2 && smtp.messages.length === 2, 'TRIGGERED and WARNING at PagerDuty and by mail');
+      fleet.set(`/${down}`, { status: 200 });
+      fleet.set(`/${warn}`, { body: { status: 'pass' }, contentType: 'application/health+json' });
+      await b.sweep();
+      await eventually(() => [...pd.incidents.values()].every((i) => i.status === 'resolved') && smtp.messages.length === 4, 'both resolved');
+    });
+    expect(Object.fromEntries(pd.incidents)).toEqual({
+      [`health/${down}#1`]: { status: 'resolved', triggers: 1, summary: `${down} is unhealthy (status)`, severity: 'critical' },
+      [`health/${warn}/warning#1`]: { status: 'resolved', triggers: 1, summary: `${warn} is degraded: health+json status "warn"`, severity: 'warning' },
+    });
+    expect(pd.requests.map((q) => q.status)).toEqual([202, 202, 202, 202]);
+    const thread = (id: string) => smtp.messages.filter((m) => m.headers['x-incident-id'] === id).map((m) => [m.headers.subject!.split(']')[0], m.headers['in-reply-to']]);
+    expect(thread(`health/${down}#1`)).toEqual([
+      ['[TRIGGERED', undefined],
+      ['[RESOLVED', `<health/${down}#1@integration-agent>`],
+    ]);
+    expect(thread(`health/${warn}/warning#1`)).toEqual([
+      ['[WARNING', undefined],
+      ['[RESOLVED', `<health/${warn}/warning#1@integration-agent>`],
+    ]);
+  } finally {
+    await fleet.close();
+    await pd.close();
+    await smtp.close();
+  }
+}, 60_000);

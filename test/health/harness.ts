@@ -14,6 +14,7 @@ import { createActivities } from '../../src/activities';
 import { openState } from '../../src/state';
 import type { Registry } from '../../src/domain/registry';
 import type { Alert } from '../../src/domain/health';
+import type { AlertWebhook } from '../../src/domain/alert-receivers';
 import { healthSweep, type HealthSweepInput, type HealthSweepResult } from '../../src/workflows/sweep';
 import { testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
 import { registryOf } from './fleet';
@@ -69,7 +70,10 @@ export interface Bench {
   run<T>(fn: () => Promise<T>): Promise<T>;
 }
 
-export async function healthBench(services: unknown[], receiverUrl: string, opts: { dataDir?: string; ca?: string[] } = {}): Promise<Bench> {
+/**
+ * @param opts.alertWebhooks receivers instead of one JSON webhook at `receiverUrl` (e.g. from `parseAlertWebhooks`).
+ */
+export async function healthBench(services: unknown[], receiverUrl: string, opts: { dataDir?: string; ca?: string[]; alertWebhooks?: AlertWebhook[] } = {}): Promise<Bench> {
   const client = await testClient();
   const taskQueue = uniqueTaskQueue('health');
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'ia-health-'));
@@ -93,7 +97,7 @@ export async function healthBench(services: unknown[], receiverUrl: string, opts
               registry: { current: () => registry.current },
               state,
               ...(opts.ca ? { probes: { ca: opts.ca } } : {}),
-              health: { client, alertWebhooks: [{ name: 'ops', url: receiverUrl, format: 'json', timeoutMs: 2000 }], figuresEveryMs: 0 },
+              health: { client, alertWebhooks: opts.alertWebhooks ?? [{ name: 'ops', url: receiverUrl, format: 'json', timeoutMs: 2000 }], figuresEveryMs: 0 },
             }),
           },
           fn,
