@@ -157,6 +157,7 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
             };
             if (r.failureKind) obs.failureKind = r.failureKind;
             if (r.detail) obs.detail = r.detail;
+            if (r.credentialId && r.failureKind === 'credential_rejected') obs.credentialId = r.credentialId;
             if (r.certThresholdMs !== undefined) obs.certThresholdMs = r.certThresholdMs;
             if (r.maintenance) obs.maintenance = true;
             if (item.rootCauses?.length) obs.rootCauses = item.rootCauses;

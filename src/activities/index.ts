@@ -52,7 +52,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createRegistryActivities(deps.registry),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
     // auth: true probes present the CURRENT credential from the same store calls read.
-    ...createProbeActivities({ secrets: credentials, ...deps.probes }),
+    // The coordinator's load balancer learns the endpoints a probe found down (this process's view).
+    ...createProbeActivities({ secrets: credentials, onEndpointsDown: deps.coordinator?.reportEndpointsDown?.bind(deps.coordinator), ...deps.probes }),
     ...createHealthPublishActivities({ ...deps.health, history: deps.state.health }),
     ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
     ...createBreakerActivities(deps.breakers),

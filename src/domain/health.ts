@@ -620,6 +620,8 @@ export interface HealthObservation {
    * (each threshold crossed is notified once per warning incident).
    */
   certThresholdMs?: number;
+  /** For `credential_rejected`: the credential the service refused (its id), named in the alert. */
+  credentialId?: string;
   failureThreshold: number;
   successThreshold: number;
 }
@@ -880,6 +882,7 @@ export function applyObservation(
     if (!s.alert.open && s.rootlessFailStreak >= obs.failureThreshold) {
       s.alert = { open: true, seq: s.alert.seq + 1, openedAt: obs.at, rootCause: s.serviceId };
       const impacted = s.impacts;
+      const rejected = obs.failureKind === 'credential_rejected' ? obs.credentialId : undefined;
       alerts.push({
         id: `health/${s.serviceId}#${s.alert.seq}`,
         incidentId: `health/${s.serviceId}#${s.alert.seq}`,
@@ -887,11 +890,15 @@ export function applyObservation(
         source: 'health',
         serviceId: s.serviceId,
         at: obs.at,
-        summary: `${s.serviceId} is unhealthy${obs.failureKind ? ` (${obs.failureKind})` : ''}${impacted.length ? `; ${impacted.length} dependent service(s) impacted` : ''}`,
+        summary: `${s.serviceId} is unhealthy${obs.failureKind ? ` (${obs.failureKind}${rejected ? `: ${rejected}` : ''})` : ''}${impacted.length ? `; ${impacted.length} dependent service(s) impacted` : ''}`,
         rootCause: s.serviceId,
         impacted,
         ...(obs.failureKind ? { failureKind: obs.failureKind } : {}),
         ...(obs.detail ? { detail: obs.detail } : {}),
+        // The managed credential was refused: name it, and the command that replaces it.
+        ...(rejected
+          ? { credentialId: rejected, action: `${s.serviceId} refused credential ${rejected}; if it was revoked or expired outside the agent, run \`integration-agent rotate ${rejected}\`` }
+          : {}),
       });
     } else if (s.alert.open && s.successStreak >= obs.successThreshold) {
       const openedAt = s.alert.openedAt ?? obs.at;

@@ -90,6 +90,13 @@ export interface Coordinator {
    */
   request(serviceId: string, req: CoordinatorRequest, signal?: AbortSignal): Promise<CoordinatorResponse>;
   /**
+   * A health probe found these endpoints of a service down (their origins,
+   * e.g. `https://api.example.com:8443`): the load balancer skips them for
+   * its cool-down, as after a failed call. Services not called yet (no
+   * balancer) and origins the service does not have are ignored.
+   */
+  reportEndpointsDown?(serviceId: string, origins: readonly string[]): void;
+  /**
    * Closes every pool: waits up to `graceMs` (default 5_000) for calls in
    * flight, then destroys what is left. Later requests are refused. Idempotent.
    */
@@ -743,6 +750,12 @@ export function createCoordinator(deps: CoordinatorDeps): Coordinator {
 
   return {
     request,
+    reportEndpointsDown(serviceId, origins) {
+      const state = services.get(serviceId);
+      if (!state || closed) return;
+      const at = performance.now();
+      state.endpoints.forEach((e, i) => origins.includes(e.origin) && state.lb.reportFailure(i, at));
+    },
     async close(graceMs = 5_000) {
       if (closed) return;
       closed = true;

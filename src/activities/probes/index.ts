@@ -39,6 +39,12 @@ export interface ProbeDeps {
   maxBodyBytes?: number;
   /** Idle keep-alive connections close after this long, ms; default 4000 (shorter than a sweep interval). */
   keepAliveTimeoutMs?: number;
+  /**
+   * Told the origins of a service's endpoints a probe found down (when it
+   * probes the endpoints, not a `healthCheck.url`): the worker passes the
+   * coordinator's load balancer, whose passive view then skips them.
+   */
+  onEndpointsDown?: (serviceId: string, origins: string[]) => void;
 }
 
 /** Input of {@link createProbeActivities}'s `probeServices`. */
@@ -95,6 +101,10 @@ export function createProbeActivities(deps: ProbeDeps = {}) {
       }),
     );
     const result = combineEndpointResults(results, urls);
+    if (deps.onEndpointsDown && t.check.url === undefined && t.check.type === 'http') {
+      const down = results.flatMap((r, i) => (r.verdict === 'fail' && r.failureKind !== 'credential_rejected' ? [new URL(urls[i]!).origin] : []));
+      if (down.length) deps.onEndpointsDown(t.id, down);
+    }
     if (t.maintenance.length > 0 && inMaintenance(t.maintenance, result.startedAt)) result.maintenance = true;
     return result;
   }
