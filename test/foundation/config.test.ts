@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger, PinoSdkLogger } from '../../src/worker/logger';
 import { loadConfig, ConfigError, clientConnectionOptions } from '../../src/worker/config';
@@ -22,6 +25,16 @@ describe('worker configuration from the environment', () => {
     expect(err!.message).toMatch(/LOG_LEVEL="loud"/);
     expect(err!.message).toMatch(/MAX_CONCURRENT_ACTIVITIES="0"/);
     expect(() => loadConfig({ TEMPORAL_API_KEY: '' , TEMPORAL_TLS: 'maybe'})).toThrow(/TEMPORAL_TLS="maybe"/);
+  });
+
+  test('INTEGRATION_AGENT_PROBE_CA_FILE must be a readable PEM file at start', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ia-probe-ca-'));
+    const pem = join(dir, 'ca.pem');
+    writeFileSync(pem, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    writeFileSync(join(dir, 'notes.txt'), 'not a certificate');
+    expect(loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBE_CA_FILE: pem }).probeCaFile).toBe(pem);
+    expect(() => loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBE_CA_FILE: join(dir, 'missing.pem') })).toThrow(/cannot read INTEGRATION_AGENT_PROBE_CA_FILE .*missing\.pem/);
+    expect(() => loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBE_CA_FILE: join(dir, 'notes.txt') })).toThrow(/INTEGRATION_AGENT_PROBE_CA_FILE=.*notes\.txt holds no PEM certificate/);
   });
 
   test('ALERT_WEBHOOKS is validated at start: the receiver is named, its URL, key or password never shown', () => {
