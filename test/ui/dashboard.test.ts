@@ -152,18 +152,23 @@ test('a rotation started from the CLI shows its progress and ends completed on t
     }
   }).catch(() => undefined);
   const rotation = runCli(['rotate', 'shared-api-key', '--json'], env, { timeoutMs: 90_000 });
+  let ended: Awaited<typeof rotation> | undefined;
+  void rotation.then((r) => (ended = r));
   const cred = page.locator('[data-credential-id="shared-api-key"]');
   const seen = new Set<string>();
   let progressSeen = false;
+  let text = '';
   await waitFor(
     'the page to show the rotation running with its progress, then completed',
     async () => {
+      if (ended && ended.code !== 0) throw new Error(`rotate exited ${ended.code}: ${ended.stderr || ended.stdout}`);
+      text = await cred.innerText().catch(() => '');
       const s = await cred.locator('[data-rotation-status]').getAttribute('data-rotation-status').catch(() => null);
       if (s) seen.add(s);
       if (s === 'running' && (await cred.locator('[role="progressbar"]').count()) === 1 && (await cred.locator('.batch').count()) > 0) progressSeen = true;
       return seen.has('running') && s === 'completed';
     },
-    { timeoutMs: 60_000, everyMs: 100, detail: () => `seen ${[...seen].join(', ')}` },
+    { timeoutMs: 60_000, everyMs: 100, detail: () => `statuses seen: ${[...seen].join(', ')}; rotate: ${ended ? `exit ${ended.code} ${ended.stdout}` : 'still running'}; the credential on the page:\n${text}` },
   );
   expect(progressSeen).toBe(true);
   const result = cliJson<{ status: string; versionId: string }>('rotate', await rotation);

@@ -334,7 +334,7 @@ function renderDetail(d) {
     `<h3>Availability vs SLA</h3><dl class="kv">${avail}</dl>` +
     `<h3>Recent probe results (oldest → newest)</h3><div class="uptime" data-results="${d.history.results.length}">${slots || '<em>none yet</em>'}</div>` +
     `</div><div>` +
-    `<h3>Latency p50 / p95 / p99 (rolling 24 h, ms)</h3><div id="chart"></div>` +
+    `<h3>Latency: p50 / p95 / p99 over 24 h, and each probe (ms)</h3><div id="chart"></div>` +
     `<dl class="kv"><dt>p50</dt><dd>${ms(s.p50)}</dd><dt>p95</dt><dd>${ms(s.p95)}</dd><dt>p99</dt><dd>${ms(s.p99)}</dd></dl>` +
     `</div><div>` +
     `<h3>Circuit breaker</h3>` +
@@ -347,26 +347,46 @@ function renderDetail(d) {
     el.hidden = true;
     scheduleRender();
   });
-  drawChart(d.history.latency);
+  drawChart(d.history.latency, d.history.results, s);
 }
 
-function drawChart(points) {
+/**
+ * p50/p95/p99 (the health store's rolling 24 h figures, as each was computed, held to now) and each
+ * probe's own latency, on one time axis (uPlot.join aligns the series).
+ */
+function drawChart(points, results, s) {
   const host = document.getElementById('chart');
   if (state.chart) {
     state.chart.destroy();
     state.chart = null;
   }
   if (!host) return;
-  if (points.length === 0) {
+  const figs = points.slice();
+  if (s.p50 !== undefined || s.p95 !== undefined || s.p99 !== undefined) figs.push({ at: Date.now(), p50: s.p50, p95: s.p95, p99: s.p99 });
+  const probes = results.filter((r) => r.verdict !== 'fail' && r.verdict !== 'inconclusive');
+  if (figs.length === 0 && probes.length === 0) {
     host.innerHTML = '<em>no figures yet</em>';
     return;
   }
-  const data = [points.map((p) => p.at / 1000), points.map((p) => p.p50 ?? null), points.map((p) => p.p95 ?? null), points.map((p) => p.p99 ?? null)];
+  const t = (xs) => xs.map((p) => p.at / 1000);
+  const data = uPlot.join([
+    [t(figs), figs.map((p) => p.p50 ?? null), figs.map((p) => p.p95 ?? null), figs.map((p) => p.p99 ?? null)],
+    [t(probes), probes.map((p) => p.latencyMs)],
+  ]);
+  const step = uPlot.paths.stepped({ align: 1 });
   state.chart = new uPlot(
     {
       width: Math.min(460, host.clientWidth || 420),
       height: 200,
-      series: [{}, { label: 'p50', stroke: '#1a7f37', width: 2 }, { label: 'p95', stroke: '#b08800', width: 2, dash: [6, 3] }, { label: 'p99', stroke: '#cf222e', width: 2, dash: [2, 3] }],
+      spanGaps: true,
+      scales: { x: { time: true, range: (u, min, max) => (min === max ? [min - 300, max + 300] : [min, max]) } },
+      series: [
+        {},
+        { label: 'p50', stroke: '#1a7f37', width: 2, paths: step },
+        { label: 'p95', stroke: '#b08800', width: 2, dash: [6, 3], paths: step },
+        { label: 'p99', stroke: '#cf222e', width: 2, dash: [2, 3], paths: step },
+        { label: 'probe', stroke: '#0969da', width: 0, points: { show: true, size: 5, fill: '#0969da' } },
+      ],
       axes: [{}, { label: 'ms' }],
     },
     data,
