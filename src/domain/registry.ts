@@ -128,10 +128,21 @@ const PROBE_SCHEMES: Record<ProbeType, readonly string[]> = {
 /** Request headers a registry may not set: they carry secrets, which live in the credential store. */
 const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
 
-/** `host:port` or `host` (port 53), IPv6 in brackets: the resolver of a `dns` probe. */
+/**
+ * `address:port` or `address` (port 53), IPv6 in brackets: the resolver of a
+ * `dns` probe. An address, not a name: a resolver is dialled by address
+ * (who would resolve its name?).
+ */
 const resolverAddress = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, 'must be host or host:port, e.g. 127.0.0.1:5353 or [::1]:53');
+  .regex(
+    /^((25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}|\[[0-9a-fA-F:.]*:[0-9a-fA-F:.]*\])(:\d{1,5})?$/,
+    'must be an IP address with an optional port, e.g. 127.0.0.1:5353 or [::1]:53 (a resolver is dialled by address, not by name)',
+  )
+  .refine((v) => {
+    const port = /:(\d+)$/.exec(v.replace(/^\[[^\]]*\]/, ''))?.[1];
+    return port === undefined || (Number(port) >= 1 && Number(port) <= 65535);
+  }, 'port must be 1-65535');
 
 const probeUrl = z.string().refine((u) => {
   try {
