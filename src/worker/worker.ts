@@ -15,7 +15,6 @@ import type { Registry as MetricsRegistry } from 'prom-client';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { createAlertActivities } from '../activities/alerts';
 import { BreakerGate } from '../activities/breaker-gate';
 import { registerBreakerMetrics } from '../activities/breaker-metrics';
 import { createCoordinator } from '../activities/coordinator';
@@ -28,7 +27,6 @@ import type { OutcomeSink } from '../activities/ports';
 import type { RegistrySource } from '../activities/registry';
 import { AesGcmCodec } from '../codec/aes-gcm-codec';
 import { assertSharedKeysFor, loadCodecKeys } from '../codec/keys';
-import { breakerAlert } from '../domain/breaker';
 import { openState, type StateBackend } from '../state';
 import { checkSearchAttributes, describeServer, disagreements, formatWorkerIdentity, limitsStore, listPollers, searchAttributesProblem } from './cluster-check';
 import { clientConnectionOptions, workerConnectionOptions, type Config } from './config';
@@ -188,7 +186,6 @@ export async function createAgentWorker(deps: {
   const outcomes: OutcomeSink = passive;
   const coordinator = createCoordinator({ registry: deps.registry, secrets: state.credentials, gate, outcomes, reporterId, sharedAdmission, metrics: outboundMetrics });
   const alertWebhooks = config.alertWebhooks ?? [];
-  const alerts = createAlertActivities({ webhooks: alertWebhooks });
   const activities = createActivities({
     registry: deps.registry,
     state,
@@ -211,8 +208,9 @@ export async function createAgentWorker(deps: {
       onTransition: async (t) => {
         // This process has now seen the breaker: its gate follows it, so the state gauge does too.
         void gate.refresh(t.serviceId).catch(() => undefined);
-        const alert = breakerAlert(t);
-        if (alert && alertWebhooks.length > 0) await alerts.deliverAlert(alert);
+        // No alert here: the breaker workflow delivers each transition's alert itself (its own
+        // deliverAlert activity, retried with the receivers' horizon); sending it here too gave every
+        // receiver each breaker alert twice.
       },
     },
   });
