@@ -3,7 +3,8 @@
  * from explicit dependencies (tests pass real local servers and temp dirs).
  * Each area has its own factory; this composes them.
  */
-import { createRegistryActivities, type RegistrySource } from './registry';
+import { createRegistryActivities, versionedRegistry, type RegistrySource } from './registry';
+import { createRegistryPageActivities } from './registry-pages';
 import { createDiagnosticsActivities } from './diagnostics';
 import { createProbeActivities, type ProbeDeps } from './probes';
 import { createAlertActivities, type AlertWebhook } from './alerts';
@@ -47,13 +48,16 @@ export function createActivities(deps: ActivityDeps) {
   // One credential store: rotations write it, operator reads (state-read workflows) read the same.
   const credentials = deps.rotation?.store ?? deps.state.credentials;
   // Make.com: one set of clients (per-organization API limits) shared by the Make activities and the `make` rotation provider.
+  const registry = versionedRegistry(deps.registry);
+  // auth: true probes present the CURRENT credential from the same store calls read.
+  // The coordinator's load balancer learns the endpoints a probe found down (this process's view).
+  const probes = createProbeActivities({ secrets: credentials, onEndpointsDown: deps.coordinator?.reportEndpointsDown?.bind(deps.coordinator), ...deps.probes });
   const makeClients = createMakeClients({ registry: deps.registry, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id), sharedAdmission: deps.sharedAdmission });
   return {
-    ...createRegistryActivities(deps.registry),
+    ...createRegistryActivities(registry),
+    ...createRegistryPageActivities({ registry, probe: probes.probeServices, history: deps.state.health }),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
-    // auth: true probes present the CURRENT credential from the same store calls read.
-    // The coordinator's load balancer learns the endpoints a probe found down (this process's view).
-    ...createProbeActivities({ secrets: credentials, onEndpointsDown: deps.coordinator?.reportEndpointsDown?.bind(deps.coordinator), ...deps.probes }),
+    ...probes,
     ...createHealthPublishActivities({ ...deps.health, history: deps.state.health }),
     ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
     ...createBreakerActivities(deps.breakers),

@@ -19,6 +19,38 @@ export interface RegistrySource {
   current(): Registry;
 }
 
+/**
+ * A registry source that also answers "the registry of version `hash`" for
+ * the last few versions it handed out, so that a sweep that began before a
+ * reload still reads its own version's pages (workflows pass the registry by
+ * reference: its version hash).
+ */
+export interface VersionedRegistry extends RegistrySource {
+  /** The registry with this version hash, if it is the current one or one of the last 4 handed out. */
+  byVersion(versionHash: string): Registry | undefined;
+}
+
+/** Wraps `source` to remember the last 4 versions its `current()` returned. */
+export function versionedRegistry(source: RegistrySource): VersionedRegistry {
+  if ('byVersion' in source) return source as VersionedRegistry;
+  const seen = new Map<string, Registry>();
+  const current = () => {
+    const r = source.current();
+    if (!seen.has(r.versionHash)) {
+      seen.set(r.versionHash, r);
+      while (seen.size > 4) seen.delete(seen.keys().next().value!);
+    }
+    return r;
+  };
+  return {
+    current,
+    byVersion(versionHash) {
+      const now = current();
+      return now.versionHash === versionHash ? now : seen.get(versionHash);
+    },
+  };
+}
+
 /** A fixed registry, for tests and one-shot runs. */
 export function staticRegistry(registry: Registry): RegistrySource {
   return { current: () => registry };

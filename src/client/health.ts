@@ -18,6 +18,8 @@ import { pollingTaskQueues } from './connect';
 import { resultOf } from './failure';
 import type { HealthFigures, HealthStatus, ServiceHealthState } from '../domain/health';
 import { serviceHealthQuery } from '../workflows/service-health';
+import { healthShardQuery } from '../workflows/health-shard';
+import { healthShardWorkflowId, shardOf } from '../domain/health-shard';
 import type { HealthSweepInput, HealthSweepResult } from '../workflows/sweep';
 
 export type { HealthSweepResult, SweepServiceResult } from '../workflows/sweep';
@@ -80,10 +82,10 @@ export interface ServiceHealthView {
   figures?: HealthFigures;
 }
 
-function toView(s: ServiceHealthState): ServiceHealthView {
+function toView(s: ServiceHealthState, workflowId = workflowIds.service(s.serviceId)): ServiceHealthView {
   const v: ServiceHealthView = {
     serviceId: s.serviceId,
-    workflowId: workflowIds.service(s.serviceId),
+    workflowId,
     status: s.status,
     since: new Date(s.since).toISOString(),
     rootCauses: s.rootCauses,
@@ -97,12 +99,26 @@ function toView(s: ServiceHealthState): ServiceHealthView {
 }
 
 /**
- * The durable health of one service (query of `service/<serviceId>`).
+ * The durable health of one service: a query of its shard
+ * (`health/<taskQueue>/<shard>`, src/domain/health-shard.ts), else of a
+ * `service/<serviceId>` workflow of an earlier version.
+ * @param opts.taskQueue the workers' task queue (shards are per task queue); default `integration-agent`.
  * @returns undefined when no sweep has reported on the service yet.
  * @throws RangeError for a malformed id; client errors when Temporal cannot be reached.
  */
-export async function getHealth(client: Client, serviceId: string): Promise<ServiceHealthView | undefined> {
+export async function getHealth(client: Client, serviceId: string, opts: { taskQueue?: string } = {}): Promise<ServiceHealthView | undefined> {
   checkServiceId(serviceId);
+  const shardId = healthShardWorkflowId(opts.taskQueue ?? DEFAULT_TASK_QUEUE, shardOf(serviceId));
+  try {
+    // The whole shard (~80 services at 10,000) in one query without arguments; by id beyond a page.
+    const h = client.workflow.getHandle(shardId);
+    let page = await h.query(healthShardQuery);
+    if (page.total > page.services.length) page = await h.query(healthShardQuery, { ids: [serviceId] });
+    const s = page.services.find((x) => x.serviceId === serviceId);
+    if (s) return toView(s, shardId);
+  } catch (err) {
+    if (!(err instanceof WorkflowNotFoundError)) throw err;
+  }
   try {
     return toView(await client.workflow.getHandle(workflowIds.service(serviceId)).query(serviceHealthQuery));
   } catch (err) {
@@ -112,16 +128,55 @@ export async function getHealth(client: Client, serviceId: string): Promise<Serv
 }
 
 /**
- * Every service with a running status workflow, sorted by id: found through
- * visibility (`WorkflowType = "serviceHealth"`), then each queried (16 at a
- * time) when a worker polls its task queue; one on an unpolled queue, or that
- * does not answer within `queryTimeoutMs`, is reported from its `HealthStatus`
- * search attribute only.
+ * Every service the health shards hold, sorted by id: the running
+ * `healthShard` workflows (of `opts.taskQueue` when given) found through
+ * visibility, each queried for its services in pages of 500 (16 queries at
+ * a time): ~130 queries for any fleet size. A shard whose task queue nobody
+ * polls, or that does not answer within `queryTimeoutMs`, is missing from the
+ * answer and named in the error thrown after the others were read... (see
+ * `ListHealthError`). With no shard at all (a deployment of an earlier
+ * version), reads the per-service `serviceHealth` workflows as before.
  * @param opts.queryTimeoutMs per-query deadline, ms; default 5000.
+ * @throws ListHealthError naming the shards that did not answer, with the rows of the others.
  */
-export async function listHealth(client: Client, opts: { queryTimeoutMs?: number } = {}): Promise<ServiceHealthView[]> {
+export async function listHealth(client: Client, opts: { queryTimeoutMs?: number; taskQueue?: string } = {}): Promise<ServiceHealthView[]> {
   const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
   checkInt('queryTimeoutMs', queryTimeoutMs, 1, 600_000);
+  const shards: { workflowId: string; taskQueue: string }[] = [];
+  const tq = opts.taskQueue ? ` AND TaskQueue = "${opts.taskQueue.replace(/["\\]/g, '')}"` : '';
+  for await (const wf of client.workflow.list({ query: `WorkflowType = "healthShard" AND ExecutionStatus = "Running"${tq}` })) shards.push({ workflowId: wf.workflowId, taskQueue: wf.taskQueue });
+  if (shards.length > 0) {
+    const polled = await pollingTaskQueues(client, shards.map((f) => f.taskQueue));
+    const limit = pLimit(16);
+    const missing: string[] = [];
+    const rows = await Promise.all(
+      shards.map((f) =>
+        limit(async (): Promise<ServiceHealthView[]> => {
+          if (!polled.has(f.taskQueue)) {
+            missing.push(`${f.workflowId} (no worker polls task queue ${f.taskQueue})`);
+            return [];
+          }
+          const h = client.workflow.getHandle(f.workflowId);
+          const out: ServiceHealthView[] = [];
+          try {
+            for (let offset = 0; ; offset += 500) {
+              // The first page without arguments (one query for a shard of up to 500 services).
+              const page = await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => (offset === 0 ? h.query(healthShardQuery) : h.query(healthShardQuery, { offset, limit: 500 })));
+              for (const s of page.services) out.push(toView(s, f.workflowId));
+              if (offset + 500 >= page.total) break;
+            }
+          } catch (err) {
+            missing.push(`${f.workflowId} (${(err as Error).message.split('\n')[0]})`);
+            return [];
+          }
+          return out;
+        }),
+      ),
+    );
+    const views = rows.flat().sort((a, b) => a.serviceId.localeCompare(b.serviceId));
+    if (missing.length) throw new ListHealthError(missing, views);
+    return views;
+  }
   const found: { workflowId: string; status: HealthStatus; taskQueue: string }[] = [];
   for await (const wf of client.workflow.list({ query: `WorkflowType = "serviceHealth" AND ExecutionStatus = "Running"` })) {
     const sa = wf.searchAttributes?.HealthStatus;
@@ -145,6 +200,17 @@ export async function listHealth(client: Client, opts: { queryTimeoutMs?: number
     ),
   );
   return views.sort((a, b) => a.serviceId.localeCompare(b.serviceId));
+}
+
+/** Some health shards did not answer: `rows` holds the services of the others. */
+export class ListHealthError extends Error {
+  constructor(
+    readonly missing: string[],
+    readonly rows: ServiceHealthView[],
+  ) {
+    super(`${missing.length} health shard(s) did not answer, their services are missing: ${missing.slice(0, 3).join('; ')}${missing.length > 3 ? '; ...' : ''}. Check that a worker runs and is not overloaded, then retry.`);
+    this.name = 'ListHealthError';
+  }
 }
 
 export interface SweepScheduleOptions {

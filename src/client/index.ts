@@ -57,11 +57,11 @@ export class IntegrationClient {
   }
   /** One service's durable health (status, root cause, p50/p95/p99, availability); undefined if never swept. */
   getHealth(serviceId: string) {
-    return health.getHealth(this.temporal, serviceId);
+    return health.getHealth(this.temporal, serviceId, { taskQueue: this.taskQueue });
   }
   /** Every service's durable health. */
   listHealth() {
-    return health.listHealth(this.temporal);
+    return health.listHealth(this.temporal, { taskQueue: this.taskQueue });
   }
 
   /** Starts a rotation; throws RotationAlreadyRunningError when one of that credential runs. */

@@ -40,6 +40,17 @@ const envSchema = z.object({
   INTEGRATION_AGENT_PROBE_CA_FILE: z.string().min(1).optional(),
   /** Activities run at once per worker process. */
   MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().min(1).max(10_000).default(200),
+  /**
+   * Workflows kept in the worker's cache (sticky execution); beyond it the least recently used
+   * is evicted and replayed from history on its next task. Default 1000: health shards (128 per
+   * task queue), breakers and running rotations fit; the SDK's own default (derived from the heap
+   * limit) let per-service workflows grow a worker past 5 GiB. See docs/health.md, "Worker tuning".
+   */
+  WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().min(0).max(1_000_000).default(1000),
+  /** Workflow tasks run at once per worker process (SDK default 40). */
+  WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().min(2).max(10_000).optional(),
+  /** Threads running workflow code (SDK default 1 with the reused V8 context). */
+  WORKER_WORKFLOW_THREADS: z.coerce.number().int().min(1).max(64).optional(),
 });
 
 export type Config = {
@@ -58,6 +69,8 @@ export type Config = {
   sdkMetricsAddress?: string;
   logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
   maxConcurrentActivities: number;
+  /** Worker tuning (docs/health.md, "Worker tuning"): SDK options left to their defaults when undefined. */
+  worker: { maxCachedWorkflows: number; maxConcurrentWorkflowTaskExecutions?: number; workflowThreadPoolSize?: number };
   /** Extra CAs for health probes (INTEGRATION_AGENT_PROBE_CA_FILE), checked readable at start. */
   probeCaFile?: string;
   /** Alert receivers (`ALERT_WEBHOOKS`, README "Alert receivers"), validated at start; none: alerts are decided but sent nowhere. */
@@ -123,6 +136,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sdkMetricsAddress: e.SDK_METRICS_ADDRESS,
     logLevel: e.LOG_LEVEL,
     maxConcurrentActivities: e.MAX_CONCURRENT_ACTIVITIES,
+    worker: {
+      maxCachedWorkflows: e.WORKER_MAX_CACHED_WORKFLOWS,
+      ...(e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS !== undefined ? { maxConcurrentWorkflowTaskExecutions: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS } : {}),
+      ...(e.WORKER_WORKFLOW_THREADS !== undefined ? { workflowThreadPoolSize: e.WORKER_WORKFLOW_THREADS } : {}),
+    },
     ...(e.INTEGRATION_AGENT_PROBE_CA_FILE ? { probeCaFile: e.INTEGRATION_AGENT_PROBE_CA_FILE } : {}),
     ...(alertWebhooks.length ? { alertWebhooks } : {}),
   };

@@ -222,6 +222,7 @@ export async function createAgentWorker(deps: {
     activities,
     dataConverter: { payloadCodecs: [codec] },
     maxConcurrentActivityTaskExecutions: config.maxConcurrentActivities,
+    ...config.worker,
     shutdownGraceTime: '5s',
     identity,
   });

@@ -4,6 +4,7 @@
  */
 export * from './sweep';
 export * from './service-health';
+export * from './health-shard';
 export * from './rotation';
 export * from './rotation-alert';
 export * from './diagnostics';

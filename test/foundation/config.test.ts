@@ -52,6 +52,18 @@ describe('worker configuration from the environment', () => {
     expect(err!.message).not.toContain('hunter2');
   });
 
+  test('worker tuning: cache size defaults to 1000; each knob is validated and named when bad', () => {
+    expect(loadConfig({ HOME: '/home/u' }).worker).toEqual({ maxCachedWorkflows: 1000 });
+    expect(loadConfig({ HOME: '/home/u', WORKER_MAX_CACHED_WORKFLOWS: '250', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '80', WORKER_WORKFLOW_THREADS: '2' }).worker).toEqual({
+      maxCachedWorkflows: 250,
+      maxConcurrentWorkflowTaskExecutions: 80,
+      workflowThreadPoolSize: 2,
+    });
+    expect(() => loadConfig({ WORKER_MAX_CACHED_WORKFLOWS: 'lots' })).toThrow(/WORKER_MAX_CACHED_WORKFLOWS="lots"/);
+    expect(() => loadConfig({ WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '1' })).toThrow(/WORKER_MAX_CONCURRENT_WORKFLOW_TASKS="1"/);
+    expect(() => loadConfig({ WORKER_WORKFLOW_THREADS: '0' })).toThrow(/WORKER_WORKFLOW_THREADS="0"/);
+  });
+
   test('mTLS needs both the certificate and the key; missing files are named', () => {
     expect(() => loadConfig({ TEMPORAL_TLS_CERT: '/x.pem' })).toThrow(/TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together/);
     const c = loadConfig({ TEMPORAL_TLS_CERT: '/nope/c.pem', TEMPORAL_TLS_KEY: '/nope/k.pem' });

@@ -19,6 +19,7 @@ import {
   triggerSweepSchedule,
 } from '../../src/client/health';
 import type { Alert } from '../../src/domain/health';
+import { healthShardWorkflowId, shardOf } from '../../src/domain/health-shard';
 import { closeTestClient, testClient } from '../helpers/temporal';
 import { startFleet, type Fleet } from './fleet';
 import { eventually, healthBench, sleep, startReceiver, uniquePrefix, type Receiver } from './harness';
@@ -148,9 +149,9 @@ test('schedule apply creates then updates; pause, resume, trigger and describe',
       d = await describeSweepSchedule(client, scheduleId);
       expect(d.recentRuns[0]!.workflowId).toMatch(/^sweep-/);
       await client.workflow.getHandle(d.recentRuns[0]!.workflowId).result();
-      await eventually(async () => (await getHealth(client, id))?.status === 'healthy', 'status recorded');
-      const all = await listHealth(client, { queryTimeoutMs: 1000 });
-      expect(all.find((h) => h.serviceId === id)).toMatchObject({ status: 'healthy', workflowId: `service/${id}` });
+      await eventually(async () => (await getHealth(client, id, { taskQueue: b.taskQueue }))?.status === 'healthy', 'status recorded');
+      const all = await listHealth(client, { queryTimeoutMs: 1000, taskQueue: b.taskQueue });
+      expect(all.find((h) => h.serviceId === id)).toMatchObject({ status: 'healthy', workflowId: healthShardWorkflowId(b.taskQueue, shardOf(id)) });
     });
     await expect(applySweepSchedule(client, { scheduleId, intervalMs: 10 })).rejects.toThrow('intervalMs must be an integer in 1000..86400000, got 10');
     await expect(describeSweepSchedule(client, 'no-such-schedule')).rejects.toThrow('no schedule "no-such-schedule": create it with `integration-agent schedule apply`');
@@ -167,7 +168,7 @@ test('runSweep from the client facade; getHealth of an unknown service is undefi
   const r = await b.run(() => runSweep(client, { taskQueue: b.taskQueue, concurrency: 5 }));
   expect(r.workflowId).toMatch(/^sweep\/\d{4}-/);
   expect(r.services).toEqual([expect.objectContaining({ id, status: 'healthy' })]);
-  expect(await getHealth(client, `${id}-nope`)).toBeUndefined();
+  expect(await getHealth(client, `${id}-nope`, { taskQueue: b.taskQueue })).toBeUndefined();
   await expect(runSweep(client, { concurrency: 0 })).rejects.toThrow('concurrency must be an integer in 1..1000, got 0');
 });
 

@@ -16,10 +16,10 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../../src/activities';
 import { openState } from '../../src/state';
 import { getHealth } from '../../src/client/health';
-import { workflowIds } from '../../src/domain/constants';
+import { healthShardWorkflowId, shardOf } from '../../src/domain/health-shard';
 import type { Alert } from '../../src/domain/health';
 import { startDevServer, type DevServer } from '../../src/dev/dev-server';
-import { pendingAlertsQuery } from '../../src/workflows/service-health';
+import { healthShardPendingAlertsQuery } from '../../src/workflows/health-shard';
 import { healthSweep, type HealthSweepResult } from '../../src/workflows/sweep';
 import { uniqueTaskQueue, workflowSource } from '../helpers/temporal';
 import { registryOf, startFleet, type Fleet } from './fleet';
@@ -128,8 +128,8 @@ const kinds = () => mine().map((a) => a.kind);
 /** Distinct alert ids of one kind, from every request the receiver saw (repeats by idempotency key included). */
 const idsOf = (kind: Alert['kind']) =>
   [...new Set(receiver.requests.map((r) => r.body as Alert).filter((a) => a.serviceId === id && a.kind === kind).map((a) => a.id))];
-const health = () => getHealth(epoch!.client, id);
-const outboxEmpty = async () => (await epoch!.client.workflow.getHandle(workflowIds.service(id)).query(pendingAlertsQuery)).length === 0;
+const health = () => getHealth(epoch!.client, id, { taskQueue });
+const outboxEmpty = async () => (await epoch!.client.workflow.getHandle(healthShardWorkflowId(taskQueue, shardOf(id))).query(healthShardPendingAlertsQuery)).length === 0;
 /** Waits until the service's workflow has taken in sweep `sweepId` and delivered every alert it decided. */
 const settled = async (sweepId: string) => {
   await eventually(async () => (await health())?.lastProbe?.sweepId === sweepId, `${sweepId} observed`);

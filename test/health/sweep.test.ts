@@ -94,7 +94,8 @@ test('a prober that fails for good leaves its services unknown, never healthy', 
   const client = await testClient();
   const real = createActivities({ registry: staticRegistry(registryOf([svc('fine', `${fleet.url}/fine`)])), state: await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-sweep-')) }) });
   // The real activities, except that the prober crashes on every attempt.
-  const activities = { ...real, probeServices: async () => Promise.reject(new Error('prober crashed')) };
+  const crash = async () => Promise.reject(new Error('prober crashed'));
+  const activities = { ...real, probeServices: crash, probeRegistryPage: crash };
   const result = await withTestWorker({ taskQueue, activities }, () =>
     client.workflow.execute(healthSweep, { taskQueue, workflowId: `sweep/test-${taskQueue}`, args: [{ publish: false }] }),
   );

@@ -81,7 +81,7 @@ function intOption(name: string) {
 async function statusRows(client: Client, config: Config, serviceId?: string): Promise<StatusRow[]> {
   let rows: StatusRow[];
   if (serviceId) {
-    const one = await getHealth(client, serviceId);
+    const one = await getHealth(client, serviceId, { taskQueue: config.taskQueue });
     if (!one) {
       // Nothing recorded: a typo (did-you-mean from the registry), or a service not swept yet.
       await requireKnownId(client, config, 'service', serviceId);
@@ -89,7 +89,7 @@ async function statusRows(client: Client, config: Config, serviceId?: string): P
     }
     rows = [one];
   } else {
-    rows = await listHealth(client);
+    rows = await listHealth(client, { taskQueue: config.taskQueue });
   }
   let breakers: Map<string, string> = new Map();
   try {

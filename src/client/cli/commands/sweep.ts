@@ -11,7 +11,8 @@ import { formatTable } from '../table';
 /** The human form of a sweep result: one row per service. */
 export function formatSweep(result: HealthSweepResult): string {
   const rows = result.services.map((s) => [s.id, s.status, `${Math.round(s.latencyMs)}ms`, s.status === 'impacted' ? `root cause: ${s.rootCause}` : [s.failureKind, s.detail].filter(Boolean).join(': ')]);
-  return `sweep ${result.workflowId} (registry ${result.registryVersion})\n` + formatTable(['SERVICE', 'STATUS', 'LATENCY', 'CAUSE'], rows);
+  const omitted = result.omitted ? `\n${result.omitted} healthy service(s) not listed (\`integration-agent status\` shows every service)` : '';
+  return `sweep ${result.workflowId} (registry ${result.registryVersion})\n` + formatTable(['SERVICE', 'STATUS', 'LATENCY', 'CAUSE'], rows) + omitted;
 }
 
 export function register(program: Command): void {

@@ -1,0 +1,190 @@
+/**
+ * Health state in shards: every service's durable status, hysteresis counters
+ * and alert decision live in one of {@link HEALTH_SHARDS} `healthShard`
+ * workflows per task queue (`health/<taskQueue>/<shard>`), chosen by a hash
+ * of the service id. A sweep sends each shard one message per pass: its
+ * members in order, one verdict character each, and details only for the
+ * services whose result says more than "pass" (failures, warnings,
+ * maintenance, failing dependencies) or whose figures changed. The rules are
+ * `applyObservation`'s (src/domain/health.ts), applied service by service.
+ *
+ * Why shards and not one workflow per service: measured in docs/health.md
+ * ("Status state at scale") — a cached workflow costs a V8 context's worth of
+ * memory whatever it holds, and a pass per service per sweep was a signal
+ * (and ~0.9 KB of history) each; a shard costs the same per workflow but holds
+ * ~80 services at 10,000, and a pass costs one character.
+ *
+ * Pure: no clock, no I/O (workflow code imports it).
+ */
+import {
+  applyObservation,
+  applySkippedPass,
+  initialServiceHealth,
+  markStale,
+  type Alert,
+  type HealthFigures,
+  type HealthObservation,
+  type HealthStatus,
+  type ProbeFailureKind,
+  type ProbeVerdict,
+  type ServiceHealthState,
+} from './health';
+
+/**
+ * Shards per task queue. Fixed: a service's shard must not move while its
+ * state lives there. 128 keeps a shard's state (carried across
+ * continue-as-new, answered by one query) near 300 KB at 100,000 services
+ * (~780 per shard at ~350 B), below the 512 KB payload warning.
+ */
+export const HEALTH_SHARDS = 128;
+
+/** FNV-1a 32-bit of a string (UTF-16 code units), as an unsigned integer. */
+export function fnv1a(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** The shard (0..HEALTH_SHARDS-1) holding `serviceId`'s state. */
+export function shardOf(serviceId: string, shards = HEALTH_SHARDS): number {
+  return fnv1a(serviceId) % shards;
+}
+
+/** Workflow id of a shard: `health/<taskQueue>/<shard>` (one set of shards per task queue, i.e. per deployment). */
+export function healthShardWorkflowId(taskQueue: string, shard: number): string {
+  return `health/${taskQueue}/${shard}`;
+}
+
+/** One character per verdict in {@link ShardObservations.verdicts}; `-` = no result this pass (left as it is). */
+export const VERDICT_CODES: Readonly<Record<ProbeVerdict, string>> = { pass: 'p', warn: 'w', fail: 'f', inconclusive: 'i' };
+const CODE_VERDICTS: Readonly<Record<string, ProbeVerdict>> = { p: 'pass', w: 'warn', f: 'fail', i: 'inconclusive' };
+
+/** Details of one service's observation beyond its verdict (only sent when there are some). */
+export interface ShardNotable {
+  /** Epoch ms the probe started; default the message's `at`. */
+  at?: number;
+  latencyMs?: number;
+  failureKind?: ProbeFailureKind;
+  detail?: string;
+  rootCauses?: string[];
+  impacts?: string[];
+  maintenance?: boolean;
+}
+
+/** One sweep's word on every member of a shard (signal `healthShardObservations`). */
+export interface ShardObservations {
+  /** The sweep's workflow id: a message of a sweep already applied is ignored (retried publish). */
+  sweepId: string;
+  /** Epoch ms the sweep started: the time of the observations without a `notable.at`. */
+  at: number;
+  /** Every service of this shard in the sweep's registry, in order; a service held but not listed has left the registry and is dropped. */
+  ids: string[];
+  /** One character per id: `p` pass, `w` warn, `f` fail, `i` inconclusive, `-` no result. */
+  verdicts: string;
+  /** failureThreshold and successThreshold of most members. */
+  thresholds: [number, number];
+  /** Members whose thresholds differ from `thresholds`. */
+  thresholdsOf?: Record<string, [number, number]>;
+  /** Details for members whose result is more than a plain pass. */
+  notable?: Record<string, ShardNotable>;
+  /** Fresh figures, only for members whose figures changed since the sender last sent them. */
+  figures?: Record<string, HealthFigures>;
+  /** Status turns `unknown` when no message arrives for this long, ms. */
+  staleAfterMs?: number;
+  /** Some of the sweep's pages gave no ids (a probe activity failed): members not listed are kept, not dropped. */
+  partial?: boolean;
+  /**
+   * The latest sweep start (epoch ms) at which the sender skipped this shard
+   * because every member passed and the shard was steady in its view: applied
+   * first, as a pass, to every member that has seen nothing later (`applySkippedPass`).
+   */
+  skippedPassAt?: number;
+}
+
+/** A shard's state (carried across continue-as-new). */
+export interface HealthShardState {
+  shard: number;
+  /** Per service; `recentSweeps` is kept empty (the shard deduplicates whole messages). */
+  services: Record<string, ServiceHealthState>;
+  /** Last few sweep ids applied. */
+  recentSweeps: string[];
+  /** Epoch ms of the latest message applied. */
+  lastMessageAt?: number;
+  staleAfterMs: number;
+}
+
+const RECENT = 16;
+
+/** An empty shard. */
+export function initialShardState(shard: number, staleAfterMs = 300_000): HealthShardState {
+  return { shard, services: {}, recentSweeps: [], staleAfterMs };
+}
+
+/**
+ * Applies one sweep's message: each listed member's observation through
+ * `applyObservation` (a member not held yet starts from `initialServiceHealth`),
+ * members not listed are dropped, a `-` verdict leaves the member as it is.
+ * A pass without details keeps the member's previous latency in `last`.
+ * @param now epoch ms (workflow time) for new members' `since`.
+ * @returns the next state and the alerts decided (in member order).
+ */
+export function applyShardObservations(state: HealthShardState, msg: ShardObservations, now: number): { state: HealthShardState; alerts: Alert[] } {
+  if (state.recentSweeps.includes(msg.sweepId)) return { state, alerts: [] };
+  const services: Record<string, ServiceHealthState> = msg.partial ? { ...state.services } : {};
+  const alerts: Alert[] = [];
+  for (let i = 0; i < msg.ids.length; i++) {
+    const id = msg.ids[i]!;
+    let prev = state.services[id] ?? initialServiceHealth(id, now);
+    if (msg.skippedPassAt !== undefined && state.services[id]) {
+      const [f, s] = msg.thresholdsOf?.[id] ?? msg.thresholds;
+      prev = { ...applySkippedPass(prev, msg.skippedPassAt, { failureThreshold: f, successThreshold: s }), recentSweeps: [] };
+    }
+    const verdict = CODE_VERDICTS[msg.verdicts[i] ?? '-'];
+    const figures = msg.figures?.[id];
+    if (!verdict) {
+      services[id] = figures ? { ...prev, figures } : prev;
+      continue;
+    }
+    const n = msg.notable?.[id];
+    const [failureThreshold, successThreshold] = msg.thresholdsOf?.[id] ?? msg.thresholds;
+    const obs: HealthObservation = { sweepId: msg.sweepId, at: n?.at ?? msg.at, verdict, latencyMs: n?.latencyMs ?? prev.last?.latencyMs ?? 0, failureThreshold, successThreshold };
+    if (n?.failureKind) obs.failureKind = n.failureKind;
+    if (n?.detail) obs.detail = n.detail;
+    if (n?.rootCauses?.length) obs.rootCauses = n.rootCauses;
+    if (n?.impacts?.length) obs.impacts = n.impacts;
+    if (n?.maintenance) obs.maintenance = true;
+    const r = applyObservation(prev, obs);
+    const next = { ...r.state, recentSweeps: [] };
+    services[id] = figures ? { ...next, figures } : next;
+    alerts.push(...r.alerts);
+  }
+  return {
+    state: {
+      ...state,
+      services,
+      recentSweeps: [...state.recentSweeps, msg.sweepId].slice(-RECENT),
+      lastMessageAt: msg.at,
+      staleAfterMs: msg.staleAfterMs && msg.staleAfterMs > 0 ? msg.staleAfterMs : state.staleAfterMs,
+    },
+    alerts,
+  };
+}
+
+/** `markStale` for every member: with no message for `staleAfterMs`, statuses turn `unknown`. */
+export function markShardStale(state: HealthShardState, now: number): HealthShardState {
+  let changed = false;
+  const services: Record<string, ServiceHealthState> = {};
+  for (const [id, s] of Object.entries(state.services)) {
+    const m = markStale(s, now, state.staleAfterMs);
+    if (m !== s) changed = true;
+    services[id] = m;
+  }
+  return changed ? { ...state, services } : state;
+}
+
+/** Count of members per status. */
+export function shardCounts(state: HealthShardState): Record<HealthStatus, number> {
+  const counts = { healthy: 0, degraded: 0, unhealthy: 0, impacted: 0, unknown: 0, maintenance: 0 } as Record<HealthStatus, number>;
+  for (const s of Object.values(state.services)) counts[s.status]++;
+  return counts;
+}
