@@ -69,6 +69,8 @@ export interface ShardNotable {
   rootCauses?: string[];
   impacts?: string[];
   maintenance?: boolean;
+  /** A certificate warning: the smallest `certificateExpiresAfter` threshold crossed, ms. */
+  certThresholdMs?: number;
 }
 
 /** One sweep's word on every member of a shard (signal `healthShardObservations`). */
@@ -153,6 +155,7 @@ export function applyShardObservations(state: HealthShardState, msg: ShardObserv
     if (n?.rootCauses?.length) obs.rootCauses = n.rootCauses;
     if (n?.impacts?.length) obs.impacts = n.impacts;
     if (n?.maintenance) obs.maintenance = true;
+    if (n?.certThresholdMs !== undefined) obs.certThresholdMs = n.certThresholdMs;
     const r = applyObservation(prev, obs);
     const next = { ...r.state, recentSweeps: [] };
     services[id] = figures ? { ...next, figures } : next;

@@ -12,8 +12,8 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { serviceHealth, serviceHealthQuery } from '../../src/workflows/service-health';
-import { workflowIds } from '../../src/domain/constants';
+import { healthShard, healthShardQuery } from '../../src/workflows/health-shard';
+import { healthShardWorkflowId, shardOf } from '../../src/domain/health-shard';
 import { closeTestClient } from '../helpers/temporal';
 import { startFleet, type Fleet } from './fleet';
 import { eventually, healthBench, sleep, startReceiver, uniquePrefix, type Receiver } from './harness';
@@ -49,9 +49,10 @@ test('a degraded service sends one WARNING and one RESOLVED of its own, apart fr
     ],
     receiver.url,
   );
-  // The status workflow continues-as-new every 2 observations.
-  await b.client.workflow.start(serviceHealth, { taskQueue: b.taskQueue, workflowId: workflowIds.service(id), args: [{ serviceId: id, maxObservationsPerRun: 2 }] });
-  const handle = b.client.workflow.getHandle(workflowIds.service(id));
+  // The service's shard continues-as-new every 2 sweeps.
+  const shardId = healthShardWorkflowId(b.taskQueue, shardOf(id));
+  await b.client.workflow.start(healthShard, { taskQueue: b.taskQueue, workflowId: shardId, args: [{ shard: shardOf(id), maxMessagesPerRun: 2 }] });
+  const handle = b.client.workflow.getHandle(shardId);
   fleet.set(`/${id}`, { body: { status: 'warn' }, contentType: HEALTH_JSON });
   fleet.set(`/${slow}`, { delayMs: 400 });
   // Worker 1: one warn (below failureThreshold: no alert yet).
@@ -91,7 +92,7 @@ test('a degraded service sends one WARNING and one RESOLVED of its own, apart fr
     await eventually(() => sent(id).length === 4, 'RESOLVED of the warning');
     await b.sweep();
     await sleep(300);
-    expect((await handle.query(serviceHealthQuery)).warning).toMatchObject({ open: false, seq: 2 });
+    expect((await handle.query(healthShardQuery, { ids: [id] })).services[0]!.warning).toMatchObject({ open: false, seq: 2 });
   });
   expect(sent(id)).toEqual([
     [`health/${id}/warning#1`, 'WARNING', `health/${id}/warning#1`],
@@ -102,7 +103,7 @@ test('a degraded service sends one WARNING and one RESOLVED of its own, apart fr
   expect(sent(slow)).toEqual([[`health/${slow}/warning#1`, 'WARNING', `health/${slow}/warning#1`]]);
   expect(receiver.alerts.find((a) => a.id === `health/${slow}/warning#1`)!.summary).toMatch(new RegExp(`^${slow} is degraded \\(slow\\): responded in \\d+ms, degraded above 200ms$`));
   let runs = 0;
-  for await (const _ of b.client.workflow.list({ query: `WorkflowId = '${workflowIds.service(id)}'` })) runs++;
+  for await (const _ of b.client.workflow.list({ query: `WorkflowId = '${shardId}'` })) runs++;
   expect(runs).toBeGreaterThanOrEqual(3);
 }, 60_000);
 
