@@ -71,6 +71,8 @@ export interface ShardNotable {
   maintenance?: boolean;
   /** A certificate warning: the smallest `certificateExpiresAfter` threshold crossed, ms. */
   certThresholdMs?: number;
+  /** The credential a `credential_rejected` failure is about (its id). */
+  credentialId?: string;
 }
 
 /** One sweep's word on every member of a shard (signal `healthShardObservations`). */
@@ -156,6 +158,7 @@ export function applyShardObservations(state: HealthShardState, msg: ShardObserv
     if (n?.impacts?.length) obs.impacts = n.impacts;
     if (n?.maintenance) obs.maintenance = true;
     if (n?.certThresholdMs !== undefined) obs.certThresholdMs = n.certThresholdMs;
+    if (n?.credentialId && n.failureKind === 'credential_rejected') obs.credentialId = n.credentialId;
     const r = applyObservation(prev, obs);
     const next = { ...r.state, recentSweeps: [] };
     services[id] = figures ? { ...next, figures } : next;

@@ -405,6 +405,7 @@ async function sweepByReference(
           if (r?.detail) n.detail = r.detail;
           if (r?.maintenance) n.maintenance = true;
           if (r?.certThresholdMs !== undefined) n.certThresholdMs = r.certThresholdMs;
+          if (r?.credentialId && r.failureKind === 'credential_rejected') n.credentialId = r.credentialId;
           if (c.rootCauses?.length) n.rootCauses = c.rootCauses;
           if (c.impacts?.length) n.impacts = c.impacts.slice(0, MAX_IMPACTS_LISTED);
           (item.notable ??= {})[id] = n;
