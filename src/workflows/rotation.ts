@@ -113,7 +113,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
    * and backoff, and run by whichever worker polls the task queue. Runs begun before this change
    * scheduled the store steps as normal activities; patched so their histories replay.
    */
-  const store = patched('rotation-store-steps-local') ? proxyLocalActivities<Acts>(SHORT_STEP) : shortActs;
+  const storeStepsLocal = patched('rotation-store-steps-local');
+  const store = storeStepsLocal ? proxyLocalActivities<Acts>(SHORT_STEP) : shortActs;
 
   const state: RotationProgress = { credentialId, phase: 'preflight', batches: [], services: [] };
   let graceEnded = false;
@@ -205,7 +206,17 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   if (preflight.problems.length > 0 && !input.force) {
     return end('failed', { cause: `refused, nothing changed: ${preflight.problems.join('; ')} (use --force to rotate anyway)` });
   }
-  await store.auditRotation({ credentialId, step: 'rotation', outcome: 'started', versionId: current ?? null, detail: input.force ? 'forced' : null });
+  const started = () => store.auditRotation({ credentialId, step: 'rotation', outcome: 'started', versionId: current ?? null, detail: input.force ? 'forced' : null });
+  if (storeStepsLocal) {
+    // A cancel that reaches the run in the workflow task that holds preflight's result (likelier since the
+    // store steps stopped taking a round trip each) must end with a result, not escape as a cancelled
+    // execution: the run is audited as started, then ends rolled_back (nothing was minted, nothing to undo).
+    // Runs begun before let it escape; behind the same patch, so their histories replay.
+    await CancellationScope.nonCancellable(started);
+    if (CancellationScope.current().consideredCancelled) return end('rolled_back', { cause: 'cancelled' });
+  } else {
+    await started();
+  }
 
   const issuerActs = proxyActivities<Acts>(stepOptions(plan.issuerStepTimeoutMs, 5));
   // --force over leftovers of an interrupted run. Runs begun before this change revoked the leftover

@@ -176,6 +176,42 @@ test('a cancel that reaches the workflow together with the verify\'s final failu
   });
 });
 
+test("a cancel that reaches the workflow together with preflight's result ends rolled_back with cause cancelled, nothing minted", async () => {
+  await withFixture([{ id: 'k1' }], async (fx) => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let asked = false;
+    const events = async (h: WorkflowHandle) => (await h.fetchHistory()).events ?? [];
+    const connection = await NativeConnection.connect({ address: testAddress() });
+    try {
+      // Preflight waits on the issuer's health (the worker's health view) until released.
+      const held = { serviceHealthy: async () => ((asked = true), await gate, true) };
+      const activityWorker = await Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, activities: fx.activities(held) });
+      const workflowWorker = () => Worker.create({ connection, namespace: 'default', taskQueue: fx.taskQueue, ...workflowSource(), activities: fx.activities(), enableNonLocalActivities: false });
+      const result = await activityWorker.runUntil(async () => {
+        let handle!: WorkflowHandle;
+        const first = await workflowWorker();
+        await first.runUntil(async () => {
+          handle = (await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue })).handle;
+          await waitFor('preflight asking for the issuer\'s health', () => asked);
+        });
+        // No workflow worker: preflight completes, then the cancel is requested; one workflow task sees both.
+        release();
+        await waitFor('preflight completed', async () => (await events(handle)).some((e) => e.activityTaskCompletedEventAttributes));
+        await handle.cancel();
+        await waitFor('cancel recorded', async () => (await events(handle)).some((e) => e.workflowExecutionCancelRequestedEventAttributes));
+        const second = await workflowWorker();
+        return second.runUntil(() => handle.result() as Promise<RotationResult>);
+      });
+      expect([result.status, result.cause, result.versionId]).toEqual(['rolled_back', 'cancelled', undefined]);
+      expect(await fx.store.labels(fx.credentialId)).toMatchObject({ CURRENT: { versionId: fx.initialVersionId }, PENDING: null });
+      expect(fx.server.consumer('k1').installRequests).toBe(0);
+    } finally {
+      await connection.close();
+    }
+  });
+});
+
 /**
  * An interrupted rotation: k1 and k2 installed the new version, then the run
  * is terminated while k2 verifies. Its PENDING is left over, held by both.
