@@ -100,6 +100,17 @@ test('a slow receiver that succeeds gets the alert once; a failing one is retrie
   }
 }, 30_000);
 
+test('a receiver slower than the activity heartbeat timeout (20 s) but within its timeout= answers once: the delivery heartbeats while it waits', async () => {
+  const slow = await startTeams();
+  slow.delayMs = 21_000;
+  try {
+    await expect(deliverThroughTemporal(`teams=${slow.url};name=slow;timeout=25s`, trigger)).resolves.toEqual({ delivered: 1, webhooks: 1 });
+    expect(slow.requests.map((q) => q.key)).toEqual(['health/gw#1']);
+  } finally {
+    await slow.close();
+  }
+}, 40_000);
+
 test('retry horizon: a receiver still failing after its retryFor is given up, the others get the alert', async () => {
   const down = await startTeams();
   const up = await startTeams();
