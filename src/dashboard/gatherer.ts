@@ -153,6 +153,12 @@ const EMPTY_BY_STATUS = (): Record<HealthStatus, number> => ({ healthy: 0, degra
 const ATTENTION = new Set(['needs_attention', 'failed', 'rolled_back']);
 const ENDED_BADLY = new Set(['FAILED', 'TERMINATED', 'TIMED_OUT', 'CANCELLED']);
 
+/** With no stream open and no request for this long, ms, the gatherer polls at its slow rate. */
+const IDLE_AFTER_MS = 60_000;
+
+/** How long one breaker read serves every page asking for the same service's detail, ms. */
+const BREAKER_CACHE_MS = 1000;
+
 const oneLine = (err: unknown) => ((err as Error)?.message ?? String(err)).split('\n')[0]!;
 
 /** The shared poller behind every page. */
@@ -174,8 +180,13 @@ export class FleetGatherer {
   private lastSlow = -Infinity;
   private lastRotationStatus = new Map<string, string>();
   private timer: NodeJS.Timeout | undefined;
+  private idleWait = false;
+  private lastDemand = Date.now();
+  private loop: (() => Promise<void>) | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
+  /** Breaker reads for the detail, shared by every page for {@link BREAKER_CACHE_MS}. */
+  private readonly breakerReads = new Map<string, { at: number; read: Promise<BreakerInfo> }>();
   private firstGather: Promise<void>;
   private resolveFirst!: () => void;
 
@@ -201,20 +212,41 @@ export class FleetGatherer {
     this.firstGather = new Promise((r) => (this.resolveFirst = r));
   }
 
-  /** Starts polling (the first gather at once). */
+  /**
+   * Starts polling (the first gather at once). With no page open or asking
+   * for {@link IDLE_AFTER_MS}, it polls only every `slowEveryMs` until
+   * {@link touch} says someone looks again (a `dev` left running with no
+   * browser costs Temporal almost nothing).
+   */
   start(): void {
-    if (this.timer || this.running) return;
-    const loop = async () => {
+    if (this.loop) return;
+    const loop = (this.loop = async () => {
       if (this.stopped) return;
+      this.timer = undefined;
+      this.idleWait = false;
       const t0 = Date.now();
       this.running = this.gather()
         .catch((err) => this.opts.onError?.(err))
         .finally(() => this.resolveFirst());
       await this.running;
       this.running = undefined;
-      if (!this.stopped) this.timer = setTimeout(loop, Math.max(0, this.pollMs - (Date.now() - t0)));
-    };
+      if (this.stopped) return;
+      const idle = this.listeners.size === 0 && Date.now() - this.lastDemand > IDLE_AFTER_MS;
+      this.idleWait = idle;
+      this.timer = setTimeout(loop, Math.max(0, (idle ? this.slowEveryMs : this.pollMs) - (Date.now() - t0)));
+    });
     void loop();
+  }
+
+  /** Someone looks (a request or a stream): poll at the normal rate again, at once when idle. */
+  touch(): void {
+    this.lastDemand = Date.now();
+    if (this.idleWait && this.timer && this.loop) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.idleWait = false;
+      void this.loop();
+    }
   }
 
   /** Stops polling; waits for a gather in progress. */
@@ -238,6 +270,7 @@ export class FleetGatherer {
   /** Calls `fn` with every change from now on; returns the unsubscribe function. */
   subscribe(fn: (d: FleetDelta) => void): () => void {
     this.listeners.add(fn);
+    this.touch();
     return () => this.listeners.delete(fn);
   }
 
@@ -258,7 +291,7 @@ export class FleetGatherer {
     };
     if (service.alertOpen) out.alerts.push({ source: 'health', summary: `${serviceId} is ${service.status}${service.rootCause && service.rootCause !== serviceId ? ` (root cause: ${service.rootCause})` : ''}`, since: service.since || undefined });
     try {
-      const b = await this.source.breaker(serviceId);
+      const b = await this.breakerRead(serviceId);
       out.breaker = {
         state: b.state,
         generation: b.generation,
@@ -278,6 +311,18 @@ export class FleetGatherer {
       out.alerts.push({ source: 'dashboard', summary: `breaker state unavailable: ${oneLine(err)}` });
     }
     return out;
+  }
+
+  /** The breaker of `serviceId`, read at most once per {@link BREAKER_CACHE_MS} however many pages ask. */
+  private breakerRead(serviceId: string): Promise<BreakerInfo> {
+    const now = Date.now();
+    const hit = this.breakerReads.get(serviceId);
+    if (hit && now - hit.at < BREAKER_CACHE_MS) return hit.read;
+    const read = this.source.breaker(serviceId);
+    this.breakerReads.set(serviceId, { at: now, read });
+    read.catch(() => this.breakerReads.delete(serviceId));
+    if (this.breakerReads.size > 1000) for (const [k, v] of this.breakerReads) if (now - v.at >= BREAKER_CACHE_MS) this.breakerReads.delete(k);
+    return read;
   }
 
   /** One gather: reads the source, rebuilds the snapshot, tells subscribers what changed. */

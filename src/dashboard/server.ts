@@ -158,6 +158,7 @@ export async function startDashboardServer(opts: DashboardServerOptions): Promis
       return send(res, 401, 'text/plain; charset=utf-8', 'this dashboard needs its token: open it as /?token=<token>, or send Authorization: Bearer <token>');
     }
     const path = url.pathname;
+    gatherer.touch();
     if (path === '/' || path === '/index.html') return file(res, join(WEB_ROOT, 'index.html'));
     if (path.startsWith('/assets/')) {
       const target = normalize(join(WEB_ROOT, path.slice('/assets/'.length)));
