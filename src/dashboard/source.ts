@@ -66,8 +66,8 @@ export function temporalFleetSource(client: Client, opts: { taskQueue: string; r
   const { taskQueue } = opts;
   return {
     registry: () => opts.registry?.(),
-    health: () => listHealth(client),
-    serviceHealth: (id) => getHealth(client, id),
+    health: () => listHealth(client, { taskQueue }),
+    serviceHealth: (id) => getHealth(client, id, { taskQueue }),
     breakers: () => listBreakers(client),
     breaker: (id) => getBreaker(client, id),
     async credentials() {
