@@ -78,6 +78,8 @@ export interface ServiceHealthView {
   rootCauses: string[];
   impacts: string[];
   alertOpen: boolean;
+  /** A warning incident (the service is or was degraded, WARNING sent, RESOLVED not yet) is open. */
+  warningOpen?: boolean;
   lastProbe?: ServiceHealthState['last'];
   figures?: HealthFigures;
 }
@@ -92,6 +94,7 @@ function toView(s: ServiceHealthState, workflowId = workflowIds.service(s.servic
     impacts: s.impacts,
     alertOpen: s.alert.open,
   };
+  if (s.warning?.open) v.warningOpen = true;
   if (s.rootCauses[0]) v.rootCause = s.rootCauses[0];
   if (s.last) v.lastProbe = s.last;
   if (s.figures) v.figures = s.figures;

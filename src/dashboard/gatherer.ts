@@ -36,6 +36,8 @@ export interface ServiceRow {
   belowSla: boolean;
   breaker?: string;
   alertOpen: boolean;
+  /** A warning incident is open (WARNING sent, not yet RESOLVED). */
+  warningOpen?: boolean;
   lastProbe?: { at: number; verdict: string; latencyMs: number; failureKind?: string; detail?: string };
   workflowId: string;
 }
@@ -290,6 +292,7 @@ export class FleetGatherer {
       credentials: this.current.credentials.filter((c) => c.issuer === serviceId || c.consumers.includes(serviceId)).map((c) => c.id),
     };
     if (service.alertOpen) out.alerts.push({ source: 'health', summary: `${serviceId} is ${service.status}${service.rootCause && service.rootCause !== serviceId ? ` (root cause: ${service.rootCause})` : ''}`, since: service.since || undefined });
+    if (service.warningOpen) out.alerts.push({ source: 'health', summary: `${serviceId}: warning${service.lastProbe?.verdict === 'warn' && service.lastProbe.detail ? ` (${service.lastProbe.detail})` : ''}` });
     try {
       const b = await this.breakerRead(serviceId);
       out.breaker = {
@@ -359,6 +362,7 @@ export class FleetGatherer {
       rootCauses: s.rootCause ? [s.rootCause] : [],
       impacts: s.impacts,
       alertOpen: s.alertOpen,
+      ...(s.warningOpen ? { warningOpen: true } : {}),
     }));
   }
 
@@ -426,6 +430,7 @@ export class FleetGatherer {
         avail: f?.availability ?? {},
         belowSla: a24 !== undefined && sla !== undefined && a24 < sla,
         alertOpen: h?.alertOpen ?? false,
+        ...(h?.warningOpen ? { warningOpen: true } : {}),
         workflowId: h?.workflowId ?? `service/${id}`,
       };
       if (h?.rootCause) row.rootCause = h.rootCause;

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { healthShard, healthShardQuery } from '../../src/workflows/health-shard';
 import { healthShardWorkflowId, shardOf } from '../../src/domain/health-shard';
 import { closeTestClient } from '../helpers/temporal';
+import { getHealth } from '../../src/client/health';
 import { startFleet, type Fleet } from './fleet';
 import { eventually, healthBench, sleep, startReceiver, uniquePrefix, type Receiver } from './harness';
 
@@ -65,6 +66,7 @@ test('a degraded service sends one WARNING and one RESOLVED of its own, apart fr
   await b.run(async () => {
     await b.sweep();
     await eventually(() => sent(id).length === 1, 'WARNING');
+    expect(await getHealth(b.client, id, { taskQueue: b.taskQueue })).toMatchObject({ status: 'degraded', alertOpen: false, warningOpen: true });
     fleet.set(`/${id}`, { status: 503 });
     await b.sweep();
     await b.sweep();
@@ -90,6 +92,7 @@ test('a degraded service sends one WARNING and one RESOLVED of its own, apart fr
     await b.sweep();
     await b.sweep();
     await eventually(() => sent(id).length === 4, 'RESOLVED of the warning');
+    expect((await getHealth(b.client, id, { taskQueue: b.taskQueue }))?.warningOpen).toBeUndefined();
     await b.sweep();
     await sleep(300);
     expect((await handle.query(healthShardQuery, { ids: [id] })).services[0]!.warning).toMatchObject({ open: false, seq: 2 });
