@@ -42,14 +42,16 @@ export async function probeGrpc(t: ProbeTarget, href: string, credential: ProbeC
     const servername = t.check.serverName ?? (net.isIP(host) ? undefined : host);
     if (u.protocol === 'https:') {
       const conn = tlsOptions.connectOptions(t.check, servername);
-      creds = grpc.credentials.createSsl(conn.ca ? Buffer.from(conn.ca.join('\n')) : null, null, null, {
+      const verify: grpc.VerifyOptions = {
         // Called with the served leaf on every handshake: the place to read its notAfter.
         checkServerIdentity: (hostname, cert) => {
           if (cert?.valid_to) certNotAfter = Date.parse(cert.valid_to);
           return conn.rejectUnauthorized === false ? undefined : tls.checkServerIdentity(servername ?? hostname, cert);
         },
         ...(conn.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-      });
+      };
+      // Extra CAs: the shared secure context (building one per probe parses every root again).
+      creds = conn.secureContext ? grpc.credentials.createFromSecureContext(conn.secureContext, verify) : grpc.credentials.createSsl(null, null, null, verify);
       if (servername) options['grpc.ssl_target_name_override'] = servername;
     } else {
       creds = grpc.credentials.createInsecure();

@@ -42,7 +42,7 @@ export function createHttpProber(o: HttpProberOptions) {
     let agent = agents.get(key);
     if (agent) return agent;
     const connector = buildConnector({
-      ...(conn.ca ? { ca: conn.ca } : {}),
+      ...(conn.secureContext ? { secureContext: conn.secureContext } : {}),
       ...(conn.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
       ...(t.check.ipFamily ? { family: t.check.ipFamily, autoSelectFamily: false } : {}),
     } as buildConnector.BuildOptions);

@@ -6,6 +6,7 @@
  * user with no password. `rediss://` speaks TLS. A refused login with the
  * managed credential (WRONGPASS, NOAUTH) is `credential_rejected`.
  */
+import type { SecureContext } from 'node:tls';
 import Redis from 'ioredis';
 import type { ProbeObservation, ProbeTarget } from '../../domain/health';
 import { databaseLogin, rejectedMessage, type ProbeCredential } from './credentials';
@@ -76,7 +77,7 @@ function redisFailure(err: unknown, timeoutMs: number, credential: ProbeCredenti
 }
 
 /** TLS options of a `rediss://` probe (the `key` of the option set is not a private key: left out). */
-function tlsFor(t: ProbeTarget, host: string, tlsOptions: TlsOptionsCache): { ca?: string[]; rejectUnauthorized?: false; servername?: string } {
-  const { ca, rejectUnauthorized, servername } = tlsOptions.connectOptions(t.check, t.check.serverName ?? host);
-  return { ...(ca ? { ca } : {}), ...(rejectUnauthorized === false ? { rejectUnauthorized } : {}), ...(servername ? { servername } : {}) };
+function tlsFor(t: ProbeTarget, host: string, tlsOptions: TlsOptionsCache): { secureContext?: SecureContext; rejectUnauthorized?: false; servername?: string } {
+  const { secureContext, rejectUnauthorized, servername } = tlsOptions.connectOptions(t.check, t.check.serverName ?? host);
+  return { ...(secureContext ? { secureContext } : {}), ...(rejectUnauthorized === false ? { rejectUnauthorized } : {}), ...(servername ? { servername } : {}) };
 }

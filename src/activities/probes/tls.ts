@@ -107,7 +107,7 @@ export function probeTls(t: ProbeTarget, href: string, tlsOptions: TlsOptionsCac
       secure = tls.connect({
         ...(socket ? { socket } : { host, port, ...family }),
         ...(servername ? { servername } : {}),
-        ...(conn.ca ? { ca: conn.ca } : {}),
+        ...(conn.secureContext ? { secureContext: conn.secureContext } : {}),
         ...(conn.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
         // Without a server name the certificate must match the address dialled.
         ...(servername ? {} : { checkServerIdentity: (_h: string, cert: tls.PeerCertificate) => tls.checkServerIdentity(host, cert) }),
