@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createActivities } from '../../../src/activities';
-import { workflowIds } from '../../../src/domain/constants';
+import { healthShardWorkflowId, shardOf } from '../../../src/domain/health-shard';
 import { parseRegistry } from '../../../src/domain/registry-parse';
 import { openState } from '../../../src/state';
 import { healthSweep } from '../../../src/workflows/sweep';
@@ -85,7 +85,8 @@ test('a credential revoked outside the agent: credential_rejected by the next sw
       expect(alert).toMatchObject({ summary: `${id} is unhealthy (credential_rejected: orders-key)`, credentialId: 'orders-key' });
       expect(alert.action).toContain('integration-agent rotate orders-key');
 
-      const histories = [...sweepIds, workflowIds.service(id)].map((wid) => client.workflow.getHandle(wid).fetchHistory());
+      // The sweeps and the health shard holding the service's state and alert decisions.
+      const histories = [...sweepIds, healthShardWorkflowId(taskQueue, shardOf(id))].map((wid) => client.workflow.getHandle(wid).fetchHistory());
       const text = payloadText(await Promise.all(histories)).join('\n');
       expect(text).toContain('credential_rejected'); // the payloads were read, in clear
       expect(text).not.toContain(GOOD);
