@@ -6,7 +6,7 @@ import pino, { type Logger } from 'pino';
 import type { LogLevel, LogMetadata, Logger as SdkLogger } from '@temporalio/common';
 
 /** Keys whose values are replaced by `[redacted]` wherever they appear (two levels deep). */
-export const REDACT_KEYS = ['secret', 'password', 'token', 'apiKey', 'authorization', 'Authorization', 'cookie', 'privateKey', 'data'];
+export const REDACT_KEYS = ['secret', 'password', 'token', 'apiKey', 'authorization', 'Authorization', 'cookie', 'privateKey', 'data', 'routingKey', 'routing_key', 'alertWebhooks'];
 
 /**
  * @param level pino level.

@@ -87,8 +87,10 @@ describe('logger redaction', () => {
     });
     const log = createLogger('info', sink);
     log.info({ secret: 's1', req: { password: 'p1', headers: { authorization: 'Bearer t1', 'x-api-key': 'k1' } }, headers: { 'x-api-key': 'k2' }, serviceId: 'billing-api' }, 'call');
+    // Alert receivers (webhook URLs with tokens, PagerDuty routing keys) as a whole config or one event body.
+    log.info({ config: { alertWebhooks: [{ url: 'https://hooks.example/T/B/w1' }] }, event: { routing_key: 'r1' }, receiver: { routingKey: 'r2' } }, 'alerts');
     const out = lines.join('');
-    for (const s of ['s1', 'p1', 't1', 'k1', 'k2']) expect(out).not.toContain(s);
+    for (const s of ['s1', 'p1', 't1', 'k1', 'k2', 'w1', 'r1', 'r2']) expect(out).not.toContain(s);
     expect(out).toContain('billing-api');
     expect(out).toContain('[redacted]');
   });
