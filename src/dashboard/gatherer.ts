@@ -291,6 +291,7 @@ export class FleetGatherer {
       alerts: [],
       credentials: this.current.credentials.filter((c) => c.issuer === serviceId || c.consumers.includes(serviceId)).map((c) => c.id),
     };
+    if (service.warningOpen) out.alerts.push({ source: 'health', summary: `warning: ${serviceId} is or was degraded (not resolved yet)` });
     if (service.alertOpen) out.alerts.push({ source: 'health', summary: `${serviceId} is ${service.status}${service.rootCause && service.rootCause !== serviceId ? ` (root cause: ${service.rootCause})` : ''}`, since: service.since || undefined });
     if (service.warningOpen) out.alerts.push({ source: 'health', summary: `${serviceId}: warning${service.lastProbe?.verdict === 'warn' && service.lastProbe.detail ? ` (${service.lastProbe.detail})` : ''}` });
     try {
@@ -434,6 +435,7 @@ export class FleetGatherer {
         workflowId: h?.workflowId ?? `service/${id}`,
       };
       if (h?.rootCause) row.rootCause = h.rootCause;
+      if (h?.warningOpen) row.warningOpen = true;
       if (spec?.owner) row.owner = spec.owner;
       if (f?.p50Ms !== undefined) row.p50 = f.p50Ms;
       if (f?.p95Ms !== undefined) row.p95 = f.p95Ms;
