@@ -122,11 +122,11 @@ export function createHealthPublishActivities(deps: HealthPublishDeps) {
   /** Figures last sent to a shard per service (process-local): unchanged figures are not sent again. */
   const sentFigures = new Map<string, string>();
   /**
-   * Figures compared at the precision `status` shows (3 significant digits, availability to
-   * 0.001 %), so a percentile moving in its fourth digit is not history written again.
+   * Figures compared at 2 significant digits (the HDR histograms' own precision; availability
+   * near 100 % to 0.001 %): a percentile drifting by less than 1 % is not history written again.
    */
   const sameFigures = (f: HealthFigures) =>
-    JSON.stringify([f.p50Ms, f.p95Ms, f.p99Ms, f.errorRate24h, f.availability['1h'], f.availability['24h'], f.availability['7d'], f.availability['30d'], f.slaAvailability].map((v) => (v === undefined ? null : Number(v.toPrecision(v >= 99 && v <= 100 ? 6 : 3)))));
+    JSON.stringify([f.p50Ms, f.p95Ms, f.p99Ms, f.errorRate24h, f.availability['1h'], f.availability['24h'], f.availability['7d'], f.availability['30d'], f.slaAvailability].map((v) => (v === undefined ? null : Number(v.toPrecision(v >= 99 && v <= 100 ? 6 : 2)))));
   /**
    * What this process last sent each shard: while every member passes plainly, the shard
    * is steady in this process's view after `successThreshold` such messages in a row, and
