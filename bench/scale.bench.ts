@@ -139,6 +139,35 @@ async function runSize(n: number, fleetUrl: string): Promise<Figure[]> {
       if (Date.now() - t > 120_000) throw new Error('worker did not poll within 2 minutes');
       await new Promise((r) => setTimeout(r, 250));
     }
+    if (process.env.BENCH_SCALE_ONLY === 'breakers') {
+      // Breaker workflows are per service by design: N of them in the worker's cache, RSS before and
+      // after (settled: under 1 % growth over 6 s), per breaker.
+      const before = rssOf(worker.pid);
+      const limit = pLimit(50);
+      const t0 = performance.now();
+      await Promise.all(
+        Array.from({ length: n }, (_, i) =>
+          limit(() => client.workflow.start('circuitBreaker', { taskQueue: 'integration-agent', workflowId: `breaker/svc-${i}`, args: [{ serviceId: `svc-${i}` }] })),
+        ),
+      );
+      // Every breaker has run its first workflow task once one queried last answers and RSS settles.
+      await client.workflow.getHandle(`breaker/svc-${n - 1}`).query('breakerState').catch(() => undefined);
+      let last = rssOf(worker.pid);
+      for (let k = 0; k < 60; k++) {
+        await new Promise((r) => setTimeout(r, 6000));
+        const now = rssOf(worker.pid);
+        if (now < last * 1.01) break;
+        last = now;
+      }
+      const after = rssOf(worker.pid);
+      figures.push(
+        fig(`worker RSS with ${n} breaker workflows started (settled)`, after / 2 ** 20, 'MiB', { baseline: { name: 'before', value: before / 2 ** 20 } }),
+        fig('worker RSS per breaker workflow', (after - before) / n / 1024, 'KiB'),
+        fig('time to start them (50 at a time)', performance.now() - t0, 'ms'),
+        fig('worker peak RSS', peaks.worker / 2 ** 20, 'MiB'),
+      );
+      return figures;
+    }
     const ideal = Math.ceil(n / CONCURRENCY) * ((ANSWER_MIN_MS + ANSWER_MAX_MS) / 2);
     // Side by side: the same N requests as a plain pooled undici loop at the same concurrency
     // (what this shared machine allows right now).
