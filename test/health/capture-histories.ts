@@ -26,6 +26,7 @@ import { createActivities } from '../../src/activities';
 import { openState } from '../../src/state';
 import { startDevServer } from '../../src/dev/dev-server';
 import { workflowIds } from '../../src/domain/constants';
+import { healthShardWorkflowId, shardOf } from '../../src/domain/health-shard';
 import { parseRegistry } from '../../src/domain/registry-parse';
 import type { HealthSweepResult } from '../../src/workflows/sweep';
 
@@ -100,6 +101,22 @@ async function main(): Promise<void> {
         const edge = await delivered('edge');
         await edge.terminate('capture done');
         await save(workflowIds.service('edge'), 'sweep-service-warning.json');
+        return;
+      }
+      if (only === 'shards') {
+        // The registry by reference and the status state in shards (issue 16): a sweep of the
+        // gateway outage, and the gateway's shard through TRIGGERED and RESOLVED.
+        await sweep();
+        const outage = await sweep();
+        if (outage.services.find((s) => s.id === 'billing')?.rootCause !== 'gateway') throw new Error('capture: billing should be impacted by gateway');
+        await save(outage.workflowId, 'sweep-by-reference-outage.json');
+        gatewayStatus = 200;
+        await sweep();
+        const shardId = healthShardWorkflowId(taskQueue, shardOf('gateway'));
+        const shard = client.workflow.getHandle(shardId);
+        for (let i = 0; i < 100 && ((await shard.query('pendingAlerts')) as unknown[]).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+        await shard.terminate('capture done');
+        await save(shardId, 'health-shard-gateway.json');
         return;
       }
       await sweep();
