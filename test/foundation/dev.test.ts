@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import type { Page } from 'playwright-core';
 import { defaultPayloadConverter } from '@temporalio/common';
+import { Client, Connection } from '@temporalio/client';
 import { freePort } from '../../src/dev/dev-server';
 import { resolveTemporalCli } from '../../src/dev/temporal-cli';
 import { AesGcmCodec } from '../../src/codec/aes-gcm-codec';
@@ -119,6 +120,24 @@ test('dev --json on a fresh machine (no data dir yet): every example service has
   const ui = await fetch(report.temporal.uiUrl);
   expect(ui.status).toBe(200);
 });
+
+test('dev keeps monitoring: it applies the sweep Schedule, and scheduled sweeps run after the first', async () => {
+  expect(report.schedule).toEqual({ scheduleId: 'health-sweep', intervalMs: 10_000 });
+  const connection = await Connection.connect({ address: `127.0.0.1:${port}` });
+  try {
+    const client = new Client({ connection });
+    const deadline = Date.now() + 40_000;
+    let scheduled = 0;
+    while (scheduled === 0 && Date.now() < deadline) {
+      // Scheduled runs carry the schedule's id in TemporalScheduledById; dev's first sweep does not.
+      for await (const w of client.workflow.list({ query: `WorkflowType = 'healthSweep' AND TemporalScheduledById = 'health-sweep'` })) if (w.status.name === 'COMPLETED') scheduled++;
+      if (scheduled === 0) await new Promise((r) => setTimeout(r, 1000));
+    }
+    expect(scheduled).toBeGreaterThan(0);
+  } finally {
+    await connection.close();
+  }
+}, 60_000);
 
 test("the dev codec server decodes without a token only for the dev UI's own origins; other origins get 403, /encode stays closed", async () => {
   const codecUrl: string = report.temporal.codecUrl;

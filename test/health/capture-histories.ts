@@ -12,6 +12,14 @@
  *   answering health+json `warn`, through WARNING and its RESOLVED
  *   (`patched('health-warning-alerts')`).
  *
+ * - sweep-by-reference-outage.json and health-shard-gateway.json (`… shards`,
+ *   what `npm run histories:capture` runs): the sweep by reference and the
+ *   gateway's health shard through TRIGGERED and RESOLVED (issue 16).
+ *
+ * The first three are histories of the per-service design (before the
+ * shards); sweeps no longer start `serviceHealth` workflows, so they are kept
+ * for replay and are not captured again.
+ *
  * Payloads are plain (the replay test's codec passes them through).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';

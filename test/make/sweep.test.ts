@@ -3,9 +3,12 @@
  * API (token, connections, scenarios, hooks), after the other services, so a
  * scenario whose connection stands for a failing service reads as impacted.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createActivities } from '../../src/activities';
 import { createMakeHealthActivities } from '../../src/activities/make/health';
-import { createProbeActivities } from '../../src/activities/probes';
-import { createRegistryActivities } from '../../src/activities/registry';
+import { openState } from '../../src/state';
 import type { HealthSweepResult } from '../../src/workflows/sweep';
 import { startFakeMake, type FakeMake } from '../fixtures/make-server';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
@@ -35,11 +38,14 @@ afterAll(async () => {
 
 test('make services are checked through the Make API, and a scenario over a failing service is impacted', async () => {
   const taskQueue = uniqueTaskQueue('make-sweep');
-  const activities = { ...createRegistryActivities(rig.registry), ...createProbeActivities(), ...createMakeHealthActivities({}, rig.clients) };
+  // The worker's activities (the sweep reads the registry by reference and probes it in pages),
+  // with Make's API clients pointed at the fake.
+  const state = await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-make-sweep-')) });
+  const activities = { ...createActivities({ registry: rig.registry, state }), ...createMakeHealthActivities({}, rig.clients) };
   const client = await testClient();
   const result = await withTestWorker({ taskQueue, activities }, () =>
     client.workflow.execute('healthSweep', { taskQueue, workflowId: `sweep/make-${taskQueue}`, args: [{ publish: false }] }) as Promise<HealthSweepResult>,
-  );
+  ).finally(() => state.close());
   const byId = Object.fromEntries(result.services.map((s) => [s.id, s]));
   // crm-api (nothing listens on 127.0.0.1:9) fails its plain probe.
   expect(byId['crm-api']!.status).toBe('unhealthy');

@@ -154,7 +154,13 @@ test('a rotation started from the CLI shows its progress and ends completed on t
       events += Buffer.from(value).toString('utf8');
     }
   }).catch(() => undefined);
+  // A consumer that shows a new secret 2 s after its install keeps the rotation in verify for
+  // seconds, so the page is seen showing it running (without it the saga can finish between two of
+  // the page's reads on a quiet machine). Its health endpoint is not slowed: nothing else changes.
+  const slow = demo.fleet.get('billing-api');
+  slow.behaviour.propagationDelayMs = 2000;
   const rotation = runCli(['rotate', 'shared-api-key', '--json'], env, { timeoutMs: 90_000 });
+  void rotation.finally(() => (slow.behaviour.propagationDelayMs = 0));
   let ended: Awaited<typeof rotation> | undefined;
   void rotation.then((r) => (ended = r));
   const cred = page.locator('[data-credential-id="shared-api-key"]');

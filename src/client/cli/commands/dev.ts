@@ -2,8 +2,8 @@
  * `integration-agent dev [--registry FILE] [--once] [--json]` (also `npm start`):
  * the whole agent on one machine — an embedded Temporal dev server with its
  * Web UI, a worker, the demo fleet (without --registry), one health sweep and
- * one rotation of every credential, printed. Keeps running until Ctrl-C,
- * unless --once.
+ * one rotation of every credential, printed. Unless --once, it then applies
+ * the sweep Schedule (every 10 s, or --sweep-every) and keeps running until Ctrl-C.
  */
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -16,7 +16,8 @@ import { loadConfig } from '../../../worker/config';
 import { createLogger } from '../../../worker/logger';
 import { createAgentWorker, type AgentWorker } from '../../../worker/worker';
 import { connectClient } from '../../connect';
-import { runSweep, type HealthSweepResult } from '../../health';
+import { applySweepSchedule, runSweep, type HealthSweepResult } from '../../health';
+import { durationOption } from './health';
 import { rotate } from '../../rotation';
 import { CliError, emit } from '../context';
 import { formatTable } from '../table';
@@ -49,7 +50,12 @@ export interface DevReport {
   registry: { source: string; version: string };
   sweep: HealthSweepResult;
   rotations: DevRotation[];
+  /** The sweep Schedule `dev` applied so monitoring goes on (absent with --once). */
+  schedule?: { scheduleId: string; intervalMs: number };
 }
+
+/** Sweep period of `dev` (shorter than a deployment's 30 s, so the status page moves while one watches). */
+export const DEV_SWEEP_INTERVAL_MS = 10_000;
 
 async function portOr(preferred: number): Promise<number> {
   const { createServer } = await import('node:net');
@@ -78,12 +84,16 @@ export function register(program: Command): void {
     .description('run everything locally: Temporal dev server + Web UI (payloads decoded), a worker, the demo services, a sweep and a rotation')
     .option('--registry <file>', 'registry to use (default: examples/services.yaml, and start its demo services)')
     .option('--once', 'exit after the first sweep and rotations')
+    .option('--sweep-every <duration>', 'without --once: keep sweeping on a Temporal Schedule this often, at least 1s (default 10s)', durationOption('--sweep-every'))
     .option('--json', 'print one JSON document')
     .option('--port <n>', 'Temporal gRPC port (default 7233, or a free one)', (v) => Number.parseInt(v, 10))
     .option('--ui-port <n>', 'Web UI port (default 8233, or a free one)', (v) => Number.parseInt(v, 10))
     .option('--dashboard-port <n>', 'status page port on 127.0.0.1 (default 8300, or a free one)', (v) => Number.parseInt(v, 10))
     .option('--demo-port-base <n>', 'demo services on ports n, n+1, ... (default: free ports)', (v) => Number(v))
-    .action(async (opts: { registry?: string; once?: boolean; json?: boolean; port?: number; uiPort?: number; dashboardPort?: number; demoPortBase?: number }) => {
+    .action(async (opts: { registry?: string; once?: boolean; sweepEvery?: number; json?: boolean; port?: number; uiPort?: number; dashboardPort?: number; demoPortBase?: number }) => {
+      if (opts.sweepEvery !== undefined && (opts.once || opts.sweepEvery < 1000)) {
+        throw new CliError(opts.once ? 'dev: --sweep-every applies without --once only (with --once dev sweeps once and exits)' : `dev: --sweep-every must be at least 1s, got ${opts.sweepEvery}ms`);
+      }
       const base = loadConfig({ LOG_LEVEL: 'warn', ...process.env });
       const logger = createLogger(base.logLevel, 'stderr');
       const say = (msg: string) => {
@@ -168,6 +178,15 @@ export function register(program: Command): void {
             rotations.map((r) => [r.credentialId, r.status, r.versionId ?? '-', r.workflowId + (r.error ? ` (${r.error})` : '')]),
           ),
         );
+        // Monitoring goes on after the first sweep, as in a deployment: the sweep Schedule (`schedule
+        // apply`), so the status page and `status` follow the fleet while dev runs.
+        let schedule: DevReport['schedule'];
+        if (!opts.once) {
+          const intervalMs = opts.sweepEvery ?? DEV_SWEEP_INTERVAL_MS;
+          const applied = await applySweepSchedule(local, { taskQueue: config.taskQueue, intervalMs, note: 'health sweeps of integration-agent dev' });
+          schedule = { scheduleId: applied.scheduleId, intervalMs };
+          say(`Sweeping every ${intervalMs / 1000}s on the Temporal Schedule ${applied.scheduleId} (pause it with: TEMPORAL_ADDRESS=${server.address} integration-agent schedule pause)`);
+        }
         const report: DevReport = {
           temporal: {
             address: server.address,
@@ -181,6 +200,7 @@ export function register(program: Command): void {
           registry: { source: registryPath, version: registry.current().versionHash },
           sweep,
           rotations,
+          ...(schedule ? { schedule } : {}),
         };
         if (opts.json) emit(opts, report, () => '');
         const ok = rotations.every((r) => r.status === 'completed');
