@@ -98,6 +98,13 @@ export interface FleetSnapshot {
   credentials: CredentialRow[];
   /** Reads that failed in the last gather, one line each (the page shows them). */
   errors: string[];
+  /** Epoch ms of the last gather whose health read succeeded (0: none yet); older than `staleAfterMs` means the page shows old data. */
+  readAt: number;
+  /** The gatherer's poll period and the age of `readAt` past which the page marks itself stale, ms. */
+  pollMs: number;
+  staleAfterMs: number;
+  /** The server's clock when this snapshot was served (the page measures `readAt`'s age against it). */
+  serverNow?: number;
 }
 
 /** What changed since `from`: rows to replace, ids gone, and the small parts whole. */
@@ -112,6 +119,7 @@ export interface FleetDelta {
   sweepIntervalMs?: number;
   sweepPaused?: boolean;
   errors: string[];
+  readAt: number;
 }
 
 export interface ServiceHistory {
@@ -166,6 +174,9 @@ const oneLine = (err: unknown) => ((err as Error)?.message ?? String(err)).split
 /** The shared poller behind every page. */
 export class FleetGatherer {
   private readonly pollMs: number;
+  /** Age of the last good health read past which the page says it shows old data: 3 polls, at least 10 s. */
+  private readonly staleAfterMs: number;
+  private readAt = 0;
   private readonly slowEveryMs: number;
   private readonly latencyPoints: number;
   private readonly uptimeSlots: number;
@@ -197,7 +208,9 @@ export class FleetGatherer {
     private readonly opts: GathererOptions,
   ) {
     this.pollMs = opts.pollMs ?? 1000;
-    if (!Number.isFinite(this.pollMs) || this.pollMs < 50) throw new RangeError(`dashboard pollMs must be >= 50 ms, got ${opts.pollMs}`);
+    // setTimeout takes at most 2^31-1 ms; an hour is already a page nobody would call live.
+    if (!Number.isFinite(this.pollMs) || this.pollMs < 50 || this.pollMs > 3_600_000) throw new RangeError(`--poll must be from 50ms to 1h, got ${opts.pollMs}ms`);
+    this.staleAfterMs = Math.max(3 * this.pollMs, 10_000);
     this.slowEveryMs = opts.slowEveryMs ?? 15_000;
     this.latencyPoints = opts.latencyPoints ?? 120;
     this.uptimeSlots = opts.uptimeSlots ?? 60;
@@ -210,6 +223,9 @@ export class FleetGatherer {
       services: [],
       credentials: [],
       errors: [],
+      readAt: 0,
+      pollMs: this.pollMs,
+      staleAfterMs: this.staleAfterMs,
     };
     this.firstGather = new Promise((r) => (this.resolveFirst = r));
   }
@@ -347,6 +363,7 @@ export class FleetGatherer {
       this.lastSlow = now;
       await this.readSlow(registry, errors);
     }
+    if (health) this.readAt = now;
     const services = this.serviceRows(registry, health ?? this.previousViews(), breakers);
     const credentials = this.credentialRows(registry, rotations);
     await this.fillVersionAges(credentials);
@@ -534,6 +551,7 @@ export class FleetGatherer {
       JSON.stringify(errors) === JSON.stringify(prev.errors) &&
       this.sweep.intervalMs === prev.sweepIntervalMs &&
       this.sweep.paused === prev.sweepPaused &&
+      this.readAt === prev.readAt &&
       prev.version > 0;
     if (same) return;
     this.rowJson = nextJson;
@@ -549,6 +567,9 @@ export class FleetGatherer {
       services,
       credentials,
       errors,
+      readAt: this.readAt,
+      pollMs: this.pollMs,
+      staleAfterMs: this.staleAfterMs,
     };
     const delta: FleetDelta = {
       from: prev.version,
@@ -561,6 +582,7 @@ export class FleetGatherer {
       sweepIntervalMs: this.sweep.intervalMs,
       sweepPaused: this.sweep.paused,
       errors,
+      readAt: this.readAt,
     };
     for (const fn of this.listeners) {
       try {

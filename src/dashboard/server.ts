@@ -153,6 +153,11 @@ export async function startDashboardServer(opts: DashboardServerOptions): Promis
       }
       return send(res, 401, 'text/plain; charset=utf-8', 'wrong token');
     }
+    // Without a token, only loopback names may address the page: a web page elsewhere that rebinds its
+    // own name to 127.0.0.1 (DNS rebinding) sends its own Host and is refused before it reads anything.
+    if (!tokenHash && !loopbackHost(req.headers.host)) {
+      return send(res, 421, 'text/plain; charset=utf-8', 'this dashboard answers only to loopback names (localhost, 127.0.0.1, [::1]) without a token; set INTEGRATION_AGENT_DASHBOARD_TOKEN to serve other names');
+    }
     if (!authorised(req)) {
       res.setHeader('www-authenticate', 'Bearer realm="integration-agent dashboard"');
       return send(res, 401, 'text/plain; charset=utf-8', 'this dashboard needs its token: open it as /?token=<token>, or send Authorization: Bearer <token>');
@@ -169,7 +174,7 @@ export async function startDashboardServer(opts: DashboardServerOptions): Promis
       const p = vendorPath(path.slice('/vendor/'.length));
       return p ? file(res, p) : send(res, 404, 'text/plain; charset=utf-8', 'not found');
     }
-    if (path === '/api/fleet') return json(res, gatherer.snapshot());
+    if (path === '/api/fleet') return json(res, { ...gatherer.snapshot(), serverNow: Date.now() });
     if (path.startsWith('/api/services/')) {
       const id = decodeURIComponent(path.slice('/api/services/'.length));
       const d = await gatherer.detail(id);
@@ -190,7 +195,7 @@ export async function startDashboardServer(opts: DashboardServerOptions): Promis
     });
     res.write('retry: 1000\n\n');
     // The whole snapshot first, then only what changes; a client that missed a version refetches /api/fleet.
-    res.write(`event: snapshot\ndata: ${JSON.stringify(gatherer.snapshot())}\n\n`);
+    res.write(`event: snapshot\ndata: ${JSON.stringify({ ...gatherer.snapshot(), serverNow: Date.now() })}\n\n`);
     const unsubscribe = gatherer.subscribe((d) => res.write(`event: delta\ndata: ${JSON.stringify(d)}\n\n`));
     const keepAlive = setInterval(() => res.write(': keep-alive\n\n'), opts.keepAliveMs ?? 15_000);
     streams.add(res);
@@ -257,4 +262,11 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
     if (k === name) return decodeURIComponent(v.join('='));
   }
   return undefined;
+}
+
+/** Is a Host header (`name[:port]`) a loopback name: localhost, 127.0.0.0/8 or [::1]? */
+export function loopbackHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+  return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }

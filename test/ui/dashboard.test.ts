@@ -7,6 +7,8 @@
  * other test files'. The tests share that one run, in order.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -265,3 +267,80 @@ test('read-only, and beyond loopback only with a token: a non-loopback listen wi
     await new Promise((r) => child.once('exit', r));
   }
 });
+
+/** GET `url` with a Host header of our choosing (fetch will not send one), resolving to the status. */
+function getWithHost(url: string, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers: { host } }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('without a token only loopback names may address the page (DNS rebinding): another Host gets 421', async () => {
+  const port = new URL(url).port;
+  expect(await getWithHost(`${url}/api/fleet`, `evil.example.com:${port}`)).toBe(421);
+  expect(await getWithHost(`${url}/`, 'evil.example.com')).toBe(421);
+  expect(await getWithHost(`${url}/api/fleet`, `localhost:${port}`)).toBe(200);
+  expect(await getWithHost(`${url}/api/fleet`, `127.0.0.1:${port}`)).toBe(200);
+  expect(await getWithHost(`${url}/api/fleet`, `[::1]:${port}`)).toBe(200);
+});
+
+test('a --poll too long for a timer is refused with the option named', async () => {
+  const r = await runCli(['dashboard', '--listen', '127.0.0.1:0', '--poll', '25d'], env, { timeoutMs: 30_000 });
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain('--poll must be from 50ms to 1h');
+});
+
+test('when Temporal cannot be reached, the page says its data is stale instead of live, and says live again once it can', async () => {
+  // The dashboard reaches Temporal through a TCP relay that the test cuts: Temporal is down, as this dashboard sees it.
+  const [thost, tport] = testAddress().split(':');
+  const sockets = new Set<Socket>();
+  let open = true;
+  const relay = createServer((client) => {
+    if (!open) return void client.destroy();
+    const upstream = createConnection({ host: thost, port: Number(tport) });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => s.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  const relayAddress = `127.0.0.1:${(relay.address() as { port: number }).port}`;
+  const child = spawn(process.execPath, [BIN, 'dashboard', '--listen', '127.0.0.1:0', '--poll', '500ms', '--json'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, TEMPORAL_ADDRESS: relayAddress, LOG_LEVEL: 'warn' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
+  const p2 = await browser.context.newPage();
+  try {
+    const relayed = (await waitFor('the relayed dashboard to start', () => /"url": "([^"]+)"/.exec(out)?.[1], { timeoutMs: 30_000, detail: () => out })) as string;
+    await p2.goto(relayed);
+    await p2.waitForSelector('#live[data-state="live"]', { timeout: 30_000 });
+    const snap = (await (await fetch(`${relayed}/api/fleet`)).json()) as { staleAfterMs: number };
+    expect(snap.staleAfterMs).toBe(10_000);
+    open = false;
+    for (const s of sockets) s.destroy();
+    const cutAt = Date.now();
+    await p2.waitForSelector('#live[data-state="stale"]', { timeout: snap.staleAfterMs + 15_000 });
+    expect(await p2.innerText('#live')).toMatch(/^stale: no fresh read for \d+s/);
+    expect(await p2.getAttribute('body', 'data-stale')).toBe('true');
+    expect(Date.now() - cutAt).toBeGreaterThanOrEqual(snap.staleAfterMs - 2000);
+    open = true;
+    await p2.waitForSelector('#live[data-state="live"]', { timeout: 60_000 });
+    expect(await p2.getAttribute('body', 'data-stale')).toBe('false');
+  } finally {
+    await p2.close();
+    child.kill('SIGKILL');
+    for (const s of sockets) s.destroy();
+    relay.close();
+  }
+}, 120_000);

@@ -80,6 +80,8 @@ function applyDelta(d) {
   s.errors = d.errors;
   s.sweepIntervalMs = d.sweepIntervalMs;
   s.sweepPaused = d.sweepPaused;
+  if (d.readAt !== s.readAt) markFresh(d.readAt, d.readAt);
+  s.readAt = d.readAt;
   s.services = [...state.services.values()];
   if (state.selected && (d.services.some((r) => r.id === state.selected) || d.removed.includes(state.selected))) loadDetail();
   scheduleRender();
@@ -87,15 +89,39 @@ function applyDelta(d) {
 
 async function refetch() {
   const r = await fetch('/api/fleet', { cache: 'no-store' });
-  if (r.ok) applySnapshot(await r.json());
+  if (!r.ok) return;
+  const snap = await r.json();
+  markFresh(snap.readAt, snap.serverNow ?? snap.at);
+  applySnapshot(snap);
 }
+
+// Freshness: the browser's own clock at which the server's last good read was made, so a server
+// that stops hearing from Temporal (or hangs) is seen here as old data, never as live.
+let freshAt = 0;
+function markFresh(readAt, serverNow) {
+  freshAt = readAt ? Date.now() - Math.max(0, serverNow - readAt) : 0;
+}
+function checkFreshness() {
+  const s = state.snapshot;
+  const live = $('#live');
+  if (!s || live.dataset.state === 'connecting' || live.dataset.state === 'reconnecting') return;
+  const age = freshAt ? Date.now() - freshAt : Infinity;
+  const stale = age > s.staleAfterMs;
+  document.body.dataset.stale = String(stale);
+  live.dataset.state = stale ? 'stale' : 'live';
+  live.textContent = stale ? (freshAt ? `stale: no fresh read for ${Math.round(age / 1000)}s (Temporal or the workers unreachable?)` : 'stale: no health read yet') : 'live';
+}
+setInterval(checkFreshness, 1000);
 
 function connect() {
   const es = new EventSource('/events');
   es.addEventListener('snapshot', (e) => {
     $('#live').dataset.state = 'live';
     $('#live').textContent = 'live';
-    applySnapshot(JSON.parse(e.data));
+    const snap = JSON.parse(e.data);
+    markFresh(snap.readAt, snap.serverNow ?? snap.at);
+    applySnapshot(snap);
+    checkFreshness();
   });
   es.addEventListener('delta', (e) => applyDelta(JSON.parse(e.data)));
   es.onerror = () => {
