@@ -21,6 +21,8 @@ export interface ServiceRow {
   /** Epoch ms the status last changed; 0 when unknown. */
   since: number;
   rootCause?: string;
+  /** Every failing service at the root of its dependencies, when more than one. */
+  rootCauses?: string[];
   impacts: string[];
   dependsOn: string[];
   owner?: string;
@@ -452,6 +454,7 @@ export class FleetGatherer {
         workflowId: h?.workflowId ?? `service/${id}`,
       };
       if (h?.rootCause) row.rootCause = h.rootCause;
+      if (h && h.rootCauses.length > 1) row.rootCauses = h.rootCauses;
       if (h?.warningOpen) row.warningOpen = true;
       if (spec?.owner) row.owner = spec.owner;
       if (f?.p50Ms !== undefined) row.p50 = f.p50Ms;

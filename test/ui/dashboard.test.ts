@@ -268,6 +268,22 @@ test('read-only, and beyond loopback only with a token: a non-loopback listen wi
   }
 });
 
+test('a service impacted by two failing dependencies names both, on the graph, in the table and in the detail', async () => {
+  const inventory = demo.fleet.get('inventory-api');
+  inventory.behaviour.failing = true;
+  try {
+    const node = page.locator('#graph g.node[data-id="storefront"]');
+    await waitFor('storefront impacted by inventory-api and legacy-gateway on the page', async () => /impacted by (inventory-api, legacy-gateway|legacy-gateway, inventory-api)/.test((await node.textContent().catch(() => '')) ?? ''), { timeoutMs: 60_000, everyMs: 250 });
+    expect(await page.innerText('#services tr[data-service-id="storefront"]')).toMatch(/inventory-api, legacy-gateway|legacy-gateway, inventory-api/);
+    for (const to of ['legacy-gateway', 'inventory-api']) expect(await page.locator(`#graph path.edge.bad[data-from="storefront"][data-to="${to}"]`).count()).toBe(1);
+    await node.click();
+    await page.waitForSelector('#detail[data-service-id="storefront"]:not([hidden])');
+    expect(await page.innerText('#detail [data-field="root-cause"]')).toMatch(/inventory-api, legacy-gateway|legacy-gateway, inventory-api/);
+  } finally {
+    inventory.behaviour.failing = false;
+  }
+}, 90_000);
+
 /** GET `url` with a Host header of our choosing (fetch will not send one), resolving to the status. */
 function getWithHost(url: string, host: string): Promise<number> {
   return new Promise((resolve, reject) => {

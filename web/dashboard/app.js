@@ -141,6 +141,11 @@ function scheduleRender() {
   });
 }
 
+/** Every root cause of an impacted row, comma-separated (most rows have one). */
+function causes(r) {
+  return (r.rootCauses ?? [r.rootCause]).join(', ');
+}
+
 function render() {
   const s = state.snapshot;
   if (!s) return;
@@ -202,7 +207,7 @@ function renderTable(rows) {
     html.push(
       `<tr data-service-id="${esc(r.id)}" data-status="${esc(r.status)}" class="${r.id === state.selected ? 'sel' : ''}">` +
         `<td>${esc(r.id)}</td><td>${badge(r.status)}</td><td>${ago(r.since)}</td>` +
-        `<td>${esc(r.rootCause && r.rootCause !== r.id ? r.rootCause : r.status === 'unhealthy' ? (r.lastProbe?.failureKind ?? '') : '')}</td>` +
+        `<td>${esc(r.rootCause && r.rootCause !== r.id ? causes(r) : r.status === 'unhealthy' ? (r.lastProbe?.failureKind ?? '') : '')}</td>` +
         `<td>${ms(r.p95)}</td><td class="${r.belowSla ? 'below' : ''}">${pct(a)}${r.sla !== undefined ? ` / ${r.sla}%` : ''}${r.belowSla ? ' ▼ below' : ''}</td>` +
         `<td>${esc(r.breaker ?? '–')}</td></tr>`,
     );
@@ -223,9 +228,9 @@ function worst(statuses) {
 function graphModel(rows) {
   if (rows.length <= GRAPH_MAX_NODES) {
     const ids = new Set(rows.map((r) => r.id));
-    const nodes = rows.map((r) => ({ id: r.id, label: r.id, status: r.status, sub: r.status === 'impacted' && r.rootCause ? `${GLYPH.impacted} impacted by ${r.rootCause}` : `${GLYPH[r.status]} ${r.status}`, kind: 'service' }));
+    const nodes = rows.map((r) => ({ id: r.id, label: r.id, status: r.status, sub: r.status === 'impacted' && r.rootCause ? `${GLYPH.impacted} impacted by ${causes(r)}` : `${GLYPH[r.status]} ${r.status}`, kind: 'service' }));
     const edges = [];
-    for (const r of rows) for (const d of r.dependsOn) if (ids.has(d)) edges.push({ from: r.id, to: d, bad: r.status === 'impacted' && (r.rootCause === d || state.services.get(d)?.status !== 'healthy') });
+    for (const r of rows) for (const d of r.dependsOn) if (ids.has(d)) edges.push({ from: r.id, to: d, bad: r.status === 'impacted' && ((r.rootCauses ?? [r.rootCause]).includes(d) || state.services.get(d)?.status !== 'healthy') });
     return { nodes, edges, grouped: false };
   }
   const groups = new Map();
@@ -352,7 +357,7 @@ function renderDetail(d) {
     `<h2>${esc(s.id)} ${badge(s.status)}</h2>` +
     `<div class="cols"><div>` +
     `<dl class="kv"><dt>since</dt><dd>${s.since ? `${esc(new Date(s.since).toLocaleString())} (${ago(s.since)})` : '–'}</dd>` +
-    `<dt>root cause</dt><dd data-field="root-cause">${esc(s.rootCause ?? '–')}</dd><dt>impacts</dt><dd>${esc(s.impacts.join(', ') || '–')}</dd>` +
+    `<dt>root cause</dt><dd data-field="root-cause">${esc(s.rootCause ? causes(s) : '–')}</dd><dt>impacts</dt><dd>${esc(s.impacts.join(', ') || '–')}</dd>` +
     `<dt>depends on</dt><dd>${esc(s.dependsOn.join(', ') || '–')}</dd><dt>owner</dt><dd>${esc(s.owner ?? '–')}</dd><dt>tags</dt><dd>${esc(s.tags.join(', ') || '–')}</dd>` +
     `<dt>last probe</dt><dd>${s.lastProbe ? `${esc(s.lastProbe.verdict)} in ${ms(s.lastProbe.latencyMs)}${s.lastProbe.detail ? `: ${esc(s.lastProbe.detail)}` : ''} (${ago(s.lastProbe.at)})` : '–'}</dd>` +
     `<dt>credentials</dt><dd>${esc(d.credentials.join(', ') || '–')}</dd>` +
