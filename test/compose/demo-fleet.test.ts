@@ -28,8 +28,10 @@ let dir: string;
 let fleet: ChildProcess | undefined;
 const portOf = new Map<string, number>();
 
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'ia-demo-fleet-'));
+type Report = { services: { id: string; listen: string; registryUrl: string }[] };
+
+/** The compose registry with its ports moved to free ones, served by `demo-fleet`; its report. */
+async function startFleet(): Promise<Report> {
   let text = readFileSync(join(ROOT, 'deploy', 'compose', 'services.yaml'), 'utf8');
   const ports = [...new Set([...text.matchAll(/http:\/\/demo-services:(\d+)/g)].map((m) => m[1]!))];
   expect(ports.length).toBe(8);
@@ -45,12 +47,12 @@ beforeAll(async () => {
   let out = '';
   let err = '';
   fleet.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-  const report = await new Promise<{ services: { id: string; listen: string; registryUrl: string }[] }>((resolve, reject) => {
+  return new Promise<Report>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`demo-fleet printed no report in 30 s: ${out} ${err}`)), 30_000);
     fleet!.stdout!.on('data', (c: Buffer) => {
       out += c.toString();
       try {
-        const parsed = JSON.parse(out) as { services: { id: string; listen: string; registryUrl: string }[] };
+        const parsed = JSON.parse(out) as Report;
         clearTimeout(timer);
         resolve(parsed);
       } catch {
@@ -59,6 +61,20 @@ beforeAll(async () => {
     });
     fleet!.once('exit', (code) => (clearTimeout(timer), reject(new Error(`demo-fleet exited with ${code}: ${err}`))));
   });
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'ia-demo-fleet-'));
+  // A port found free can be taken by another socket before the child listens on it (a fresh CI run
+  // lost one to an outgoing connection's ephemeral port): then pick new ones, at most three times.
+  let report: Report | undefined;
+  for (let attempt = 1; !report; attempt++) {
+    try {
+      report = await startFleet();
+    } catch (err) {
+      if (attempt >= 3 || !/EADDRINUSE/.test((err as Error).message)) throw err;
+    }
+  }
   for (const s of report.services) {
     const registryPort = Number(new URL(s.registryUrl).port);
     expect(new URL(s.registryUrl).hostname).toBe('demo-services');
