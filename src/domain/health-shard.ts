@@ -25,7 +25,6 @@ import {
   type HealthFigures,
   type HealthObservation,
   type HealthStatus,
-  type ProbeFailureKind,
   type ProbeVerdict,
   type ServiceHealthState,
 } from './health';
@@ -59,21 +58,14 @@ export function healthShardWorkflowId(taskQueue: string, shard: number): string 
 export const VERDICT_CODES: Readonly<Record<ProbeVerdict, string>> = { pass: 'p', warn: 'w', fail: 'f', inconclusive: 'i' };
 const CODE_VERDICTS: Readonly<Record<string, ProbeVerdict>> = { p: 'pass', w: 'warn', f: 'fail', i: 'inconclusive' };
 
-/** Details of one service's observation beyond its verdict (only sent when there are some). */
-export interface ShardNotable {
-  /** Epoch ms the probe started; default the message's `at`. */
-  at?: number;
-  latencyMs?: number;
-  failureKind?: ProbeFailureKind;
-  detail?: string;
-  rootCauses?: string[];
-  impacts?: string[];
-  maintenance?: boolean;
-  /** A certificate warning: the smallest `certificateExpiresAfter` threshold crossed, ms. */
-  certThresholdMs?: number;
-  /** The credential a `credential_rejected` failure is about (its id). */
-  credentialId?: string;
-}
+/**
+ * Details of one service's observation beyond its verdict (only sent when
+ * there are some): the optional fields of {@link HealthObservation}, with
+ * `at` (default the message's `at`) and `latencyMs` optional too.
+ */
+export type ShardNotable = Partial<
+  Pick<HealthObservation, 'at' | 'latencyMs' | 'failureKind' | 'detail' | 'rootCauses' | 'impacts' | 'maintenance' | 'certThresholdMs' | 'credentialId'>
+>;
 
 /** One sweep's word on every member of a shard (signal `healthShardObservations`). */
 export interface ShardObservations {
