@@ -703,7 +703,7 @@ export interface Alert {
    * Absent on alerts decided before it existed: {@link incidentIdOf} derives it.
    */
   incidentId?: string;
-  source: 'health' | 'breaker' | 'rotation';
+  source: 'health' | 'breaker' | 'rotation' | 'prober';
   /** The service concerned; for rotation alerts the credential's issuer (the credential id when the registry has no such credential). */
   serviceId: string;
   /** How loud: `critical` (rotation `needs_attention`: someone must act now) or `warning`; absent on health and breaker alerts. */
