@@ -3,10 +3,12 @@
  * from explicit dependencies (tests pass real local servers and temp dirs).
  * Each area has its own factory; this composes them.
  */
+import { hostname } from 'node:os';
 import { createRegistryActivities, versionedRegistry, type RegistrySource } from './registry';
 import { createRegistryPageActivities } from './registry-pages';
 import { createDiagnosticsActivities } from './diagnostics';
-import { createProbeActivities, type ProbeDeps } from './probes';
+import { createProbeActivities, createProber, type ProbeDeps } from './probes';
+import { ProberHealth, type ProberHealthOptions } from './prober-health';
 import { createAlertActivities, type AlertWebhook } from './alerts';
 import { createBreakerActivities, type BreakerActivityDeps } from './breaker';
 import { createHealthPublishActivities, type HealthPublishDeps } from './health-publish';
@@ -42,6 +44,12 @@ export interface ActivityDeps {
   coordinator?: Coordinator;
   /** Cluster-wide admission (src/state/admission): Make's organisation limits then hold across every worker process. */
   sharedAdmission?: SharedAdmission;
+  /**
+   * The prober's own health (docs/health.md): canary URLs (`INTEGRATION_AGENT_PROBER_CANARIES`),
+   * thresholds, where reports go. On by default, named by `reporterId`, alerting through
+   * `health.client`; `false` turns it off (every result stands as probed).
+   */
+  prober?: false | Pick<ProberHealthOptions, 'canaries' | 'rule' | 'taskQueue' | 'onError' | 'now'>;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -51,7 +59,15 @@ export function createActivities(deps: ActivityDeps) {
   const registry = versionedRegistry(deps.registry);
   // auth: true probes present the CURRENT credential from the same store calls read.
   // The coordinator's load balancer learns the endpoints a probe found down (this process's view).
-  const probes = createProbeActivities({ secrets: credentials, onEndpointsDown: deps.coordinator?.reportEndpointsDown?.bind(deps.coordinator), ...deps.probes });
+  const probeDeps: ProbeDeps = { secrets: credentials, onEndpointsDown: deps.coordinator?.reportEndpointsDown?.bind(deps.coordinator), ...deps.probes };
+  const prober = createProber(probeDeps);
+  // A prober is a process: one ProberHealth per worker, judging every probe path's results
+  // (probeServices, and through it probeRegistryPage; lanes call the same judge).
+  const proberHealth =
+    deps.prober === false
+      ? undefined
+      : new ProberHealth({ identity: deps.reporterId ?? `${hostname()}:${process.pid}`, registry: deps.registry, probe: prober.probeOne, client: deps.health?.client, taskQueue: deps.health?.taskQueue, ...deps.prober });
+  const probes = createProbeActivities({ ...probeDeps, ...(proberHealth ? { judge: (r) => proberHealth.judge(r) } : {}) }, prober);
   const makeClients = createMakeClients({ registry: deps.registry, transportFor: (s) => coordinatorMakeTransport(deps.coordinator ?? missingCoordinator, s.id), sharedAdmission: deps.sharedAdmission });
   return {
     ...createRegistryActivities(registry),

@@ -12,3 +12,4 @@ export * from './breaker';
 export * from './make';
 export * from './state-read';
 export * from './registry-lookup';
+export * from './prober';

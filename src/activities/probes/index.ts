@@ -45,6 +45,20 @@ export interface ProbeDeps {
    * coordinator's load balancer, whose passive view then skips them.
    */
   onEndpointsDown?: (serviceId: string, origins: string[]) => void;
+  /**
+   * Where each probe connects instead of the URL it was given. A fault
+   * injection seam, not a feature: tests give one worker of two
+   * `() => 'http://127.0.0.1:<closed port>'` so that its probes meet a real
+   * connection refusal, as a prober whose own network is broken does
+   * (test/health/prober.test.ts). Unset in production.
+   */
+  route?: (href: string) => string;
+  /**
+   * Judges a batch of results before `probeServices` returns them: the
+   * worker passes its `ProberHealth.judge` (src/activities/prober-health.ts),
+   * which turns them inconclusive while this process's network is down.
+   */
+  judge?: (results: ProbeResult[]) => Promise<ProbeResult[]>;
 }
 
 /** Input of {@link createProbeActivities}'s `probeServices`. */
@@ -54,19 +68,22 @@ export interface ProbeBatchInput {
   concurrency?: number;
 }
 
-/**
- * Builds the probe activities.
- * @returns `probeServices({ targets, concurrency })`: one judged result per target,
- *   in target order; heartbeats (at most once a second) so a retried attempt resumes.
- */
-export function createProbeActivities(deps: ProbeDeps = {}) {
+/** The probing engine without Temporal: {@link createProbeActivities} and the prober's canaries share it. */
+export interface Prober {
+  /** Probes every endpoint of one target and judges it (`evaluateProbe`); never throws. */
+  probeOne(t: ProbeTarget): Promise<ProbeResult>;
+}
+
+/** Builds the probing engine (one keep-alive pool, one TLS context per set of CAs). */
+export function createProber(deps: ProbeDeps = {}): Prober {
   const now = deps.now ?? Date.now;
   const extraCa = deps.ca === undefined ? [] : Array.isArray(deps.ca) ? deps.ca : [deps.ca];
   const tlsOptions = createTlsOptions(extraCa, deps.caFile);
   const http = createHttpProber({ tls: tlsOptions, maxBodyBytes: deps.maxBodyBytes ?? 1 << 20, keepAliveTimeoutMs: deps.keepAliveTimeoutMs ?? 4_000, now });
 
   /** Probes one endpoint of `t`; never throws. */
-  async function observe(t: ProbeTarget, href: string): Promise<ProbeObservation> {
+  async function observe(t: ProbeTarget, given: string): Promise<ProbeObservation> {
+    const href = deps.route ? deps.route(given) : given;
     try {
       const credential = await readCredential(t, deps.secrets);
       switch (t.check.type) {
@@ -109,6 +126,17 @@ export function createProbeActivities(deps: ProbeDeps = {}) {
     return result;
   }
 
+  return { probeOne };
+}
+
+/**
+ * Builds the probe activities.
+ * @param prober the engine; default a new one from `deps` (a worker passes the one its canaries use).
+ * @returns `probeServices({ targets, concurrency })`: one judged result per target,
+ *   in target order; heartbeats (at most once a second) so a retried attempt resumes.
+ */
+export function createProbeActivities(deps: ProbeDeps = {}, prober: Prober = createProber(deps)) {
+  const { probeOne } = prober;
   return {
     /**
      * Probes a batch of services, at most `concurrency` at once, and returns
@@ -143,7 +171,8 @@ export function createProbeActivities(deps: ProbeDeps = {}) {
               }),
         ),
       );
-      return done as ProbeResult[];
+      // The heartbeat keeps the raw results: a retried attempt judges them again (the window keeps one per service).
+      return deps.judge ? deps.judge(done as ProbeResult[]) : (done as ProbeResult[]);
     },
   };
 }

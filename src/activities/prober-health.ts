@@ -1,0 +1,251 @@
+/**
+ * `ProberHealth`: one per worker process (a prober is a process). Every probe
+ * path hands it its results (`judge`): it keeps the latest result per service
+ * for the rule's window, applies the rule of src/domain/prober-health.ts,
+ * probes the canaries when the rule says so (at most every `canaryEveryMs`,
+ * one probe round at a time), and while the process is offline returns its
+ * connection-level failures turned `inconclusive`, so they are neither
+ * downtime nor alerts. Mode changes are reported to the process's
+ * `proberHealth` workflow (signal-with-start), which decides and delivers the
+ * one "prober offline" alert and its RESOLVED.
+ *
+ * Used by `probeServices` (and through it `probeRegistryPage`); a
+ * long-running lane activity calls the same instance's `judge`.
+ */
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { healthCheckSchema, type Registry, type ServiceSpec } from '../domain/registry';
+import { probeTarget, type ProbeResult, type ProbeTarget } from '../domain/health';
+import {
+  assessProber,
+  describeAssessment,
+  isConnectionFailure,
+  nextProberMode,
+  proberRule,
+  proberWorkflowId,
+  wantsCanaries,
+  type CanaryOutcome,
+  type ProberAssessment,
+  type ProberMode,
+  type ProberReport,
+  type ProberRule,
+  type ProberSample,
+} from '../domain/prober-health';
+import { proberReportSignal, type ProberWorkflowInput } from '../workflows/prober';
+import type { RegistrySource } from './registry';
+
+/** Canary probes give up after this long, ms: a canary is near the prober (a resolver, a gateway) or it is no canary. */
+export const CANARY_TIMEOUT_MS = 2_000;
+/** While offline, the mode is reported again this often, ms (the workflow resolves an incident whose prober went silent). */
+export const PROBER_KEEPALIVE_MS = 60_000;
+
+export interface ProberHealthOptions {
+  /** This process, as alerts name it: `host:pid` (the worker's reporter id). */
+  identity: string;
+  /** The task queue of the `proberHealth` workflow; default the task queue of the first activity that calls `judge`. */
+  taskQueue?: string;
+  /** The registry in force: a service's hosts and `dependsOn` are read from it. */
+  registry: RegistrySource;
+  /** Canary URLs (`tcp://host:port`, `http(s)://…`); none: the rule alone decides. */
+  canaries?: readonly string[];
+  /** Probes one canary target (the worker's probe engine, so canaries take the probes' path). */
+  probe(t: ProbeTarget): Promise<ProbeResult>;
+  /** Signals the process's `proberHealth` workflow; none: modes are kept but never alerted (tests of the rule alone). */
+  client?: Client;
+  /** Thresholds (src/domain/prober-health.ts, DEFAULT_PROBER_RULE). @throws RangeError when out of range. */
+  rule?: Partial<ProberRule>;
+  /** Clock, epoch ms; default Date.now. */
+  now?: () => number;
+  /** Told when a report could not reach Temporal (retried on the next `judge`). */
+  onError?: (err: unknown) => void;
+}
+
+interface ServiceFacts {
+  hosts: string[];
+  dependsOn: readonly string[];
+}
+
+/** A `tcp://`, `http://` or `https://` URL with a host (and a port for tcp): what a canary may be. */
+export function checkCanaryUrl(u: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    return `"${u}" is not a URL (want tcp://host:port, http://… or https://…)`;
+  }
+  if (!['tcp:', 'http:', 'https:'].includes(url.protocol)) return `"${u}": a canary is tcp://host:port, http://… or https://… (got ${url.protocol})`;
+  if (!url.hostname) return `"${u}" has no host`;
+  if (url.protocol === 'tcp:' && !url.port) return `"${u}": a tcp canary needs a port`;
+  if (url.username || url.password) return `a canary URL carries no credentials (${url.protocol}//…@${url.host})`;
+  return undefined;
+}
+
+/** The hosts a service's probe connects to: each URL's host; a `dns` probe's resolver when it names one. */
+export function probedHosts(s: ServiceSpec): string[] {
+  const t = probeTarget(s);
+  if (t.check.type === 'dns' && t.check.resolver) return [t.check.resolver.replace(/^\[([^\]]+)\].*$|:\d+$/, '$1').toLowerCase()];
+  const hosts = new Set<string>();
+  for (const u of t.urls ?? [t.url]) {
+    try {
+      hosts.add(new URL(u).hostname.toLowerCase());
+    } catch {
+      // The registry checked the URLs; an unreadable one counts for no host.
+    }
+  }
+  return [...hosts];
+}
+
+export class ProberHealth {
+  readonly identity: string;
+  private readonly rule: ProberRule;
+  private readonly now: () => number;
+  private readonly canaries: readonly string[];
+  private readonly canaryTargets: ProbeTarget[];
+  private readonly window = new Map<string, ProberSample>();
+  private readonly facts = new WeakMap<Registry, Map<string, ServiceFacts>>();
+  private taskQueue?: string;
+  private currentMode: ProberMode = 'online';
+  private lastAssessment: ProberAssessment = { hostsProbed: 0, hostsFailed: 0, share: 0, kinds: {}, explained: 0 };
+  private canary?: { at: number; outcome: CanaryOutcome; lines: string };
+  private canaryRound?: Promise<{ at: number; outcome: CanaryOutcome; lines: string }>;
+  /** Decisions one at a time: two pages judged at once must not both open (or close) the same spell. */
+  private deciding: Promise<unknown> = Promise.resolve();
+  private reported: { mode: ProberMode; at: number } = { mode: 'online', at: 0 };
+  private reporting: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: ProberHealthOptions) {
+    this.identity = opts.identity;
+    this.rule = proberRule(opts.rule);
+    this.now = opts.now ?? Date.now;
+    this.canaries = opts.canaries ?? [];
+    for (const c of this.canaries) {
+      const problem = checkCanaryUrl(c);
+      if (problem) throw new RangeError(`prober canaries: ${problem}`);
+    }
+    this.canaryTargets = this.canaries.map(canaryTarget);
+    this.taskQueue = opts.taskQueue;
+  }
+
+  /** `online` or `offline` (this process's results are inconclusive while offline). */
+  get mode(): ProberMode {
+    return this.currentMode;
+  }
+
+  /** The window as last judged, in one line (for logs and the alert). */
+  get evidence(): string {
+    return describeAssessment(this.lastAssessment);
+  }
+
+  /**
+   * Feeds `results` to the window, decides the mode, and returns them judged:
+   * while offline, every connection-level failure becomes `inconclusive`
+   * (detail `prober offline: <kind>: <detail>`); passes and other failures
+   * stand (the service answered). Same length and order as `results`.
+   * @param registry the registry the results were probed from; default the current one.
+   */
+  async judge(results: ProbeResult[], registry: Registry = this.opts.registry.current()): Promise<ProbeResult[]> {
+    if (!this.taskQueue) {
+      try {
+        this.taskQueue = Context.current().info.taskQueue;
+      } catch {
+        // Not in an activity: the task queue must come from the options (reports wait until then).
+      }
+    }
+    const facts = this.factsOf(registry);
+    for (const r of results) {
+      const f = facts.get(r.serviceId);
+      if (!f || r.verdict === 'inconclusive') continue;
+      const prev = this.window.get(r.serviceId);
+      if (prev && prev.at > r.startedAt) continue;
+      this.window.set(r.serviceId, { serviceId: r.serviceId, hosts: f.hosts, dependsOn: f.dependsOn, at: r.startedAt, verdict: r.verdict, ...(r.failureKind ? { failureKind: r.failureKind } : {}) });
+    }
+    // Chained so decisions never interleave; a decision that throws (it should not) keeps the mode rather than stalling the chain.
+    const decided = this.deciding.then(() => this.decide()).catch((err) => (this.opts.onError?.(err), this.currentMode));
+    this.deciding = decided;
+    const mode = await decided;
+    this.report();
+    if (mode === 'online') return results;
+    return results.map((r) =>
+      isConnectionFailure(r)
+        ? { serviceId: r.serviceId, verdict: 'inconclusive', latencyMs: r.latencyMs, startedAt: r.startedAt, detail: `prober offline: ${r.failureKind}: ${r.detail ?? ''}`.trim(), ...(r.maintenance ? { maintenance: true } : {}) }
+        : r,
+    );
+  }
+
+  /** Waits for the reports sent so far (tests; shutdown). */
+  async flush(): Promise<void> {
+    await this.reporting;
+  }
+
+  private async decide(): Promise<ProberMode> {
+    const now = this.now();
+    for (const [id, s] of this.window) if (s.at <= now - this.rule.windowMs) this.window.delete(id);
+    const a = assessProber(this.window.values(), now, this.rule);
+    this.lastAssessment = a;
+    let outcome: CanaryOutcome = this.canaries.length ? 'untried' : 'none';
+    if (wantsCanaries(this.currentMode, a, this.rule, this.canaries.length > 0)) outcome = (await this.canaryOutcome(now)).outcome;
+    const next = nextProberMode(this.currentMode, a, outcome, this.rule);
+    this.currentMode = next;
+    return next;
+  }
+
+  /** The canaries' outcome, probing them when the last round is older than `canaryEveryMs` (one round at a time). */
+  private async canaryOutcome(now: number): Promise<{ at: number; outcome: CanaryOutcome; lines: string }> {
+    if (this.canary && now - this.canary.at < this.rule.canaryEveryMs) return this.canary;
+    this.canaryRound ??= (async () => {
+      const results = await Promise.all(this.canaryTargets.map((t) => this.opts.probe(t)));
+      const answered = results.filter((r) => !isConnectionFailure(r));
+      const lines = results.map((r, i) => `${this.canaries[i]}: ${isConnectionFailure(r) ? `${r.failureKind} (${r.detail ?? ''})` : 'answered'}`).join('; ');
+      return { at: now, outcome: answered.length ? 'answered' : 'silent', lines } as const;
+    })().finally(() => (this.canaryRound = undefined));
+    this.canary = await this.canaryRound;
+    return this.canary;
+  }
+
+  /** Sends the mode to the workflow when it changed, or while offline every {@link PROBER_KEEPALIVE_MS}; never throws. */
+  private report(): void {
+    const client = this.opts.client;
+    if (!client || !this.taskQueue) return;
+    const now = this.now();
+    const mode = this.currentMode;
+    if (mode === this.reported.mode && !(mode === 'offline' && now - this.reported.at >= PROBER_KEEPALIVE_MS)) return;
+    const taskQueue = this.taskQueue;
+    const last = this.reported;
+    this.reported = { mode, at: now };
+    const r: ProberReport = {
+      mode,
+      at: now,
+      evidence: describeAssessment(this.lastAssessment),
+      canaries: this.canaries.length === 0 ? 'none configured' : this.canary ? this.canary.lines : 'not tried',
+    };
+    const input: ProberWorkflowInput = { taskQueue, identity: this.identity };
+    this.reporting = this.reporting.then(() =>
+      client.workflow
+        .signalWithStart('proberHealth', { workflowId: proberWorkflowId(taskQueue, this.identity), taskQueue, args: [input], signal: proberReportSignal, signalArgs: [r] })
+        .then(
+          () => undefined,
+          (err) => {
+            // Sent again by the next judge: a prober cut off from Temporal reports when it is back.
+            if (this.reported.at === now) this.reported = last;
+            this.opts.onError?.(err);
+          },
+        ),
+    );
+  }
+
+  private factsOf(registry: Registry): Map<string, ServiceFacts> {
+    let m = this.facts.get(registry);
+    if (!m) {
+      m = new Map();
+      for (const s of registry.services) if (s.type !== 'make') m.set(s.id, { hosts: probedHosts(s), dependsOn: s.dependsOn });
+      this.facts.set(registry, m);
+    }
+    return m;
+  }
+}
+
+/** A canary as a probe target: a TCP connect, or an HTTP request whose any answer counts (only connection-level failures say "silent"). */
+function canaryTarget(url: string): ProbeTarget {
+  const type = url.startsWith('tcp:') ? 'tcp' : 'http';
+  return { id: `canary:${url}`, url, check: healthCheckSchema.parse({ type, timeout: `${CANARY_TIMEOUT_MS}ms` }), maintenance: [] };
+}

@@ -1,0 +1,155 @@
+/**
+ * The prober's own health, on real parts: loopback HTTP services on four
+ * hosts (127.0.0.2-5), a "broken network" made of a real closed loopback
+ * port (`probes.route` sends one worker's connections there: real
+ * ECONNREFUSED), the real health store, and for the alerts the dev server
+ * with two worker processes' activities (two Workers, two identities).
+ */
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createActivities } from '../../src/activities';
+import { openState, type StateBackend } from '../../src/state';
+import { listHealth } from '../../src/client/health';
+import { proberWorkflowId } from '../../src/domain/prober-health';
+import { healthSweep } from '../../src/workflows/sweep';
+import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
+import { freePort, registryOf } from './fleet';
+import { eventually, startReceiver, type Receiver } from './harness';
+
+const HOSTS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
+let servers: Server[] = [];
+let closed: number;
+let receiver: Receiver;
+const states: StateBackend[] = [];
+
+beforeAll(async () => {
+  servers = await Promise.all(
+    HOSTS.map(async (h) => {
+      const s = createServer((_, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+      s.keepAliveTimeout = 500;
+      await new Promise<void>((ok) => s.listen(0, h, ok));
+      return s;
+    }),
+  );
+  closed = await freePort();
+  receiver = await startReceiver();
+});
+afterAll(async () => {
+  for (const s of servers) {
+    s.closeAllConnections();
+    await new Promise((ok) => s.close(ok));
+  }
+  await receiver.close();
+  for (const s of states) await s.close();
+  await closeTestClient();
+});
+
+const fleet = (prefix: string) =>
+  registryOf(servers.map((s, i) => ({ id: `${prefix}-${i}`, type: 'api', endpoints: [{ url: `http://${HOSTS[i]}:${(s.address() as AddressInfo).port}` }], healthCheck: { path: '/health', timeout: '1s', interval: '2s' } })));
+
+/** A worker process's network: broken sends every connection to the closed port. */
+const network = () => {
+  const n = { broken: true, route: (href: string) => (n.broken ? `http://127.0.0.1:${closed}/` : href) };
+  return n;
+};
+
+async function state(): Promise<StateBackend> {
+  const s = await openState({ dataDir: mkdtempSync(join(tmpdir(), 'ia-prober-')) });
+  states.push(s);
+  return s;
+}
+
+test('a prober whose network is down records no downtime: its refused probes are inconclusive; a real outage seen while a canary answers stays downtime', async () => {
+  const registry = fleet('solo');
+  const page = { registryVersion: registry.versionHash, from: 0, to: 4, concurrency: 4, intervalMs: 1000 };
+  const net = network();
+  const s = await state();
+  const acts = createActivities({ registry: { current: () => registry }, state: s, probes: { route: net.route } });
+  expect((await acts.probeRegistryPage(page)).verdicts).toBe('iiii');
+  expect(Object.values((await acts.probeRegistryPage(page)).notable ?? {}).map((r) => r.detail)[0]).toMatch(/^prober offline: connection_refused: connection refused/);
+  net.broken = false;
+  expect((await acts.probeRegistryPage(page)).verdicts).toBe('PPPP');
+  const now = Date.now();
+  for (const id of registry.services.map((x) => x.id)) {
+    expect((await s.health.spans(id, now - 60_000, now + 1)).map((x) => x.state)).toEqual(['excluded', 'up']);
+    expect((await s.health.figures(id, now + 1)).availability['1h']).toBe(100);
+  }
+
+  // Today's behaviour (the prober's health off) on the same broken network: downtime.
+  const off = await state();
+  const net2 = network();
+  const today = createActivities({ registry: { current: () => registry }, state: off, probes: { route: net2.route }, prober: false });
+  expect((await today.probeRegistryPage(page)).verdicts).toBe('ffff');
+  expect((await off.health.spans('solo-0', now - 60_000, Date.now() + 1)).map((x) => x.state)).toEqual(['down']);
+
+  // The fleet really down (nothing listens where the probes go) while a canary answers: failures stand.
+  const canary = createTcpServer((c) => c.end());
+  await new Promise<void>((ok) => canary.listen(0, '127.0.0.1', ok));
+  try {
+    const withCanary = createActivities({
+      registry: { current: () => registry },
+      state: await state(),
+      probes: { route: (href) => (href.startsWith('tcp:') ? href : `http://127.0.0.1:${closed}/`) },
+      prober: { canaries: [`tcp://127.0.0.1:${(canary.address() as AddressInfo).port}`] },
+    });
+    expect((await withCanary.probeRegistryPage(page)).verdicts).toBe('ffff');
+  } finally {
+    await new Promise((ok) => canary.close(ok));
+  }
+});
+
+test('two workers, one with a broken network: the fleet stays healthy, the broken prober alerts once and resolves once', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('prober');
+  const registry = fleet('duo');
+  const bad = network();
+  const good = network();
+  good.broken = false;
+  const webhooks = [{ name: 'ops', url: receiver.url, format: 'json' as const, timeoutMs: 2000 }];
+  const worker = async (reporterId: string, net: ReturnType<typeof network>) =>
+    createActivities({
+      registry: { current: () => registry },
+      state: await state(),
+      reporterId,
+      probes: { route: net.route },
+      health: { client, alertWebhooks: webhooks, figuresEveryMs: 0 },
+    });
+  const badActs = await worker('bad-host:1', bad);
+  const goodActs = await worker('good-host:2', good);
+  let n = 0;
+  const sweep = () => client.workflow.execute(healthSweep, { taskQueue, workflowId: `sweep/${taskQueue}-${++n}`, args: [{ intervalMs: 1000, chunkSize: 4 }] });
+  const proberAlerts = () => receiver.alerts.filter((a) => a.source === 'prober');
+  const statuses = new Set<string>();
+  const sweepUntil = async (done: () => boolean, what: string) => {
+    for (let i = 0; i < 40 && !done(); i++) {
+      const r = await sweep();
+      for (const sv of r.services) statuses.add(sv.status);
+    }
+    await eventually(done, what, 20_000);
+  };
+
+  await withTestWorker({ taskQueue, activities: badActs, identity: 'bad-host:1' }, () =>
+    withTestWorker({ taskQueue, activities: goodActs, identity: 'good-host:2' }, async () => {
+      // Pages go to whichever worker polls first: sweep until the broken one has taken one.
+      await sweepUntil(() => proberAlerts().length >= 1, 'a prober offline alert');
+      bad.broken = false;
+      await sweepUntil(() => proberAlerts().length >= 2, 'the prober resolved');
+      const views = await listHealth(client, { taskQueue });
+      expect(views.filter((v) => v.serviceId.startsWith('duo-')).map((v) => v.status)).toEqual(['healthy', 'healthy', 'healthy', 'healthy']);
+    }),
+  );
+
+  const [trig, res] = proberAlerts();
+  expect(proberAlerts()).toHaveLength(2);
+  expect(trig).toMatchObject({ kind: 'TRIGGERED', serviceId: 'bad-host:1', summary: expect.stringContaining(`prober bad-host:1 (task queue ${taskQueue}) is offline`) });
+  expect(trig!.detail).toMatch(/^4 of 4 hosts failed at the connection level \(connection_refused 4\); canaries: none configured$/);
+  expect(res).toMatchObject({ kind: 'RESOLVED', incidentId: trig!.id });
+  // No service alerted, none was ever unhealthy in a sweep, and the healthy prober never reported.
+  expect(receiver.alerts.filter((a) => a.source !== 'prober' && a.serviceId.startsWith('duo-'))).toEqual([]);
+  expect(statuses.has('unhealthy')).toBe(false);
+  await expect(client.workflow.getHandle(proberWorkflowId(taskQueue, 'good-host:2')).describe()).rejects.toThrow(/not found/i);
+});
