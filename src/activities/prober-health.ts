@@ -18,6 +18,7 @@ import { healthCheckSchema, type Registry, type ServiceSpec } from '../domain/re
 import { probeTarget, type ProbeResult, type ProbeTarget } from '../domain/health';
 import {
   assessProber,
+  checkCanaryUrl,
   describeAssessment,
   isConnectionFailure,
   nextProberMode,
@@ -65,21 +66,6 @@ interface ServiceFacts {
   dependsOn: readonly string[];
 }
 
-/** A `tcp://`, `http://` or `https://` URL with a host (and a port for tcp): what a canary may be. */
-export function checkCanaryUrl(u: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(u);
-  } catch {
-    return `"${u}" is not a URL (want tcp://host:port, http://… or https://…)`;
-  }
-  if (!['tcp:', 'http:', 'https:'].includes(url.protocol)) return `"${u}": a canary is tcp://host:port, http://… or https://… (got ${url.protocol})`;
-  if (!url.hostname) return `"${u}" has no host`;
-  if (url.protocol === 'tcp:' && !url.port) return `"${u}": a tcp canary needs a port`;
-  if (url.username || url.password) return `a canary URL carries no credentials (${url.protocol}//…@${url.host})`;
-  return undefined;
-}
-
 /** The hosts a service's probe connects to: each URL's host; a `dns` probe's resolver when it names one. */
 export function probedHosts(s: ServiceSpec): string[] {
   const t = probeTarget(s);
@@ -99,8 +85,9 @@ export class ProberHealth {
   readonly identity: string;
   private readonly rule: ProberRule;
   private readonly now: () => number;
-  private readonly canaries: readonly string[];
-  private readonly canaryTargets: ProbeTarget[];
+  /** The option's canaries; the registry's `prober.canaries` are added to them at each decision. */
+  private readonly configured: readonly string[];
+  private canaryTargets: { key: string; urls: string[]; targets: ProbeTarget[] } = { key: '', urls: [], targets: [] };
   private readonly window = new Map<string, ProberSample>();
   private readonly facts = new WeakMap<Registry, Map<string, ServiceFacts>>();
   private taskQueue?: string;
@@ -117,12 +104,11 @@ export class ProberHealth {
     this.identity = opts.identity;
     this.rule = proberRule(opts.rule);
     this.now = opts.now ?? Date.now;
-    this.canaries = opts.canaries ?? [];
-    for (const c of this.canaries) {
+    this.configured = opts.canaries ?? [];
+    for (const c of this.configured) {
       const problem = checkCanaryUrl(c);
       if (problem) throw new RangeError(`prober canaries: ${problem}`);
     }
-    this.canaryTargets = this.canaries.map(canaryTarget);
     this.taskQueue = opts.taskQueue;
   }
 
@@ -177,25 +163,37 @@ export class ProberHealth {
     await this.reporting;
   }
 
+  /** The canaries in force: the option's, then the registry's (`prober.canaries`, checked when it loaded), without repeats. */
+  private canaries(): { urls: string[]; targets: ProbeTarget[] } {
+    const fromRegistry = this.opts.registry.current().prober?.canaries ?? [];
+    const key = fromRegistry.join(',');
+    if (key !== this.canaryTargets.key) {
+      const urls = [...new Set([...this.configured, ...fromRegistry])];
+      this.canaryTargets = { key, urls, targets: urls.map(canaryTarget) };
+    }
+    return this.canaryTargets;
+  }
+
   private async decide(): Promise<ProberMode> {
     const now = this.now();
+    const canaries = this.canaries();
     for (const [id, s] of this.window) if (s.at <= now - this.rule.windowMs) this.window.delete(id);
     const a = assessProber(this.window.values(), now, this.rule);
     this.lastAssessment = a;
-    let outcome: CanaryOutcome = this.canaries.length ? 'untried' : 'none';
-    if (wantsCanaries(this.currentMode, a, this.rule, this.canaries.length > 0)) outcome = (await this.canaryOutcome(now)).outcome;
+    let outcome: CanaryOutcome = canaries.urls.length ? 'untried' : 'none';
+    if (wantsCanaries(this.currentMode, a, this.rule, canaries.urls.length > 0)) outcome = (await this.canaryOutcome(now, canaries)).outcome;
     const next = nextProberMode(this.currentMode, a, outcome, this.rule);
     this.currentMode = next;
     return next;
   }
 
   /** The canaries' outcome, probing them when the last round is older than `canaryEveryMs` (one round at a time). */
-  private async canaryOutcome(now: number): Promise<{ at: number; outcome: CanaryOutcome; lines: string }> {
+  private async canaryOutcome(now: number, canaries: { urls: string[]; targets: ProbeTarget[] }): Promise<{ at: number; outcome: CanaryOutcome; lines: string }> {
     if (this.canary && now - this.canary.at < this.rule.canaryEveryMs) return this.canary;
     this.canaryRound ??= (async () => {
-      const results = await Promise.all(this.canaryTargets.map((t) => this.opts.probe(t)));
+      const results = await Promise.all(canaries.targets.map((t) => this.opts.probe(t)));
       const answered = results.filter((r) => !isConnectionFailure(r));
-      const lines = results.map((r, i) => `${this.canaries[i]}: ${isConnectionFailure(r) ? `${r.failureKind} (${r.detail ?? ''})` : 'answered'}`).join('; ');
+      const lines = results.map((r, i) => `${canaries.urls[i]}: ${isConnectionFailure(r) ? `${r.failureKind} (${r.detail ?? ''})` : 'answered'}`).join('; ');
       return { at: now, outcome: answered.length ? 'answered' : 'silent', lines } as const;
     })().finally(() => (this.canaryRound = undefined));
     this.canary = await this.canaryRound;
@@ -216,7 +214,7 @@ export class ProberHealth {
       mode,
       at: now,
       evidence: describeAssessment(this.lastAssessment),
-      canaries: this.canaries.length === 0 ? 'none configured' : this.canary ? this.canary.lines : 'not tried',
+      canaries: this.canaryTargets.urls.length === 0 ? 'none configured' : this.canary ? this.canary.lines : 'not tried',
     };
     const input: ProberWorkflowInput = { taskQueue, identity: this.identity };
     this.reporting = this.reporting.then(() =>

@@ -57,6 +57,24 @@ import type { Alert, ProbeFailureKind, ProbeVerdict } from './health';
  */
 export const CONNECTION_FAILURE_KINDS: ReadonlySet<ProbeFailureKind> = new Set<ProbeFailureKind>(['connection_refused', 'dns', 'timeout']);
 
+/**
+ * Why `u` cannot be a canary (one line naming it), or undefined when it can: a
+ * `tcp://host:port`, `http://` or `https://` URL with a host and no credentials.
+ */
+export function checkCanaryUrl(u: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    return `"${u}" is not a URL (want tcp://host:port, http://… or https://…)`;
+  }
+  if (url.username || url.password) return `a canary URL carries no credentials (${url.protocol}//…@${url.host})`;
+  if (!['tcp:', 'http:', 'https:'].includes(url.protocol)) return `"${u}": a canary is tcp://host:port, http://… or https://… (got ${url.protocol})`;
+  if (!url.hostname) return `"${u}" has no host`;
+  if (url.protocol === 'tcp:' && !url.port) return `"${u}": a tcp canary needs a port`;
+  return undefined;
+}
+
 /** Thresholds of the rule; see the module comment for why each value. */
 export interface ProberRule {
   /** Results older than this (by their start), ms, leave the window. Default 30,000. */

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { formatDuration, tryParseDuration } from './duration';
 import { checkMakeReferences, makeConfigSchema } from './make';
 import { breakerOptionsSchema } from './breaker';
+import { checkCanaryUrl } from './prober-health';
 
 export const SERVICE_TYPES = ['database', 'api', 'webhook', 'storage', 'messaging', 'make'] as const;
 export type ServiceType = (typeof SERVICE_TYPES)[number];
@@ -461,6 +462,15 @@ export const registrySchema = z
     version: z.number().int().optional(),
     services: z.array(serviceSchema).default([]),
     credentials: z.array(credentialSchema).default([]),
+    /** The prober's own health (docs/health.md): canary URLs every worker's network must reach. */
+    prober: z
+      .strictObject({
+        canaries: z
+          .array(z.string().superRefine((u, ctx) => void (checkCanaryUrl(u) && ctx.addIssue({ code: 'custom', message: checkCanaryUrl(u)! }))))
+          .max(20, 'at most 20 canaries: a few addresses near the prober say as much as many')
+          .default([]),
+      })
+      .optional(),
   })
   .superRefine((doc, ctx) => checkMakeReferences(doc, (path, message) => ctx.addIssue({ code: 'custom', path, message })));
 

@@ -10,6 +10,7 @@ import type { ConnectionOptions } from '@temporalio/client';
 import type { NativeConnectionOptions } from '@temporalio/worker';
 import { DEFAULT_TASK_QUEUE } from '../domain/constants';
 import { parseAlertWebhooks, type AlertWebhook } from '../domain/alert-receivers';
+import { checkCanaryUrl } from '../domain/prober-health';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port, e.g. localhost:7233');
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -38,6 +39,11 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   /** A PEM file of extra CAs every health probe speaking TLS trusts (a private CA), besides the system roots. */
   INTEGRATION_AGENT_PROBE_CA_FILE: z.string().min(1).optional(),
+  /**
+   * Canary targets of the prober's own health (docs/health.md, "The prober's own health"): comma-separated
+   * `tcp://host:port`, `http://…` or `https://…` the worker's network must reach (its resolver, its gateway).
+   */
+  INTEGRATION_AGENT_PROBER_CANARIES: z.string().optional(),
   /** Activities run at once per worker process. */
   MAX_CONCURRENT_ACTIVITIES: z.coerce.number().int().min(1).max(10_000).default(200),
   /**
@@ -73,6 +79,8 @@ export type Config = {
   worker: { maxCachedWorkflows: number; maxConcurrentWorkflowTaskExecutions?: number; workflowThreadPoolSize?: number };
   /** Extra CAs for health probes (INTEGRATION_AGENT_PROBE_CA_FILE), checked readable at start. */
   probeCaFile?: string;
+  /** Canary URLs of the prober's own health (INTEGRATION_AGENT_PROBER_CANARIES), checked at start. */
+  proberCanaries?: string[];
   /** Alert receivers (`ALERT_WEBHOOKS`, README "Alert receivers"), validated at start; none: alerts are decided but sent nowhere. */
   alertWebhooks?: AlertWebhook[];
 };
@@ -112,6 +120,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const pem = readFile(e.INTEGRATION_AGENT_PROBE_CA_FILE, 'INTEGRATION_AGENT_PROBE_CA_FILE').toString('utf8');
     if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new ConfigError(`invalid configuration: INTEGRATION_AGENT_PROBE_CA_FILE=${e.INTEGRATION_AGENT_PROBE_CA_FILE} holds no PEM certificate`);
   }
+  const proberCanaries = parseCanaries(e.INTEGRATION_AGENT_PROBER_CANARIES);
   let alertWebhooks: AlertWebhook[];
   try {
     alertWebhooks = parseAlertWebhooks(env.ALERT_WEBHOOKS);
@@ -143,7 +152,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     ...(e.INTEGRATION_AGENT_PROBE_CA_FILE ? { probeCaFile: e.INTEGRATION_AGENT_PROBE_CA_FILE } : {}),
     ...(alertWebhooks.length ? { alertWebhooks } : {}),
+    ...(proberCanaries.length ? { proberCanaries } : {}),
   };
+}
+
+/**
+ * `INTEGRATION_AGENT_PROBER_CANARIES`: comma-separated canary URLs.
+ * @throws ConfigError naming the bad entry and what a canary may be.
+ */
+export function parseCanaries(value: string | undefined): string[] {
+  const urls = (value ?? '')
+    .split(',')
+    .map((u) => u.trim())
+    .filter(Boolean);
+  for (const u of urls) {
+    const problem = checkCanaryUrl(u);
+    if (problem) throw new ConfigError(`invalid configuration: INTEGRATION_AGENT_PROBER_CANARIES: ${problem}`);
+  }
+  return urls;
 }
 
 function readFile(path: string, what: string): Buffer {

@@ -194,6 +194,11 @@ export async function createAgentWorker(deps: {
     sharedAdmission,
     ...(config.probeCaFile ? { probes: { caFile: config.probeCaFile } } : {}),
     health: { client, taskQueue: config.taskQueue, metrics: healthMetrics, alertWebhooks },
+    // The prober's own health: named by reporterId (host:pid), alerting through the same client.
+    prober: {
+      canaries: config.proberCanaries ?? [],
+      onError: (err) => logger.warn({ error: (err as Error).message }, 'could not report the prober state to its proberHealth workflow (sent again with the next probes)'),
+    },
     rotation: {
       metrics: rotationMetrics,
       preflight: {

@@ -37,6 +37,15 @@ describe('worker configuration from the environment', () => {
     expect(() => loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBE_CA_FILE: join(dir, 'notes.txt') })).toThrow(/INTEGRATION_AGENT_PROBE_CA_FILE=.*notes\.txt holds no PEM certificate/);
   });
 
+  test('INTEGRATION_AGENT_PROBER_CANARIES is a comma-separated list of tcp/http(s) URLs, checked at start', () => {
+    expect(loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBER_CANARIES: 'tcp://10.0.0.1:53, https://gw.internal/' }).proberCanaries).toEqual(['tcp://10.0.0.1:53', 'https://gw.internal/']);
+    expect(loadConfig({ HOME: '/home/u' }).proberCanaries).toBeUndefined();
+    expect(() => loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBER_CANARIES: 'tcp://10.0.0.1' })).toThrow(/INTEGRATION_AGENT_PROBER_CANARIES: "tcp:\/\/10.0.0.1": a tcp canary needs a port/);
+    expect(() => loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBER_CANARIES: 'udp://10.0.0.1:53' })).toThrow(/a canary is tcp:\/\/host:port, http:\/\/… or https:\/\/… \(got udp:\)/);
+    expect(() => loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBER_CANARIES: 'https://u:s3cr3t@gw/' })).toThrow(/carries no credentials/);
+    expect(() => loadConfig({ HOME: '/home/u', INTEGRATION_AGENT_PROBER_CANARIES: 'https://u:s3cr3t@gw/' })).not.toThrow(/s3cr3t/);
+  });
+
   test('ALERT_WEBHOOKS is validated at start: the receiver is named, its URL, key or password never shown', () => {
     const ok = loadConfig({ HOME: '/home/u', ALERT_WEBHOOKS: 'slack=https://hooks.example/T/B/s3cr3t;name=chat;timeout=10s;retryFor=1h' });
     expect(ok.alertWebhooks).toEqual([{ name: 'chat', url: 'https://hooks.example/T/B/s3cr3t', format: 'slack', timeoutMs: 10_000, retryForMs: 3_600_000 }]);

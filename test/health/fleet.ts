@@ -75,9 +75,9 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** A validated registry from plain service objects (JSON through the real parser). */
-export function registryOf(services: unknown[]): Registry {
-  const parsed = parseRegistry(JSON.stringify({ services }), 'test-registry.json');
+/** A validated registry from plain service objects (JSON through the real parser); `prober`: its top-level `prober` section. */
+export function registryOf(services: unknown[], prober?: unknown): Registry {
+  const parsed = parseRegistry(JSON.stringify(prober === undefined ? { services } : { services, prober }), 'test-registry.json');
   if (!parsed.ok) throw new Error(parsed.problems.map((p) => `${p.path}: ${p.message}`).join('\n'));
   return parsed.registry;
 }

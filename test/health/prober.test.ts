@@ -48,8 +48,8 @@ afterAll(async () => {
   await closeTestClient();
 });
 
-const fleet = (prefix: string) =>
-  registryOf(servers.map((s, i) => ({ id: `${prefix}-${i}`, type: 'api', endpoints: [{ url: `http://${HOSTS[i]}:${(s.address() as AddressInfo).port}` }], healthCheck: { path: '/health', timeout: '1s', interval: '2s' } })));
+const fleet = (prefix: string, canaries?: string[]) =>
+  registryOf(servers.map((s, i) => ({ id: `${prefix}-${i}`, type: 'api', endpoints: [{ url: `http://${HOSTS[i]}:${(s.address() as AddressInfo).port}` }], healthCheck: { path: '/health', timeout: '1s', interval: '2s' } })), canaries && { canaries });
 
 /** A worker process's network: broken sends every connection to the closed port. */
 const network = () => {
@@ -63,7 +63,7 @@ async function state(): Promise<StateBackend> {
   return s;
 }
 
-test('a prober whose network is down records no downtime: its refused probes are inconclusive; a real outage seen while a canary answers stays downtime', async () => {
+test('a prober whose network is down records no downtime: its refused probes are inconclusive; a real outage seen while a canary answers stays downtime; a silent canary confirms the prober is offline', async () => {
   const registry = fleet('solo');
   const page = { registryVersion: registry.versionHash, from: 0, to: 4, concurrency: 4, intervalMs: 1000 };
   const net = network();
@@ -90,13 +90,16 @@ test('a prober whose network is down records no downtime: its refused probes are
   const canary = createTcpServer((c) => c.end());
   await new Promise<void>((ok) => canary.listen(0, '127.0.0.1', ok));
   try {
+    const withCanaries = fleet('solo', [`tcp://127.0.0.1:${(canary.address() as AddressInfo).port}`]);
     const withCanary = createActivities({
-      registry: { current: () => registry },
+      registry: { current: () => withCanaries },
       state: await state(),
       probes: { route: (href) => (href.startsWith('tcp:') ? href : `http://127.0.0.1:${closed}/`) },
-      prober: { canaries: [`tcp://127.0.0.1:${(canary.address() as AddressInfo).port}`] },
     });
-    expect((await withCanary.probeRegistryPage(page)).verdicts).toBe('ffff');
+    expect((await withCanary.probeRegistryPage({ ...page, registryVersion: withCanaries.versionHash })).verdicts).toBe('ffff');
+    // The same canary out of reach too (the prober's network is down after all): offline.
+    const cutOff = createActivities({ registry: { current: () => withCanaries }, state: await state(), probes: { route: () => `http://127.0.0.1:${closed}/` } });
+    expect((await cutOff.probeRegistryPage({ ...page, registryVersion: withCanaries.versionHash })).verdicts).toBe('iiii');
   } finally {
     await new Promise((ok) => canary.close(ok));
   }
