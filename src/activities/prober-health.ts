@@ -88,7 +88,10 @@ export class ProberHealth {
   /** The option's canaries; the registry's `prober.canaries` are added to them at each decision. */
   private readonly configured: readonly string[];
   private canaryTargets: { key: string; urls: string[]; targets: ProbeTarget[] } = { key: '', urls: [], targets: [] };
+  /** The latest conclusive sample per service, in arrival order. */
   private readonly window = new Map<string, ProberSample>();
+  /** Samples in the window that failed at the connection level. */
+  private connectionFailures = 0;
   private readonly facts = new WeakMap<Registry, Map<string, ServiceFacts>>();
   private taskQueue?: string;
   private currentMode: ProberMode = 'online';
@@ -143,7 +146,11 @@ export class ProberHealth {
       if (!f || r.verdict === 'inconclusive') continue;
       const prev = this.window.get(r.serviceId);
       if (prev && prev.at > r.startedAt) continue;
-      this.window.set(r.serviceId, { serviceId: r.serviceId, hosts: f.hosts, dependsOn: f.dependsOn, at: r.startedAt, verdict: r.verdict, ...(r.failureKind ? { failureKind: r.failureKind } : {}) });
+      if (prev) this.forget(r.serviceId, prev);
+      const sample: ProberSample = { serviceId: r.serviceId, hosts: f.hosts, dependsOn: f.dependsOn, at: r.startedAt, verdict: r.verdict, ...(r.failureKind ? { failureKind: r.failureKind } : {}) };
+      // Deleted then set: the map stays in arrival order, so pruning stops at the first young entry.
+      this.window.set(r.serviceId, sample);
+      if (isConnectionFailure(sample)) this.connectionFailures++;
     }
     // Chained so decisions never interleave; a decision that throws (it should not) keeps the mode rather than stalling the chain.
     const decided = this.deciding.then(() => this.decide()).catch((err) => (this.opts.onError?.(err), this.currentMode));
@@ -177,8 +184,14 @@ export class ProberHealth {
   private async decide(): Promise<ProberMode> {
     const now = this.now();
     const canaries = this.canaries();
-    for (const [id, s] of this.window) if (s.at <= now - this.rule.windowMs) this.window.delete(id);
-    const a = assessProber(this.window.values(), now, this.rule);
+    for (const [id, s] of this.window) {
+      if (s.at > now - this.rule.windowMs) break;
+      this.forget(id, s);
+    }
+    // Fast path, exact: a failed host needs a connection-level failure of its own, so with fewer
+    // such samples than minHosts the rule can neither fire nor hold (a healthy fleet costs O(batch)).
+    const a: ProberAssessment =
+      this.connectionFailures < this.rule.minHosts ? { hostsProbed: this.window.size, hostsFailed: 0, share: 0, kinds: {}, explained: 0 } : assessProber(this.window.values(), now, this.rule);
     this.lastAssessment = a;
     let outcome: CanaryOutcome = canaries.urls.length ? 'untried' : 'none';
     if (wantsCanaries(this.currentMode, a, this.rule, canaries.urls.length > 0)) outcome = (await this.canaryOutcome(now, canaries)).outcome;
@@ -198,6 +211,11 @@ export class ProberHealth {
     })().finally(() => (this.canaryRound = undefined));
     this.canary = await this.canaryRound;
     return this.canary;
+  }
+
+  private forget(id: string, s: ProberSample): void {
+    this.window.delete(id);
+    if (isConnectionFailure(s)) this.connectionFailures--;
   }
 
   /** Sends the mode to the workflow when it changed, or while offline every {@link PROBER_KEEPALIVE_MS}; never throws. */
