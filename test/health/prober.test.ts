@@ -4,13 +4,16 @@
  * port (`probes.route` sends one worker's connections there: real
  * ECONNREFUSED), the real health store, and for the alerts the dev server
  * with two worker processes' activities (two Workers, two identities).
+ * With IA_CAPTURE_PROBER_HISTORY=1 the two-worker test also writes the
+ * offline prober's workflow history to test/histories/ for the replay test.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { createActivities } from '../../src/activities';
 import { openState, type StateBackend } from '../../src/state';
 import { listHealth } from '../../src/client/health';
@@ -155,4 +158,11 @@ test('two workers, one with a broken network: the fleet stays healthy, the broke
   expect(receiver.alerts.filter((a) => a.source !== 'prober' && a.serviceId.startsWith('duo-'))).toEqual([]);
   expect(statuses.has('unhealthy')).toBe(false);
   await expect(client.workflow.getHandle(proberWorkflowId(taskQueue, 'good-host:2')).describe()).rejects.toThrow(/not found/i);
+
+  if (process.env.IA_CAPTURE_PROBER_HISTORY) {
+    // For the replay test (npm run histories:capture): the bad prober's workflow through TRIGGERED and RESOLVED.
+    const workflowId = proberWorkflowId(taskQueue, 'bad-host:1');
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    writeFileSync(join(__dirname, '..', 'histories', 'prober-offline-resolved.json'), JSON.stringify({ workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+  }
 });
