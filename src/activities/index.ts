@@ -49,7 +49,7 @@ export interface ActivityDeps {
    * thresholds, where reports go. On by default, named by `reporterId`, alerting through
    * `health.client`; `false` turns it off (every result stands as probed).
    */
-  prober?: false | Pick<ProberHealthOptions, 'canaries' | 'rule' | 'taskQueue' | 'onError' | 'now'>;
+  prober?: false | Pick<ProberHealthOptions, 'canaries' | 'rule' | 'taskQueue' | 'onError' | 'now' | 'metrics'>;
 }
 
 export function createActivities(deps: ActivityDeps) {

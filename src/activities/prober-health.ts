@@ -14,6 +14,7 @@
  */
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
+import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import { healthCheckSchema, type Registry, type ServiceSpec } from '../domain/registry';
 import { probeTarget, type ProbeResult, type ProbeTarget } from '../domain/health';
 import {
@@ -40,6 +41,26 @@ export const CANARY_TIMEOUT_MS = 2_000;
 /** While offline, the mode is reported again this often, ms (the workflow resolves an incident whose prober went silent). */
 export const PROBER_KEEPALIVE_MS = 60_000;
 
+/** This process's prober state for Prometheus (the scrape's instance names the process). */
+export interface ProberMetrics {
+  /** `integration_agent_prober_offline`: 1 while offline. */
+  offline: Gauge;
+  /** `integration_agent_prober_connection_failure_ratio`: share of the window's hosts failed at the connection level, 0..1. */
+  connectionFailureRatio: Gauge;
+}
+
+/** Registers {@link ProberMetrics} on `registry` (once per process). */
+export function registerProberMetrics(registry: MetricsRegistry): ProberMetrics {
+  return {
+    offline: new Gauge({ name: 'integration_agent_prober_offline', help: "1 while this worker's own network looks down (its connection-level failures are inconclusive), else 0", registers: [registry] }),
+    connectionFailureRatio: new Gauge({
+      name: 'integration_agent_prober_connection_failure_ratio',
+      help: "Share of the hosts this worker probed in the prober rule's window whose every counted result failed at the connection level (0..1)",
+      registers: [registry],
+    }),
+  };
+}
+
 export interface ProberHealthOptions {
   /** This process, as alerts name it: `host:pid` (the worker's reporter id). */
   identity: string;
@@ -59,6 +80,8 @@ export interface ProberHealthOptions {
   now?: () => number;
   /** Told when a report could not reach Temporal (retried on the next `judge`). */
   onError?: (err: unknown) => void;
+  /** Gauges to keep current ({@link registerProberMetrics}). */
+  metrics?: ProberMetrics;
 }
 
 interface ServiceFacts {
@@ -197,6 +220,8 @@ export class ProberHealth {
     if (wantsCanaries(this.currentMode, a, this.rule, canaries.urls.length > 0)) outcome = (await this.canaryOutcome(now, canaries)).outcome;
     const next = nextProberMode(this.currentMode, a, outcome, this.rule);
     this.currentMode = next;
+    this.opts.metrics?.offline.set(next === 'offline' ? 1 : 0);
+    this.opts.metrics?.connectionFailureRatio.set(a.share);
     return next;
   }
 

@@ -20,6 +20,7 @@ import { registerBreakerMetrics } from '../activities/breaker-metrics';
 import { createCoordinator } from '../activities/coordinator';
 import { openSharedAdmission, type SharedAdmission } from '../state/admission';
 import { registerHealthMetrics } from '../activities/health-metrics';
+import { registerProberMetrics } from '../activities/prober-health';
 import { registerOutboundMetrics } from '../activities/outbound-metrics';
 import { registerRotationMetrics } from '../activities/rotation-metrics';
 import { createHealthOutcomeSink } from '../activities/health-sink';
@@ -197,6 +198,7 @@ export async function createAgentWorker(deps: {
     // The prober's own health: named by reporterId (host:pid), alerting through the same client.
     prober: {
       canaries: config.proberCanaries ?? [],
+      ...(deps.metrics ? { metrics: registerProberMetrics(deps.metrics) } : {}),
       onError: (err) => logger.warn({ error: (err as Error).message }, 'could not report the prober state to its proberHealth workflow (sent again with the next probes)'),
     },
     rotation: {

@@ -14,7 +14,9 @@ import { createServer as createTcpServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { Registry as MetricsRegistry } from 'prom-client';
 import { createActivities } from '../../src/activities';
+import { registerProberMetrics } from '../../src/activities/prober-health';
 import { openState, type StateBackend } from '../../src/state';
 import { listHealth } from '../../src/client/health';
 import { proberWorkflowId } from '../../src/domain/prober-health';
@@ -71,11 +73,15 @@ test('a prober whose network is down records no downtime: its refused probes are
   const page = { registryVersion: registry.versionHash, from: 0, to: 4, concurrency: 4, intervalMs: 1000 };
   const net = network();
   const s = await state();
-  const acts = createActivities({ registry: { current: () => registry }, state: s, probes: { route: net.route } });
+  const metrics = new MetricsRegistry();
+  const acts = createActivities({ registry: { current: () => registry }, state: s, probes: { route: net.route }, prober: { metrics: registerProberMetrics(metrics) } });
+  const gauge = async (name: string) => (await metrics.getSingleMetric(name)!.get()).values[0]?.value;
   expect((await acts.probeRegistryPage(page)).verdicts).toBe('iiii');
+  expect([await gauge('integration_agent_prober_offline'), await gauge('integration_agent_prober_connection_failure_ratio')]).toEqual([1, 1]);
   expect(Object.values((await acts.probeRegistryPage(page)).notable ?? {}).map((r) => r.detail)[0]).toMatch(/^prober offline: connection_refused: connection refused/);
   net.broken = false;
   expect((await acts.probeRegistryPage(page)).verdicts).toBe('PPPP');
+  expect([await gauge('integration_agent_prober_offline'), await gauge('integration_agent_prober_connection_failure_ratio')]).toEqual([0, 0]);
   const now = Date.now();
   for (const id of registry.services.map((x) => x.id)) {
     expect((await s.health.spans(id, now - 60_000, now + 1)).map((x) => x.state)).toEqual(['excluded', 'up']);
