@@ -4,12 +4,16 @@
  * server (`DEV_SERVER_DYNAMIC_CONFIG`), the rotation bench's shapes — a chain of
  * 5 consumers and a fleet of 100 in 5 levels, each consumer's install + verify
  * 50 ms, both fan-out modes — and prints per run: the client's wall time, the
- * workflow tasks and activities (scheduled -> completed, ms), and the spans
+ * workflow tasks and activities (scheduled -> completed, ms; and split at
+ * their start: the server's part, scheduled -> started, and the worker's,
+ * started -> completed), and the spans
  * before the first install level, of each level, between levels, and after.
  *
  *   npx tsx bench/rotation-timeline.ts                 # the saga as it is
  *   BEFORE=1 npx tsx bench/rotation-timeline.ts        # store steps as normal activities
  *   CREDS=fleet,fleetb RUNS=5 npx tsx bench/rotation-timeline.ts
+ *   EAGER_START=1 npx tsx bench/rotation-timeline.ts  # started as `dev` starts rotations (eager start)
+ *   EAGER_ACTIVITIES=3 npx tsx bench/rotation-timeline.ts  # eager activity reservations (default WORKER_EAGER_ACTIVITIES' 32; the SDK's is 3)
  *
  * CREDS: any of chain, chainb, fleet, fleetb (b: `fanOut: activity`); RUNS per
  * credential (default 5; the first 2 warm up and are not printed).
@@ -22,6 +26,7 @@ import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { startDevServer } from '../src/dev/dev-server';
+import { DEFAULT_EAGER_ACTIVITIES } from '../src/worker/config';
 import { createRegistryActivities, staticRegistry } from '../src/activities/registry';
 import { createRotationActivities } from '../src/activities/rotation';
 import { openState } from '../src/state';
@@ -63,15 +68,17 @@ async function main(): Promise<void> {
       activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: state.credentials }) },
       maxConcurrentActivityTaskExecutions: 200,
       maxConcurrentActivityTaskPolls: 20,
-      maxEagerActivityReservationsPerWorkflowTask: 32,
+      maxEagerActivityReservationsPerWorkflowTask: Number(process.env.EAGER_ACTIVITIES ?? DEFAULT_EAGER_ACTIVITIES),
     });
-    const client = new Client({ connection });
+    // EAGER_START=1: the client on the worker's connection with eager workflow start, as `dev` starts rotations.
+    const eagerStart = !!process.env.EAGER_START;
+    const client = eagerStart ? new Client({ connection: nc }) : new Client({ connection });
     const runs = Number(process.env.RUNS ?? 5);
     await worker.runUntil(async () => {
       for (const credentialId of (process.env.CREDS ?? 'chain,chainb,fleet,fleetb').split(',')) {
         for (let i = 0; i < runs; i++) {
           const t0 = Date.now();
-          const r = await rotate(client, { credentialId, taskQueue: 'timeline' });
+          const r = await rotate(client, { credentialId, taskQueue: 'timeline', ...(eagerStart ? { requestEagerStart: true } : {}) });
           const wall = Date.now() - t0;
           if (r.status !== 'completed') throw new Error(`${credentialId} ended ${r.status}: ${r.cause}`);
           if (i < 2) continue;
@@ -86,14 +93,22 @@ async function main(): Promise<void> {
           const typeOf = new Map<string, string>();
           const wfts: number[] = [];
           const acts: number[] = [];
+          // Each task split at its start: 'queue+dispatch/run' (scheduled -> started, started -> completed).
+          const wftSplit: string[] = [];
+          const actSplit: string[] = [];
+          let wftStarted = 0;
+          const actStarted = new Map<string, number>();
           const levels: { from: number; to: number }[] = [];
           let wftScheduled = 0;
           let wftDone = 0;
           const actScheduled = new Map<string, number>();
           for (const x of ev) {
             if (x.type === 'WORKFLOW_TASK_SCHEDULED') wftScheduled = x.t;
+            if (x.type === 'WORKFLOW_TASK_STARTED') wftStarted = x.t;
+            if (x.type === 'ACTIVITY_TASK_STARTED') actStarted.set(String(x.e.activityTaskStartedEventAttributes!.scheduledEventId), x.t);
             if (x.type === 'WORKFLOW_TASK_COMPLETED') {
               wfts.push(Math.round(x.t - wftScheduled));
+              wftSplit.push(`${Math.round(wftStarted - wftScheduled)}/${Math.round(x.t - wftStarted)}`);
               wftDone = x.t;
             }
             if (x.type === 'ACTIVITY_TASK_SCHEDULED') {
@@ -106,6 +121,8 @@ async function main(): Promise<void> {
             if (x.type === 'ACTIVITY_TASK_COMPLETED') {
               const id = String(x.e.activityTaskCompletedEventAttributes!.scheduledEventId);
               acts.push(Math.round(x.t - actScheduled.get(id)!));
+              const st = actStarted.get(id);
+              if (st !== undefined) actSplit.push(`${Math.round(st - actScheduled.get(id)!)}/${Math.round(x.t - st)}`);
               if (INSTALLS.has(typeOf.get(id)!)) levels[levels.length - 1]!.to = x.t;
             }
           }
@@ -119,7 +136,11 @@ async function main(): Promise<void> {
           console.log(`${credentialId} run ${i + 1}: client ${wall} ms, history ${Math.round(end - start)} ms; ${wfts.length} workflow tasks, ${acts.length} activities`);
           console.log(`  spans (ms): ${spans.join(', ')}`);
           console.log(`  workflow tasks, scheduled -> completed (ms): ${wfts.join(' ')} (sum ${sum(wfts)})`);
-          if (acts.length <= 20) console.log(`  activities, scheduled -> completed (ms): ${acts.join(' ')}`);
+          console.log(`  workflow tasks, scheduled -> started / started -> completed (ms): ${wftSplit.join(' ')}`);
+          if (acts.length <= 20) {
+            console.log(`  activities, scheduled -> completed (ms): ${acts.join(' ')}`);
+            console.log(`  activities, scheduled -> started / started -> completed (ms): ${actSplit.join(' ')}`);
+          }
         }
       }
     });
