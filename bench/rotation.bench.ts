@@ -34,6 +34,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDevServer } from '../src/dev/dev-server';
+import { DEFAULT_EAGER_ACTIVITIES } from '../src/worker/config';
 import { createRegistryActivities, staticRegistry } from '../src/activities/registry';
 import { createRotationActivities } from '../src/activities/rotation';
 import { createDiagnosticsActivities } from '../src/activities/diagnostics';
@@ -110,9 +111,10 @@ export default async function run(): Promise<Figure[]> {
       ...(storeStepsAsActivities ? { interceptors: { workflowModules: [require.resolve('./store-steps-as-activities')] } } : {}),
       activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store }), ...createDiagnosticsActivities({ registry: staticRegistry(registry), reporterId: 'bench' }) },
       maxConcurrentActivityTaskExecutions: 200,
-      // A batch schedules up to maxParallel activities at once: poll (and eagerly take) that many.
+      // A batch schedules up to maxParallel activities at once: poll that many; take as many eagerly as
+      // `worker` and `dev` do (WORKER_EAGER_ACTIVITIES' default).
       maxConcurrentActivityTaskPolls: 20,
-      maxEagerActivityReservationsPerWorkflowTask: 32,
+      maxEagerActivityReservationsPerWorkflowTask: DEFAULT_EAGER_ACTIVITIES,
     });
     const connection = await Connection.connect({ address: dev.address });
     return { dev, nc, worker, connection, client: new Client({ connection }) };

@@ -15,6 +15,13 @@ import { checkCanaryUrl } from '../domain/prober-health';
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be host:port, e.g. localhost:7233');
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
+/**
+ * Default of `WORKER_EAGER_ACTIVITIES` (the SDK's `maxEagerActivityReservationsPerWorkflowTask`):
+ * the rotation's default `maxParallel`, so a whole batch of consumer steps goes out eagerly. The
+ * rotation benchmark's worker uses it too, so it measures what `worker` and `dev` run.
+ */
+export const DEFAULT_EAGER_ACTIVITIES = 32;
+
 const envSchema = z.object({
   TEMPORAL_ADDRESS: hostPort.default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -57,7 +64,16 @@ const envSchema = z.object({
   WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: z.coerce.number().int().min(2).max(10_000).optional(),
   /** Threads running workflow code (SDK default 1 with the reused V8 context). */
   WORKER_WORKFLOW_THREADS: z.coerce.number().int().min(1).max(64).optional(),
+  /**
+   * Activities a workflow task may take back eagerly (in the answer to its completion, skipping the
+   * server's queues) when the server allows eager activities. Default {@link DEFAULT_EAGER_ACTIVITIES}
+   * instead of the SDK's 3: a rotation batch schedules up to `maxParallel` (default 32) consumer steps
+   * in one workflow task, and with 3 the other 29 waited for the queues (docs/temporal-overhead.md).
+   * 0 turns eager activities off for this worker.
+   */
+  WORKER_EAGER_ACTIVITIES: z.coerce.number().int().min(0).max(1_000).default(DEFAULT_EAGER_ACTIVITIES),
 });
+
 
 export type Config = {
   address: string;
@@ -76,7 +92,7 @@ export type Config = {
   logLevel: z.output<typeof envSchema>['LOG_LEVEL'];
   maxConcurrentActivities: number;
   /** Worker tuning (docs/health.md, "Worker tuning"): SDK options left to their defaults when undefined. */
-  worker: { maxCachedWorkflows: number; maxConcurrentWorkflowTaskExecutions?: number; workflowThreadPoolSize?: number };
+  worker: { maxCachedWorkflows: number; maxConcurrentWorkflowTaskExecutions?: number; workflowThreadPoolSize?: number; maxEagerActivityReservationsPerWorkflowTask: number };
   /** Extra CAs for health probes (INTEGRATION_AGENT_PROBE_CA_FILE), checked readable at start. */
   probeCaFile?: string;
   /** Canary URLs of the prober's own health (INTEGRATION_AGENT_PROBER_CANARIES), checked at start. */
@@ -149,6 +165,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxCachedWorkflows: e.WORKER_MAX_CACHED_WORKFLOWS,
       ...(e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS !== undefined ? { maxConcurrentWorkflowTaskExecutions: e.WORKER_MAX_CONCURRENT_WORKFLOW_TASKS } : {}),
       ...(e.WORKER_WORKFLOW_THREADS !== undefined ? { workflowThreadPoolSize: e.WORKER_WORKFLOW_THREADS } : {}),
+      maxEagerActivityReservationsPerWorkflowTask: e.WORKER_EAGER_ACTIVITIES,
     },
     ...(e.INTEGRATION_AGENT_PROBE_CA_FILE ? { probeCaFile: e.INTEGRATION_AGENT_PROBE_CA_FILE } : {}),
     ...(alertWebhooks.length ? { alertWebhooks } : {}),

@@ -61,13 +61,17 @@ describe('worker configuration from the environment', () => {
     expect(err!.message).not.toContain('hunter2');
   });
 
-  test('worker tuning: cache size defaults to 1000; each knob is validated and named when bad', () => {
-    expect(loadConfig({ HOME: '/home/u' }).worker).toEqual({ maxCachedWorkflows: 1000 });
-    expect(loadConfig({ HOME: '/home/u', WORKER_MAX_CACHED_WORKFLOWS: '250', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '80', WORKER_WORKFLOW_THREADS: '2' }).worker).toEqual({
+  test('worker tuning: cache size defaults to 1000, eager activities to 32; each knob is validated and named when bad', () => {
+    expect(loadConfig({ HOME: '/home/u' }).worker).toEqual({ maxCachedWorkflows: 1000, maxEagerActivityReservationsPerWorkflowTask: 32 });
+    expect(
+      loadConfig({ HOME: '/home/u', WORKER_MAX_CACHED_WORKFLOWS: '250', WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '80', WORKER_WORKFLOW_THREADS: '2', WORKER_EAGER_ACTIVITIES: '0' }).worker,
+    ).toEqual({
       maxCachedWorkflows: 250,
       maxConcurrentWorkflowTaskExecutions: 80,
       workflowThreadPoolSize: 2,
+      maxEagerActivityReservationsPerWorkflowTask: 0,
     });
+    expect(() => loadConfig({ WORKER_EAGER_ACTIVITIES: '-1' })).toThrow(/WORKER_EAGER_ACTIVITIES="-1"/);
     expect(() => loadConfig({ WORKER_MAX_CACHED_WORKFLOWS: 'lots' })).toThrow(/WORKER_MAX_CACHED_WORKFLOWS="lots"/);
     expect(() => loadConfig({ WORKER_MAX_CONCURRENT_WORKFLOW_TASKS: '1' })).toThrow(/WORKER_MAX_CONCURRENT_WORKFLOW_TASKS="1"/);
     expect(() => loadConfig({ WORKER_WORKFLOW_THREADS: '0' })).toThrow(/WORKER_WORKFLOW_THREADS="0"/);
