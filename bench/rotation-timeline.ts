@@ -12,7 +12,7 @@
  *   npx tsx bench/rotation-timeline.ts                 # the saga as it is
  *   BEFORE=1 npx tsx bench/rotation-timeline.ts        # store steps as normal activities
  *   CREDS=fleet,fleetb RUNS=5 npx tsx bench/rotation-timeline.ts
- *   EAGER_START=1 npx tsx bench/rotation-timeline.ts  # started as `dev` starts rotations (eager start)
+ *   EAGER_START=1 npx tsx bench/rotation-timeline.ts  # started as `dev` starts rotations (eager start); =alt every other run
  *   EAGER_ACTIVITIES=3 npx tsx bench/rotation-timeline.ts  # eager activity reservations (default WORKER_EAGER_ACTIVITIES' 32; the SDK's is 3)
  *
  * CREDS: any of chain, chainb, fleet, fleetb (b: `fanOut: activity`); RUNS per
@@ -71,14 +71,18 @@ async function main(): Promise<void> {
       maxEagerActivityReservationsPerWorkflowTask: Number(process.env.EAGER_ACTIVITIES ?? DEFAULT_EAGER_ACTIVITIES),
     });
     // EAGER_START=1: the client on the worker's connection with eager workflow start, as `dev` starts rotations.
-    const eagerStart = !!process.env.EAGER_START;
-    const client = eagerStart ? new Client({ connection: nc }) : new Client({ connection });
+    // EAGER_START=alt: every other run so (side by side on one server, to read what eager start saves).
+    const eagerOf = (run: number) => (process.env.EAGER_START === 'alt' ? run % 2 === 1 : !!process.env.EAGER_START);
+    const eagerClient = new Client({ connection: nc });
+    const plainClient = new Client({ connection });
     const runs = Number(process.env.RUNS ?? 5);
     await worker.runUntil(async () => {
       for (const credentialId of (process.env.CREDS ?? 'chain,chainb,fleet,fleetb').split(',')) {
         for (let i = 0; i < runs; i++) {
           const t0 = Date.now();
-          const r = await rotate(client, { credentialId, taskQueue: 'timeline', ...(eagerStart ? { requestEagerStart: true } : {}) });
+          const eager = eagerOf(i);
+          const client = eager ? eagerClient : plainClient;
+          const r = await rotate(client, { credentialId, taskQueue: 'timeline', ...(eager ? { requestEagerStart: true } : {}) });
           const wall = Date.now() - t0;
           if (r.status !== 'completed') throw new Error(`${credentialId} ended ${r.status}: ${r.cause}`);
           if (i < 2) continue;
@@ -133,7 +137,7 @@ async function main(): Promise<void> {
           });
           spans.push(`after ${Math.round(end - levels[levels.length - 1]!.to)}`);
           const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-          console.log(`${credentialId} run ${i + 1}: client ${wall} ms, history ${Math.round(end - start)} ms; ${wfts.length} workflow tasks, ${acts.length} activities`);
+          console.log(`${credentialId} run ${i + 1}${eager ? ' (eager start)' : ''}: client ${wall} ms, history ${Math.round(end - start)} ms; ${wfts.length} workflow tasks, ${acts.length} activities`);
           console.log(`  spans (ms): ${spans.join(', ')}`);
           console.log(`  workflow tasks, scheduled -> completed (ms): ${wfts.join(' ')} (sum ${sum(wfts)})`);
           console.log(`  workflow tasks, scheduled -> started / started -> completed (ms): ${wftSplit.join(' ')}`);
