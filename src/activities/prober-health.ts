@@ -87,6 +87,13 @@ export interface ProberHealthOptions {
 interface ServiceFacts {
   hosts: string[];
   dependsOn: readonly string[];
+  /** A `dns` probe: its `dns` failures (NXDOMAIN, SERVFAIL, REFUSED) are the resolver's answers, not silence. */
+  dnsProbe: boolean;
+}
+
+/** Did this result reach nothing (a connection-level failure that is not a resolver's answer)? */
+function reachedNothing(r: ProbeResult, f: ServiceFacts | undefined): boolean {
+  return isConnectionFailure(r) && !(f?.dnsProbe && r.failureKind === 'dns');
 }
 
 /** The hosts a service's probe connects to: each URL's host; a `dns` probe's resolver when it names one. */
@@ -170,7 +177,10 @@ export class ProberHealth {
       const prev = this.window.get(r.serviceId);
       if (prev && prev.at > r.startedAt) continue;
       if (prev) this.forget(r.serviceId, prev);
-      const sample: ProberSample = { serviceId: r.serviceId, hosts: f.hosts, dependsOn: f.dependsOn, at: r.startedAt, verdict: r.verdict, ...(r.failureKind ? { failureKind: r.failureKind } : {}) };
+      // A failure inside a maintenance window is planned: evidence of nothing about the prober.
+      if (r.maintenance && r.verdict === 'fail') continue;
+      const kind = r.failureKind && !(f.dnsProbe && r.failureKind === 'dns') ? { failureKind: r.failureKind } : {};
+      const sample: ProberSample = { serviceId: r.serviceId, hosts: f.hosts, dependsOn: f.dependsOn, at: r.startedAt, verdict: r.verdict, ...kind };
       // Deleted then set: the map stays in arrival order, so pruning stops at the first young entry.
       this.window.set(r.serviceId, sample);
       if (isConnectionFailure(sample)) this.connectionFailures++;
@@ -182,7 +192,7 @@ export class ProberHealth {
     this.report();
     if (mode === 'online') return results;
     return results.map((r) =>
-      isConnectionFailure(r)
+      reachedNothing(r, facts.get(r.serviceId))
         ? { serviceId: r.serviceId, verdict: 'inconclusive', latencyMs: r.latencyMs, startedAt: r.startedAt, detail: `prober offline: ${r.failureKind}: ${r.detail ?? ''}`.trim(), ...(r.maintenance ? { maintenance: true } : {}) }
         : r,
     );
@@ -278,7 +288,7 @@ export class ProberHealth {
     let m = this.facts.get(registry);
     if (!m) {
       m = new Map();
-      for (const s of registry.services) if (s.type !== 'make') m.set(s.id, { hosts: probedHosts(s), dependsOn: s.dependsOn });
+      for (const s of registry.services) if (s.type !== 'make') m.set(s.id, { hosts: probedHosts(s), dependsOn: s.dependsOn, dnsProbe: s.healthCheck?.type === 'dns' });
       this.facts.set(registry, m);
     }
     return m;

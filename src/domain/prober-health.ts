@@ -25,7 +25,9 @@
  *    `connection_refused` (which includes no route: ENETUNREACH,
  *    EHOSTUNREACH, EADDRNOTAVAIL), `dns`, `timeout`). A host that answered
  *    anything (a pass, a warn, an HTTP 500, a TLS or protocol error) is reachable:
- *    the network to it works, whatever the service says.
+ *    the network to it works, whatever the service says. (The process side
+ *    also drops failures inside maintenance windows, and reads a `dns`
+ *    probe's `dns` failure as its resolver's answer.)
  * 4. **Suspect** when at least `minHosts` (3) hosts failed at the connection
  *    level and they are at least `suspectShare` (80 %) of the hosts in the
  *    window. Three, because one or two unrelated hosts down at once happens

@@ -16,7 +16,9 @@ import { join } from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Registry as MetricsRegistry } from 'prom-client';
 import { createActivities } from '../../src/activities';
-import { registerProberMetrics } from '../../src/activities/prober-health';
+import { ProberHealth, registerProberMetrics } from '../../src/activities/prober-health';
+import { createProber } from '../../src/activities/probes';
+import type { ProbeResult } from '../../src/domain/health';
 import { openState, type StateBackend } from '../../src/state';
 import { listHealth } from '../../src/client/health';
 import { proberWorkflowId } from '../../src/domain/prober-health';
@@ -112,6 +114,20 @@ test('a prober whose network is down records no downtime: its refused probes are
   } finally {
     await new Promise((ok) => canary.close(ok));
   }
+});
+
+test('planned or answered failures are no evidence: failures in maintenance and a dns probe\'s NXDOMAIN leave the prober online', async () => {
+  const at = Date.now();
+  const refused = (id: string, extra: Partial<ProbeResult> = {}): ProbeResult => ({ serviceId: id, verdict: 'fail', failureKind: 'connection_refused', latencyMs: 1, startedAt: at, detail: 'connection refused', ...extra });
+  const http = HOSTS.map((h, i) => ({ id: `web-${i}`, type: 'api', endpoints: [{ url: `http://${h}:8080` }] }));
+  const dns = HOSTS.map((h, i) => ({ id: `dns-${i}`, type: 'api', endpoints: [{ url: 'tcp://fleet.internal:53' }], healthCheck: { type: 'dns', resolver: `${h}:5353` } }));
+  const registry = registryOf([...http, ...dns]);
+  const judge = (results: ProbeResult[]) => new ProberHealth({ identity: 't:1', registry: { current: () => registry }, probe: createProber().probeOne }).judge(results);
+  const nxdomain = dns.map((d) => refused(d.id, { failureKind: 'dns', detail: 'NXDOMAIN' }));
+  expect((await judge(nxdomain)).map((r) => r.verdict)).toEqual(['fail', 'fail', 'fail', 'fail']);
+  const planned = http.map((w) => refused(w.id, { maintenance: true }));
+  expect((await judge(planned)).map((r) => r.verdict)).toEqual(['fail', 'fail', 'fail', 'fail']);
+  expect((await judge(http.map((w) => refused(w.id)))).map((r) => r.verdict)).toEqual(['inconclusive', 'inconclusive', 'inconclusive', 'inconclusive']);
 });
 
 test('two workers, one with a broken network: the fleet stays healthy, the broken prober alerts once and resolves once', async () => {
