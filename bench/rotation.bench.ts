@@ -25,6 +25,9 @@
  *   saga's local activities as normal ones): before local activities;
  * - `tuned`: `DEV_SERVER_DYNAMIC_CONFIG` and the saga as it is: the figures
  *   the targets are read on.
+ * - the fleet (`fanOut: workflow`) on the `tuned` server once more, by a worker taking the
+ *   SDK's default 3 eager activities per workflow task instead of WORKER_EAGER_ACTIVITIES' 32:
+ *   `worker` and `dev` before that setting.
  * BENCH_ROTATION_RUNS (default 3) sets the rounds; each figure is the median.
  */
 import { Client, Connection } from '@temporalio/client';
@@ -101,12 +104,10 @@ export default async function run(): Promise<Figure[]> {
   const state = await openState({ dataDir, masterKey: randomBytes(32) });
   const store = state.credentials;
   const taskQueue = 'bench-rotation';
-  const rig = async (dynamicConfig?: Record<string, string | number | boolean>, storeStepsAsActivities = false) => {
-    const dev = await startDevServer({ uiPort: false, dynamicConfig });
-    const nc = await NativeConnection.connect({ address: dev.address });
-    const worker = await Worker.create({
+  const newWorker = (nc: NativeConnection, queue: string, storeStepsAsActivities: boolean, eagerActivities = DEFAULT_EAGER_ACTIVITIES) =>
+    Worker.create({
       connection: nc,
-      taskQueue,
+      taskQueue: queue,
       workflowsPath: require.resolve('../src/workflows'),
       ...(storeStepsAsActivities ? { interceptors: { workflowModules: [require.resolve('./store-steps-as-activities')] } } : {}),
       activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store }), ...createDiagnosticsActivities({ registry: staticRegistry(registry), reporterId: 'bench' }) },
@@ -114,8 +115,12 @@ export default async function run(): Promise<Figure[]> {
       // A batch schedules up to maxParallel activities at once: poll that many; take as many eagerly as
       // `worker` and `dev` do (WORKER_EAGER_ACTIVITIES' default).
       maxConcurrentActivityTaskPolls: 20,
-      maxEagerActivityReservationsPerWorkflowTask: DEFAULT_EAGER_ACTIVITIES,
+      maxEagerActivityReservationsPerWorkflowTask: eagerActivities,
     });
+  const rig = async (dynamicConfig?: Record<string, string | number | boolean>, storeStepsAsActivities = false) => {
+    const dev = await startDevServer({ uiPort: false, dynamicConfig });
+    const nc = await NativeConnection.connect({ address: dev.address });
+    const worker = await newWorker(nc, taskQueue, storeStepsAsActivities);
     const connection = await Connection.connect({ address: dev.address });
     return { dev, nc, worker, connection, client: new Client({ connection }) };
   };
@@ -123,34 +128,46 @@ export default async function run(): Promise<Figure[]> {
   const stock = await rig({}, true);
   const activities = await rig(undefined, true);
   const tuned = await rig();
+  // The fleet (fanOut: workflow) on the tuned server as `worker` and `dev` ran it before
+  // WORKER_EAGER_ACTIVITIES: the SDK's 3 eager activities per workflow task (its own task queue).
+  const sdkEagerQueue = 'bench-rotation-sdk-eager';
+  const sdkEager = await newWorker(tuned.nc, sdkEagerQueue, false, 3);
   const rigs = { stock, activities, tuned };
   const sides = ['stock', 'activities', 'tuned'] as const;
   try {
     return await stock.worker.runUntil(() =>
       activities.worker.runUntil(() =>
-        tuned.worker.runUntil(async () => {
+        tuned.worker.runUntil(() => sdkEager.runUntil(async () => {
           let drains = 0;
-          const timed = async (client: Client, credentialId: string): Promise<number> => {
+          const timed = async (client: Client, credentialId: string, queue = taskQueue): Promise<number> => {
             // The stock server's history-queue reads are a token bucket (20/s, burst 20): after the
             // server idled while the other one ran, its first ~20 task transitions would pass at
             // once. Spend the burst first (30 transitions), so both sides are measured in the steady
             // state a busy server is in (docs/temporal-overhead.md).
-            await client.workflow.execute('activityRoundTrips', { taskQueue, workflowId: `drain-${drains++}`, args: [15] });
+            await client.workflow.execute('activityRoundTrips', { taskQueue: queue, workflowId: `drain-${drains++}`, args: [15] });
             const t0 = performance.now();
-            const r: RotationResult = await rotate(client, { credentialId, taskQueue });
+            const r: RotationResult = await rotate(client, { credentialId, taskQueue: queue });
             const ms = performance.now() - t0;
             if (r.status !== 'completed') throw new Error(`bench rotation of ${credentialId} ended ${r.status}: ${r.cause}`);
             return ms;
           };
           for (let i = 0; i < 3; i++) for (const side of sides) await timed(rigs[side].client, 'warm');
           const runs = () => ({ chain: [] as number[], fleet: [] as number[], chainBatched: [] as number[], fleetBatched: [] as number[] });
-          const m = { stock: runs(), activities: runs(), tuned: runs() };
+          const m = { stock: runs(), activities: runs(), tuned: runs(), sdkEager: runs() };
           for (let i = 0; i < RUNS; i++) {
             // Rotate which rig goes first.
             for (const side of [...sides.slice(i % 3), ...sides.slice(0, i % 3)]) {
               const client = rigs[side].client;
               m[side].chain.push(await timed(client, 'chain'));
-              m[side].fleet.push(await timed(client, 'fleet'));
+              if (side !== 'tuned') m[side].fleet.push(await timed(client, 'fleet'));
+              else {
+                // The fleet with 32 and with 3 eager activities, alternating which goes first.
+                const both = [
+                  async () => void m.tuned.fleet.push(await timed(client, 'fleet')),
+                  async () => void m.sdkEager.fleet.push(await timed(client, 'fleet', sdkEagerQueue)),
+                ];
+                for (const f of i % 2 === 0 ? both : [...both].reverse()) await f();
+              }
               m[side].chainBatched.push(await timed(client, 'chain-batched'));
               m[side].fleetBatched.push(await timed(client, 'fleet-batched'));
             }
@@ -184,6 +201,10 @@ export default async function run(): Promise<Figure[]> {
             }),
             fig('fleet run vs the bare critical-path bound', f, { ...boundBaseline, ratio: f / bound, target: '<= 2x the bound', met: f / bound <= 2 }),
             ...before('fleet run', 'fleet'),
+            fig(`fleet run: ${DEFAULT_EAGER_ACTIVITIES} eager activities per workflow task (WORKER_EAGER_ACTIVITIES) vs the SDK's 3 (side by side), median of ${RUNS}`, f, {
+              baseline: { name: "fleet run, the SDK's 3 eager activities", value: Math.round(p50(m.sdkEager.fleet)) },
+              ratio: f / p50(m.sdkEager.fleet),
+            }),
             fig(`critical path run alone with fanOut: activity, median of ${RUNS}`, cb, { ...boundBaseline, ratio: cb / bound }),
             fig(`fleet run with fanOut: activity (one activity per batch), median of ${RUNS}`, fb, {
               baseline: { name: 'critical path run alone, fanOut: activity', value: Math.round(cb) },
@@ -206,7 +227,7 @@ export default async function run(): Promise<Figure[]> {
               met: fb / sequential < 0.15,
             }),
           ];
-        }),
+        })),
       ),
     );
   } finally {
