@@ -84,6 +84,9 @@ export interface ProberHealthOptions {
   metrics?: ProberMetrics;
 }
 
+/** A window entry, updated in place when its service is probed again. */
+type MutableSample = { -readonly [K in keyof ProberSample]: ProberSample[K] };
+
 interface ServiceFacts {
   hosts: string[];
   dependsOn: readonly string[];
@@ -118,8 +121,9 @@ export class ProberHealth {
   /** The option's canaries; the registry's `prober.canaries` are added to them at each decision. */
   private readonly configured: readonly string[];
   private canaryTargets: { key: string; urls: string[]; targets: ProbeTarget[] } = { key: '', urls: [], targets: [] };
-  /** The latest conclusive sample per service, in arrival order. */
-  private readonly window = new Map<string, ProberSample>();
+  /** The latest conclusive sample per service (stale ones pruned every quarter window). */
+  private readonly window = new Map<string, MutableSample>();
+  private prunedAt = 0;
   /** Samples in the window that failed at the connection level. */
   private connectionFailures = 0;
   private readonly facts = new WeakMap<Registry, Map<string, ServiceFacts>>();
@@ -163,7 +167,7 @@ export class ProberHealth {
    * @param registry the registry the results were probed from; default the current one.
    */
   async judge(results: ProbeResult[], registry: Registry = this.opts.registry.current()): Promise<ProbeResult[]> {
-    if (!this.taskQueue) {
+    if (!this.taskQueue && this.opts.client) {
       try {
         this.taskQueue = Context.current().info.taskQueue;
       } catch {
@@ -176,14 +180,26 @@ export class ProberHealth {
       if (!f || r.verdict === 'inconclusive') continue;
       const prev = this.window.get(r.serviceId);
       if (prev && prev.at > r.startedAt) continue;
-      if (prev) this.forget(r.serviceId, prev);
       // A failure inside a maintenance window is planned: evidence of nothing about the prober.
-      if (r.maintenance && r.verdict === 'fail') continue;
-      const kind = r.failureKind && !(f.dnsProbe && r.failureKind === 'dns') ? { failureKind: r.failureKind } : {};
-      const sample: ProberSample = { serviceId: r.serviceId, hosts: f.hosts, dependsOn: f.dependsOn, at: r.startedAt, verdict: r.verdict, ...kind };
-      // Deleted then set: the map stays in arrival order, so pruning stops at the first young entry.
-      this.window.set(r.serviceId, sample);
-      if (isConnectionFailure(sample)) this.connectionFailures++;
+      if (r.maintenance && r.verdict === 'fail') {
+        if (prev) this.forget(r.serviceId, prev);
+        continue;
+      }
+      const failureKind = r.failureKind && !(f.dnsProbe && r.failureKind === 'dns') ? r.failureKind : undefined;
+      if (prev) {
+        // Updated in place (the hot path: one sample per service, no allocation once the fleet was seen).
+        if (isConnectionFailure(prev)) this.connectionFailures--;
+        prev.at = r.startedAt;
+        prev.verdict = r.verdict;
+        prev.failureKind = failureKind;
+        prev.hosts = f.hosts;
+        prev.dependsOn = f.dependsOn;
+        if (isConnectionFailure(prev)) this.connectionFailures++;
+      } else {
+        const sample: MutableSample = { serviceId: r.serviceId, hosts: f.hosts, dependsOn: f.dependsOn, at: r.startedAt, verdict: r.verdict, failureKind };
+        this.window.set(r.serviceId, sample);
+        if (isConnectionFailure(sample)) this.connectionFailures++;
+      }
     }
     // Chained so decisions never interleave; a decision that throws (it should not) keeps the mode rather than stalling the chain.
     const decided = this.deciding.then(() => this.decide()).catch((err) => (this.opts.onError?.(err), this.currentMode));
@@ -217,9 +233,11 @@ export class ProberHealth {
   private async decide(): Promise<ProberMode> {
     const now = this.now();
     const canaries = this.canaries();
-    for (const [id, s] of this.window) {
-      if (s.at > now - this.rule.windowMs) break;
-      this.forget(id, s);
+    // Old samples leave the map at most every quarter window (the rule reads only the window anyway,
+    // and the fast path below over-counts stale failures at worst, which only costs an assessment).
+    if (now - this.prunedAt >= this.rule.windowMs / 4) {
+      this.prunedAt = now;
+      for (const [id, s] of this.window) if (s.at <= now - this.rule.windowMs) this.forget(id, s);
     }
     // Fast path, exact: a failed host needs a connection-level failure of its own, so with fewer
     // such samples than minHosts the rule can neither fire nor hold (a healthy fleet costs O(batch)).
@@ -248,7 +266,7 @@ export class ProberHealth {
     return this.canary;
   }
 
-  private forget(id: string, s: ProberSample): void {
+  private forget(id: string, s: MutableSample): void {
     this.window.delete(id);
     if (isConnectionFailure(s)) this.connectionFailures--;
   }
