@@ -130,6 +130,29 @@ test('planned or answered failures are no evidence: failures in maintenance and 
   expect((await judge(http.map((w) => refused(w.id)))).map((r) => r.verdict)).toEqual(['inconclusive', 'inconclusive', 'inconclusive', 'inconclusive']);
 });
 
+test('a restarted prober still offline sends no second alert: the decision is the workflow\'s, not the process\'s', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('prober-restart');
+  const registry = fleet('again');
+  const page = { registryVersion: registry.versionHash, from: 0, to: 4, concurrency: 4, intervalMs: 1000 };
+  const net = network();
+  const s = await state();
+  const life = () =>
+    createActivities({ registry: { current: () => registry }, state: s, reporterId: 'web-7:99', probes: { route: net.route }, health: { client, taskQueue, alertWebhooks: [{ name: 'ops', url: receiver.url, format: 'json', timeoutMs: 2000 }] } });
+  const mine = () => receiver.alerts.filter((a) => a.id.startsWith(proberWorkflowId(taskQueue, 'web-7:99')));
+  const first = life();
+  await withTestWorker({ taskQueue, activities: first }, async () => {
+    expect((await first.probeRegistryPage(page)).verdicts).toBe('iiii');
+    await eventually(() => mine().length === 1, 'TRIGGERED');
+    const second = life(); // the same process identity, started again, its network still down
+    expect((await second.probeRegistryPage(page)).verdicts).toBe('iiii');
+    net.broken = false;
+    expect((await second.probeRegistryPage(page)).verdicts).toBe('PPPP');
+    await eventually(() => mine().length === 2, 'RESOLVED');
+  });
+  expect(mine().map((a) => a.kind)).toEqual(['TRIGGERED', 'RESOLVED']);
+});
+
 test('two workers, one with a broken network: the fleet stays healthy, the broken prober alerts once and resolves once', async () => {
   const client = await testClient();
   const taskQueue = uniqueTaskQueue('prober');
@@ -150,7 +173,7 @@ test('two workers, one with a broken network: the fleet stays healthy, the broke
   const goodActs = await worker('good-host:2', good);
   let n = 0;
   const sweep = () => client.workflow.execute(healthSweep, { taskQueue, workflowId: `sweep/${taskQueue}-${++n}`, args: [{ intervalMs: 1000, chunkSize: 4 }] });
-  const proberAlerts = () => receiver.alerts.filter((a) => a.source === 'prober');
+  const proberAlerts = () => receiver.alerts.filter((a) => a.source === 'prober' && a.id.startsWith(`prober/${taskQueue}/`));
   const statuses = new Set<string>();
   const sweepUntil = async (done: () => boolean, what: string) => {
     for (let i = 0; i < 40 && !done(); i++) {
