@@ -120,7 +120,8 @@ export class ProberHealth {
   private readonly now: () => number;
   /** The option's canaries; the registry's `prober.canaries` are added to them at each decision. */
   private readonly configured: readonly string[];
-  private canaryTargets: { key: string; urls: string[]; targets: ProbeTarget[] } = { key: '', urls: [], targets: [] };
+  /** The canaries in force, rebuilt when the registry's list changes (`key`: that list; undefined before the first decision). */
+  private canaryTargets: { key?: string; urls: string[]; targets: ProbeTarget[] } = { urls: [], targets: [] };
   /** The latest conclusive sample per service (stale ones pruned every quarter window). */
   private readonly window = new Map<string, MutableSample>();
   private prunedAt = 0;

@@ -101,14 +101,17 @@ test('a prober whose network is down records no downtime: its refused probes are
   const canary = createTcpServer((c) => c.end());
   await new Promise<void>((ok) => canary.listen(0, '127.0.0.1', ok));
   try {
-    const withCanaries = fleet('solo', [`tcp://127.0.0.1:${(canary.address() as AddressInfo).port}`]);
+    const canaryUrl = `tcp://127.0.0.1:${(canary.address() as AddressInfo).port}`;
+    // Canaries from the worker's environment (INTEGRATION_AGENT_PROBER_CANARIES: the prober option)...
     const withCanary = createActivities({
-      registry: { current: () => withCanaries },
+      registry: { current: () => registry },
       state: await state(),
       probes: { route: (href) => (href.startsWith('tcp:') ? href : `http://127.0.0.1:${closed}/`) },
+      prober: { canaries: [canaryUrl] },
     });
-    expect((await withCanary.probeRegistryPage({ ...page, registryVersion: withCanaries.versionHash })).verdicts).toBe('ffff');
-    // The same canary out of reach too (the prober's network is down after all): offline.
+    expect((await withCanary.probeRegistryPage(page)).verdicts).toBe('ffff');
+    // ... or from the registry (prober.canaries); out of reach too (the prober's network is down after all): offline.
+    const withCanaries = fleet('solo', [canaryUrl]);
     const cutOff = createActivities({ registry: { current: () => withCanaries }, state: await state(), probes: { route: () => `http://127.0.0.1:${closed}/` } });
     expect((await cutOff.probeRegistryPage({ ...page, registryVersion: withCanaries.versionHash })).verdicts).toBe('iiii');
   } finally {
