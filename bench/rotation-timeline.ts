@@ -65,7 +65,7 @@ async function main(): Promise<void> {
       taskQueue: 'timeline',
       workflowsPath: require.resolve('../src/workflows'),
       ...(process.env.BEFORE ? { interceptors: { workflowModules: [require.resolve('./store-steps-as-activities')] } } : {}),
-      activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: state.credentials }) },
+      activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: state.credentials, registry: staticRegistry(registry) }) },
       maxConcurrentActivityTaskExecutions: 200,
       maxConcurrentActivityTaskPolls: 20,
       maxEagerActivityReservationsPerWorkflowTask: Number(process.env.EAGER_ACTIVITIES ?? DEFAULT_EAGER_ACTIVITIES),

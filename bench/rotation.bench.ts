@@ -110,7 +110,7 @@ export default async function run(): Promise<Figure[]> {
       taskQueue: queue,
       workflowsPath: require.resolve('../src/workflows'),
       ...(storeStepsAsActivities ? { interceptors: { workflowModules: [require.resolve('./store-steps-as-activities')] } } : {}),
-      activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store }), ...createDiagnosticsActivities({ registry: staticRegistry(registry), reporterId: 'bench' }) },
+      activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store, registry: staticRegistry(registry) }), ...createDiagnosticsActivities({ registry: staticRegistry(registry), reporterId: 'bench' }) },
       maxConcurrentActivityTaskExecutions: 200,
       // A batch schedules up to maxParallel activities at once: poll that many; take as many eagerly as
       // `worker` and `dev` do (WORKER_EAGER_ACTIVITIES' default).

@@ -79,6 +79,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createBreakerActivities(deps.breakers),
     ...createRotationActivities({
       store: credentials,
+      registry,
       providers: deps.rotation?.providers ?? { ...builtInProviders(), make: createMakeProvider(makeClients) },
       preflight: deps.rotation?.preflight,
       coordinator: deps.coordinator,

@@ -8,12 +8,14 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
-import type { CredentialSpec, ServiceSpec } from '../domain/registry';
+import type { CredentialSpec, Registry, ServiceSpec } from '../domain/registry';
+import { compactPlan, planRotation, type RotationPlanRef } from '../domain/rotation';
 import type { CredentialStore, CredentialVersion, NewAuditEntry } from '../state/types';
 import type { Coordinator } from './coordinator';
 import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
 import { providerFailure, providerRetryDelayMs } from './providers/http-failure';
 import type { RotationMetrics } from './rotation-metrics';
+import { versionedRegistry, type RegistrySource } from './registry';
 
 /** Optional views of other areas used by preflight; absent ones are skipped. */
 export interface RotationPreflightChecks {
@@ -38,12 +40,41 @@ export interface RotationActivityDeps {
    * where someone listens (as the worker does for breaker transitions).
    */
   alertWebhooks?: number;
+  /**
+   * The worker's registry (remembering its last few versions, see `versionedRegistry`): runs that take
+   * the registry by reference get their plan from it (`rotationPlan`) and their steps read the specs of
+   * the services they act on from it, by id and version. Without it only runs that carry specs work.
+   */
+  registry: RegistrySource;
 }
 
+/**
+ * A service of the run's registry version, by reference: the step activity
+ * reads its spec from the worker's registry. Runs begun before the registry
+ * went by reference pass `service` (the spec) instead.
+ */
+export interface ServiceRef {
+  /** The spec itself (runs begun before by-reference). */
+  service?: ServiceSpec;
+  serviceId?: string;
+  /** Version hash of the registry the run planned with (`RotationPlanRef.registryVersion`). */
+  registryVersion?: string;
+}
+
+/** Most preflight problems listed (the rest are counted): bounds the result whatever the number of consumers. */
+export const MAX_PREFLIGHT_PROBLEMS = 50;
+
+/**
+ * Either the specs (runs begun before by-reference) or the registry version:
+ * then the issuer and the credential's consumers are read from the worker's
+ * registry of that version.
+ */
 export interface PreflightInput {
   credential: CredentialSpec;
-  issuer: ServiceSpec;
-  consumers: ServiceSpec[];
+  issuer?: ServiceSpec;
+  consumers?: ServiceSpec[];
+  issuerId?: string;
+  registryVersion?: string;
 }
 
 /** A version an earlier run left valid at the issuer: its PENDING, or a PENDING a forced run superseded but has not revoked yet. */
@@ -83,7 +114,10 @@ export interface PreflightResult {
 
 export interface MintInput {
   credential: CredentialSpec;
-  issuer: ServiceSpec;
+  /** The issuer's spec, or (by reference) `issuerId` + `registryVersion`. */
+  issuer?: ServiceSpec;
+  issuerId?: string;
+  registryVersion?: string;
   /** `rotation/<id>#<runId>`: who the PENDING version belongs to. */
   rotationKey: string;
   idempotencyKey: string;
@@ -92,17 +126,22 @@ export interface MintInput {
   supersede?: string;
 }
 
-export interface ServiceStepInput {
+export interface ServiceStepInput extends ServiceRef {
   credential: CredentialSpec;
-  service: ServiceSpec;
   versionId: string;
   timeoutMs: number;
 }
 
-/** One consumer of a batch worked on by `installBatch`. */
+/**
+ * One consumer of a batch worked on by `installBatch`: its spec (runs begun
+ * before by-reference) or its id (the spec is read from the input's
+ * `registryVersion`); its idempotency key, or the input's `rotationKey`
+ * derives it (`<rotationKey>/install/<id>/<versionId>`).
+ */
 export interface BatchMember {
-  service: ServiceSpec;
-  idempotencyKey: string;
+  service?: ServiceSpec;
+  id?: string;
+  idempotencyKey?: string;
   timeoutMs: number;
   verifyAttempts: number;
   verifyIntervalMs: number;
@@ -248,6 +287,7 @@ async function probeHealth(service: ServiceSpec): Promise<boolean | undefined> {
 export function createRotationActivities(deps: RotationActivityDeps) {
   const { store } = deps;
   if (!store) throw new RangeError('createRotationActivities: deps.store (a CredentialStore) is required');
+  if (!deps.registry) throw new RangeError('createRotationActivities: deps.registry (the worker\'s RegistrySource) is required');
   const providers = deps.providers ?? builtInProviders();
 
   const provider = (name: string, where: string): RotationProvider => {
@@ -268,6 +308,52 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     const s = await store.readSecret(credentialId, versionId);
     if (s === undefined) throw ApplicationFailure.nonRetryable(`credential ${credentialId} has no version ${versionId} in the store`, 'UnknownVersion');
     return s;
+  };
+
+  const registry = versionedRegistry(deps.registry);
+  const indexes = new WeakMap<Registry, Map<string, ServiceSpec>>();
+  const serviceIn = (r: Registry, id: string): ServiceSpec | undefined => {
+    let byId = indexes.get(r);
+    if (!byId) indexes.set(r, (byId = new Map(r.services.map((x) => [x.id, x]))));
+    return byId.get(id);
+  };
+  /** The registry of `version` on this worker, or undefined when it is gone (see {@link specOf}). */
+  const registryAt = (version: string): Registry | undefined => registry.byVersion(version);
+  // Kept short: a cause line holds 500 characters, and the run id and both versions come first.
+  const goneMessage = (version: string) =>
+    `rotation ${actor()}: registry version ${version} is not known to this worker (its registry is ${registry.current().versionHash}): it changed mid-rotation, or workers read different registries. ` +
+    `Make every worker's registry the same, then rotate again; this run rolls back (restores and revocations use the current registry's entries)`;
+  /** The failure of a forward step without its registry version: nothing was sent, so it counts as a refusal ({@link InstallRefusal}). */
+  const versionGone = (version: string) => {
+    const details: InstallRefusal[] = [{ refused: true }];
+    return ApplicationFailure.create({ message: goneMessage(version), type: 'RegistryVersionGone', nonRetryable: true, details });
+  };
+  /**
+   * The spec of the service a step acts on. `forward` steps (preflight, mint, install, verify) need the
+   * registry version the run planned with: without it they fail non-retryably (`RegistryVersionGone`),
+   * and the saga rolls back. `undo` steps (restore, revoke) must work even then: they fall back to the
+   * service's entry in the worker's current registry (the same service, where it is configured now).
+   * @throws non-retryable `RegistryVersionGone` (forward), `ServiceGone` (undo, the service in neither registry).
+   */
+  const specOf = (ref: ServiceRef, use: 'forward' | 'undo'): ServiceSpec => {
+    if (ref.service) return ref.service;
+    const id = ref.serviceId;
+    if (!id || !ref.registryVersion) throw ApplicationFailure.nonRetryable('a rotation step needs `service` or `serviceId` and `registryVersion`', 'InvalidStepInput');
+    const planned = registryAt(ref.registryVersion);
+    if (planned) {
+      const s = serviceIn(planned, id);
+      if (s) return s;
+      throw ApplicationFailure.nonRetryable(`rotation ${actor()}: service "${id}" is not in registry version ${ref.registryVersion}`, 'UnknownService');
+    }
+    if (use === 'forward') throw versionGone(ref.registryVersion);
+    const now = registry.current();
+    const s = serviceIn(now, id);
+    if (s) return s;
+    throw ApplicationFailure.nonRetryable(
+      `rotation ${actor()}: service "${id}" is in neither registry version ${ref.registryVersion} (not known to this worker) nor the worker's current registry ${now.versionHash}: ` +
+        `put the credential's CURRENT version back there by hand, or restore its registry entry and run \`integration-agent rotate <credential> --force\``,
+      'ServiceGone',
+    );
   };
 
   /** The PENDING version and superseded, unrevoked ones, each with the consumers that may hold it (see {@link LeftoverVersion}). */
@@ -324,7 +410,21 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * breakers among the consumers, the issuer's health.
      */
     async rotationPreflight(input: PreflightInput): Promise<PreflightResult> {
-      const { credential, issuer, consumers } = input;
+      const { credential } = input;
+      let issuer: ServiceSpec;
+      let consumers: ServiceSpec[];
+      if (input.registryVersion !== undefined) {
+        const r = registryAt(input.registryVersion);
+        if (!r) throw versionGone(input.registryVersion);
+        const entry = r.credentials.find((c) => c.id === credential.id);
+        if (!entry) throw ApplicationFailure.nonRetryable(`credential ${credential.id} is not in registry version ${input.registryVersion}`, 'UnknownCredential');
+        issuer = specOf({ serviceId: input.issuerId ?? entry.issuer, registryVersion: input.registryVersion }, 'forward');
+        consumers = entry.consumers.map((id) => specOf({ serviceId: id, registryVersion: input.registryVersion }, 'forward'));
+      } else {
+        if (!input.issuer || !input.consumers) throw ApplicationFailure.nonRetryable('rotationPreflight needs `issuer` and `consumers`, or `registryVersion`', 'InvalidStepInput');
+        issuer = input.issuer;
+        consumers = input.consumers;
+      }
       const labels = await store.labels(credential.id);
       const problems: string[] = [];
       const leftover = labels.PENDING ? { versionId: labels.PENDING.versionId, createdBy: labels.PENDING.createdBy } : null;
@@ -359,7 +459,27 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const stale = (await store.listVersions(credential.id))
         .filter((v) => v.revokedAt === null && (v.label === null || v.label === 'PREVIOUS') && !v.supersededBy && v.versionIdSource === 'issuer')
         .map((v) => v.versionId);
+      // A credential with thousands of consumers could list thousands of problems: the result stays bounded.
+      if (problems.length > MAX_PREFLIGHT_PROBLEMS) problems.splice(MAX_PREFLIGHT_PROBLEMS - 1, Infinity, `and ${problems.length - MAX_PREFLIGHT_PROBLEMS + 1} more problems`);
       return { currentVersionId: labels.CURRENT?.versionId ?? null, leftoverPending: leftover, leftovers, problems, stale };
+    },
+
+    /**
+     * The plan of a rotation of `credentialId` from the worker's registry in force now, by reference
+     * (`RotationPlanRef`): the registry version, issuer, consumer ids in dependency-ordered batches,
+     * the distinct step options, the credential's provider fields. Nothing of the other services of
+     * the fleet: this is all that enters the run's history of the registry (bytes per consumer: see
+     * docs/rotation.md, "What enters history").
+     * @throws non-retryable `InvalidRotationPlan` naming the credential, service or option the registry gets wrong.
+     */
+    async rotationPlan(input: { credentialId: string; gracePeriodMs?: number }): Promise<RotationPlanRef> {
+      const r = registry.current();
+      try {
+        const plan = planRotation(r, input.credentialId, { gracePeriodMs: input.gracePeriodMs });
+        return compactPlan(plan, r.credentials.find((c) => c.id === input.credentialId)!);
+      } catch (err) {
+        throw ApplicationFailure.nonRetryable((err as Error).message, 'InvalidRotationPlan');
+      }
     },
 
     /**
@@ -368,7 +488,8 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * this rotation is reused, and the issuer gets the same Idempotency-Key on retries.
      */
     async createPending(input: MintInput): Promise<{ versionId: string; reused: boolean }> {
-      const { credential, issuer } = input;
+      const { credential } = input;
+      const issuer = specOf({ service: input.issuer, serviceId: input.issuerId, registryVersion: input.registryVersion }, 'forward');
       const labels = await store.labels(credential.id);
       if (labels.PENDING?.createdBy === input.rotationKey) return { versionId: labels.PENDING.versionId, reused: true };
       if (labels.PENDING && labels.PENDING.versionId !== input.supersede) {
@@ -400,7 +521,9 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * `verifyAfter`, also tries testSecret once and reports `verified`.
      */
     async installVersion(input: ServiceStepInput & { idempotencyKey: string; step: 'install' | 'restore'; verifyAfter?: boolean }): Promise<{ verified: boolean }> {
-      const { credential, service, versionId } = input;
+      const { credential, versionId } = input;
+      // A restore undoes the rotation: it works even when the run's registry version is gone (see specOf).
+      const service = specOf(input, input.step === 'restore' ? 'undo' : 'forward');
       const p = provider(consumerProviderName(service), `services.${service.id}.rotation.provider`);
       let secret: string;
       try {
@@ -432,7 +555,8 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * (`VersionNotInUse`) so the retry policy's backoff covers propagation delay.
      */
     async verifyVersion(input: ServiceStepInput): Promise<void> {
-      const { credential, service, versionId } = input;
+      const { credential, versionId } = input;
+      const service = specOf(input, 'forward');
       const p = provider(consumerProviderName(service), `services.${service.id}.rotation.provider`);
       let inUse: string | undefined;
       try {
@@ -458,8 +582,23 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * skips them; the others are redone under the same idempotency keys.
      * @returns one outcome per member; consumer failures are outcomes, not errors.
      */
-    async installBatch(input: { credential: CredentialSpec; versionId: string; members: BatchMember[]; maxParallel: number }): Promise<BatchOutcome[]> {
+    async installBatch(input: { credential: CredentialSpec; versionId: string; members: BatchMember[]; maxParallel: number; registryVersion?: string; rotationKey?: string }): Promise<BatchOutcome[]> {
       const { credential, versionId } = input;
+      // Every member's spec before any install. Without the run's registry version nobody is touched: the
+      // first member reports why (refused: nothing was sent), the others are skipped (one message, not one per member).
+      const registryGone = input.registryVersion !== undefined && !registryAt(input.registryVersion);
+      if (registryGone) {
+        const error = goneMessage(input.registryVersion!);
+        return input.members.map((m, i): BatchOutcome => {
+          const id = m.id ?? m.service!.id;
+          return i === 0 ? { id, touched: false, ok: false, failedStep: 'install', refused: true, error } : { id, touched: false, ok: false, skipped: true };
+        });
+      }
+      const members = input.members.map((m) => {
+        const service = specOf({ service: m.service, serviceId: m.id, registryVersion: input.registryVersion }, 'forward');
+        const idempotencyKey = m.idempotencyKey ?? `${input.rotationKey}/install/${service.id}/${versionId}`;
+        return { ...m, service, idempotencyKey };
+      });
       let context: Context | undefined;
       try {
         context = Context.current();
@@ -475,7 +614,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const limit = pLimit(Math.max(1, input.maxParallel));
       try {
         const outcomes = await Promise.all(
-          input.members.map((m) =>
+          members.map((m) =>
             limit(async (): Promise<BatchOutcome> => {
               const id = m.service.id;
               const prior = previous.get(id);
@@ -570,8 +709,10 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * @returns `{ revoked: true }`, or `{ revoked: false, cause }` (one line, no secret).
      * @throws ApplicationFailure when the issuer refuses or cannot be reached (retried as every HTTP step).
      */
-    async revokeVersion(input: { credential: CredentialSpec; issuer: ServiceSpec; versionId: string; discard: boolean; timeoutMs: number }): Promise<RevokeResult> {
-      const { credential, issuer, versionId } = input;
+    async revokeVersion(input: { credential: CredentialSpec; issuer?: ServiceSpec; issuerId?: string; registryVersion?: string; versionId: string; discard: boolean; timeoutMs: number }): Promise<RevokeResult> {
+      const { credential, versionId } = input;
+      // Revocation undoes (PENDING) or finishes (PREVIOUS, maybe days later): it works even when the run's registry version is gone.
+      const issuer = specOf({ service: input.issuer, serviceId: input.issuerId, registryVersion: input.registryVersion }, 'undo');
       const p = provider(credential.provider, `credentials.${credential.id}.provider`);
       const step = input.discard ? 'discard_pending' : 'revoke';
       const stored = await store.getVersion(credential.id, versionId);

@@ -10,7 +10,7 @@
  */
 import { tryParseDuration } from './duration';
 import { planBatches } from './graph';
-import { getCredential, getService, type Registry, type ServiceSpec } from './registry';
+import { getCredential, getService, type CredentialSpec, type Registry, type ServiceSpec } from './registry';
 
 /** AWS-style staging labels of a credential version. */
 export const STAGING_LABELS = ['CURRENT', 'PENDING', 'PREVIOUS'] as const;
@@ -156,7 +156,9 @@ function intOption(service: ServiceSpec, key: string, fallback: number): number 
 export function planRotation(registry: Registry, credentialId: string, opts: { gracePeriodMs?: number } = {}): RotationPlan {
   const cred = getCredential(registry, credentialId);
   const issuer = getService(registry, cred.issuer);
-  const consumers = cred.consumers.map((id) => getService(registry, id));
+  // One pass over the fleet, not one per consumer: a credential may have thousands of consumers.
+  const byId = new Map(registry.services.map((s) => [s.id, s]));
+  const consumers = cred.consumers.map((id) => byId.get(id) ?? getService(registry, id));
   if (opts.gracePeriodMs !== undefined && (!Number.isFinite(opts.gracePeriodMs) || opts.gracePeriodMs < 0)) {
     throw new RangeError(`gracePeriodMs: expected a finite number of ms >= 0, got ${opts.gracePeriodMs}`);
   }
@@ -180,6 +182,60 @@ export function planRotation(registry: Registry, credentialId: string, opts: { g
     issuerStepTimeoutMs: durationOption(issuer, 'stepTimeout', DEFAULT_STEP_TIMEOUT_MS),
     registryVersion: registry.versionHash,
   };
+}
+
+/** A consumer's step options (a {@link ConsumerPlan} without its id). */
+export type ConsumerKnobs = Omit<ConsumerPlan, 'id'>;
+
+/**
+ * The plan as it enters history when the run takes the registry by reference
+ * (`rotationPlan`): a {@link RotationPlan} whose per-consumer options are
+ * folded into the distinct sets the consumers use, plus the credential's own
+ * fields the step activities need (provider options, not its consumer list).
+ * History cost per consumer: its id in `batches` (id length + 3 bytes), and
+ * an entry in `knobsOf` only when it does not use `knobs[0]`.
+ */
+export interface RotationPlanRef extends Omit<RotationPlan, 'consumers'> {
+  /** The credential's registry entry with `consumers: []` (the batches list them). */
+  credential: CredentialSpec;
+  /** Distinct consumer step options; `knobs[0]` is the most used. */
+  knobs: ConsumerKnobs[];
+  /** Index into `knobs` of each consumer that does not use `knobs[0]`. */
+  knobsOf?: Record<string, number>;
+}
+
+/**
+ * Folds a plan into its by-reference form ({@link RotationPlanRef}).
+ * @param credential the credential's registry entry (its consumer list is dropped).
+ */
+export function compactPlan(plan: RotationPlan, credential: CredentialSpec): RotationPlanRef {
+  const { consumers, ...rest } = plan;
+  const keyOf = (k: ConsumerKnobs) => `${k.provider}|${k.stepTimeoutMs}|${k.verifyAttempts}|${k.verifyIntervalMs}`;
+  const uses = new Map<string, { knobs: ConsumerKnobs; ids: string[] }>();
+  for (const { id, ...k } of consumers) {
+    const key = keyOf(k);
+    const u = uses.get(key) ?? { knobs: k, ids: [] };
+    u.ids.push(id);
+    uses.set(key, u);
+  }
+  const sets = [...uses.values()].sort((a, b) => b.ids.length - a.ids.length);
+  const knobsOf: Record<string, number> = {};
+  sets.forEach((u, i) => {
+    if (i > 0) for (const id of u.ids) knobsOf[id] = i;
+  });
+  return {
+    ...rest,
+    credential: { ...credential, consumers: [] },
+    knobs: sets.length ? sets.map((u) => u.knobs) : [{ provider: 'http', stepTimeoutMs: DEFAULT_STEP_TIMEOUT_MS, verifyAttempts: DEFAULT_VERIFY_ATTEMPTS, verifyIntervalMs: DEFAULT_VERIFY_INTERVAL_MS }],
+    ...(sets.length > 1 ? { knobsOf } : {}),
+  };
+}
+
+/** The full plan of a {@link RotationPlanRef} (consumers in batch order), in memory only. */
+export function expandPlan(ref: RotationPlanRef): RotationPlan {
+  const { credential: _credential, knobs, knobsOf, ...rest } = ref;
+  const consumers = ref.batches.flat().map((id) => ({ id, ...knobs[knobsOf?.[id] ?? 0]! }));
+  return { ...rest, consumers };
 }
 
 /** Initial progress: the issuer waiting to mint, every consumer planned in its batch. */
@@ -221,15 +277,30 @@ export function restoreOrder(plan: RotationPlan, progress: readonly ServiceProgr
     .filter((b) => b.length > 0);
 }
 
-/** The result's `services` list: one entry per service, issuer first, without internal fields. */
-export function resultServices(progress: readonly ServiceProgress[]): RotationResult['services'] {
-  return progress.map(({ id, step, status, holds, error }) => ({
-    id,
-    step,
-    status,
-    ...(holds ? { holds } : {}),
-    ...(error ? { error } : {}),
-  }));
+/**
+ * Characters of error text a by-reference run's result carries in all (see
+ * {@link resultServices}): with every other field, a result of 3,000
+ * consumers that all failed stays near 300 KB, under Temporal's 512 KB warning.
+ */
+export const RESULT_ERROR_BUDGET = 64 * 1024;
+/** What a consumer's `error` says once the result's error budget is spent (the audit trail holds every error). */
+export const ERROR_IN_AUDIT_TRAIL = 'see the audit trail';
+
+/**
+ * The result's `services` list: one entry per service, issuer first, without internal fields.
+ * @param errorBudget characters of `error` text kept in all; once spent, a service's error reads
+ *   {@link ERROR_IN_AUDIT_TRAIL} (each failed step is also in the audit trail, with its detail).
+ */
+export function resultServices(progress: readonly ServiceProgress[], errorBudget = Infinity): RotationResult['services'] {
+  let left = errorBudget;
+  return progress.map(({ id, step, status, holds, error }) => {
+    let e = error;
+    if (e && left !== Infinity) {
+      if (e.length > left) e = ERROR_IN_AUDIT_TRAIL;
+      else left -= e.length;
+    }
+    return { id, step, status, ...(holds ? { holds } : {}), ...(e ? { error: e } : {}) };
+  });
 }
 
 /** One-line message of an error-like value, without stack or payload details; Temporal's wrapper messages give way to their cause. */

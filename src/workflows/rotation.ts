@@ -17,8 +17,12 @@
  * valid and tracked), rolls the new version out, and revokes the leftover with
  * PREVIOUS; a rollback first restores every consumer that may hold it.
  *
- * History carries references only (credential id, version ids, service specs
- * from the registry snapshot); activities read secret values from the store.
+ * History carries references only: credential id, version ids, and the plan
+ * of this credential (`rotationPlan`: registry version hash, consumer ids in
+ * batches, step options), never the registry; step activities read the specs
+ * of the services they act on from the worker's registry of that version, and
+ * secret values from the store. Runs begun before that change snapshotted the
+ * whole registry and passed specs (see `rotation-registry-by-reference`).
  */
 import { defineSearchAttributeKey, SearchAttributeType, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
@@ -45,12 +49,14 @@ import {
 } from '@temporalio/workflow';
 import type { createRegistryActivities } from '../activities/registry';
 import type { InstallRefusal, PreflightResult, RotationActivities } from '../activities/rotation';
-import { getCredential, getService, type Registry } from '../domain/registry';
+import { getCredential, getService, type CredentialSpec, type Registry, type ServiceSpec } from '../domain/registry';
 import { rotationAlert } from '../domain/rotation-alert';
 import { deliverRotationAlert } from './rotation-alert';
 import {
   compensationOrder,
+  expandPlan,
   initialProgress,
+  RESULT_ERROR_BUDGET,
   oneLine,
   planRotation,
   restoreOrder,
@@ -92,6 +98,11 @@ const SHORT_STEP: ActivityOptions & LocalActivityOptions = {
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 10 },
 };
 
+/** Most consumers in one `installBatch` activity (`fanOut: activity`): a bigger batch runs as pages, one after another. */
+export const MAX_BATCH_PAGE = 1000;
+/** A result or alert of a rotation with more consumers than this lists only the services that need a look (see `alertServices`). */
+const LIST_ALL_UP_TO = 1000;
+
 const stepOptions = (timeoutMs: number, maximumAttempts: number, initialIntervalMs = 500): ActivityOptions => ({
   startToCloseTimeout: timeoutMs,
   retry: { initialInterval: initialIntervalMs, backoffCoefficient: 2, maximumInterval: Math.max(initialIntervalMs * 10, 1000), maximumAttempts },
@@ -115,6 +126,15 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
    */
   const storeStepsLocal = patched('rotation-store-steps-local');
   const store = storeStepsLocal ? proxyLocalActivities<Acts>(SHORT_STEP) : shortActs;
+  /**
+   * The registry by reference: the worker computes this credential's plan from its registry
+   * (`rotationPlan`) and only the plan enters history: the registry version hash, the consumer ids
+   * in batches, the step options. Step activities read the specs of the services they act on by id
+   * from that version. Runs begun before snapshotted the whole registry into history (~312 B per
+   * service: over Temporal's 2 MiB payload limit near 6,700 services) and passed specs to every
+   * step; patched so their histories replay.
+   */
+  const byRef = patched('rotation-registry-by-reference');
 
   const state: RotationProgress = { credentialId, phase: 'preflight', batches: [], services: [] };
   let graceEnded = false;
@@ -140,7 +160,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       status,
       ...(state.versionId ? { versionId: state.versionId } : {}),
       ...(state.previousVersionId ? { previousVersionId: state.previousVersionId } : {}),
-      services: resultServices(state.services),
+      // By reference, the result's error text is bounded (a run of thousands of consumers stays under 512 KB).
+      services: resultServices(state.services, byRef ? RESULT_ERROR_BUDGET : Infinity),
       ...extra,
     };
   };
@@ -155,7 +176,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       // only where the worker has some (the audit says how many; older runs' audits said nothing), and
       // behind `patched` because runs before this started no child here, so their histories replay.
       const alert = (audited?.alertWebhooks ?? 0) > 0
-        ? rotationAlert(r, { runId, at: Date.now(), issuer: state.services.find((s) => s.role === 'issuer')?.id, services: state.services })
+        ? rotationAlert(r, { runId, at: Date.now(), issuer: state.services.find((s) => s.role === 'issuer')?.id, services: alertServices() })
         : undefined;
       if (alert && patched('rotation-alerts')) {
         await CancellationScope.nonCancellable(async () => {
@@ -171,28 +192,58 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     return r;
   };
 
-  // 1. Preflight: snapshot, plan, checks. Nothing changes here.
-  let registry: Registry;
+  /**
+   * The services an alert lists: all of them, or by reference with more than {@link LIST_ALL_UP_TO}
+   * consumers, the issuer and the first {@link LIST_ALL_UP_TO} consumers that need a look (failed, or
+   * holding or maybe holding the new version): the alert is a child's input and a webhook's body.
+   */
+  function alertServices(): readonly ServiceProgress[] {
+    if (!byRef || state.services.length <= LIST_ALL_UP_TO + 1) return state.services;
+    const look = state.services.filter((p) => p.role === 'issuer' || p.status === 'failed' || p.holds === 'unknown' || p.holds === 'pending');
+    return look.slice(0, LIST_ALL_UP_TO + 1);
+  }
+
+  // 1. Preflight: plan, checks. Nothing changes here.
   let plan: RotationPlan;
+  let credentialRef: CredentialSpec;
+  // Runs begun before by-reference only: the specs from the snapshot.
+  let issuer: ServiceSpec | undefined;
+  let consumerSpecs: Map<string, ServiceSpec> | undefined;
   try {
-    registry = await store.snapshotRegistry();
-    plan = planRotation(registry, credentialId, { gracePeriodMs: input.gracePeriodMs });
+    if (byRef) {
+      const ref = await store.rotationPlan({ credentialId, ...(input.gracePeriodMs !== undefined ? { gracePeriodMs: input.gracePeriodMs } : {}) });
+      plan = expandPlan(ref);
+      credentialRef = ref.credential;
+    } else {
+      const registry: Registry = await store.snapshotRegistry();
+      plan = planRotation(registry, credentialId, { gracePeriodMs: input.gracePeriodMs });
+      const credential = getCredential(registry, credentialId);
+      // Step activities need the credential's id and provider, not its consumer list: keep their inputs small.
+      credentialRef = { ...credential, consumers: [] as string[] };
+      issuer = getService(registry, plan.issuer);
+      consumerSpecs = new Map(credential.consumers.map((id) => [id, getService(registry, id)]));
+    }
   } catch (err) {
     return end('failed', { cause: oneLine(err) });
   }
-  const credential = getCredential(registry, credentialId);
-  // Step activities need the credential's id and provider, not its consumer list: keep their inputs small.
-  const credentialRef = { ...credential, consumers: [] as string[] };
-  const issuer = getService(registry, plan.issuer);
-  const consumerSpecs = new Map(credential.consumers.map((id) => [id, getService(registry, id)]));
+  const { registryVersion } = plan;
+  /** The issuer as step inputs name it: by id and registry version, or (older runs) its spec. */
+  const issuerArg = () => (byRef ? { issuerId: plan.issuer, registryVersion } : { issuer: issuer! });
+  /** A consumer as step inputs name it: by id and registry version, or (older runs) its spec. */
+  const consumerArg = (id: string) => (byRef ? { serviceId: id, registryVersion } : { service: consumerSpecs!.get(id)! });
+  const consumerIds = new Set(plan.consumers.map((c) => c.id));
+  const consumerPlan = new Map(plan.consumers.map((c) => [c.id, c]));
   state.batches = plan.batches;
   state.services = initialProgress(plan);
-  const svc = (id: string, role: ServiceProgress['role']) => state.services.find((s) => s.id === id && s.role === role)!;
+  const progressOf = new Map(state.services.map((p) => [`${p.role}:${p.id}`, p]));
+  const svc = (id: string, role: ServiceProgress['role']) => progressOf.get(`${role}:${id}`)!;
   const issuerProgress = svc(plan.issuer, 'issuer');
 
   let preflight: PreflightResult;
   try {
-    preflight = await shortActs.rotationPreflight({ credential: credentialRef, issuer, consumers: [...consumerSpecs.values()] });
+    preflight = await shortActs.rotationPreflight(
+      byRef ? { credential: credentialRef, issuerId: plan.issuer, registryVersion } : { credential: credentialRef, issuer, consumers: [...consumerSpecs!.values()] },
+    );
   } catch (err) {
     return end('failed', { cause: `preflight: ${oneLine(err)}` });
   }
@@ -201,7 +252,9 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   if (input.dryRun) {
     const cause = preflight.problems.length > 0 ? `preflight: ${preflight.problems.join('; ')}` : undefined;
     const status = cause && !input.force ? 'failed' : 'completed';
-    return end(status, { dryRun: true, plan, ...(cause ? { cause } : {}) });
+    // A plan of thousands of consumers lists its batches; the per-consumer options stay in history's plan.
+    const shown = byRef && plan.consumers.length > LIST_ALL_UP_TO ? { ...plan, consumers: [] } : plan;
+    return end(status, { dryRun: true, plan: shown, ...(cause ? { cause } : {}) });
   }
   if (preflight.problems.length > 0 && !input.force) {
     return end('failed', { cause: `refused, nothing changed: ${preflight.problems.join('; ')} (use --force to rotate anyway)` });
@@ -232,12 +285,12 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   // their histories replay.
   const staleIds = (preflight.stale?.length ?? 0) > 0 && patched('rotation-revokes-stale-versions') ? preflight.stale! : [];
   const leftoverHolders = new Set(leftovers.flatMap((l) => l.mayHold));
-  for (const id of leftoverHolders) if (consumerSpecs.has(id)) svc(id, 'consumer').holds = 'unknown';
+  for (const id of leftoverHolders) if (consumerIds.has(id)) svc(id, 'consumer').holds = 'unknown';
   if (preflight.leftoverPending && !keepLeftovers) {
     // --force: the leftover PENDING of an earlier run is revoked before minting anew.
     try {
       const leftover = preflight.leftoverPending.versionId;
-      await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
+      await CancellationScope.nonCancellable(() => issuerActs.revokeVersion({ credential: credentialRef, ...issuerArg(), versionId: leftover, discard: true, timeoutMs: plan.issuerStepTimeoutMs }));
     } catch (err) {
       return end('failed', { cause: `could not revoke leftover PENDING ${preflight.leftoverPending.versionId}: ${oneLine(err)}` });
     }
@@ -252,7 +305,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     const minted = await CancellationScope.nonCancellable(() =>
       issuerActs.createPending({
         credential: credentialRef,
-        issuer,
+        ...issuerArg(),
         rotationKey,
         idempotencyKey: `${rotationKey}/mint`,
         timeoutMs: plan.issuerStepTimeoutMs,
@@ -286,13 +339,12 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       p.status = 'skipped';
       return;
     }
-    const service = consumerSpecs.get(c.id)!;
     p.step = 'install';
     p.status = 'running';
     try {
       const installed = await proxyActivities<Acts>({ ...stepOptions(c.stepTimeoutMs, 3), ...installCancellation() }).installVersion({
         credential: credentialRef,
-        service,
+        ...consumerArg(c.id),
         versionId,
         timeoutMs: c.stepTimeoutMs,
         idempotencyKey: `${rotationKey}/install/${c.id}/${versionId}`,
@@ -304,7 +356,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       if (!installed.verified) {
         await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, c.verifyAttempts, c.verifyIntervalMs)).verifyVersion({
           credential: credentialRef,
-          service,
+          ...consumerArg(c.id),
           versionId,
           timeoutMs: c.stepTimeoutMs,
         });
@@ -320,8 +372,24 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     }
   };
 
-  /** `fanOut: activity`: the whole batch in one heartbeating activity; its outcomes update the progress. */
+  /**
+   * `fanOut: activity`: the whole batch in one heartbeating activity; its outcomes update the progress.
+   * By reference, a batch of more than {@link MAX_BATCH_PAGE} consumers runs as pages one after another
+   * (each page's input and result stay bounded); after a failure no further page starts.
+   */
   const rotateBatch = async (members: ConsumerPlan[]): Promise<void> => {
+    if (!byRef) return rotatePage(members);
+    for (let i = 0; i < members.length; i += MAX_BATCH_PAGE) {
+      try {
+        await rotatePage(members.slice(i, i + MAX_BATCH_PAGE));
+      } catch (err) {
+        for (const c of members.slice(i + MAX_BATCH_PAGE)) Object.assign(svc(c.id, 'consumer'), { status: 'skipped' });
+        throw err;
+      }
+      if (i + MAX_BATCH_PAGE < members.length && CancellationScope.current().consideredCancelled) throw new CancelledFailure('cancelled');
+    }
+  };
+  const rotatePage = async (members: ConsumerPlan[]): Promise<void> => {
     // Until the batch reports, each member may have taken the new version (a cancelled or failed batch reports nothing).
     const before = new Map(members.map((c) => [c.id, svc(c.id, 'consumer').holds]));
     for (const c of members) Object.assign(svc(c.id, 'consumer'), { step: 'install', status: 'running', holds: 'unknown' });
@@ -331,18 +399,31 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       heartbeatTimeout: 10_000,
       retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
       ...installCancellation(),
-    }).installBatch({
-      credential: credentialRef,
-      versionId,
-      maxParallel: plan.maxParallel,
-      members: members.map((c) => ({
-        service: consumerSpecs.get(c.id)!,
-        idempotencyKey: `${rotationKey}/install/${c.id}/${versionId}`,
-        timeoutMs: c.stepTimeoutMs,
-        verifyAttempts: c.verifyAttempts,
-        verifyIntervalMs: c.verifyIntervalMs,
-      })),
-    });
+    }).installBatch(
+      byRef
+        ? {
+            // Ids and options only: the activity reads the specs of registry version `registryVersion`
+            // and derives each idempotency key from `rotationKey` (the same keys as below).
+            credential: credentialRef,
+            versionId,
+            maxParallel: plan.maxParallel,
+            registryVersion,
+            rotationKey,
+            members: members.map((c) => ({ id: c.id, timeoutMs: c.stepTimeoutMs, verifyAttempts: c.verifyAttempts, verifyIntervalMs: c.verifyIntervalMs })),
+          }
+        : {
+            credential: credentialRef,
+            versionId,
+            maxParallel: plan.maxParallel,
+            members: members.map((c) => ({
+              service: consumerSpecs!.get(c.id)!,
+              idempotencyKey: `${rotationKey}/install/${c.id}/${versionId}`,
+              timeoutMs: c.stepTimeoutMs,
+              verifyAttempts: c.verifyAttempts,
+              verifyIntervalMs: c.verifyIntervalMs,
+            })),
+          },
+    );
     let firstError: string | undefined;
     for (const o of outcomes) {
       const p = svc(o.id, 'consumer');
@@ -358,9 +439,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   };
 
   try {
-    const byId = new Map(plan.consumers.map((c) => [c.id, c]));
     for (const batch of plan.batches) {
-      const members = batch.map((id) => byId.get(id)!);
+      const members = batch.map((id) => consumerPlan.get(id)!);
       if (plan.fanOut === 'activity') await rotateBatch(members);
       else await boundedAll(members, plan.maxParallel, rotateConsumer);
       // A cancel that came while the batch's installs were waited for (and then succeeded) still cancels.
@@ -409,7 +489,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   issuerProgress.status = 'running';
   let revoked: Awaited<ReturnType<Acts['revokeVersion']>> | undefined;
   try {
-    revoked = await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
+    revoked = await issuerActs.revokeVersion({ credential: credentialRef, ...issuerArg(), versionId: previous, discard: false, timeoutMs: plan.issuerStepTimeoutMs });
     issuerProgress.status = 'ok';
   } catch (err) {
     issuerProgress.status = 'failed';
@@ -443,7 +523,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     for (const id of ids) {
       try {
         const r = await CancellationScope.nonCancellable(() =>
-          issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId: id, discard: kind === 'leftover', timeoutMs: plan.issuerStepTimeoutMs }),
+          issuerActs.revokeVersion({ credential: credentialRef, ...issuerArg(), versionId: id, discard: kind === 'leftover', timeoutMs: plan.issuerStepTimeoutMs }),
         );
         if (r?.revoked === false) failures.push(`${kind} ${id} was not revoked: ${r.cause}`);
       } catch (err) {
@@ -463,11 +543,14 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     const onlyHolders = patched('rotation-restore-only-possible-holders');
     const order = onlyHolders ? restoreOrder(plan, state.services, leftoverHolders) : compensationOrder(plan, state.services);
     let restoreFailed = false;
+    // By reference, restores run at most `maxParallel` at once, as installs do (a batch may hold thousands);
+    // runs begun before started a whole batch's restores at once.
+    const eachOf = (ids: string[], fn: (id: string) => Promise<void>) => (byRef ? boundedAll(ids, plan.maxParallel, fn) : Promise.all(ids.map(fn)).then(() => undefined));
     for (const batch of order) {
-      await Promise.all(
-        batch.map(async (id) => {
+      await eachOf(
+        batch, async (id) => {
           const p = svc(id, 'consumer');
-          const c = plan.consumers.find((x) => x.id === id)!;
+          const c = consumerPlan.get(id)!;
           p.step = 'restore';
           if (!current && leftoverHolders.has(id)) {
             // It may hold a leftover, and there is no CURRENT to put in its place: the leftover must stay valid.
@@ -486,7 +569,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
           try {
             await proxyActivities<Acts>(stepOptions(c.stepTimeoutMs, 5)).installVersion({
               credential: credentialRef,
-              service: consumerSpecs.get(id)!,
+              ...consumerArg(id),
               versionId: current,
               timeoutMs: c.stepTimeoutMs,
               idempotencyKey: `${rotationKey}/restore/${id}/${current}`,
@@ -502,7 +585,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
             p.error = oneLine(err);
             restoreFailed = true;
           }
-        }),
+        },
       );
     }
     if (restoreFailed) {
@@ -516,7 +599,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     issuerProgress.step = 'revoke';
     issuerProgress.status = 'running';
     try {
-      await issuerActs.revokeVersion({ credential: credentialRef, issuer, versionId, discard: true, timeoutMs: plan.issuerStepTimeoutMs });
+      await issuerActs.revokeVersion({ credential: credentialRef, ...issuerArg(), versionId, discard: true, timeoutMs: plan.issuerStepTimeoutMs });
       issuerProgress.status = 'ok';
     } catch (err) {
       issuerProgress.status = 'failed';

@@ -90,7 +90,7 @@ afterAll(async () => {
 
 const activities = () => ({
   ...createRegistryActivities(rig.registry),
-  ...createRotationActivities({ store, providers: { ...builtInProviders(), make: createMakeProvider(rig.clients) } }),
+  ...createRotationActivities({ store, registry: rig.registry, providers: { ...builtInProviders(), make: createMakeProvider(rig.clients) } }),
 });
 
 test('a rotation pushes the new key into the Make connection, verifies it with the connection test, and no secret enters history', async () => {

@@ -58,7 +58,7 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
       {
         taskQueue: fx.taskQueue,
         // credentials list|status and audit read the store through the worker (state-read workflows).
-        activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: fx.store }), ...createStateReadActivities({ credentials: fx.store }) },
+        activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: fx.store, registry: staticRegistry(registry) }), ...createStateReadActivities({ credentials: fx.store }) },
         dataConverter: { payloadCodecs: [new AesGcmCodec(loadCodecKeys(fx.dataDir))] },
       },
       async () => {

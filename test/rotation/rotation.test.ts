@@ -143,7 +143,7 @@ describe.each(STATE_BACKENDS)('on %s', (backend: BackendKind) => {
       const client = await testClient();
       const coordinator = createCoordinator({ registry: staticRegistry(fx.registry), secrets: fx.store, reporterId: 'rotation-test' });
       try {
-        const activities = { ...createRegistryActivities(staticRegistry(fx.registry)), ...createRotationActivities({ store: fx.store, coordinator }) };
+        const activities = { ...createRegistryActivities(staticRegistry(fx.registry)), ...createRotationActivities({ store: fx.store, coordinator, registry: staticRegistry(fx.registry) }) };
         await withTestWorker({ taskQueue: fx.taskQueue, activities }, async () => {
           const ok = await rotate(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
           expect(ok.status).toBe('completed');

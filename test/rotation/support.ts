@@ -106,7 +106,7 @@ export async function rotationFixture(
   const taskQueue = uniqueTaskQueue('rot');
   const activities = (preflight?: RotationPreflightChecks) => ({
     ...createRegistryActivities(staticRegistry(registry)),
-    ...createRotationActivities({ store, preflight }),
+    ...createRotationActivities({ store, preflight, registry: staticRegistry(registry) }),
   });
   return {
     server,

@@ -25,7 +25,7 @@ async function main(): Promise<void> {
     connection,
     taskQueue: env.ROT_TASK_QUEUE!,
     workflowBundle: { codePath: env.IA_TEST_WORKFLOW_BUNDLE! },
-    activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store }) },
+    activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store, registry: staticRegistry(registry) }) },
     // A killed worker's sticky queue must not hold the next workflow task for long.
     stickyQueueScheduleToStartTimeout: '1s',
   });
