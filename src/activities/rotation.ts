@@ -582,11 +582,27 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * skips them; the others are redone under the same idempotency keys.
      * @returns one outcome per member; consumer failures are outcomes, not errors.
      */
-    async installBatch(input: { credential: CredentialSpec; versionId: string; members: BatchMember[]; maxParallel: number; registryVersion?: string; rotationKey?: string }): Promise<BatchOutcome[]> {
+    async installBatch(input: {
+      credential: CredentialSpec;
+      versionId: string;
+      members: BatchMember[];
+      maxParallel: number;
+      registryVersion?: string;
+      rotationKey?: string;
+      /**
+       * `restore` (compensation, by reference): puts `versionId` (CURRENT) back in every member, without
+       * verify; a failure does not stop the others (every holder must be tried), each outcome says how
+       * its member ended (an error cut to 300 characters), and a member whose registry version is gone
+       * is restored with its entry in the worker's current registry (see specOf). Default `install`.
+       */
+      step?: 'install' | 'restore';
+    }): Promise<BatchOutcome[]> {
       const { credential, versionId } = input;
+      const restoring = input.step === 'restore';
+      const step = restoring ? 'restore' : 'install';
       // Every member's spec before any install. Without the run's registry version nobody is touched: the
       // first member reports why (refused: nothing was sent), the others are skipped (one message, not one per member).
-      const registryGone = input.registryVersion !== undefined && !registryAt(input.registryVersion);
+      const registryGone = !restoring && input.registryVersion !== undefined && !registryAt(input.registryVersion);
       if (registryGone) {
         const error = goneMessage(input.registryVersion!);
         return input.members.map((m, i): BatchOutcome => {
@@ -594,10 +610,19 @@ export function createRotationActivities(deps: RotationActivityDeps) {
           return i === 0 ? { id, touched: false, ok: false, failedStep: 'install', refused: true, error } : { id, touched: false, ok: false, skipped: true };
         });
       }
-      const members = input.members.map((m) => {
-        const service = specOf({ service: m.service, serviceId: m.id, registryVersion: input.registryVersion }, 'forward');
-        const idempotencyKey = m.idempotencyKey ?? `${input.rotationKey}/install/${service.id}/${versionId}`;
-        return { ...m, service, idempotencyKey };
+      const unresolved: BatchOutcome[] = [];
+      const members = input.members.flatMap((m) => {
+        let service: ServiceSpec;
+        try {
+          service = specOf({ service: m.service, serviceId: m.id, registryVersion: input.registryVersion }, restoring ? 'undo' : 'forward');
+        } catch (err) {
+          if (!restoring) throw err;
+          // Nothing was sent to it: it holds what it held.
+          unresolved.push({ id: m.id!, touched: false, ok: false, failedStep: 'install', refused: true, error: (err as Error).message.slice(0, 300) });
+          return [];
+        }
+        const idempotencyKey = m.idempotencyKey ?? `${input.rotationKey}/${step}/${service.id}/${versionId}`;
+        return [{ ...m, service, idempotencyKey }];
       });
       let context: Context | undefined;
       try {
@@ -619,7 +644,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
               const id = m.service.id;
               const prior = previous.get(id);
               if (prior) return prior;
-              if (failed || signal?.aborted) return { id, touched: false, ok: false, skipped: true };
+              if ((failed && !restoring) || signal?.aborted) return { id, touched: false, ok: false, skipped: true };
               const p = provider(consumerProviderName(m.service), `services.${id}.rotation.provider`);
               const c = ctx(credential, m.service, m.timeoutMs);
               let lastError: unknown;
@@ -643,10 +668,16 @@ export function createRotationActivities(deps: RotationActivityDeps) {
               }
               if (lastError !== undefined) {
                 failed = true;
-                await audit({ credentialId: credential.id, step: 'install', serviceId: id, versionId, outcome: 'failed', detail: (lastError as Error).message });
-                return { id, touched: true, ok: false, failedStep: 'install', refused: !mayHaveApplied, error: (lastError as Error).message };
+                const message = (lastError as Error).message;
+                await audit({ credentialId: credential.id, step, serviceId: id, versionId, outcome: 'failed', detail: message });
+                return { id, touched: true, ok: false, failedStep: 'install', refused: !mayHaveApplied, error: restoring ? message.slice(0, 300) : message };
               }
-              await audit({ credentialId: credential.id, step: 'install', serviceId: id, versionId, outcome: 'ok', detail: null });
+              await audit({ credentialId: credential.id, step, serviceId: id, versionId, outcome: 'ok', detail: null });
+              if (restoring) {
+                const outcome = { id, touched: true, ok: true };
+                done.push(outcome);
+                return outcome;
+              }
               let seen: string | undefined;
               let delay = m.verifyIntervalMs;
               for (let attempt = 0; attempt < m.verifyAttempts && !signal?.aborted; attempt++) {
@@ -677,7 +708,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
           ),
         );
         if (signal?.aborted) throw ApplicationFailure.retryable('installBatch cancelled', 'Cancelled');
-        return outcomes;
+        return [...outcomes, ...unresolved];
       } finally {
         clearInterval(beat);
       }

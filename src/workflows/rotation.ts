@@ -48,7 +48,7 @@ import {
   type LocalActivityOptions,
 } from '@temporalio/workflow';
 import type { createRegistryActivities } from '../activities/registry';
-import type { InstallRefusal, PreflightResult, RotationActivities } from '../activities/rotation';
+import type { BatchOutcome, InstallRefusal, PreflightResult, RotationActivities } from '../activities/rotation';
 import { getCredential, getService, type CredentialSpec, type Registry, type ServiceSpec } from '../domain/registry';
 import { rotationAlert } from '../domain/rotation-alert';
 import { deliverRotationAlert } from './rotation-alert';
@@ -535,6 +535,53 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     return failures.length > 0 ? failures.join('; ') : undefined;
   }
 
+  /**
+   * `fanOut: activity`, by reference: restores CURRENT (`restoreTo`) in `ids` (one dependency batch)
+   * with `installBatch` in restore mode, pages of {@link MAX_BATCH_PAGE}, one after another; every
+   * member is tried even when others fail. Runs begun before restored each consumer in its own activity.
+   * @returns whether any restore failed (its progress says how).
+   */
+  async function restoreBatch(ids: string[], restoreTo: string): Promise<boolean> {
+    let failedAny = false;
+    for (let i = 0; i < ids.length; i += MAX_BATCH_PAGE) {
+      const page = ids.slice(i, i + MAX_BATCH_PAGE).map((id) => consumerPlan.get(id)!);
+      for (const c of page) Object.assign(svc(c.id, 'consumer'), { step: 'restore', status: 'running' });
+      const worstMemberMs = Math.max(...page.map((c) => 3 * c.stepTimeoutMs + 3_500));
+      let outcomes: BatchOutcome[];
+      try {
+        outcomes = await proxyActivities<Acts>({
+          startToCloseTimeout: Math.ceil(page.length / plan.maxParallel) * worstMemberMs + 10_000,
+          heartbeatTimeout: 10_000,
+          retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 5 },
+        }).installBatch({
+          credential: credentialRef,
+          versionId: restoreTo,
+          maxParallel: plan.maxParallel,
+          registryVersion,
+          rotationKey,
+          step: 'restore',
+          members: page.map((c) => ({ id: c.id, timeoutMs: c.stepTimeoutMs, verifyAttempts: 0, verifyIntervalMs: 0 })),
+        });
+      } catch (err) {
+        // The page did not report: each of its members may or may not be back on CURRENT.
+        const error = oneLine(err);
+        for (const c of page) Object.assign(svc(c.id, 'consumer'), { status: 'failed', holds: 'unknown', error });
+        failedAny = true;
+        continue;
+      }
+      for (const o of outcomes) {
+        const p = svc(o.id, 'consumer');
+        if (o.ok) Object.assign(p, { status: 'ok', holds: 'current', error: undefined });
+        else {
+          // Refused (or never sent): it holds what it held; otherwise the restore may or may not have applied.
+          Object.assign(p, { status: 'failed', holds: o.refused ? p.holds : 'unknown', error: o.error });
+          failedAny = true;
+        }
+      }
+    }
+    return failedAny;
+  }
+
   /** Compensation: restore the consumers that hold or may hold PENDING (or a leftover) in reverse batch order, then revoke PENDING (and the leftovers). */
   async function compensate(cause: string): Promise<RotationResult> {
     setPhase('compensate');
@@ -547,6 +594,10 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     // runs begun before started a whole batch's restores at once.
     const eachOf = (ids: string[], fn: (id: string) => Promise<void>) => (byRef ? boundedAll(ids, plan.maxParallel, fn) : Promise.all(ids.map(fn)).then(() => undefined));
     for (const batch of order) {
+      if (byRef && plan.fanOut === 'activity' && current) {
+        if (await restoreBatch(batch, current)) restoreFailed = true;
+        continue;
+      }
       await eachOf(
         batch, async (id) => {
           const p = svc(id, 'consumer');
@@ -589,7 +640,9 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       );
     }
     if (restoreFailed) {
-      const stuck = state.services.filter((s) => s.step === 'restore' && s.status === 'failed').map((s) => s.id);
+      const failedIds = state.services.filter((s) => s.step === 'restore' && s.status === 'failed').map((s) => s.id);
+      // By reference the cause names at most 20 (the result and the progress query name each one).
+      const stuck = byRef && failedIds.length > 20 ? [...failedIds.slice(0, 20), `and ${failedIds.length - 20} more`] : failedIds;
       const kept = leftoverIds.length > 0 ? `PENDING ${versionId} and leftover ${leftoverIds.join(', ')} were kept valid (not revoked)` : `PENDING ${versionId} was kept valid`;
       const mayHold = leftoverIds.length > 0 ? ` (they may hold ${[versionId, ...leftoverIds].join(' or ')})` : '';
       return end('needs_attention', {

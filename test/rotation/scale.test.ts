@@ -105,9 +105,15 @@ async function rotateAtScale(credentialId: string) {
   const activities = { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: state.credentials, registry: staticRegistry(registry) }) };
   return withTestWorker({ taskQueue, activities }, async () => {
     const client = await testClient();
-    const result = await rotate(client, { credentialId, taskQueue });
+    // Before the registry went by reference, a fleet this size never ended (its workflow task failed
+    // on the 2 MiB payload limit, again and again): fail with a message rather than the test's timeout.
+    let timer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([
+      rotate(client, { credentialId, taskQueue }),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`rotation of ${credentialId} did not end in 50 s (a failing workflow task? see the Web UI)`)), 50_000))),
+    ]).finally(() => clearTimeout(timer));
     const history = await client.workflow.getHandle(result.workflowId).fetchHistory();
-    return { result, sizes: payloadSizes(history) };
+    return { result, sizes: payloadSizes(history), events: history.events?.length ?? 0 };
   });
 }
 
@@ -129,4 +135,23 @@ test('a credential with 3,000 consumers of a fleet of 10,000 rotates; no payload
   expect(result.services.filter((s) => s.status === 'ok' && s.holds === 'current')).toHaveLength(MANY.length);
   for (const c of [MANY[0]!, MANY[1500]!, MANY[2999]!]) expect(server.consumer(c).versionId).toBe(result.versionId);
   expect(sizes[0]).toBeLessThan(WARN_BYTES);
+}, 90_000);
+
+test('a rollback of 3,000 consumers restores them in pages: few events, no payload reaches 512 KB', async () => {
+  const before = (await state.credentials.labels('cred-many')).CURRENT!.versionId;
+  const last = MANY[MANY.length - 1]!;
+  server.behaviour(last).rejectInstall = true;
+  try {
+    const { result, sizes, events } = await rotateAtScale('cred-many');
+    expect(result.status).toBe('rolled_back');
+    expect(result.cause).toContain(`${last}:`);
+    // Every consumer that took the new version is back on CURRENT; the one that refused it never left.
+    for (const c of MANY) expect(server.consumer(c).versionId).toBe(before);
+    expect(result.services.filter((s) => s.step === 'restore' && s.status === 'ok')).toHaveLength(MANY.length - 1);
+    expect(sizes[0]).toBeLessThan(WARN_BYTES);
+    // Three install pages and three restore pages, not an activity per consumer.
+    expect(events).toBeLessThan(200);
+  } finally {
+    server.behaviour(last).rejectInstall = false;
+  }
 }, 90_000);
