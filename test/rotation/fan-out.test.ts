@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { rotate, startRotation } from '../../src/client/rotation';
 import type { RotationResult } from '../../src/domain/rotation';
 import { closeTestClient, testClient } from '../helpers/temporal';
@@ -56,6 +57,13 @@ test('a rejection rolls back exactly the touched consumers', async () => {
     const labels = await fx.store.labels(fx.credentialId);
     expect([labels.CURRENT?.versionId, labels.PENDING]).toEqual([fx.initialVersionId, null]);
     expect(fx.server.issuer('issuer').revoked).toEqual([result.versionId]);
+    // IA_CAPTURE_ROTATION_HISTORIES (see secrets.test.ts): this run's history, for the replay test (restores in pages).
+    const capture = process.env.IA_CAPTURE_ROTATION_HISTORIES;
+    if (capture) {
+      const history = await (await testClient()).workflow.getHandle(result.workflowId).fetchHistory();
+      const file = `rotation-rolled-back-fan-out-activity${capture === '1' ? '' : `-${capture}`}.json`;
+      writeFileSync(join(__dirname, '..', 'histories', file), JSON.stringify({ workflowId: result.workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+    }
   } finally {
     await fx.close();
   }
