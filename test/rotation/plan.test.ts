@@ -1,7 +1,19 @@
 /** The pure rotation plan: batches over consumers, options, compensation order. */
 import fc from 'fast-check';
 import { parseRegistry } from '../../src/domain/registry-parse';
-import { compensationOrder, initialProgress, oneLine, planRotation, restoreOrder, type HeldVersion } from '../../src/domain/rotation';
+import {
+  compactPlan,
+  compensationOrder,
+  ERROR_IN_AUDIT_TRAIL,
+  expandPlan,
+  initialProgress,
+  oneLine,
+  planRotation,
+  restoreOrder,
+  resultServices,
+  type HeldVersion,
+  type ServiceProgress,
+} from '../../src/domain/rotation';
 
 function registry(doc: unknown) {
   const r = parseRegistry(JSON.stringify(doc), 'plan.json');
@@ -103,4 +115,36 @@ test('restoreOrder restores exactly the consumers that hold or may hold the new 
 test('oneLine unwraps Temporal wrappers to the cause', () => {
   expect(oneLine({ message: 'Activity task failed', cause: { message: 'install x: PUT answered 422' } })).toBe('install x: PUT answered 422');
   expect(oneLine(new Error('a\nb'))).toBe('a');
+});
+
+test('the plan by reference keeps every consumer and its options, naming a consumer again only when it does not use the common ones', () => {
+  const timeouts = ['1s', '2s', '5s'];
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 40 }), (kinds) => {
+      // kind 3: the defaults; 0..2: a stepTimeout of its own.
+      const consumers = kinds.map((k, i) => svc(`c${i}`, i > 0 && i % 4 === 0 ? [`c${i - 1}`] : [], k < 3 ? { stepTimeout: timeouts[k] } : undefined));
+      const reg = registry({ services: [svc('iss'), ...consumers], credentials: [{ id: 'k', issuer: 'iss', consumers: consumers.map((c) => c.id) }] });
+      const plan = planRotation(reg, 'k');
+      const ref = compactPlan(plan, reg.credentials[0]!);
+      expect(ref.credential.consumers).toEqual([]);
+      expect(ref.credential.id).toBe('k');
+      expect(ref.batches).toEqual(plan.batches);
+      const byId = (cs: typeof plan.consumers) => [...cs].sort((a, b) => a.id.localeCompare(b.id));
+      expect(byId(expandPlan(ref).consumers)).toEqual(byId(plan.consumers));
+      // Consumers with the most common options are not named outside the batches.
+      const named = Object.keys(ref.knobsOf ?? {}).length;
+      const common = Math.max(...[0, 1, 2, 3].map((k) => kinds.filter((x) => x === k).length));
+      expect(named).toBe(kinds.length - common);
+      expect(new Set(ref.knobs.map((k) => JSON.stringify(k))).size).toBe(ref.knobs.length);
+    }),
+  );
+});
+
+test('the result keeps a bounded amount of error text; the rest points to the audit trail', () => {
+  const long = 'x'.repeat(400);
+  const progress: ServiceProgress[] = Array.from({ length: 10 }, (_, i) => ({ id: `c${i}`, role: 'consumer', batch: 0, step: 'restore', status: 'failed', holds: 'unknown', error: long }));
+  const out = resultServices(progress, 1000);
+  expect(out.filter((s) => s.error === long)).toHaveLength(2);
+  expect(out.slice(2).every((s) => s.error === ERROR_IN_AUDIT_TRAIL)).toBe(true);
+  expect(resultServices(progress).every((s) => s.error === long)).toBe(true);
 });
