@@ -8,7 +8,8 @@
  * service's check). Targets: on a healthy fleet the prober's check costs at
  * most as much as that judgment (1x); with the whole fleet refused (the
  * prober offline, each page re-reading the 10,000-service window) it stays
- * under 1 s of CPU per sweep. Medians of 7 sweeps after a warm-up sweep.
+ * under 1 s of CPU per sweep, in pages or one result at a time as lanes
+ * judge them. Medians of 7 sweeps (3 one at a time) after a warm-up sweep.
  */
 import { ProberHealth } from '../src/activities/prober-health';
 import { effectiveHealthCheck, evaluateProbe, type ProbeResult } from '../src/domain/health';
@@ -66,6 +67,17 @@ export default async function run(): Promise<Figure[]> {
   };
   const healthy = await measure(false);
   const offline = await measure(true);
+  // Lanes judge results as they come: one at a time, the whole fleet refused.
+  const lane = new ProberHealth({ identity: 'bench:2', registry: { current: () => registry }, probe: async () => Promise.reject(new Error('no canaries in this bench')) });
+  for (const page of pages(true)) for (const r of page) await lane.judge([r]);
+  const laneMs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const sweep = pages(true);
+    const t0 = performance.now();
+    for (const page of sweep) for (const r of page) await lane.judge([r]);
+    laneMs.push(performance.now() - t0);
+  }
+  if (lane.mode !== 'offline') throw new Error(`expected the lane's prober offline, it is ${lane.mode}`);
   const baselineName = 'evaluateProbe of the same results (the judgment each already gets)';
   return [
     {
@@ -77,6 +89,14 @@ export default async function run(): Promise<Figure[]> {
       ratio: healthy.judge / healthy.base,
       target: '<= 1x baseline',
       met: healthy.judge <= healthy.base,
+    },
+    {
+      bench: 'prober',
+      name: 'judge 10,000 results one at a time (lanes), all refused (prober offline)',
+      value: summarize(laneMs).p50,
+      unit: 'ms',
+      target: '< 1000 ms per pass',
+      met: summarize(laneMs).p50 < 1000,
     },
     { bench: 'prober', name: 'judge a 10,000-service sweep, all refused (prober offline)', value: offline.judge, unit: 'ms', baseline: { name: baselineName, value: offline.base }, ratio: offline.judge / offline.base, target: '< 1000 ms per sweep', met: offline.judge < 1000 },
   ];

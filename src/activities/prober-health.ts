@@ -38,6 +38,12 @@ import type { RegistrySource } from './registry';
 
 /** Canary probes give up after this long, ms: a canary is near the prober (a resolver, a gateway) or it is no canary. */
 export const CANARY_TIMEOUT_MS = 2_000;
+/**
+ * The window is read in full at most this often, ms (a decision in between
+ * reuses the last reading): bounds the rule's cost when results come one at
+ * a time, delaying a change of mode by at most this much.
+ */
+export const ASSESS_EVERY_MS = 250;
 /** While offline, the mode is reported again this often, ms (the workflow resolves an incident whose prober went silent). */
 export const PROBER_KEEPALIVE_MS = 60_000;
 
@@ -125,6 +131,8 @@ export class ProberHealth {
   /** The latest conclusive sample per service (stale ones pruned every quarter window). */
   private readonly window = new Map<string, MutableSample>();
   private prunedAt = 0;
+  /** When the window was last read in full, epoch ms. */
+  private assessedAt = -Infinity;
   /** Samples in the window that failed at the connection level. */
   private connectionFailures = 0;
   private readonly facts = new WeakMap<Registry, Map<string, ServiceFacts>>();
@@ -242,8 +250,15 @@ export class ProberHealth {
     }
     // Fast path, exact: a failed host needs a connection-level failure of its own, so with fewer
     // such samples than minHosts the rule can neither fire nor hold (a healthy fleet costs O(batch)).
-    const a: ProberAssessment =
-      this.connectionFailures < this.rule.minHosts ? { hostsProbed: this.window.size, hostsFailed: 0, share: 0, kinds: {}, explained: 0 } : assessProber(this.window.values(), now, this.rule);
+    // Otherwise the window is read in full, at most every ASSESS_EVERY_MS: a lane judging one result
+    // at a time would else read a 10,000-service window 10,000 times per pass.
+    let a: ProberAssessment;
+    if (this.connectionFailures < this.rule.minHosts) a = { hostsProbed: this.window.size, hostsFailed: 0, share: 0, kinds: {}, explained: 0 };
+    else if (now - this.assessedAt < ASSESS_EVERY_MS && now >= this.assessedAt) a = this.lastAssessment;
+    else {
+      a = assessProber(this.window.values(), now, this.rule);
+      this.assessedAt = now;
+    }
     this.lastAssessment = a;
     let outcome: CanaryOutcome = canaries.urls.length ? 'untried' : 'none';
     if (wantsCanaries(this.currentMode, a, this.rule, canaries.urls.length > 0)) outcome = (await this.canaryOutcome(now, canaries)).outcome;
