@@ -44,6 +44,8 @@ export const CANARY_TIMEOUT_MS = 2_000;
  * a time, delaying a change of mode by at most this much.
  */
 export const ASSESS_EVERY_MS = 250;
+/** The alert's canary line without canaries: says what that leaves open and where to fix it. */
+export const NO_CANARIES = 'none configured, so an outage of most of the fleet at once cannot be told from this prober\'s (set INTEGRATION_AGENT_PROBER_CANARIES or the registry\'s prober.canaries)';
 /** While offline, the mode is reported again this often, ms (the workflow resolves an incident whose prober went silent). */
 export const PROBER_KEEPALIVE_MS = 60_000;
 
@@ -301,7 +303,7 @@ export class ProberHealth {
       mode,
       at: now,
       evidence: describeAssessment(this.lastAssessment),
-      canaries: this.canaryTargets.urls.length === 0 ? 'none configured' : this.canary ? this.canary.lines : 'not tried',
+      canaries: this.canaryTargets.urls.length === 0 ? NO_CANARIES : this.canary ? this.canary.lines : 'not tried',
     };
     const input: ProberWorkflowInput = { taskQueue, identity: this.identity };
     this.reporting = this.reporting.then(() =>
