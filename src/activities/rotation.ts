@@ -335,7 +335,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
    * service's entry in the worker's current registry (the same service, where it is configured now).
    * @throws non-retryable `RegistryVersionGone` (forward), `ServiceGone` (undo, the service in neither registry).
    */
-  const specOf = (ref: ServiceRef, use: 'forward' | 'undo'): ServiceSpec => {
+  const specOf = (ref: ServiceRef, use: 'forward' | 'undo', credentialId = '<credential>'): ServiceSpec => {
     if (ref.service) return ref.service;
     const id = ref.serviceId;
     if (!id || !ref.registryVersion) throw ApplicationFailure.nonRetryable('a rotation step needs `service` or `serviceId` and `registryVersion`', 'InvalidStepInput');
@@ -351,7 +351,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     if (s) return s;
     throw ApplicationFailure.nonRetryable(
       `rotation ${actor()}: service "${id}" is in neither registry version ${ref.registryVersion} (not known to this worker) nor the worker's current registry ${now.versionHash}: ` +
-        `put the credential's CURRENT version back there by hand, or restore its registry entry and run \`integration-agent rotate <credential> --force\``,
+        `put the credential's CURRENT version back there by hand, or restore its registry entry and run \`integration-agent rotate ${credentialId} --force\``,
       'ServiceGone',
     );
   };
@@ -523,7 +523,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     async installVersion(input: ServiceStepInput & { idempotencyKey: string; step: 'install' | 'restore'; verifyAfter?: boolean }): Promise<{ verified: boolean }> {
       const { credential, versionId } = input;
       // A restore undoes the rotation: it works even when the run's registry version is gone (see specOf).
-      const service = specOf(input, input.step === 'restore' ? 'undo' : 'forward');
+      const service = specOf(input, input.step === 'restore' ? 'undo' : 'forward', credential.id);
       const p = provider(consumerProviderName(service), `services.${service.id}.rotation.provider`);
       let secret: string;
       try {
@@ -614,7 +614,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const members = input.members.flatMap((m) => {
         let service: ServiceSpec;
         try {
-          service = specOf({ service: m.service, serviceId: m.id, registryVersion: input.registryVersion }, restoring ? 'undo' : 'forward');
+          service = specOf({ service: m.service, serviceId: m.id, registryVersion: input.registryVersion }, restoring ? 'undo' : 'forward', credential.id);
         } catch (err) {
           if (!restoring) throw err;
           // Nothing was sent to it: it holds what it held.
@@ -743,7 +743,7 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     async revokeVersion(input: { credential: CredentialSpec; issuer?: ServiceSpec; issuerId?: string; registryVersion?: string; versionId: string; discard: boolean; timeoutMs: number }): Promise<RevokeResult> {
       const { credential, versionId } = input;
       // Revocation undoes (PENDING) or finishes (PREVIOUS, maybe days later): it works even when the run's registry version is gone.
-      const issuer = specOf({ service: input.issuer, serviceId: input.issuerId, registryVersion: input.registryVersion }, 'undo');
+      const issuer = specOf({ service: input.issuer, serviceId: input.issuerId, registryVersion: input.registryVersion }, 'undo', credential.id);
       const p = provider(credential.provider, `credentials.${credential.id}.provider`);
       const step = input.discard ? 'discard_pending' : 'revoke';
       const stored = await store.getVersion(credential.id, versionId);

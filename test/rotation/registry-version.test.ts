@@ -76,6 +76,7 @@ test('a consumer gone from the registry too cannot be restored: PENDING stays va
     expect(r1).toMatchObject({ step: 'restore', status: 'failed' });
     expect(r1.error).toContain(`service "r1" is in neither registry version ${fx.registry.versionHash}`);
     expect(r1.error).toContain('put the credential');
+    expect(r1.error).toContain(`integration-agent rotate ${fx.credentialId} --force`);
     // r1 may hold PENDING: it is not revoked.
     expect(fx.server.issuer('issuer').revoked).toEqual([]);
     expect((await fx.store.labels(fx.credentialId)).PENDING?.versionId).toBe(result.versionId);
