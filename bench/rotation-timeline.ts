@@ -27,6 +27,7 @@ import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { startDevServer } from '../src/dev/dev-server';
 import { DEFAULT_EAGER_ACTIVITIES } from '../src/worker/config';
+import { workflowPreloadModules } from '../src/worker/bundle';
 import { createRegistryActivities, staticRegistry } from '../src/activities/registry';
 import { createRotationActivities } from '../src/activities/rotation';
 import { openState } from '../src/state';
@@ -64,6 +65,8 @@ async function main(): Promise<void> {
       connection: nc,
       taskQueue: 'timeline',
       workflowsPath: require.resolve('../src/workflows'),
+      // Bundled as `worker` and `dev` bundle it (zod and the domain modules evaluated once per worker, not per run).
+      bundlerOptions: { preloadModules: workflowPreloadModules() },
       ...(process.env.BEFORE ? { interceptors: { workflowModules: [require.resolve('./store-steps-as-activities')] } } : {}),
       activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store: state.credentials, registry: staticRegistry(registry) }) },
       maxConcurrentActivityTaskExecutions: 200,

@@ -38,6 +38,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startDevServer } from '../src/dev/dev-server';
 import { DEFAULT_EAGER_ACTIVITIES } from '../src/worker/config';
+import { workflowPreloadModules } from '../src/worker/bundle';
 import { createRegistryActivities, staticRegistry } from '../src/activities/registry';
 import { createRotationActivities } from '../src/activities/rotation';
 import { createDiagnosticsActivities } from '../src/activities/diagnostics';
@@ -109,6 +110,8 @@ export default async function run(): Promise<Figure[]> {
       connection: nc,
       taskQueue: queue,
       workflowsPath: require.resolve('../src/workflows'),
+      // Bundled as `worker` and `dev` bundle it (zod and the domain modules evaluated once per worker, not per run).
+      bundlerOptions: { preloadModules: workflowPreloadModules() },
       ...(storeStepsAsActivities ? { interceptors: { workflowModules: [require.resolve('./store-steps-as-activities')] } } : {}),
       activities: { ...createRegistryActivities(staticRegistry(registry)), ...createRotationActivities({ store, registry: staticRegistry(registry) }), ...createDiagnosticsActivities({ registry: staticRegistry(registry), reporterId: 'bench' }) },
       maxConcurrentActivityTaskExecutions: 200,

@@ -7,9 +7,9 @@ const { bundleWorkflowCode } = require('@temporalio/worker');
 const silent = { trace() {}, debug() {}, info() {}, warn: (m) => console.warn(m), error: (m) => console.error(m), log() {} };
 
 // Modules evaluated once per worker and shared by every workflow (the reused V8 context),
-// instead of once per cached workflow: zod and the pure domain modules workflows import.
-// They hold no per-workflow state (no module-level mutable values: checked in review).
-const preloadModules = ['zod', ...['health', 'health-shard', 'registry', 'graph', 'breaker', 'make'].map((m) => require.resolve(`../lib/domain/${m}`))];
+// instead of once per workflow run: zod and the pure domain modules workflows import
+// (src/worker/bundle.ts, shared with workers bundling from source and the benchmarks).
+const preloadModules = require('../lib/worker/bundle').workflowPreloadModules();
 
 bundleWorkflowCode({ workflowsPath: require.resolve('../lib/workflows'), logger: silent, preloadModules })
   .then(({ code }) => {

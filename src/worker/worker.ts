@@ -29,6 +29,7 @@ import type { RegistrySource } from '../activities/registry';
 import { AesGcmCodec } from '../codec/aes-gcm-codec';
 import { assertSharedKeysFor, loadCodecKeys } from '../codec/keys';
 import { openState, type StateBackend } from '../state';
+import { workflowPreloadModules } from './bundle';
 import { checkSearchAttributes, describeServer, disagreements, formatWorkerIdentity, limitsStore, listPollers, searchAttributesProblem } from './cluster-check';
 import { clientConnectionOptions, workerConnectionOptions, type Config } from './config';
 import { PinoSdkLogger } from './logger';
@@ -62,10 +63,11 @@ export function sdkPrometheusOptions(bindAddress: string) {
 }
 
 /** The prebuilt bundle from `npm run build` when present, else bundle from source at start. */
-export function workflowSourceOptions(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+export function workflowSourceOptions(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath' | 'bundlerOptions'> {
   const prebuilt = join(__dirname, '..', 'workflow-bundle.js');
   if (existsSync(prebuilt) && __filename.endsWith('.js')) return { workflowBundle: { codePath: prebuilt } };
-  return { workflowsPath: require.resolve('../workflows') };
+  // From source: bundled as the prebuilt bundle is (the same preloaded modules).
+  return { workflowsPath: require.resolve('../workflows'), bundlerOptions: { preloadModules: workflowPreloadModules() } };
 }
 
 /**
