@@ -9,10 +9,12 @@ import { createRegistryPageActivities } from './registry-pages';
 import { createDiagnosticsActivities } from './diagnostics';
 import { createProbeActivities, createProber, type ProbeDeps } from './probes';
 import { ProberHealth, type ProberHealthOptions } from './prober-health';
+import { createMonitorLaneActivities, createPublishResultsActivity } from './monitor-lane';
 import { createAlertActivities, type AlertWebhook } from './alerts';
 import { createBreakerActivities, type BreakerActivityDeps } from './breaker';
 import { createHealthPublishActivities, type HealthPublishDeps } from './health-publish';
 import type { CredentialStore, StateBackend } from '../state/types';
+import type { ProbeResult } from '../domain/health';
 import { createRotationActivities, type RotationPreflightChecks } from './rotation';
 import type { RotationMetrics } from './rotation-metrics';
 import { createStateReadActivities } from './state-read';
@@ -74,6 +76,8 @@ export function createActivities(deps: ActivityDeps) {
     ...createRegistryPageActivities({ registry, probe: probes.probeServices, history: deps.state.health }),
     ...createDiagnosticsActivities({ registry: deps.registry, reporterId: deps.reporterId ?? `pid:${process.pid}` }),
     ...probes,
+    ...createMonitorLaneActivities({ registry, probe: prober.probeOne, ...(proberHealth ? { judge: (r: ProbeResult[]) => proberHealth.judge(r) } : {}), history: deps.state.health, client: deps.health?.client, taskQueue: deps.health?.taskQueue, metrics: deps.health?.metrics }),
+    ...createPublishResultsActivity({ registry, history: deps.state.health, client: deps.health?.client, taskQueue: deps.health?.taskQueue }),
     ...createHealthPublishActivities({ ...deps.health, history: deps.state.health }),
     ...createAlertActivities({ webhooks: deps.health?.alertWebhooks ?? [] }),
     ...createBreakerActivities(deps.breakers),

@@ -21,6 +21,7 @@ import { serviceHealthQuery } from '../workflows/service-health';
 import { healthShardQuery } from '../workflows/health-shard';
 import { healthShardWorkflowId, shardOf } from '../domain/health-shard';
 import type { HealthSweepInput, HealthSweepResult } from '../workflows/sweep';
+import type { HealthMonitorInput } from '../workflows/monitor';
 
 export type { HealthSweepResult, SweepServiceResult } from '../workflows/sweep';
 
@@ -216,10 +217,21 @@ export class ListHealthError extends Error {
   }
 }
 
+/**
+ * What the Schedule runs: `continuous` (default) starts a `healthMonitor`
+ * window every interval, in which every service is probed at its own
+ * `healthCheck.interval` and results are published as they come;
+ * `sweep` starts a `healthSweep` every interval (every service probed once
+ * per sweep, published when the slowest probe returns).
+ */
+export type MonitoringMode = 'continuous' | 'sweep';
+
 export interface SweepScheduleOptions {
   scheduleId?: string;
   taskQueue?: string;
-  /** Time between sweeps, ms; default 30000 (min 1000). */
+  /** `continuous` (default) or `sweep`: see {@link MonitoringMode}. */
+  mode?: MonitoringMode;
+  /** Time between sweeps (mode sweep) or the window's length (mode continuous), ms; default 30000 / 60000 (min 1000). */
   intervalMs?: number;
   /** Probes in flight per sweep, 1..1000; default 50. */
   concurrency?: number;
@@ -241,24 +253,45 @@ export interface SweepScheduleOptions {
  */
 export async function applySweepSchedule(client: Client, opts: SweepScheduleOptions = {}): Promise<{ scheduleId: string; result: 'created' | 'updated' }> {
   const scheduleId = opts.scheduleId ?? DEFAULT_SWEEP_SCHEDULE_ID;
-  const intervalMs = opts.intervalMs ?? 30_000;
+  const mode = opts.mode ?? 'continuous';
+  if (mode !== 'continuous' && mode !== 'sweep') throw new RangeError(`mode must be continuous or sweep, got ${JSON.stringify(mode)}`);
+  const intervalMs = opts.intervalMs ?? (mode === 'continuous' ? 60_000 : 30_000);
   checkInt('intervalMs', intervalMs, 1000, 86_400_000);
   checkInt('concurrency', opts.concurrency, 1, 1000);
   const catchupWindowMs = opts.catchupWindowMs ?? 60_000;
   checkInt('catchupWindowMs', catchupWindowMs, 1000, 86_400_000);
-  const input: HealthSweepInput = { intervalMs };
-  if (opts.concurrency !== undefined) input.concurrency = opts.concurrency;
-  const action: ScheduleOptionsAction = {
-    type: 'startWorkflow',
-    workflowType: 'healthSweep',
-    workflowId: 'sweep',
-    taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
-    args: [input],
-    // A sweep that cannot finish within 10 intervals is abandoned; the next one starts fresh.
-    workflowExecutionTimeout: intervalMs * 10,
-  };
+  let action: ScheduleOptionsAction;
+  let overlap: ScheduleOverlapPolicy;
+  if (mode === 'continuous') {
+    const input: HealthMonitorInput = { windowMs: intervalMs };
+    if (opts.concurrency !== undefined) input.concurrency = opts.concurrency;
+    action = {
+      type: 'startWorkflow',
+      workflowType: 'healthMonitor',
+      workflowId: 'monitor',
+      taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+      args: [input],
+      // A window ends one probe timeout after its end at most; one that cannot finish within 10 windows is abandoned.
+      workflowExecutionTimeout: intervalMs * 10 + 120_000,
+    };
+    // Windows overlap by the length of their last probes (each starts only its own window's probes).
+    overlap = ScheduleOverlapPolicy.ALLOW_ALL;
+  } else {
+    const input: HealthSweepInput = { intervalMs };
+    if (opts.concurrency !== undefined) input.concurrency = opts.concurrency;
+    action = {
+      type: 'startWorkflow',
+      workflowType: 'healthSweep',
+      workflowId: 'sweep',
+      taskQueue: opts.taskQueue ?? DEFAULT_TASK_QUEUE,
+      args: [input],
+      // A sweep that cannot finish within 10 intervals is abandoned; the next one starts fresh.
+      workflowExecutionTimeout: intervalMs * 10,
+    };
+    overlap = ScheduleOverlapPolicy.SKIP;
+  }
   const spec = { intervals: [{ every: intervalMs }] };
-  const policies = { overlap: ScheduleOverlapPolicy.SKIP, catchupWindow: catchupWindowMs, pauseOnFailure: false };
+  const policies = { overlap, catchupWindow: catchupWindowMs, pauseOnFailure: false };
   try {
     await client.schedule.create({
       scheduleId,
@@ -286,6 +319,8 @@ export interface SweepScheduleInfo {
   scheduleId: string;
   paused: boolean;
   note?: string;
+  /** What each run does (from the action's workflow type). */
+  mode?: MonitoringMode;
   intervalMs?: number;
   taskQueue?: string;
   concurrency?: number;
@@ -314,6 +349,7 @@ function describeToInfo(scheduleId: string, d: ScheduleDescription): SweepSchedu
   if (interval !== undefined) info.intervalMs = Number(interval);
   if (action) {
     info.taskQueue = action.taskQueue;
+    info.mode = action.workflowType === 'healthMonitor' ? 'continuous' : 'sweep';
     const arg = (action.args?.[0] ?? {}) as HealthSweepInput;
     if (arg.concurrency !== undefined) info.concurrency = arg.concurrency;
   }

@@ -107,6 +107,8 @@ export interface HealthShardState {
   /** Epoch ms of the latest message applied. */
   lastMessageAt?: number;
   staleAfterMs: number;
+  /** Latest `seq` applied per monitor lane ({@link ShardResults}); absent until the first. */
+  senders?: Record<string, number>;
 }
 
 const RECENT = 16;
@@ -185,4 +187,108 @@ export function shardCounts(state: HealthShardState): Record<HealthStatus, numbe
   const counts = { healthy: 0, degraded: 0, unhealthy: 0, impacted: 0, unknown: 0, maintenance: 0 } as Record<HealthStatus, number>;
   for (const s of Object.values(state.services)) counts[s.status]++;
   return counts;
+}
+
+/**
+ * Results a monitor lane publishes as they come (signal `healthShardResults`):
+ * only the services it has something to say about, each with its own time.
+ * Unlike {@link ShardObservations} (one sweep's word on every member), a
+ * member not listed is left as it is, unless `members` is given.
+ */
+export interface ShardResults {
+  /** The lane attempt that sent it (`<monitor workflow id>/lane-<i>#<attempt>`): with `seq`, a repeated message is ignored. */
+  sender: string;
+  /** Increases with every message of one sender to one shard. */
+  seq: number;
+  /** Epoch ms the message was sent (the shard's staleness clock). */
+  at: number;
+  /** Service ids of the results, in the order they were taken (an id may repeat). */
+  ids: string[];
+  /** One character per result: `p` pass, `w` warn, `f` fail, `i` inconclusive. */
+  verdicts: string;
+  /** Epoch ms each probe started. */
+  ats: number[];
+  /** Latency per result, ms. */
+  latencies: number[];
+  /** failureThreshold and successThreshold of most services. */
+  thresholds: [number, number];
+  thresholdsOf?: Record<string, [number, number]>;
+  /** Details of results that say more than a plain pass, by index into `ids`. */
+  notable?: Record<number, ShardNotable>;
+  /** Every service of this shard in the sender's registry: members not listed are dropped. */
+  members?: string[];
+  /** Services whose probe is overdue: status `unknown` with this detail (e.g. "no result for 12 s"), no alert. */
+  overdue?: Record<string, string>;
+  /** Fresh figures of services whose figures changed since the sender last sent them. */
+  figures?: Record<string, HealthFigures>;
+  /** Status turns `unknown` when no message arrives for this long, ms. */
+  staleAfterMs?: number;
+}
+
+/** Senders remembered per shard (a few windows' lanes). */
+const RECENT_SENDERS = 16;
+
+/**
+ * Applies a lane's results: each result through `applyObservation` in order
+ * (a member not held yet starts from `initialServiceHealth`), skipping a
+ * result older than the member's latest (two windows' lanes overlap for the
+ * length of a probe timeout); `members` drops the services not listed;
+ * `overdue` turns members `unknown` (no alert: nothing says the service is down).
+ * A message whose (sender, seq) was applied already is ignored.
+ * @param now epoch ms (workflow time) for new members' `since`.
+ * @returns the next state and the alerts decided (in result order).
+ */
+export function applyShardResults(state: HealthShardState, msg: ShardResults, now: number): { state: HealthShardState; alerts: Alert[] } {
+  const senders = state.senders ?? {};
+  if ((senders[msg.sender] ?? -1) >= msg.seq) return { state, alerts: [] };
+  let services: Record<string, ServiceHealthState> = { ...state.services };
+  if (msg.members) {
+    const keep = new Set(msg.members);
+    services = Object.fromEntries(Object.entries(services).filter(([id]) => keep.has(id)));
+  }
+  // Overdue marks first: a result in the same message came after the sender decided them.
+  for (const [id, detail] of Object.entries(msg.overdue ?? {})) {
+    const s = services[id];
+    if (!s || s.status === 'unknown') continue;
+    services[id] = { ...s, status: 'unknown', since: msg.at, last: s.last ? { ...s.last, detail } : { sweepId: `${msg.sender}#${msg.seq}`, at: msg.at, verdict: 'inconclusive', latencyMs: 0, detail } };
+  }
+  const alerts: Alert[] = [];
+  for (let i = 0; i < msg.ids.length; i++) {
+    const id = msg.ids[i]!;
+    const verdict = CODE_VERDICTS[msg.verdicts[i] ?? '-'];
+    if (!verdict) continue;
+    const at = msg.ats[i] ?? msg.at;
+    const prev = services[id] ?? initialServiceHealth(id, now);
+    if (prev.last && prev.last.at > at) continue;
+    const n = msg.notable?.[i];
+    const [failureThreshold, successThreshold] = msg.thresholdsOf?.[id] ?? msg.thresholds;
+    const obs: HealthObservation = { sweepId: `${msg.sender}#${msg.seq}/${i}`, at, verdict, latencyMs: msg.latencies[i] ?? 0, failureThreshold, successThreshold };
+    if (n?.failureKind) obs.failureKind = n.failureKind;
+    if (n?.detail) obs.detail = n.detail;
+    if (n?.rootCauses?.length) obs.rootCauses = n.rootCauses;
+    if (n?.impacts?.length) obs.impacts = n.impacts;
+    if (n?.maintenance) obs.maintenance = true;
+    if (n?.certThresholdMs !== undefined) obs.certThresholdMs = n.certThresholdMs;
+    if (n?.credentialId && n.failureKind === 'credential_rejected') obs.credentialId = n.credentialId;
+    const r = applyObservation(prev, obs);
+    services[id] = { ...r.state, recentSweeps: [] };
+    alerts.push(...r.alerts);
+  }
+  for (const [id, f] of Object.entries(msg.figures ?? {})) {
+    const s = services[id];
+    if (s) services[id] = { ...s, figures: f };
+  }
+  const nextSenders = { ...senders, [msg.sender]: msg.seq };
+  const names = Object.keys(nextSenders);
+  if (names.length > RECENT_SENDERS) for (const name of names.slice(0, names.length - RECENT_SENDERS)) delete nextSenders[name];
+  return {
+    state: {
+      ...state,
+      services,
+      senders: nextSenders,
+      lastMessageAt: Math.max(state.lastMessageAt ?? 0, msg.at),
+      staleAfterMs: msg.staleAfterMs && msg.staleAfterMs > 0 ? msg.staleAfterMs : state.staleAfterMs,
+    },
+    alerts,
+  };
 }

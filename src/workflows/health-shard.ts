@@ -21,9 +21,11 @@
 import { allHandlersFinished, condition, continueAsNew, defineQuery, defineSignal, log, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { Alert, ServiceHealthState } from '../domain/health';
-import { applyShardObservations, initialShardState, markShardStale, type HealthShardState, type ShardObservations } from '../domain/health-shard';
+import { applyShardObservations, applyShardResults, initialShardState, markShardStale, type HealthShardState, type ShardObservations, type ShardResults } from '../domain/health-shard';
 
 export const healthShardObservationsSignal = defineSignal<[ShardObservations]>('healthShardObservations');
+/** Results of a monitor lane (continuous monitoring), as they come: see `applyShardResults`. */
+export const healthShardResultsSignal = defineSignal<[ShardResults]>('healthShardResults');
 
 /** What `healthShardQuery` answers: one page of the shard's services, sorted by id. */
 export interface HealthShardPage {
@@ -77,6 +79,13 @@ export async function healthShard(input: HealthShardInput): Promise<void> {
   setHandler(healthShardObservationsSignal, (msg) => {
     const r = applyShardObservations(state, msg, Date.now());
     if (r.state === state) return; // a sweep already applied
+    state = r.state;
+    messagesThisRun++;
+    outbox.push(...r.alerts);
+  });
+  setHandler(healthShardResultsSignal, (msg) => {
+    const r = applyShardResults(state, msg, Date.now());
+    if (r.state === state) return; // a repeated message
     state = r.state;
     messagesThisRun++;
     outbox.push(...r.alerts);

@@ -3,6 +3,7 @@
  * Workflow code imports only `@temporalio/workflow`, `src/domain` and types.
  */
 export * from './sweep';
+export * from './monitor';
 export * from './service-health';
 export * from './health-shard';
 export * from './rotation';

@@ -133,8 +133,8 @@ test('schedule apply creates then updates; pause, resume, trigger and describe',
   const b = await healthBench([{ id, type: 'api', endpoints: [{ url: `${fleet.url}/${id}` }] }], receiver.url);
   const scheduleId = `health-sweep-${id}`;
   try {
-    expect(await applySweepSchedule(client, { scheduleId, taskQueue: b.taskQueue, intervalMs: 3_600_000, paused: true })).toEqual({ scheduleId, result: 'created' });
-    expect(await applySweepSchedule(client, { scheduleId, taskQueue: b.taskQueue, intervalMs: 1_800_000, concurrency: 10 })).toEqual({ scheduleId, result: 'updated' });
+    expect(await applySweepSchedule(client, { scheduleId, taskQueue: b.taskQueue, mode: 'sweep', intervalMs: 3_600_000, paused: true })).toEqual({ scheduleId, result: 'created' });
+    expect(await applySweepSchedule(client, { scheduleId, taskQueue: b.taskQueue, mode: 'sweep', intervalMs: 1_800_000, concurrency: 10 })).toEqual({ scheduleId, result: 'updated' });
     let d = await describeSweepSchedule(client, scheduleId);
     expect(d).toMatchObject({ scheduleId, paused: true, intervalMs: 1_800_000, concurrency: 10, taskQueue: b.taskQueue, catchupWindowMs: 60_000 });
     expect(d.overlap).toMatch(/SKIP/);

@@ -62,7 +62,7 @@ beforeAll(async () => {
   };
   worker = new WorkerProcess('worker', env);
   await worker.start(new Client({ connection, namespace }));
-  cliJson('schedule apply', await runCli(['schedule', 'apply', '--interval', `${SWEEP_INTERVAL_MS}ms`, '--json'], env));
+  cliJson('schedule apply', await runCli(['schedule', 'apply', '--mode', 'sweep', '--interval', `${SWEEP_INTERVAL_MS}ms`, '--json'], env));
 
   dashboard = spawn(process.execPath, [BIN, 'dashboard', '--listen', '127.0.0.1:0', '--poll', '250ms', '--temporal-ui-url', 'http://127.0.0.1:8233', '--json'], {
     cwd: ROOT,

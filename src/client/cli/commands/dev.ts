@@ -183,7 +183,8 @@ export function register(program: Command): void {
         let schedule: DevReport['schedule'];
         if (!opts.once) {
           const intervalMs = opts.sweepEvery ?? DEV_SWEEP_INTERVAL_MS;
-          const applied = await applySweepSchedule(local, { taskQueue: config.taskQueue, intervalMs, note: 'health sweeps of integration-agent dev' });
+          // Sweep mode: the demo fleet's services keep the default 30 s interval, and a sweep every 10 s shows a change sooner.
+          const applied = await applySweepSchedule(local, { taskQueue: config.taskQueue, mode: 'sweep', intervalMs, note: 'health sweeps of integration-agent dev' });
           schedule = { scheduleId: applied.scheduleId, intervalMs };
           say(`Sweeping every ${intervalMs / 1000}s on the Temporal Schedule ${applied.scheduleId} (pause it with: TEMPORAL_ADDRESS=${server.address} integration-agent schedule pause)`);
         }

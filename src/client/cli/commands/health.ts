@@ -106,7 +106,7 @@ async function statusRows(client: Client, config: Config, serviceId?: string): P
 function formatSchedule(i: SweepScheduleInfo): string {
   const lines = [
     `schedule ${i.scheduleId}: ${i.paused ? 'PAUSED' : 'active'}${i.note ? ` (${i.note})` : ''}`,
-    `every ${i.intervalMs === undefined ? '?' : `${i.intervalMs / 1000}s`}, overlap ${i.overlap}, catch-up window ${i.catchupWindowMs / 1000}s, task queue ${i.taskQueue ?? '?'}, concurrency ${i.concurrency ?? 'default'}`,
+    `${i.mode === 'continuous' ? 'continuous monitoring, a window' : 'a sweep'} every ${i.intervalMs === undefined ? '?' : `${i.intervalMs / 1000}s`}, overlap ${i.overlap}, catch-up window ${i.catchupWindowMs / 1000}s, task queue ${i.taskQueue ?? '?'}, concurrency ${i.concurrency ?? 'default'}`,
     `next: ${i.nextRuns.join(', ') || '-'}`,
     `running: ${i.runningWorkflows.join(', ') || '-'}`,
     `recent: ${i.recentRuns.map((r) => r.workflowId).join(', ') || '-'}`,
@@ -137,21 +137,24 @@ export function register(program: Command): void {
   const id = (o: { id?: string }) => o.id ?? DEFAULT_SWEEP_SCHEDULE_ID;
   schedule
     .command('apply')
-    .description('create or update the sweep schedule (overlap SKIP, short catch-up window)')
+    .description('create or update the monitoring schedule: continuous (each service at its own interval, results as they come) or sweep (all at once)')
     .option('--id <scheduleId>', 'schedule id', DEFAULT_SWEEP_SCHEDULE_ID)
-    .addOption(new Option('--interval <duration>', 'time between sweeps').argParser(durationOption('--interval')).default(30_000, '30s'))
+    .addOption(new Option('--mode <mode>', 'continuous: a window every --interval in which each service is probed at its healthCheck.interval; sweep: every service once per --interval').choices(['continuous', 'sweep']).default('continuous'))
+    .addOption(new Option('--interval <duration>', 'window length (continuous) or time between sweeps (sweep); default 1m / 30s').argParser(durationOption('--interval')))
     .option('--concurrency <n>', 'probes in flight per sweep (default 50)', intOption('--concurrency'))
     .addOption(new Option('--catchup-window <duration>', 'how late a missed sweep may still run').argParser(durationOption('--catchup-window')).default(60_000, '1m'))
     .option('--paused', 'create it paused')
     .option('--json', 'print JSON')
-    .action(async (o: { id?: string; interval: number; concurrency?: number; catchupWindow: number; paused?: boolean; json?: boolean }) => {
+    .action(async (o: { id?: string; mode: 'continuous' | 'sweep'; interval?: number; concurrency?: number; catchupWindow: number; paused?: boolean; json?: boolean }) => {
       await withClient(async (client, { taskQueue }) => {
         let r: Awaited<ReturnType<typeof applySweepSchedule>>;
+        const intervalMs = o.interval ?? (o.mode === 'continuous' ? 60_000 : 30_000);
         try {
           r = await applySweepSchedule(client, {
             scheduleId: id(o),
             taskQueue,
-            intervalMs: o.interval,
+            mode: o.mode,
+            intervalMs,
             catchupWindowMs: o.catchupWindow,
             ...(o.concurrency !== undefined ? { concurrency: o.concurrency } : {}),
             ...(o.paused ? { paused: true } : {}),
@@ -160,7 +163,11 @@ export function register(program: Command): void {
           if (err instanceof RangeError) throw new CliError(`schedule apply: ${err.message}`);
           throw err;
         }
-        emit(o, r, () => `schedule ${r.scheduleId} ${r.result}: a sweep every ${o.interval / 1000}s on task queue ${taskQueue}`);
+        emit(o, { ...r, mode: o.mode, intervalMs }, () =>
+          o.mode === 'continuous'
+            ? `schedule ${r.scheduleId} ${r.result}: continuous monitoring (each service at its own interval), a window every ${intervalMs / 1000}s on task queue ${taskQueue}`
+            : `schedule ${r.scheduleId} ${r.result}: a sweep every ${intervalMs / 1000}s on task queue ${taskQueue}`,
+        );
       });
     });
   const simple = (name: string, what: string, fn: (c: Client, id: string) => Promise<void>) =>
