@@ -1,4 +1,5 @@
 /** Shapes and helpers shared by the benchmarks. */
+import Database from 'better-sqlite3';
 
 export interface Figure {
   /** Benchmark file, e.g. `temporal-overhead`. */
@@ -27,4 +28,15 @@ export function percentile(sorted: readonly number[], p: number): number {
 export function summarize(samples: number[]): { p50: number; p99: number; n: number } {
   const s = [...samples].sort((a, b) => a - b);
   return { p50: percentile(s, 50), p99: percentile(s, 99), n: s.length };
+}
+
+/** Sum of the stored history blobs, bytes (a dev server's SQLite file, `--db-filename`, read-only). */
+export function historyBytes(dbFile: string): number {
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
+  try {
+    db.pragma('busy_timeout = 5000');
+    return (db.prepare('SELECT COALESCE(SUM(LENGTH(data)), 0) AS b FROM history_node').get() as { b: number }).b;
+  } finally {
+    db.close();
+  }
 }

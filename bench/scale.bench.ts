@@ -27,7 +27,6 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { Client, Connection } from '@temporalio/client';
 import { AesGcmCodec } from '../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../src/codec/keys';
@@ -35,7 +34,7 @@ import { startDevServer } from '../src/dev/dev-server';
 import type { HealthSweepResult } from '../src/workflows/sweep';
 import pLimit from 'p-limit';
 import { request } from 'undici';
-import type { Figure } from './harness';
+import { historyBytes, type Figure } from './harness';
 
 const CONCURRENCY = 50;
 const ANSWER_MIN_MS = 50;
@@ -51,18 +50,6 @@ function rssOf(pid: number | undefined): number {
     return m ? Number(m[1]) * 1024 : 0;
   } catch {
     return 0;
-  }
-}
-
-/** Sum of the stored history blobs, bytes (the dev server's SQLite file, read-only). */
-function historyBytes(dbFile: string): number {
-  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
-  try {
-    db.pragma('busy_timeout = 5000');
-    const row = db.prepare('SELECT COALESCE(SUM(LENGTH(data)), 0) AS b FROM history_node').get() as { b: number };
-    return row.b;
-  } finally {
-    db.close();
   }
 }
 

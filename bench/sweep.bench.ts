@@ -14,6 +14,13 @@
  * - Time to detection: with a real Schedule (interval 2 s, failureThreshold 2),
  *   how long from a service going down to its durable status reading
  *   `unhealthy`, and to the TRIGGERED alert reaching a webhook receiver.
+ * - Mixed intervals (issue 15): 1,000 services at 1 s, 10 s and 60 s, 1% of
+ *   them (60 s ones) never answering within their 30 s timeout. Continuous
+ *   monitoring (the Schedule's default mode, 20 s windows) side by side with
+ *   sweep mode on a 1 s Schedule: the 1 s services' probe gaps at the target
+ *   against their interval (target p99 within 1.2x), time to detection of a
+ *   1 s service going down against failureThreshold x interval + 1 s, and
+ *   history written per probe (the dev server's `history_node` growth).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -31,12 +38,26 @@ import { parseRegistry } from '../src/domain/registry-parse';
 import type { HealthSweepInput, HealthSweepResult } from '../src/workflows/sweep';
 import pLimit from 'p-limit';
 import { request } from 'undici';
-import { summarize, type Figure } from './harness';
+import { historyBytes, percentile, summarize, type Figure } from './harness';
 
 const N = 1000;
 const CONCURRENCY = 100;
 const ANSWER_MS = 100;
 const RUNS = 3;
+
+/** The mixed-interval fleet: a third each at 1 s, 10 s and 60 s; these never answer (60 s, timeout 30 s). */
+const MIXED_N = 1000;
+const MIXED_STALLED = new Set(Array.from({ length: 10 }, (_, k) => `m-${3 * k * 33 + 2}`));
+const mixedInterval = (i: number) => (i % 3 === 0 ? 1_000 : i % 3 === 1 ? 10_000 : 60_000);
+
+function mixedRegistry(fleetUrl: string): string {
+  const services = Array.from({ length: MIXED_N }, (_, i) => {
+    const interval = mixedInterval(i);
+    const timeout = interval === 1_000 ? '500ms' : interval === 10_000 ? '2s' : '30s';
+    return { id: `m-${i}`, type: 'api', endpoints: [{ url: `${fleetUrl}/m-${i}` }], healthCheck: { interval: `${interval}ms`, timeout } };
+  });
+  return JSON.stringify({ services });
+}
 
 interface WorkerArgs {
   address: string;
@@ -61,7 +82,8 @@ function detectRegistry(fleetUrl: string): string {
 async function workerMain(args: WorkerArgs): Promise<void> {
   const full = parseRegistry(fleetRegistry(args.fleetUrl), 'bench');
   const small = parseRegistry(detectRegistry(args.fleetUrl), 'bench-detect');
-  if (!full.ok || !small.ok) throw new Error('bench registry did not parse');
+  const mixed = parseRegistry(mixedRegistry(args.fleetUrl), 'bench-mixed');
+  if (!full.ok || !small.ok || !mixed.ok) throw new Error('bench registry did not parse');
   let registry = full.registry;
   const nc = await NativeConnection.connect({ address: args.address });
   const connection = await Connection.connect({ address: args.address });
@@ -85,6 +107,9 @@ async function workerMain(args: WorkerArgs): Promise<void> {
       peak = process.memoryUsage().rss;
     } else if (m.cmd === 'small') {
       registry = small.registry;
+      process.send!({ ok: true });
+    } else if (m.cmd === 'mixed') {
+      registry = mixed.registry;
       process.send!({ ok: true });
     } else if (m.cmd === 'stop') {
       clearInterval(timer);
@@ -111,11 +136,27 @@ async function listen(server: Server): Promise<string> {
 }
 
 export default async function run(): Promise<Figure[]> {
-  const server = await startDevServer({ uiPort: false });
+  const dbFile = join(mkdtempSync(join(tmpdir(), 'ia-bench-sweep-db-')), 'temporal.db');
+  const server = await startDevServer({ uiPort: false, dbFilename: dbFile });
   let down = false;
+  /** Arrival times of the mixed fleet's 1 s services, per path, while `recording`. */
+  const arrivals = new Map<string, number[]>();
+  let recording = false;
+  const mixedDown = new Set<string>();
   const fleet = createServer((req, res) => {
     if (req.url === '/detect' && down) {
       res.writeHead(503).end('{}');
+      return;
+    }
+    if (req.url?.startsWith('/m-')) {
+      const id = req.url.slice(1);
+      if (MIXED_STALLED.has(id)) return; // never answers (the probe's 30 s timeout ends it)
+      if (recording && mixedInterval(Number(id.slice(2))) === 1_000) (arrivals.get(id) ?? arrivals.set(id, []).get(id)!).push(Date.now());
+      if (mixedDown.has(id)) {
+        res.writeHead(503).end('{}');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       return;
     }
     setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"pass"}'), ANSWER_MS);
@@ -258,6 +299,8 @@ export default async function run(): Promise<Figure[]> {
       }),
       fig(`time to detection: down -> TRIGGERED at the webhook (median of ${a.n})`, a.p50, 'ms', { baseline: { name: 'failureThreshold x interval', value: bound }, ratio: a.p50 / bound }),
     );
+
+    figures.push(...(await mixedIntervals(client, child, taskQueue, dbFile, arrivals, mixedDown, (v) => (recording = v))));
     return figures;
   } finally {
     child.send({ cmd: 'stop' });
@@ -268,6 +311,90 @@ export default async function run(): Promise<Figure[]> {
     receiver.close();
     await server.stop();
   }
+}
+
+/** Gaps between consecutive arrivals per path, ms. */
+function gapsOf(arrivals: Map<string, number[]>, from: number, to: number): number[] {
+  const out: number[] = [];
+  for (const times of arrivals.values()) {
+    const t = times.filter((x) => x >= from && x < to);
+    for (let i = 1; i < t.length; i++) out.push(t[i]! - t[i - 1]!);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+/**
+ * Mixed intervals, continuous mode against sweep mode, side by side (see the module doc).
+ * Each mode runs its own Schedule for `MEASURE_MS` on the same worker and fleet.
+ */
+async function mixedIntervals(
+  client: Client,
+  child: ChildProcess,
+  taskQueue: string,
+  dbFile: string,
+  arrivals: Map<string, number[]>,
+  mixedDown: Set<string>,
+  setRecording: (v: boolean) => void,
+): Promise<Figure[]> {
+  const MEASURE_MS = 60_000;
+  const figures: Figure[] = [];
+  const fig = (name: string, value: number, unit: string, extra: Partial<Figure> = {}): Figure => ({ bench: 'sweep', name, value, unit, ...extra });
+  await ask(child, 'mixed');
+  const ones = Array.from({ length: MIXED_N }, (_, i) => i).filter((i) => mixedInterval(i) === 1_000);
+  const probesPerSecond = ones.length + (MIXED_N - ones.length) / 2 / 10 + (MIXED_N - ones.length) / 2 / 60;
+  for (const mode of ['continuous', 'sweep'] as const) {
+    const scheduleId = `bench-mixed-${mode}`;
+    arrivals.clear();
+    await applySweepSchedule(client, { scheduleId, taskQueue, mode, intervalMs: mode === 'continuous' ? 20_000 : 1_000, concurrency: CONCURRENCY });
+    // Settle: the first window (or sweep) begins, shards are created.
+    await new Promise((r) => setTimeout(r, 25_000));
+    const bytes0 = historyBytes(dbFile);
+    setRecording(true);
+    const from = Date.now();
+    // Time to detection of 1 s services going down, at random points of the measurement.
+    const detections: number[] = [];
+    for (let trial = 0; trial < 3; trial++) {
+      const id = `m-${ones[7 + trial * 50]!}`;
+      await new Promise((r) => setTimeout(r, 3_000 + Math.random() * 1000));
+      const t0 = Date.now();
+      mixedDown.add(id);
+      for (;;) {
+        const h = await getHealth(client, id, { taskQueue });
+        if (h?.status === 'unhealthy') break;
+        if (Date.now() - t0 > 45_000) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      detections.push(Date.now() - t0);
+      mixedDown.delete(id);
+    }
+    const left = MEASURE_MS - (Date.now() - from);
+    if (left > 0) await new Promise((r) => setTimeout(r, left));
+    const to = Date.now();
+    setRecording(false);
+    const bytes = historyBytes(dbFile) - bytes0;
+    await client.schedule.getHandle(scheduleId).delete();
+    // Let the last window drain (its stalled probes end within 30 s) before the next mode.
+    await new Promise((r) => setTimeout(r, mode === 'continuous' ? 31_000 : 5_000));
+    const gaps = gapsOf(arrivals, from, to);
+    const s = { p50: percentile(gaps, 50), p99: percentile(gaps, 99), max: gaps.at(-1) ?? NaN };
+    const d = summarize(detections);
+    const bound = 3 * 1_000 + 1_000;
+    const probes = (probesPerSecond * (to - from)) / 1000;
+    const label = mode === 'continuous' ? 'continuous (20 s windows)' : 'sweep mode (Schedule every 1 s, overlap SKIP)';
+    figures.push(
+      fig(`mixed intervals, ${label}: 1 s services' probe gap p50`, s.p50, 'ms', { baseline: { name: 'interval', value: 1_000 }, ratio: s.p50 / 1_000 }),
+      fig(`mixed intervals, ${label}: 1 s services' probe gap p99`, s.p99, 'ms', { baseline: { name: 'interval', value: 1_000 }, ratio: s.p99 / 1_000, target: '<= 1.2x interval', met: s.p99 <= 1_200 }),
+      fig(`mixed intervals, ${label}: 1 s services' largest probe gap`, s.max, 'ms', { baseline: { name: 'interval', value: 1_000 }, ratio: s.max / 1_000 }),
+      fig(`mixed intervals, ${label}: time to detection of a 1 s service (median of ${d.n})`, d.p50, 'ms', {
+        baseline: { name: 'failureThreshold x interval + 1 s', value: bound },
+        ratio: d.p50 / bound,
+        target: '<= 1x',
+        met: d.p50 <= bound,
+      }),
+      fig(`mixed intervals, ${label}: history written per probe the fleet is due`, bytes / probes, 'B', { baseline: { name: 'probes due', value: Math.round(probes) } }),
+    );
+  }
+  return figures;
 }
 
 if (process.env.BENCH_SWEEP_WORKER) {
