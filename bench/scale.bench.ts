@@ -15,6 +15,13 @@
  * - the largest payload in the sweeps' histories (and a sample of the status
  *   state's histories).
  *
+ * - continuous monitoring (the Schedule's default mode; `BENCH_SCALE_MODE`
+ *   = `both` (default), `sweep` or `continuous`): each service at its 30 s
+ *   interval, windows of 60 s; the probing rate measured at the fleet server
+ *   over two windows against the rate due (N / 30 s), the time until every
+ *   service has its first result against one interval, how late probes start
+ *   (the windows' lane results), and history per service per probe cycle.
+ *
  * `npm run bench -- scale` (after `npm run build`: the worker and the CLI run
  * from lib/). One size: `BENCH_SCALE_SIZES=1000 npm run bench -- scale`.
  * Worker tuning variables (WORKER_*) given to the bench pass to the worker.
@@ -32,11 +39,15 @@ import { AesGcmCodec } from '../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../src/codec/keys';
 import { startDevServer } from '../src/dev/dev-server';
 import type { HealthSweepResult } from '../src/workflows/sweep';
+import { applySweepSchedule } from '../src/client/health';
 import pLimit from 'p-limit';
 import { request } from 'undici';
 import { historyBytes, type Figure } from './harness';
 
 const CONCURRENCY = 50;
+/** Requests the fleet server has answered, and the distinct services seen since `seen` was cleared. */
+const fleetCount = { requests: 0, seen: new Set<string>() };
+const MODE = process.env.BENCH_SCALE_MODE ?? 'both';
 const ANSWER_MIN_MS = 50;
 const ANSWER_MAX_MS = 100;
 const SWEEPS = 6;
@@ -166,7 +177,7 @@ async function runSize(n: number, fleetUrl: string): Promise<Figure[]> {
     let bytesBefore = 0;
     let failed: string | undefined;
     let largest = 0;
-    for (let i = 1; i <= SWEEPS; i++) {
+    for (let i = 1; i <= (MODE === 'continuous' ? 0 : SWEEPS); i++) {
       if (i === 4) bytesBefore = historyBytes(dbFile);
       const workflowId = `sweep/bench-${i}`;
       const t0 = performance.now();
@@ -203,9 +214,10 @@ async function runSize(n: number, fleetUrl: string): Promise<Figure[]> {
         fig('steady sweep vs the plain loop', steady / plainMs, 'x', { baseline: { name: 'plain pooled undici loop', value: plainMs }, ratio: steady / plainMs }),
         fig('history written per service per steady sweep', bytes / (n * 3), 'B', { target: '<= 100 B', met: bytes / (n * 3) <= 100 }),
       );
-    } else {
+    } else if (MODE !== 'continuous') {
       figures.push(fig(`sweeps completed before a failure (${failed})`, walls.length, 'sweeps'));
     }
+    if (MODE !== 'sweep') figures.push(...(await continuousPhase(n, client, dbFile, fig)));
     // Status workflows' histories: the largest payload of a sample (any run of them).
     for await (const wf of client.workflow.list({ query: 'WorkflowType != "healthSweep"', pageSize: 20 })) {
       try {
@@ -254,6 +266,72 @@ async function runSize(n: number, fleetUrl: string): Promise<Figure[]> {
 
 let sampleLeft = 20;
 
+/**
+ * Continuous monitoring of the N services (30 s interval each) on a real
+ * Schedule with 60 s windows: first results, probing rate over two windows,
+ * lateness, history per service per probe cycle (see the module doc).
+ */
+async function continuousPhase(n: number, client: Client, dbFile: string, fig: (name: string, value: number, unit: string, extra?: Partial<Figure>) => Figure): Promise<Figure[]> {
+  const INTERVAL = 30_000;
+  const WINDOW = 60_000;
+  const out: Figure[] = [];
+  const scheduleId = 'bench-scale-continuous';
+  fleetCount.seen.clear();
+  const t0 = Date.now();
+  await applySweepSchedule(client, { scheduleId, taskQueue: 'integration-agent', mode: 'continuous', intervalMs: WINDOW });
+  // First results: every service probed once (the first window starts at the next minute + 5 s).
+  let firstAll = NaN;
+  let firstWindowAt = NaN;
+  for (;;) {
+    if (Number.isNaN(firstWindowAt) && fleetCount.seen.size > 0) firstWindowAt = Date.now();
+    if (fleetCount.seen.size >= n) {
+      firstAll = Date.now() - firstWindowAt;
+      break;
+    }
+    if (Date.now() - t0 > 5 * WINDOW) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Measure over two whole windows from the next window's start.
+  const nextWindow = Math.ceil(Date.now() / WINDOW) * WINDOW + 5_000;
+  await new Promise((r) => setTimeout(r, nextWindow - Date.now()));
+  const r0 = fleetCount.requests;
+  const b0 = historyBytes(dbFile);
+  const m0 = Date.now();
+  await new Promise((r) => setTimeout(r, 2 * WINDOW));
+  const requests = fleetCount.requests - r0;
+  const bytes = historyBytes(dbFile) - b0;
+  const ms = Date.now() - m0;
+  await client.schedule.getHandle(scheduleId).delete();
+  const due = (n * ms) / INTERVAL;
+  const cycles = ms / INTERVAL;
+  // How late probes started, from the windows that ended.
+  let late = 0;
+  let maxLate = 0;
+  let probes = 0;
+  let skipped = 0;
+  let overdue = 0;
+  for await (const wf of client.workflow.list({ query: `WorkflowType = "healthMonitor" AND ExecutionStatus = "Completed"` })) {
+    const r = (await client.workflow.getHandle(wf.workflowId, wf.runId).result()) as { lanes: { probes: number; late: number; maxLateMs: number; skipped: number; overdue: number }[] };
+    for (const l of r.lanes) {
+      probes += l.probes;
+      late += l.late;
+      skipped += l.skipped;
+      overdue += l.overdue;
+      maxLate = Math.max(maxLate, l.maxLateMs);
+    }
+  }
+  out.push(
+    fig('continuous: time until every service has its first result (from the first probe)', firstAll, 'ms', { baseline: { name: 'interval', value: INTERVAL }, ratio: firstAll / INTERVAL, target: '<= 3x one probe cycle', met: firstAll <= 3 * INTERVAL }),
+    fig('continuous: probes answered over two windows', requests, 'probes', { baseline: { name: `due (N / ${INTERVAL / 1000} s)`, value: Math.round(due) }, ratio: requests / due, target: 'the rate due, within 1.5x (>= 0.67)', met: requests / due >= 1 / 1.5 }),
+    fig('continuous: probes that started late (> 10% of the interval) / probes, completed windows', probes ? late / probes : NaN, 'share', { baseline: { name: 'probes', value: probes } }),
+    fig('continuous: latest probe start after its grid time', maxLate, 'ms'),
+    fig('continuous: occurrences skipped / services reported overdue', skipped, 'skipped', { baseline: { name: 'overdue', value: overdue } }),
+    fig('continuous: history written per service per probe cycle', bytes / (n * cycles), 'B', { target: '<= 100 B', met: bytes / (n * cycles) <= 100 }),
+  );
+  process.stderr.write(`scale N=${n}: continuous: ${requests} probes over ${ms} ms (due ${Math.round(due)}), history ${bytes} B\n`);
+  return out;
+}
+
 export default async function run(): Promise<Figure[]> {
   if (!existsSync(join(root, 'lib', 'client', 'cli', 'main.js'))) throw new Error('scale bench: run `npm run build` first (the worker and the CLI run from lib/)');
   const sizes = (process.env.BENCH_SCALE_SIZES ?? '1000,3000,10000').split(',').map((s) => {
@@ -262,7 +340,9 @@ export default async function run(): Promise<Figure[]> {
     return v;
   });
   // One loopback server answers every service, each request after 50-100 ms.
-  const fleet = createServer((_req, res) => {
+  const fleet = createServer((req, res) => {
+    fleetCount.requests++;
+    fleetCount.seen.add(req.url ?? '');
     setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"pass"}'), ANSWER_MIN_MS + Math.random() * (ANSWER_MAX_MS - ANSWER_MIN_MS));
   });
   fleet.keepAliveTimeout = 5000;
