@@ -200,6 +200,8 @@ export default async function run(): Promise<Figure[]> {
     return { ms, events: history.events?.length ?? 0, result };
   };
   try {
+    // BENCH_SWEEP_PART=mixed: only the mixed-interval figures.
+    if (process.env.BENCH_SWEEP_PART === 'mixed') return await mixedIntervals(client, child, taskQueue, dbFile, arrivals, mixedDown, (v) => (recording = v));
     // Ideal, measured side by side: ceil(N / concurrency) rounds of one 100 ms answer.
     const ideal = Math.ceil(N / CONCURRENCY) * ANSWER_MS;
     // Warm up (JIT, connections, workflow cache), then reset the memory peak.
@@ -259,7 +261,7 @@ export default async function run(): Promise<Figure[]> {
     // Time to detection, on a small registry and a real 2 s Schedule.
     await ask(child, 'small');
     const interval = 2000;
-    await applySweepSchedule(client, { scheduleId: 'bench-sweep', taskQueue, intervalMs: interval, concurrency: CONCURRENCY });
+    await applySweepSchedule(client, { scheduleId: 'bench-sweep', taskQueue, mode: 'sweep', intervalMs: interval, concurrency: CONCURRENCY });
     const toUnhealthy: number[] = [];
     const toAlert: number[] = [];
     for (let trial = 0; trial < 3; trial++) {
@@ -375,6 +377,13 @@ async function mixedIntervals(
     await client.schedule.getHandle(scheduleId).delete();
     // Let the last window drain (its stalled probes end within 30 s) before the next mode.
     await new Promise((r) => setTimeout(r, mode === 'continuous' ? 31_000 : 5_000));
+    if (mode === 'continuous') {
+      // The windows' own account (how late lanes began, how late probes started), for the log.
+      for await (const wf of client.workflow.list({ query: `WorkflowType = "healthMonitor" AND ExecutionStatus = "Completed"` })) {
+        const r = (await client.workflow.getHandle(wf.workflowId, wf.runId).result()) as { windowStart: string; lanes: unknown[] };
+        process.stderr.write(`mixed: window ${r.windowStart}: ${JSON.stringify(r.lanes)}\n`);
+      }
+    }
     const gaps = gapsOf(arrivals, from, to);
     const s = { p50: percentile(gaps, 50), p99: percentile(gaps, 99), max: gaps.at(-1) ?? NaN };
     const d = summarize(detections);

@@ -29,6 +29,7 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import pLimit from 'p-limit';
 import { effectiveHealthCheck, probeTarget, type HealthFigures, type HealthStatus, type ProbeResult, type ProbeTarget, type ProbeVerdict, type ServiceHealthState } from '../domain/health';
 import { healthShardWorkflowId, shardOf, VERDICT_CODES, type ShardNotable, type ShardResults } from '../domain/health-shard';
@@ -103,6 +104,10 @@ export interface MonitorLaneResult {
   skipped: number;
   /** Times a service was reported overdue. */
   overdue: number;
+  /** When the lane began after the window's start, ms (negative: before it, as it should). */
+  beganMs: number;
+  /** This process's event-loop delay while the lane ran, p99, ms (a busy prober starts probes late). */
+  eventLoopDelayP99Ms: number;
 }
 
 interface Entry {
@@ -279,7 +284,9 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
         mine.set(s.id, { spec: s, target: probeTarget(s), check: effectiveHealthCheck(s), shard });
       }
 
-      const stats: MonitorLaneResult = { lane: input.lane, services: mine.size, probes: 0, messages: 0, resultsSent: 0, late: 0, maxLateMs: 0, skipped: 0, overdue: 0 };
+      const stats: MonitorLaneResult = { lane: input.lane, services: mine.size, probes: 0, messages: 0, resultsSent: 0, late: 0, maxLateMs: 0, skipped: 0, overdue: 0, beganMs: now() - input.windowStart, eventLoopDelayP99Ms: 0 };
+      const loopDelay = monitorEventLoopDelay({ resolution: 20 });
+      loopDelay.enable();
       const verdictOf = new Map<string, ProbeVerdict>();
       const remoteFailing = new Set<string>();
       const lastResultAt = new Map<string, number>();
@@ -530,6 +537,8 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
 
       const checkOverdue = () => {
         const t = now();
+        // After the window's end the next window's lane probes these services: their overdue-ness is its call.
+        if (t >= input.windowEnd) return;
         for (const [id, m] of mine) {
           if (overdueMarked.has(id)) continue;
           const last = lastResultAt.get(id) ?? t0;
@@ -614,6 +623,8 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
       } finally {
         done = true;
         await housekeeping;
+        loopDelay.disable();
+        stats.eventLoopDelayP99Ms = Math.round(loopDelay.percentile(99) / 1e6);
       }
       if (cancelled) {
         // Window cancelled or worker shutting down: what was learnt is still published.

@@ -11,7 +11,7 @@
  * one probe timeout after its end), while the next has begun; they never
  * start the same probe (each starts only grid times inside its own window).
  */
-import { ApplicationFailure, log, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, log, proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities';
 import type { MonitorLaneResult } from '../activities/monitor-lane';
 import { windowStartOf } from '../domain/monitor';
@@ -24,7 +24,7 @@ export interface HealthMonitorInput {
   concurrency?: number;
   /** Lane activities, 1..128 (each owns the services of shards `k mod lanes`); default 1. */
   lanes?: number;
-  /** The window's start, epoch ms; default: the Schedule's time for this run plus a lead of min(5 s, windowMs / 2). */
+  /** The window's start, epoch ms; default: the Schedule's time for this run plus a lead of min(15 s, windowMs / 2). */
   windowStart?: number;
   /** One pass: every service probed once, now. Default: a run started off a window boundary (a trigger). */
   once?: boolean;
@@ -40,7 +40,9 @@ export interface HealthMonitorResult {
   laneFailures?: string[];
 }
 
-const { registryRef } = proxyActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } });
+// A read of the worker's registry, short and idempotent: a local activity, so a window's lanes start one
+// task-queue round trip sooner (every worker holds the same registry; a version it lacks is RegistryVersionGone).
+const { registryRef } = proxyLocalActivities<Activities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 5 } });
 const { publishResults } = proxyActivities<Activities>({ startToCloseTimeout: '2m', retry: { maximumAttempts: 3 } });
 
 function intOption(name: string, value: unknown, dflt: number, min: number, max: number): number {
@@ -66,10 +68,11 @@ export async function healthMonitor(input: HealthMonitorInput = {}): Promise<Hea
   const aligned = windowStartOf(nominal + 999, windowMs);
   // A Schedule fires on window boundaries; any other start time is a trigger: one pass now.
   const once = input.once ?? (input.windowStart === undefined && Math.abs(nominal - aligned) > 999);
-  // A window's probes begin a little after the Schedule fires (its lanes take a moment to start:
-  // a workflow task and an activity round trip, about a second on a loaded host), so a 1 s service's
-  // probe never waits at the boundary; the previous window covers up to the same point.
-  const leadMs = Math.min(5_000, Math.floor(windowMs / 2));
+  // A window's probes begin a while after the Schedule fires: its lane must be running by then (a
+  // workflow task and an activity task: under a second on a quiet host, measured up to 18 s on a
+  // 2-core host at load 8), so a 1 s service's probe never waits at the boundary; the previous window
+  // covers up to the same point, and the new lane sleeps until it.
+  const leadMs = Math.min(15_000, Math.floor(windowMs / 2));
   const windowStart = input.windowStart ?? (once ? Date.now() : aligned + leadMs);
   const windowEnd = once ? windowStart : windowStart + windowMs;
   // Shards hear from their lane at least every minute; three missed keepalives and their services read unknown.

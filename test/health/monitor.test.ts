@@ -116,6 +116,9 @@ test('each service is probed at its own interval, a stalled target holds up nobo
     const result = (await h.result()) as HealthMonitorResult;
     expect(result.once).toBe(false);
     expect(result.lanes).toHaveLength(1);
+    // The lane kept up: nothing overdue, not even while it drained the stalled probe after the window's end
+    // (from then on the services are the next window's).
+    expect(result.lanes[0]!.overdue).toBe(0);
     const fast = targets.arrivals.get(`/${p}/fast`)!.filter((t) => t >= windowStart && t < windowStart + 9_000);
     const mid = targets.arrivals.get(`/${p}/mid`)!.filter((t) => t >= windowStart && t < windowStart + 9_000);
     // Each at its own cadence: ~9 probes of the 1 s service and ~3 of the 3 s one in a 9 s window.
