@@ -381,7 +381,11 @@ async function mixedIntervals(
       // The windows' own account (how late lanes began, how late probes started), for the log.
       for await (const wf of client.workflow.list({ query: `WorkflowType = "healthMonitor" AND ExecutionStatus = "Completed"` })) {
         const r = (await client.workflow.getHandle(wf.workflowId, wf.runId).result()) as { windowStart: string; lanes: unknown[] };
-        process.stderr.write(`mixed: window ${r.windowStart}: ${JSON.stringify(r.lanes)}\n`);
+        const h = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
+        const at = (e: { eventTime?: { seconds?: unknown; nanos?: number | null } | null }) => Number(e!.eventTime!.seconds) * 1000 + (e!.eventTime!.nanos ?? 0) / 1e6;
+        const t0 = Date.parse(r.windowStart);
+        const trace = h.events!.map((e) => `${Math.round(at(e) - t0)}:${String(e.eventType).replace('EVENT_TYPE_', '')}`).join(' ');
+        process.stderr.write(`mixed: window ${r.windowStart}: ${JSON.stringify(r.lanes)}\n  ${trace}\n`);
       }
     }
     const gaps = gapsOf(arrivals, from, to);

@@ -309,8 +309,9 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
       const from = input.once ? t0 : attempt === 1 ? input.windowStart : Math.max(input.windowStart, t0);
       for (const [id, m] of mine) {
         const first = input.once ? t0 : nextGridTime(id, m.check.interval, from);
-        // Where the service stood before this window: its previous grid time (the last window's probe).
-        lastResultAt.set(id, Math.min(t0, first - m.check.interval + m.check.timeout));
+        // Where the service stood before this window: its previous grid time (the last window's probe, or
+        // this lane's previous attempt's). Not the lane's own start: a lane starts ahead of its window.
+        lastResultAt.set(id, first - m.check.interval + m.check.timeout);
         if (first < input.windowEnd || input.once) agenda.push(first, id);
       }
 
@@ -537,8 +538,9 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
 
       const checkOverdue = () => {
         const t = now();
-        // After the window's end the next window's lane probes these services: their overdue-ness is its call.
-        if (t >= input.windowEnd) return;
+        // Before the window's start the previous window's lane probes these services, after its end the
+        // next one's: their overdue-ness is its call.
+        if (t < input.windowStart || t >= input.windowEnd) return;
         for (const [id, m] of mine) {
           if (overdueMarked.has(id)) continue;
           const last = lastResultAt.get(id) ?? t0;

@@ -99,8 +99,9 @@ test('each service is probed at its own interval, a stalled target holds up nobo
   targets.status.set(`/${p}/slow`, 'stall');
   const client = await testClient();
   await withWorkers(taskQueue, registry, 1, async () => {
-    // The window begins once the lane has started (as a scheduled window does: see healthMonitor's lead).
-    const windowStart = Date.now() + 1500;
+    // The window begins a few seconds after the lane has started, as a scheduled window does (healthMonitor's
+    // lead): nothing may read overdue for the wait.
+    const windowStart = Date.now() + 4000;
     const input: HealthMonitorInput = { windowStart, windowMs: 9_000, concurrency: 10 };
     const run = client.workflow.start('healthMonitor', { taskQueue, workflowId: `monitor/${p}`, args: [input] });
     const h = await run;
