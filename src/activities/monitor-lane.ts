@@ -6,8 +6,9 @@
  * at a time) and publishes results to the shards as they come:
  *
  * - a result that says more than a plain pass (a failure, a warning, a
- *   failing dependency, maintenance), or that follows one, goes out within
- *   `flushMs` (250 ms) by a `healthShardResults` signal to its shard;
+ *   failing dependency, maintenance), or that follows one, goes out at
+ *   once by a `healthShardResults` signal to its shard (one message at a time
+ *   per shard, in order; what comes meanwhile follows as soon as it is answered);
  * - plain passes are sent until the service is steady in this lane's view
  *   (`successThreshold` of them in a row), then not at all: they could change
  *   nothing, and history is written only when state changes. The first result
@@ -58,7 +59,7 @@ export interface MonitorLaneDeps {
   judge?(results: ProbeResult[]): Promise<ProbeResult[]>;
   /** Clock, epoch ms; default Date.now. */
   now?: () => number;
-  /** Most time an urgent result waits before it is sent, ms; default 250. */
+  /** The housekeeping tick (plain passes, overdue marks, retries of failed sends), ms; default 250. */
   flushMs?: number;
   /** Most time a plain pass waits before it is sent, ms; default 5000. */
   passFlushMs?: number;
@@ -302,6 +303,9 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
         return o;
       };
       let toRecord: ProbeResult[] = [];
+      let lastFlushError: unknown;
+      /** The agenda is done: the final flush sends what is left. */
+      let done = false;
 
       // The agenda: each service's first grid time in the window (a retried attempt starts from now).
       const agenda = new Agenda();
@@ -367,6 +371,20 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
         if (!isPlain || notableSent.has(id) || wasOverdue) o.urgent = true;
         if (isPlain) notableSent.delete(id);
         else notableSent.add(id);
+        if (o.urgent) sendSoon(m.shard);
+      };
+
+      /** Sends a shard's urgent results now (not at the next flush tick), and again if more came meanwhile. */
+      const sendSoon = (shard: number): void => {
+        const o = outboxOf(shard);
+        if (o.busy || done) return;
+        void flushShard(shard, false)
+          .then(() => {
+            if (o.urgent && o.entries.length) sendSoon(shard);
+          })
+          .catch((err) => {
+            lastFlushError = err;
+          });
       };
 
       const probeOne = async (id: string, dueAt: number) => {
@@ -454,7 +472,6 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
       };
 
       const flushLimit = pLimit(16);
-      let lastFlushError: unknown;
       const flushAll = async (force: boolean) => {
         const shards = new Set<number>([...outboxes.keys(), ...membersOf.keys()]);
         await Promise.all(
@@ -555,7 +572,6 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
       };
 
       // Housekeeping on its own clock: flushes, history, overdue, heartbeats, figures, remote verdicts.
-      let done = false;
       let lastBeat = 0;
       let lastRecord = 0;
       let lastRemote = 0;
