@@ -26,6 +26,7 @@ import { openState, type StateBackend } from '../src/state';
 import { staticRegistry } from '../src/activities/registry';
 import { parseRegistry } from '../src/domain/registry-parse';
 import { summarize, type Figure } from './harness';
+import { workflowPreloadModules } from '../src/worker/bundle';
 
 const ROUNDS = 8;
 /** Workflows per side per round. */
@@ -56,6 +57,9 @@ async function rig(dynamicConfig?: Record<string, string | number | boolean>): P
     connection: nc,
     taskQueue: TASK_QUEUE,
     workflowsPath: require.resolve('../src/workflows'),
+    // Bundled as `worker` and `dev` bundle it: without the preload list every new run re-evaluated zod
+    // and the domain modules in its first workflow task (docs/temporal-overhead.md).
+    bundlerOptions: { preloadModules: workflowPreloadModules() },
     activities: createActivities({ registry: staticRegistry(parsed.registry), state }),
   });
   const connection = await Connection.connect({ address: server.address });
