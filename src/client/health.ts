@@ -19,6 +19,7 @@ import { resultOf } from './failure';
 import type { HealthFigures, HealthStatus, ServiceHealthState } from '../domain/health';
 import { serviceHealthQuery } from '../workflows/service-health';
 import { healthShardQuery } from '../workflows/health-shard';
+import { proberStateQuery } from '../workflows/prober';
 import { healthShardWorkflowId, shardOf } from '../domain/health-shard';
 import type { HealthSweepInput, HealthSweepResult } from '../workflows/sweep';
 import type { HealthMonitorInput } from '../workflows/monitor';
@@ -385,4 +386,46 @@ export function resumeSweepSchedule(client: Client, scheduleId = DEFAULT_SWEEP_S
 /** Starts one sweep now through the schedule (overlap policy still applies). */
 export function triggerSweepSchedule(client: Client, scheduleId = DEFAULT_SWEEP_SCHEDULE_ID): Promise<void> {
   return withSchedule(client, scheduleId, (h) => h.trigger());
+}
+
+/** A worker process whose own network is down (docs/health.md, "The prober's own health"). */
+export interface OfflineProber {
+  /** The process, `host:pid`. */
+  identity: string;
+  taskQueue: string;
+  /** `prober/<taskQueue>/<identity>`. */
+  workflowId: string;
+  /** When it went offline, ISO time. */
+  since: string;
+  /** The open incident (the TRIGGERED alert's id). */
+  incidentId: string;
+}
+
+/**
+ * The worker processes now offline: their `proberHealth` workflows with an
+ * open incident (visibility lists the running ones; each is queried). A
+ * prober whose workflow does not answer within `queryTimeoutMs` is left out:
+ * this is a hint beside the fleet's status, not the status itself.
+ */
+export async function listOfflineProbers(client: Client, opts: { taskQueue?: string; queryTimeoutMs?: number } = {}): Promise<OfflineProber[]> {
+  const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
+  checkInt('queryTimeoutMs', queryTimeoutMs, 1, 600_000);
+  const tq = opts.taskQueue ? ` AND TaskQueue = "${opts.taskQueue.replace(/["\\]/g, '')}"` : '';
+  const ids: string[] = [];
+  for await (const wf of client.workflow.list({ query: `WorkflowType = "proberHealth" AND ExecutionStatus = "Running"${tq}` })) ids.push(wf.workflowId);
+  const limit = pLimit(16);
+  const found = await Promise.all(
+    ids.map((workflowId) =>
+      limit(async (): Promise<OfflineProber | undefined> => {
+        try {
+          const { state } = await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => client.workflow.getHandle(workflowId).query(proberStateQuery));
+          if (!state.open) return undefined;
+          return { identity: state.identity, taskQueue: state.taskQueue, workflowId, since: new Date(state.open.since).toISOString(), incidentId: state.open.incidentId };
+        } catch {
+          return undefined;
+        }
+      }),
+    ),
+  );
+  return found.filter((p): p is OfflineProber => p !== undefined).sort((a, b) => (a.identity < b.identity ? -1 : 1));
 }

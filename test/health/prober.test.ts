@@ -20,7 +20,8 @@ import { NO_CANARIES, ProberHealth, registerProberMetrics } from '../../src/acti
 import { createProber } from '../../src/activities/probes';
 import type { ProbeResult } from '../../src/domain/health';
 import { openState, type StateBackend } from '../../src/state';
-import { listHealth } from '../../src/client/health';
+import { listHealth, listOfflineProbers, type OfflineProber } from '../../src/client/health';
+import { formatOfflineProbers } from '../../src/client/cli/commands/health';
 import { proberWorkflowId } from '../../src/domain/prober-health';
 import { healthSweep } from '../../src/workflows/sweep';
 import { closeTestClient, testClient, uniqueTaskQueue, withTestWorker } from '../helpers/temporal';
@@ -147,11 +148,16 @@ test('a restarted prober still offline sends no second alert: the decision is th
   await withTestWorker({ taskQueue, activities: first }, async () => {
     expect((await first.probeRegistryPage(page)).verdicts).toBe('iiii');
     await eventually(() => mine().length === 1, 'TRIGGERED');
+    // `integration-agent status` names it under the table.
+    let offline: OfflineProber[] = [];
+    await eventually(async () => (offline = await listOfflineProbers(client, { taskQueue })).length === 1, 'the prober listed offline');
+    expect(formatOfflineProbers(offline)).toMatch(new RegExp(`^\\nprober web-7:99 OFFLINE since \\d{4}-.*Z: its connection-level failures count as no result, not downtime \\(alert prober/${taskQueue}/web-7:99@\\d+#1\\)$`));
     const second = life(); // the same process identity, started again, its network still down
     expect((await second.probeRegistryPage(page)).verdicts).toBe('iiii');
     net.broken = false;
     expect((await second.probeRegistryPage(page)).verdicts).toBe('PPPP');
     await eventually(() => mine().length === 2, 'RESOLVED');
+    expect(await listOfflineProbers(client, { taskQueue })).toEqual([]);
   });
   expect(mine().map((a) => a.kind)).toEqual(['TRIGGERED', 'RESOLVED']);
 });

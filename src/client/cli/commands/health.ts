@@ -12,6 +12,8 @@ import {
   describeSweepSchedule,
   getHealth,
   listHealth,
+  listOfflineProbers,
+  type OfflineProber,
   pauseSweepSchedule,
   resumeSweepSchedule,
   triggerSweepSchedule,
@@ -61,6 +63,13 @@ export function formatStatus(rows: StatusRow[]): string {
  * `2s`, `1m`, `1h30m`), more than 0, in ms. A bare number is refused rather
  * than guessed (seconds? milliseconds?), with both readings offered.
  */
+/** Lines under the status table for worker processes now offline (none: empty). */
+export function formatOfflineProbers(probers: readonly OfflineProber[]): string {
+  return probers
+    .map((p) => `\nprober ${p.identity} OFFLINE since ${p.since}: its connection-level failures count as no result, not downtime (alert ${p.incidentId})`)
+    .join('');
+}
+
 export function durationOption(name: string) {
   return (v: string): number => {
     if (/^\s*\d+(\.\d+)?\s*$/.test(v)) throw new CliError(`${name}: "${v.trim()}" has no unit: write ${v.trim()}ms or ${v.trim()}s (a duration takes a unit: 500ms, 2s, 1m)`);
@@ -125,8 +134,10 @@ export function register(program: Command): void {
       await withClient(async (client, config) => {
         for (;;) {
           const rows = await statusRows(client, config, serviceId);
+          // Text only (the JSON stays the rows): a worker whose own network is down says so under the table.
+          const probers = opts.json ? [] : await listOfflineProbers(client, { taskQueue: config.taskQueue }).catch(() => []);
           if (opts.watch && !opts.json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
-          emit(opts, rows, () => (opts.watch ? `${new Date().toISOString()}\n` : '') + formatStatus(rows));
+          emit(opts, rows, () => (opts.watch ? `${new Date().toISOString()}\n` : '') + formatStatus(rows) + formatOfflineProbers(probers));
           if (!opts.watch) return;
           await new Promise((r) => setTimeout(r, opts.every));
         }
