@@ -220,3 +220,29 @@ test('two workers, one with a broken network: the fleet stays healthy, the broke
     writeFileSync(join(__dirname, '..', 'histories', 'prober-offline-resolved.json'), JSON.stringify({ workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
   }
 });
+
+test('continuous monitoring: lanes judging results one at a time take a broken worker offline; no service alerts, one prober alert each way', async () => {
+  const client = await testClient();
+  const taskQueue = uniqueTaskQueue('prober-lane');
+  const registry = fleet('lane');
+  const net = network();
+  const activities = createActivities({
+    registry: { current: () => registry },
+    state: await state(),
+    reporterId: 'lane-host:3',
+    probes: { route: net.route },
+    health: { client, alertWebhooks: [{ name: 'ops', url: receiver.url, format: 'json', timeoutMs: 2000 }], figuresEveryMs: 0 },
+  });
+  const mine = () => receiver.alerts.filter((a) => a.id.startsWith(`prober/${taskQueue}/`) || a.serviceId.startsWith('lane-'));
+  await withTestWorker({ taskQueue, activities }, async () => {
+    const h = await client.workflow.start('healthMonitor', { taskQueue, workflowId: `monitor/${taskQueue}`, args: [{ windowStart: Date.now() + 500, windowMs: 8_000, concurrency: 4 }] });
+    await eventually(() => mine().length === 1, 'prober offline', 15_000);
+    net.broken = false;
+    await eventually(() => mine().length === 2, 'prober back online', 15_000);
+    await h.result();
+    const views = await listHealth(client, { taskQueue });
+    expect(views.map((v) => v.status)).not.toContain('unhealthy');
+  });
+  expect(mine().map((a) => `${a.source} ${a.kind} ${a.serviceId}`)).toEqual(['prober TRIGGERED lane-host:3', 'prober RESOLVED lane-host:3']);
+}, 40_000);
+
