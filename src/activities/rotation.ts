@@ -61,6 +61,8 @@ export interface ServiceRef {
   registryVersion?: string;
 }
 
+/** Consumers checked at once by preflight (breaker state, provider plan checks). */
+const PREFLIGHT_CONCURRENCY = 16;
 /** Most preflight problems listed (the rest are counted): bounds the result whatever the number of consumers. */
 export const MAX_PREFLIGHT_PROBLEMS = 50;
 
@@ -437,23 +439,35 @@ export function createRotationActivities(deps: RotationActivityDeps) {
             : `credential ${credential.id} has version ${l.versionId} (left by ${l.createdBy}, superseded by a forced rotation) still valid at the issuer; ${held}`,
         );
       }
+      // Per-consumer checks run a few at once (a credential may have thousands of consumers: one at a time,
+      // breaker lookups alone outlast the step's timeout); problems keep the consumers' order.
       const breakerState = deps.preflight?.breakerState;
-      if (breakerState) {
-        for (const c of consumers) {
-          const state = await breakerState(c.id);
-          if (state === 'OPEN') problems.push(`circuit breaker of consumer ${c.id} is OPEN`);
-        }
-      }
+      const checks = pLimit(PREFLIGHT_CONCURRENCY);
+      const perConsumer = await Promise.all(
+        consumers.map((c) =>
+          checks(async (): Promise<string[]> => {
+            const found: string[] = [];
+            if (breakerState && (await breakerState(c.id)) === 'OPEN') found.push(`circuit breaker of consumer ${c.id} is OPEN`);
+            return found;
+          }),
+        ),
+      );
+      problems.push(...perConsumer.flat());
       // Provider plan checks (e.g. Make connections whose data the API cannot edit), before anything changes.
-      for (const c of consumers) {
-        const p = providers[consumerProviderName(c)];
-        if (!p?.preflight) continue;
-        try {
-          problems.push(...(await p.preflight(ctx(credential, c, 15_000))));
-        } catch (err) {
-          problems.push(`consumer ${c.id}: plan check failed: ${(err as Error).message.split('\n')[0]}`);
-        }
-      }
+      const planChecks = await Promise.all(
+        consumers.map((c) =>
+          checks(async (): Promise<string[]> => {
+            const p = providers[consumerProviderName(c)];
+            if (!p?.preflight) return [];
+            try {
+              return await p.preflight(ctx(credential, c, 15_000));
+            } catch (err) {
+              return [`consumer ${c.id}: plan check failed: ${(err as Error).message.split('\n')[0]}`];
+            }
+          }),
+        ),
+      );
+      problems.push(...planChecks.flat());
       const healthy = await (deps.preflight?.serviceHealthy ?? probeHealth)(issuer);
       if (healthy === false) problems.push(`issuer ${issuer.id} is unhealthy`);
       const stale = (await store.listVersions(credential.id))

@@ -239,9 +239,12 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   const svc = (id: string, role: ServiceProgress['role']) => progressOf.get(`${role}:${id}`)!;
   const issuerProgress = svc(plan.issuer, 'issuer');
 
+  // By reference, preflight's deadline grows with the consumers it checks (16 at a time): 30 s plus
+  // 50 ms each (3,000 consumers: 3 min). Runs begun before had 30 s, whatever their size.
+  const preflightActs = byRef ? proxyActivities<Acts>({ ...SHORT_STEP, startToCloseTimeout: 30_000 + 50 * plan.consumers.length }) : shortActs;
   let preflight: PreflightResult;
   try {
-    preflight = await shortActs.rotationPreflight(
+    preflight = await preflightActs.rotationPreflight(
       byRef ? { credential: credentialRef, issuerId: plan.issuer, registryVersion } : { credential: credentialRef, issuer, consumers: [...consumerSpecs!.values()] },
     );
   } catch (err) {

@@ -154,6 +154,31 @@ test('preflight refuses an unhealthy issuer or an OPEN breaker without changing 
   });
 });
 
+test('preflight over many consumers checks them a few at once and lists at most 50 problems, in consumer order', async () => {
+  const many = Array.from({ length: 80 }, (_, i) => ({ id: `o${String(i).padStart(2, '0')}` }));
+  await withFixture(many, async (fx) => {
+    let inFlight = 0;
+    let most = 0;
+    const preflight = {
+      breakerState: async () => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 20));
+        inFlight--;
+        return 'OPEN';
+      },
+    };
+    const refused = await fx.run(() => rotate(await_client(), { credentialId: fx.credentialId, taskQueue: fx.taskQueue, dryRun: true }), preflight);
+    expect(refused.status).toBe('failed');
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(16);
+    const listed = refused.cause!.replace(/^preflight: /, '').split('; ');
+    expect(listed).toHaveLength(50);
+    expect(listed[0]).toBe('circuit breaker of consumer o00 is OPEN');
+    expect(listed[48]).toBe('circuit breaker of consumer o48 is OPEN');
+    expect(listed[49]).toBe('and 31 more problems');
+  });
+});
+
 test('a leftover PENDING from an earlier run is reported; --force revokes it and rotates', async () => {
   await withFixture([{ id: 'k' }], async (fx) => {
     await fx.store.putPending(fx.credentialId, 'v-leftover', 'leftover-secret', 'rotation/old#run');
