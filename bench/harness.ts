@@ -32,11 +32,17 @@ export function summarize(samples: number[]): { p50: number; p99: number; n: num
 
 /** Sum of the stored history blobs, bytes (a dev server's SQLite file, `--db-filename`, read-only). */
 export function historyBytes(dbFile: string): number {
-  const db = new Database(dbFile, { readonly: true, fileMustExist: true });
-  try {
-    db.pragma('busy_timeout = 5000');
-    return (db.prepare('SELECT COALESCE(SUM(LENGTH(data)), 0) AS b FROM history_node').get() as { b: number }).b;
-  } finally {
-    db.close();
+  // The server writes all the time and holds its lock for long stretches on a loaded machine:
+  // retry (the lock is the server's, the wait is ours) for up to a minute.
+  for (let attempt = 0; ; attempt++) {
+    const db = new Database(dbFile, { readonly: true, fileMustExist: true, timeout: 5_000 });
+    try {
+      return (db.prepare('SELECT COALESCE(SUM(LENGTH(data)), 0) AS b FROM history_node').get() as { b: number }).b;
+    } catch (err) {
+      if (!/locked|busy/i.test((err as Error).message) || attempt >= 12) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 200 + Math.random() * 300);
+    } finally {
+      db.close();
+    }
   }
 }
