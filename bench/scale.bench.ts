@@ -39,14 +39,14 @@ import { AesGcmCodec } from '../src/codec/aes-gcm-codec';
 import { loadCodecKeys } from '../src/codec/keys';
 import { startDevServer } from '../src/dev/dev-server';
 import type { HealthSweepResult } from '../src/workflows/sweep';
-import { applySweepSchedule } from '../src/client/health';
+import { applySweepSchedule, listHealth } from '../src/client/health';
 import pLimit from 'p-limit';
 import { request } from 'undici';
 import { historyBytes, type Figure } from './harness';
 
 const CONCURRENCY = 50;
-/** Requests the fleet server has answered, and the distinct services seen since `seen` was cleared. */
-const fleetCount = { requests: 0, seen: new Set<string>() };
+/** Requests the fleet server has answered. */
+const fleetCount = { requests: 0 };
 const MODE = process.env.BENCH_SCALE_MODE ?? 'both';
 const ANSWER_MIN_MS = 50;
 const ANSWER_MAX_MS = 100;
@@ -276,20 +276,19 @@ async function continuousPhase(n: number, client: Client, dbFile: string, fig: (
   const WINDOW = 60_000;
   const out: Figure[] = [];
   const scheduleId = 'bench-scale-continuous';
-  fleetCount.seen.clear();
   const t0 = Date.now();
   await applySweepSchedule(client, { scheduleId, taskQueue: 'integration-agent', mode: 'continuous', intervalMs: WINDOW });
-  // First results: every service probed once (the first window starts at the next minute + 5 s).
+  // First results: every service has one in its shard (read as `status` reads, every 5 s).
   let firstAll = NaN;
-  let firstWindowAt = NaN;
   for (;;) {
-    if (Number.isNaN(firstWindowAt) && fleetCount.seen.size > 0) firstWindowAt = Date.now();
-    if (fleetCount.seen.size >= n) {
-      firstAll = Date.now() - firstWindowAt;
+    await new Promise((r) => setTimeout(r, 5_000));
+    const rows = await listHealth(client, { taskQueue: 'integration-agent' }).catch(() => []);
+    const fresh = rows.filter((r) => (r.lastProbe?.at ?? 0) >= t0).length;
+    if (fresh >= n) {
+      firstAll = Date.now() - (Math.ceil(t0 / WINDOW) * WINDOW + 15_000);
       break;
     }
     if (Date.now() - t0 > 5 * WINDOW) break;
-    await new Promise((r) => setTimeout(r, 100));
   }
   // Measure over two whole windows from the next window's start.
   const nextWindow = Math.ceil(Date.now() / WINDOW) * WINDOW + 5_000;
@@ -321,7 +320,7 @@ async function continuousPhase(n: number, client: Client, dbFile: string, fig: (
     }
   }
   out.push(
-    fig('continuous: time until every service has its first result (from the first probe)', firstAll, 'ms', { baseline: { name: 'interval', value: INTERVAL }, ratio: firstAll / INTERVAL, target: '<= 3x one probe cycle', met: firstAll <= 3 * INTERVAL }),
+    fig('continuous: time until every service has its first result in its shard (from the first window\'s start; read every 5 s)', firstAll, 'ms', { baseline: { name: 'interval', value: INTERVAL }, ratio: firstAll / INTERVAL, target: '<= 3x one probe cycle', met: firstAll <= 3 * INTERVAL }),
     fig('continuous: probes answered over two windows', requests, 'probes', { baseline: { name: `due (N / ${INTERVAL / 1000} s)`, value: Math.round(due) }, ratio: requests / due, target: 'the rate due, within 1.5x (>= 0.67)', met: requests / due >= 1 / 1.5 }),
     fig('continuous: probes that started late (> 10% of the interval) / probes, completed windows', probes ? late / probes : NaN, 'share', { baseline: { name: 'probes', value: probes } }),
     fig('continuous: latest probe start after its grid time', maxLate, 'ms'),
@@ -340,9 +339,8 @@ export default async function run(): Promise<Figure[]> {
     return v;
   });
   // One loopback server answers every service, each request after 50-100 ms.
-  const fleet = createServer((req, res) => {
+  const fleet = createServer((_req, res) => {
     fleetCount.requests++;
-    fleetCount.seen.add(req.url ?? '');
     setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"pass"}'), ANSWER_MIN_MS + Math.random() * (ANSWER_MAX_MS - ANSWER_MIN_MS));
   });
   fleet.keepAliveTimeout = 5000;

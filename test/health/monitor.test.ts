@@ -224,3 +224,26 @@ test('schedule apply --mode continuous runs healthMonitor windows; a trigger pro
   }
 }, 60_000);
 
+
+test('a later window writes nothing for services already steady in their shard (no first results, no passes)', async () => {
+  const p = uniquePrefix();
+  const taskQueue = uniqueTaskQueue('monitor');
+  const ids = Array.from({ length: 6 }, (_, i) => `${p}-q${i}`);
+  const registry = { current: registryOf(ids.map((id) => ({ id, type: 'api', endpoints: [{ url: targets.url }], healthCheck: { path: `/${id}`, interval: '1s', timeout: '500ms' } }))) };
+  const client = await testClient();
+  await withWorkers(taskQueue, registry, 1, async () => {
+    const start = Date.now() + 1000;
+    const first = (await client.workflow.execute('healthMonitor', { taskQueue, workflowId: `monitor/${p}-1`, args: [{ windowStart: start, windowMs: 4_000 } satisfies HealthMonitorInput] })) as HealthMonitorResult;
+    // Each service: its first result and successThreshold (2) passes in a row, then steady.
+    expect(first.lanes[0]!.resultsSent).toBe(2 * ids.length);
+    await eventually(async () => (await listHealth(client, { taskQueue })).filter((r) => r.status === 'healthy').length === ids.length, 'all healthy');
+    const second = (await client.workflow.execute('healthMonitor', { taskQueue, workflowId: `monitor/${p}-2`, args: [{ windowStart: Date.now() + 1000, windowMs: 4_000 } satisfies HealthMonitorInput] })) as HealthMonitorResult;
+    expect(second.lanes[0]!.probes).toBeGreaterThanOrEqual(3 * ids.length);
+    expect(second.lanes[0]!.resultsSent).toBe(0);
+    // A change is still news: one service fails in a third window and its results go out.
+    targets.status.set(`/${ids[0]}`, 500);
+    const third = (await client.workflow.execute('healthMonitor', { taskQueue, workflowId: `monitor/${p}-3`, args: [{ windowStart: Date.now() + 1000, windowMs: 4_000 } satisfies HealthMonitorInput] })) as HealthMonitorResult;
+    expect(third.lanes[0]!.resultsSent).toBeGreaterThanOrEqual(3);
+    expect((await getHealth(client, ids[0]!, { taskQueue }))?.status).toBe('unhealthy');
+  });
+}, 60_000);
