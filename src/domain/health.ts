@@ -370,7 +370,7 @@ function formatThreshold(ms: number): string {
  */
 export interface ProbeTarget {
   id: string;
-  /** Absolute URL probed: `healthCheck.url`, else the first endpoint + `healthCheck.path`. */
+  /** Absolute URL probed: `healthCheck.url`, else the first endpoint with its path and query replaced by `healthCheck.path`. */
   url: string;
   /** Every URL probed, in endpoint order, when there is more than one (`url` is the first). */
   urls?: string[];

@@ -16,6 +16,7 @@ import {
   isWarningAlert,
   markStale,
   openMaintenanceOccurrence,
+  probeTarget,
   statusMatches,
   zonedTimeToUtc,
   type AvailabilitySpan,
@@ -24,6 +25,7 @@ import {
   type ServiceHealthState,
 } from '../../src/domain/health';
 import { healthCheckSchema, maintenanceWindowSchema } from '../../src/domain/registry';
+import { parseRegistry } from '../../src/domain/registry-parse';
 
 const check = (c: unknown = {}) => healthCheckSchema.parse(c);
 const NOW = Date.UTC(2026, 5, 1, 12, 0, 0);
@@ -346,5 +348,27 @@ describe('maintenance windows', () => {
     expect(() => w({ start: '2026-06-01 14:00', duration: '1h' })).toThrow(/local date-time like 2026-12-01T02:00/);
     expect(() => w({ start: '2026-06-01T14:00', duration: '1h', timezone: 'Mars/Olympus' })).toThrow(/IANA time zone/);
     expect(() => w({ start: '2026-06-01T14:00', duration: '0s' })).toThrow(/longer than 0/);
+  });
+});
+
+describe('what a service is probed at (docs/registry.md, healthCheck and path)', () => {
+  const registry = (yaml: string) => {
+    const r = parseRegistry(yaml, 'inline.yaml');
+    if (!r.ok) throw new Error(r.problems.map((p) => p.message).join('\n'));
+    return r.registry;
+  };
+
+  it('probes a service without healthCheck with the defaults: GET on each endpoint, every 30 s, 2 s timeout, 200 expected', () => {
+    const [s] = registry('services:\n  - id: bare\n    type: api\n    endpoints: [{ url: "http://127.0.0.1:18080/svc/bare" }]\n').services;
+    const t = probeTarget(s!);
+    expect(t.url).toBe('http://127.0.0.1:18080/svc/bare');
+    expect(t.check).toMatchObject({ type: 'http', method: 'GET', interval: 30_000, timeout: 2_000, failureThreshold: 3 });
+    expect(t.check.expect.status).toEqual([200]);
+  });
+
+  it('path replaces the endpoint URL\'s path and query (it is not appended to them)', () => {
+    const yaml = 'services:\n  - id: a\n    type: api\n    endpoints: [{ url: "http://127.0.0.1:18080/svc/a?x=1" }, { url: "http://127.0.0.2:18080/base/" }]\n    healthCheck: { path: "/health?deep=1" }\n';
+    const t = probeTarget(registry(yaml).services[0]!);
+    expect(t.urls).toEqual(['http://127.0.0.1:18080/health?deep=1', 'http://127.0.0.2:18080/health?deep=1']);
   });
 });
