@@ -97,6 +97,8 @@ export interface MonitorLaneResult {
   messages: number;
   /** Results sent in them (the others were plain passes of steady services). */
   resultsSent: number;
+  /** Services' figures sent in them (only those that changed). */
+  figuresSent: number;
   /** Probes that started later than their grid time by more than 10% of the interval (at least 100 ms). */
   late: number;
   /** Largest start delay after the grid time, ms. */
@@ -290,7 +292,7 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
         mine.set(s.id, { spec: s, target: probeTarget(s), check: effectiveHealthCheck(s), shard });
       }
 
-      const stats: MonitorLaneResult = { lane: input.lane, services: mine.size, probes: 0, messages: 0, resultsSent: 0, late: 0, maxLateMs: 0, skipped: 0, overdue: 0, beganMs: now() - input.windowStart, eventLoopDelayP99Ms: 0 };
+      const stats: MonitorLaneResult = { lane: input.lane, services: mine.size, probes: 0, messages: 0, resultsSent: 0, figuresSent: 0, late: 0, maxLateMs: 0, skipped: 0, overdue: 0, beganMs: now() - input.windowStart, eventLoopDelayP99Ms: 0 };
       const loopDelay = monitorEventLoopDelay({ resolution: 20 });
       loopDelay.enable();
       const verdictOf = new Map<string, ProbeVerdict>();
@@ -464,6 +466,7 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
           o.sentAt = now();
           stats.messages++;
           stats.resultsSent += entries.length;
+          stats.figuresSent += Object.keys(figures).length;
         } catch (err) {
           // Put it back for the next flush (same content, a new seq); the shard drops nothing twice.
           o.entries.unshift(...entries);
