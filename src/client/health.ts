@@ -299,7 +299,7 @@ export async function applySweepSchedule(client: Client, opts: SweepScheduleOpti
       spec,
       action,
       policies,
-      state: { paused: opts.paused ?? false, note: opts.note ?? 'health sweeps (integration-agent schedule apply)' },
+      state: { paused: opts.paused ?? false, note: opts.note ?? (mode === 'continuous' ? 'continuous health monitoring (integration-agent schedule apply)' : 'health sweeps (integration-agent schedule apply)') },
     });
     return { scheduleId, result: 'created' };
   } catch (err) {
@@ -370,7 +370,16 @@ async function withSchedule<T>(client: Client, scheduleId: string, fn: (h: Retur
 
 /** Describes the sweep schedule. @throws ScheduleNotFoundError naming the id and the fix. */
 export function describeSweepSchedule(client: Client, scheduleId = DEFAULT_SWEEP_SCHEDULE_ID): Promise<SweepScheduleInfo> {
-  return withSchedule(client, scheduleId, async (h) => describeToInfo(scheduleId, await h.describe()));
+  return withSchedule(client, scheduleId, async (h) => {
+    const info = describeToInfo(scheduleId, await h.describe());
+    if (info.mode === 'continuous' && info.runningWorkflows.length === 0) {
+      // Under overlap ALLOW_ALL the schedule does not track its running actions: ask visibility
+      // (eventually consistent: a window started in the last second may be missing).
+      const id = scheduleId.replace(/["\\]/g, '');
+      for await (const wf of client.workflow.list({ query: `TemporalScheduledById = "${id}" AND ExecutionStatus = "Running"` })) info.runningWorkflows.push(wf.workflowId);
+    }
+    return info;
+  });
 }
 
 /** Pauses the sweep schedule (running sweeps finish). */

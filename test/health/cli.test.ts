@@ -95,6 +95,7 @@ test('user errors are CliErrors with the fix', async () => {
   await expect(cli(['status', '--watch', '--every', '0s'])).rejects.toThrow(new CliError('--every: invalid duration "0s": use e.g. 500ms, 2s, 1m (more than 0)'));
   await expect(cli(['schedule', 'describe', '--id', 'no-such-schedule'])).rejects.toThrow('no schedule "no-such-schedule": create it with `integration-agent schedule apply`');
   await expect(cli(['schedule', 'apply', '--interval', '5'])).rejects.toThrow('--interval: "5" has no unit: write 5ms or 5s (a duration takes a unit: 500ms, 2s, 1m)');
+  await expect(cli(['schedule', 'apply', '--interval', '100ms'])).rejects.toThrow('schedule apply: --interval must be at least 1s, got 100ms');
   const help = new Command('integration-agent').exitOverride();
   register(help);
   const status = help.commands.find((c) => c.name() === 'status')!;

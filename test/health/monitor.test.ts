@@ -201,7 +201,14 @@ test('two workers on separate data dirs, two lanes: every service monitored, and
 test('schedule apply --mode continuous runs healthMonitor windows; a trigger probes every service once, now', async () => {
   const p = uniquePrefix();
   const taskQueue = uniqueTaskQueue('monitor');
-  const registry = { current: registryOf([{ id: `${p}-a`, type: 'api', endpoints: [{ url: targets.url }], healthCheck: { path: `/${p}/a`, interval: '1h', timeout: '1s' } }]) };
+  const registry = {
+    current: registryOf([
+      { id: `${p}-a`, type: 'api', endpoints: [{ url: targets.url }], healthCheck: { path: `/${p}/a`, interval: '1h', timeout: '1s' } },
+      // Never answers: the triggered run lasts its 3 s timeout, long enough to be seen running.
+      { id: `${p}-b`, type: 'api', endpoints: [{ url: targets.url }], healthCheck: { path: `/${p}/b`, interval: '1h', timeout: '3s' } },
+    ]),
+  };
+  targets.status.set(`/${p}/b`, 'stall');
   const client = await testClient();
   const scheduleId = `monitor-${p}`;
   try {
@@ -210,13 +217,15 @@ test('schedule apply --mode continuous runs healthMonitor windows; a trigger pro
       const d = await describeSweepSchedule(client, scheduleId);
       expect(d).toMatchObject({ mode: 'continuous', intervalMs: 3_600_000, overlap: expect.stringMatching(/ALLOW_ALL/) });
       await triggerSweepSchedule(client, scheduleId);
+      // describe names the running window (overlap ALLOW_ALL: read from visibility).
+      await eventually(async () => (await describeSweepSchedule(client, scheduleId)).runningWorkflows.length === 1, 'describe shows the triggered run running', 10_000);
       // A 1 h interval: only the triggered one-pass run probes it now.
       await eventually(async () => (await getHealth(client, `${p}-a`, { taskQueue }))?.status !== undefined, 'the triggered run published a result', 15_000);
       await eventually(async () => (await describeSweepSchedule(client, scheduleId)).recentRuns.length === 1, 'one run');
       const wf = (await describeSweepSchedule(client, scheduleId)).recentRuns[0]!.workflowId;
       const r = (await client.workflow.getHandle(wf).result()) as HealthMonitorResult;
       expect(r.once).toBe(true);
-      expect(r.lanes[0]!.probes).toBe(1);
+      expect(r.lanes[0]!.probes).toBe(2);
       expect(targets.arrivals.get(`/${p}/a`)).toHaveLength(1);
     });
   } finally {

@@ -160,6 +160,7 @@ export function register(program: Command): void {
       await withClient(async (client, { taskQueue }) => {
         let r: Awaited<ReturnType<typeof applySweepSchedule>>;
         const intervalMs = o.interval ?? (o.mode === 'continuous' ? 60_000 : 30_000);
+        if (intervalMs < 1000) throw new CliError(`schedule apply: --interval must be at least 1s, got ${intervalMs}ms`);
         try {
           r = await applySweepSchedule(client, {
             scheduleId: id(o),
