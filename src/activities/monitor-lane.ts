@@ -217,6 +217,17 @@ function rootCausesOf(id: string, deps: ReadonlyMap<string, readonly string[]>, 
   return (roots.length ? roots : [found.sort()[0]!]).sort();
 }
 
+/** A result's details for its shard (the fields set; a credential only with `credential_rejected`). */
+function notableOf(r: ProbeResult): ShardNotable {
+  const n: ShardNotable = {};
+  if (r.failureKind) n.failureKind = r.failureKind;
+  if (r.detail) n.detail = r.detail;
+  if (r.maintenance) n.maintenance = true;
+  if (r.certThresholdMs !== undefined) n.certThresholdMs = r.certThresholdMs;
+  if (r.credentialId && r.failureKind === 'credential_rejected') n.credentialId = r.credentialId;
+  return n;
+}
+
 /** Every service depending on `id`, transitively, sorted. */
 function dependentsOf(id: string, dependents: ReadonlyMap<string, readonly string[]>): string[] {
   const all = new Set<string>();
@@ -353,12 +364,7 @@ export function createMonitorLaneActivities(deps: MonitorLaneDeps) {
         verdictOf.set(id, r.verdict);
         toRecord.push(r);
         const rootCauses = dependsOn.has(id) ? rootCausesOf(id, dependsOn, (d) => verdictOf.get(d) === 'fail' || remoteFailing.has(d)) : [];
-        const notable: ShardNotable = {};
-        if (r.failureKind) notable.failureKind = r.failureKind;
-        if (r.detail) notable.detail = r.detail;
-        if (r.maintenance) notable.maintenance = true;
-        if (r.certThresholdMs !== undefined) notable.certThresholdMs = r.certThresholdMs;
-        if (r.credentialId && r.failureKind === 'credential_rejected') notable.credentialId = r.credentialId;
+        const notable = notableOf(r);
         if (rootCauses.length) notable.rootCauses = rootCauses;
         else if (r.verdict === 'fail' && dependents.has(id)) notable.impacts = dependentsOf(id, dependents).slice(0, MAX_IMPACTS_LISTED);
         const isPlain = !isNotable(r) && rootCauses.length === 0;
@@ -732,11 +738,7 @@ export function createPublishResultsActivity(deps: Pick<MonitorLaneDeps, 'histor
           msg.ats.push(r.startedAt);
           msg.latencies.push(Math.round(r.latencyMs * 10) / 10);
           if (isNotable(r)) {
-            const n: ShardNotable = {};
-            if (r.failureKind) n.failureKind = r.failureKind;
-            if (r.detail) n.detail = r.detail;
-            if (r.maintenance) n.maintenance = true;
-            (msg.notable ??= {})[i] = n;
+            (msg.notable ??= {})[i] = notableOf(r);
           }
         });
         await deps.client.workflow.signalWithStart('healthShard', { workflowId: healthShardWorkflowId(taskQueue, shard), taskQueue, args: [{ shard }], signal: healthShardResultsSignal, signalArgs: [msg] });

@@ -113,6 +113,18 @@ export interface HealthShardState {
 
 const RECENT = 16;
 
+/** Copies a message's details of one service into its observation (only the fields set; a credential only with `credential_rejected`). */
+function withNotable(obs: HealthObservation, n: ShardNotable | undefined): void {
+  if (!n) return;
+  if (n.failureKind) obs.failureKind = n.failureKind;
+  if (n.detail) obs.detail = n.detail;
+  if (n.rootCauses?.length) obs.rootCauses = n.rootCauses;
+  if (n.impacts?.length) obs.impacts = n.impacts;
+  if (n.maintenance) obs.maintenance = true;
+  if (n.certThresholdMs !== undefined) obs.certThresholdMs = n.certThresholdMs;
+  if (n.credentialId && n.failureKind === 'credential_rejected') obs.credentialId = n.credentialId;
+}
+
 /** An empty shard. */
 export function initialShardState(shard: number, staleAfterMs = 300_000): HealthShardState {
   return { shard, services: {}, recentSweeps: [], staleAfterMs };
@@ -146,13 +158,7 @@ export function applyShardObservations(state: HealthShardState, msg: ShardObserv
     const n = msg.notable?.[id];
     const [failureThreshold, successThreshold] = msg.thresholdsOf?.[id] ?? msg.thresholds;
     const obs: HealthObservation = { sweepId: msg.sweepId, at: n?.at ?? msg.at, verdict, latencyMs: n?.latencyMs ?? prev.last?.latencyMs ?? 0, failureThreshold, successThreshold };
-    if (n?.failureKind) obs.failureKind = n.failureKind;
-    if (n?.detail) obs.detail = n.detail;
-    if (n?.rootCauses?.length) obs.rootCauses = n.rootCauses;
-    if (n?.impacts?.length) obs.impacts = n.impacts;
-    if (n?.maintenance) obs.maintenance = true;
-    if (n?.certThresholdMs !== undefined) obs.certThresholdMs = n.certThresholdMs;
-    if (n?.credentialId && n.failureKind === 'credential_rejected') obs.credentialId = n.credentialId;
+    withNotable(obs, n);
     const r = applyObservation(prev, obs);
     const next = { ...r.state, recentSweeps: [] };
     services[id] = figures ? { ...next, figures } : next;
@@ -263,13 +269,7 @@ export function applyShardResults(state: HealthShardState, msg: ShardResults, no
     const n = msg.notable?.[i];
     const [failureThreshold, successThreshold] = msg.thresholdsOf?.[id] ?? msg.thresholds;
     const obs: HealthObservation = { sweepId: `${msg.sender}#${msg.seq}/${i}`, at, verdict, latencyMs: msg.latencies[i] ?? 0, failureThreshold, successThreshold };
-    if (n?.failureKind) obs.failureKind = n.failureKind;
-    if (n?.detail) obs.detail = n.detail;
-    if (n?.rootCauses?.length) obs.rootCauses = n.rootCauses;
-    if (n?.impacts?.length) obs.impacts = n.impacts;
-    if (n?.maintenance) obs.maintenance = true;
-    if (n?.certThresholdMs !== undefined) obs.certThresholdMs = n.certThresholdMs;
-    if (n?.credentialId && n.failureKind === 'credential_rejected') obs.credentialId = n.credentialId;
+    withNotable(obs, n);
     const r = applyObservation(prev, obs);
     services[id] = { ...r.state, recentSweeps: [] };
     alerts.push(...r.alerts);
