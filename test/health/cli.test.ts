@@ -82,6 +82,10 @@ test('user errors are CliErrors with the fix', async () => {
   const registryPath = join(process.env.INTEGRATION_AGENT_DATA_DIR!, 'services.yaml');
   writeFileSync(registryPath, `services:\n  - { id: ${p}-billing, type: api, endpoints: [{ url: "http://127.0.0.1:9/" }] }\n`);
   process.env.INTEGRATION_AGENT_REGISTRY = registryPath;
+  // A task queue no test swept on: this file's shards (polled by no worker here) would answer FAILED_PRECONDITION
+  // when the new service's shard is one of them (its shard is random: seen in a fresh CI run).
+  const taskQueue = process.env.TEMPORAL_TASK_QUEUE;
+  process.env.TEMPORAL_TASK_QUEUE = `${p}-never-swept`;
   try {
     await expect(cli(['status', `${p}-biling`, '--json'])).rejects.toThrow(new CliError(`unknown service "${p}-biling" in the registry ${registryPath} (did you mean "${p}-billing"?)`));
     await expect(cli(['status', `${p}-billing`, '--json'])).rejects.toThrow(
@@ -89,6 +93,7 @@ test('user errors are CliErrors with the fix', async () => {
     );
   } finally {
     delete process.env.INTEGRATION_AGENT_REGISTRY;
+    process.env.TEMPORAL_TASK_QUEUE = taskQueue;
   }
   // --every takes a unit; a bare number is refused (it used to mean ms, silently).
   await expect(cli(['status', '--watch', '--every', '2000'])).rejects.toThrow(new CliError('--every: "2000" has no unit: write 2000ms or 2000s (a duration takes a unit: 500ms, 2s, 1m)'));
