@@ -132,7 +132,13 @@ export interface CredentialStore extends SecretReader {
   discardPending(credentialId: string, versionId: string): Promise<void>;
   /** Marks a version revoked at its issuer (epoch ms `at`); idempotent. */
   markRevoked(credentialId: string, versionId: string, at?: number): Promise<void>;
-  /** Appends to the audit trail (at most once per `eventKey`). */
+  /**
+   * Appends to the audit trail (at most once per `eventKey`); resolves once
+   * the entry is committed, its time (`at`, default now) taken at the call.
+   * SQLite commits the entries of one event-loop turn in one transaction
+   * (group commit, see `SqliteCredentialStore.audit`): they succeed or fail
+   * together, and each caller is told which.
+   */
   audit(entry: NewAuditEntry): Promise<void>;
   /**
    * Audit entries, oldest first; `credentialId` filters, `before` keeps
@@ -241,6 +247,6 @@ export interface StateBackend {
   deadLetters: DeadLetterStore;
   /** Applied and pending schema migrations (`doctor`). */
   migrationStatus(): Promise<MigrationStatus>;
-  /** Flushes buffered health histograms and closes connections; idempotent. */
+  /** Writes what is buffered (health histograms; on SQLite, audit entries waiting for their group commit) and closes connections; idempotent. */
   close(): Promise<void>;
 }

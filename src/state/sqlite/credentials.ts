@@ -33,6 +33,11 @@ export class SqliteCredentialStore implements CredentialStore {
   /** performance.now() of the last data_version check. */
   private secretsCheckedAt = -Infinity;
   private dataVersionQuery: { get(): unknown } | undefined;
+  /** Audit rows waiting for their group's commit ({@link audit}), in call order. */
+  private auditQueue: Array<{ entry: NewAuditEntry; resolve(): void; reject(err: unknown): void }> = [];
+  /** The scheduled write of {@link auditQueue}, while rows wait. */
+  private auditFlush: NodeJS.Immediate | undefined;
+  private insertAuditStmt: { run(...params: unknown[]): unknown } | undefined;
 
   /**
    * @param db a migrated connection (`openSqlite`).
@@ -195,15 +200,60 @@ export class SqliteCredentialStore implements CredentialStore {
   }
 
   private insertAudit(e: NewAuditEntry): void {
-    this.db
-      .prepare(
-        'INSERT INTO credential_audit (at, credential_id, step, service_id, version_id, outcome, actor, detail, event_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING',
-      )
-      .run(e.at ?? this.now(), e.credentialId, e.step, e.serviceId ?? null, e.versionId ?? null, e.outcome, e.actor, e.detail ?? null, e.eventKey ?? null);
+    // Prepared once: compiling the statement cost about as much as running it, per row.
+    this.insertAuditStmt ??= this.db.prepare(
+      'INSERT INTO credential_audit (at, credential_id, step, service_id, version_id, outcome, actor, detail, event_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_key) DO NOTHING',
+    );
+    this.insertAuditStmt.run(e.at ?? this.now(), e.credentialId, e.step, e.serviceId ?? null, e.versionId ?? null, e.outcome, e.actor, e.detail ?? null, e.eventKey ?? null);
   }
 
-  async audit(entry: NewAuditEntry): Promise<void> {
-    this.insertAudit(entry);
+  /**
+   * Appends to the audit trail (at most once per `eventKey`) by group
+   * commit: the row is queued, with its time taken now (`entry.at ??
+   * now()`), and every row queued in this turn of the event loop is written
+   * in one transaction by a `setImmediate` callback, in call order (ids
+   * ascend in call order); each promise settles when that transaction has
+   * committed. Why: each commit in WAL mode appends the table's and indexes'
+   * pages to the log (and syncs it under `synchronous = FULL`) while the
+   * event loop waits; a rotation batch writes two rows per consumer at
+   * nearly the same moment, and one commit for all of them costs about what
+   * one row did.
+   *
+   * A row written by another method of this store in the same turn (e.g.
+   * `importCurrent`'s) commits at once and so precedes the queued rows.
+   * {@link flushAudit} writes the queue now (the backend's `close()` calls it).
+   * @throws (rejects) the transaction's error, for every row of the group it
+   *   failed (none of them is written): e.g. a row breaking a constraint, or
+   *   the connection closed before the group was written.
+   */
+  audit(entry: NewAuditEntry): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.auditQueue.push({ entry: { ...entry, at: entry.at ?? this.now() }, resolve, reject });
+      this.auditFlush ??= setImmediate(() => this.flushAudit());
+    });
+  }
+
+  /**
+   * Writes the queued audit rows now, in one transaction, and settles their
+   * promises (rejected with the transaction's error if it fails). Never
+   * throws. Audit rows do not touch `connectionWrites`: that count empties
+   * the secrets memo, and no secret changes here.
+   */
+  flushAudit(): void {
+    if (this.auditFlush !== undefined) clearImmediate(this.auditFlush);
+    this.auditFlush = undefined;
+    const group = this.auditQueue;
+    if (group.length === 0) return;
+    this.auditQueue = [];
+    try {
+      this.db.transaction(() => {
+        for (const q of group) this.insertAudit(q.entry);
+      })();
+    } catch (err) {
+      for (const q of group) q.reject(err);
+      return;
+    }
+    for (const q of group) q.resolve();
   }
 
   async auditTrail(opts: { credentialId?: string; before?: number; limit?: number } = {}): Promise<AuditEntry[]> {

@@ -38,18 +38,21 @@ export async function openSqliteState(opts: SqliteStateOptions): Promise<SqliteS
   }
   const instanceId = (db.prepare(`SELECT value FROM state_meta WHERE key = 'instance_id'`).pluck().get() as string | undefined) ?? '';
   const health = new HealthHistoryStore(sqliteHealthDriver(db), opts.health);
+  const credentials = new SqliteCredentialStore(db, cipher, opts.now);
   let closed: Promise<void> | undefined;
   return {
     kind: 'sqlite',
     instanceId,
     db,
-    credentials: new SqliteCredentialStore(db, cipher, opts.now),
+    credentials,
     health,
     deadLetters: new SqliteDeadLetterStore(db),
     migrationStatus: () => sqliteMigrationStatus(db),
     close() {
       return (closed ??= (async () => {
         try {
+          // Audit rows still queued for their group commit are written (or their callers told why not) first.
+          credentials.flushAudit();
           if (db.open) await health.flush();
         } finally {
           release();
