@@ -17,7 +17,8 @@ import { retryUpdateWhileNotReady } from '../activities/breaker-gate';
 import { breakerStateFromSearchValue, breakerView, initialBreakerState, resolveBreakerOptions, type BreakerOptions, type BreakerStateName, type BreakerView } from '../domain/breaker';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
 import { lookupRegistryId, UnknownIdError } from '../domain/ids';
-import { pollingTaskQueues } from './connect';
+import { NoWorkerError, pollingTaskQueues } from './connect';
+import { queryWorkflow, WorkflowQueryTimeoutError } from './query';
 import type { Registry } from '../domain/registry';
 import {
   breakerStateQuery,
@@ -48,9 +49,11 @@ function checkServiceId(serviceId: string): void {
 export const DEFAULT_BREAKER_QUERY_TIMEOUT_MS = 5_000;
 
 /**
- * A breaker workflow gave no answer to a query within its deadline: no worker
- * polls its task queue, the worker is stuck or overloaded, or Temporal is
- * unreachable. `cause` is the client's error.
+ * A breaker workflow gave no answer to a query within its deadline: its
+ * worker stopped a moment ago, is stuck or overloaded, or Temporal is
+ * unreachable (no worker at all is a NoWorkerError). `cause` is the client's
+ * error; when it is a WorkflowQueryTimeoutError, the message ends with its
+ * advice (the task queue, its last poller, the command that starts a worker).
  */
 export class BreakerQueryTimeoutError extends Error {
   override readonly name = 'BreakerQueryTimeoutError';
@@ -61,7 +64,9 @@ export class BreakerQueryTimeoutError extends Error {
   ) {
     super(
       `breaker workflow ${workflowId} did not answer its state query within ${timeoutMs}ms: ` +
-        `check that a worker runs on its task queue (temporal workflow describe --workflow-id ${workflowId}) and that Temporal is reachable`,
+        (options?.cause instanceof WorkflowQueryTimeoutError
+          ? options.cause.advice
+          : `check that a worker runs on its task queue (temporal workflow describe --workflow-id ${workflowId}) and that Temporal is reachable`),
       options,
     );
   }
@@ -80,7 +85,9 @@ function isDeadlineExceeded(err: unknown): boolean {
  * @returns a view with `running: false` (CLOSED, generation 0) when the breaker has not started
  *   (for any well-formed id: check the id against the registry first, see the module comment).
  * @throws RangeError for a malformed service id or timeout; {@link BreakerQueryTimeoutError}
- *   (naming the workflow id) when no answer comes in time; other client errors when Temporal refuses the query.
+ *   (naming the workflow id) when no answer comes in time; NoWorkerError (naming the workflow, its task queue
+ *   and the command that starts a worker) when no worker polls the breaker's task queue; other client errors
+ *   when Temporal refuses the query.
  */
 export async function getBreaker(client: Client, serviceId: string, opts: { timeoutMs?: number } = {}): Promise<BreakerInfo> {
   checkServiceId(serviceId);
@@ -89,9 +96,10 @@ export async function getBreaker(client: Client, serviceId: string, opts: { time
   const workflowId = workflowIds.breaker(serviceId);
   const deadline = Date.now() + timeoutMs;
   try {
-    const view = await client.connection.withDeadline(deadline, () => client.workflow.getHandle(workflowId).query(breakerStateQuery));
+    const view = await queryWorkflow(client, workflowId, breakerStateQuery, [], { timeoutMs });
     return { ...view, running: true, workflowId };
   } catch (err) {
+    if (err instanceof NoWorkerError) throw err;
     // Past its deadline a query can also end with another status than DEADLINE_EXCEEDED (the server's own
     // context ending first, e.g. CANCELLED or UNKNOWN under load): no answer came in time either way.
     const pastDeadline = Date.now() >= deadline && !(err instanceof WorkflowNotFoundError);
@@ -139,7 +147,7 @@ export async function listBreakers(client: Client): Promise<BreakerSummary[]> {
         const serviceId = f.workflowId.replace(/^breaker\//, '');
         try {
           if (!polled.has(f.taskQueue)) throw new Error('no worker polls its task queue');
-          const v = await client.connection.withDeadline(Date.now() + 5_000, () => client.workflow.getHandle(f.workflowId).query(breakerStateQuery));
+          const v = await queryWorkflow(client, f.workflowId, breakerStateQuery, [], { timeoutMs: 5_000, precheck: false, taskQueue: f.taskQueue });
           return summarize(serviceId, f.workflowId, v);
         } catch {
           return { serviceId, workflowId: f.workflowId, state: f.state, generation: -1, failureRate: 0, slowCallRate: 0, calls: 0 };

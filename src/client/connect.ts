@@ -36,12 +36,41 @@ export async function connectClient(config: Config): Promise<Client> {
   });
 }
 
-/** Thrown when nothing polls the task queue: a started workflow would wait forever. */
+/**
+ * Thrown when nothing polls the task queue: a started workflow would wait
+ * forever, and a query of a workflow on it cannot be answered. With
+ * `opts.workflowId` (a query, see ./query.ts) the message names that workflow
+ * and the exact command that starts a worker on its queue.
+ */
 export class NoWorkerError extends Error {
-  constructor(taskQueue: string, namespace: string) {
-    super(`no worker is polling task queue "${taskQueue}" in namespace ${namespace}: start one with \`integration-agent worker\` (or run \`integration-agent dev\`), or set TEMPORAL_TASK_QUEUE to the workers' queue`);
+  /** The workflow that could not answer, for a query; undefined for a start. */
+  readonly workflowId?: string;
+  constructor(
+    readonly taskQueue: string,
+    readonly namespace: string,
+    opts: { workflowId?: string; query?: string; cause?: unknown } = {},
+  ) {
+    super(
+      opts.workflowId === undefined
+        ? `no worker is polling task queue "${taskQueue}" in namespace ${namespace}: start one with \`integration-agent worker\` (or run \`integration-agent dev\`), or set TEMPORAL_TASK_QUEUE to the workers' queue`
+        : `workflow ${opts.workflowId} cannot answer ${opts.query ? `its ${opts.query} query` : 'a query'}: no worker is polling its task queue "${taskQueue}" in namespace ${namespace}; ${startWorkerHint(taskQueue, namespace)}`,
+      opts.cause === undefined ? undefined : { cause: opts.cause },
+    );
     this.name = 'NoWorkerError';
+    if (opts.workflowId !== undefined) this.workflowId = opts.workflowId;
   }
+}
+
+/**
+ * What to run so a worker polls `taskQueue` of `namespace`, in the words of
+ * the README: `TEMPORAL_TASK_QUEUE=<queue> integration-agent worker`
+ * (`TEMPORAL_NAMESPACE` too when not `default`), with the same
+ * TEMPORAL_ADDRESS. `npm start` / `integration-agent dev` are named for the
+ * local setup only: they start a dev server of their own, with its worker.
+ */
+export function startWorkerHint(taskQueue: string, namespace: string): string {
+  const ns = namespace === 'default' ? '' : `TEMPORAL_NAMESPACE=${namespace} `;
+  return `start a worker on it: \`${ns}TEMPORAL_TASK_QUEUE=${taskQueue} integration-agent worker\` against this server (for a local setup, \`npm start\` / \`integration-agent dev\` start a dev server with its worker)`;
 }
 
 /**

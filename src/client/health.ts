@@ -14,7 +14,8 @@ import {
 } from '@temporalio/client';
 import pLimit from 'p-limit';
 import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
-import { pollingTaskQueues } from './connect';
+import { NoWorkerError, pollingTaskQueues, startWorkerHint } from './connect';
+import { queryWorkflow } from './query';
 import { resultOf } from './failure';
 import type { HealthFigures, HealthStatus, ServiceHealthState } from '../domain/health';
 import { serviceHealthQuery } from '../workflows/service-health';
@@ -108,24 +109,28 @@ function toView(s: ServiceHealthState, workflowId = workflowIds.service(s.servic
  * (`health/<taskQueue>/<shard>`, src/domain/health-shard.ts), else of a
  * `service/<serviceId>` workflow of an earlier version.
  * @param opts.taskQueue the workers' task queue (shards are per task queue); default `integration-agent`.
+ * @param opts.queryTimeoutMs per-query deadline, ms; default 5000.
  * @returns undefined when no sweep has reported on the service yet.
- * @throws RangeError for a malformed id; client errors when Temporal cannot be reached.
+ * @throws RangeError for a malformed id; NoWorkerError (naming the shard, its task queue and the command
+ *   that starts a worker) when no worker polls the shard's task queue; client errors when Temporal cannot be reached.
  */
-export async function getHealth(client: Client, serviceId: string, opts: { taskQueue?: string } = {}): Promise<ServiceHealthView | undefined> {
+export async function getHealth(client: Client, serviceId: string, opts: { taskQueue?: string; queryTimeoutMs?: number } = {}): Promise<ServiceHealthView | undefined> {
   checkServiceId(serviceId);
-  const shardId = healthShardWorkflowId(opts.taskQueue ?? DEFAULT_TASK_QUEUE, shardOf(serviceId));
+  const taskQueue = opts.taskQueue ?? DEFAULT_TASK_QUEUE;
+  const shardId = healthShardWorkflowId(taskQueue, shardOf(serviceId));
+  const q = { timeoutMs: opts.queryTimeoutMs };
   try {
     // The whole shard (~80 services at 10,000) in one query without arguments; by id beyond a page.
-    const h = client.workflow.getHandle(shardId);
-    let page = await h.query(healthShardQuery);
-    if (page.total > page.services.length) page = await h.query(healthShardQuery, { ids: [serviceId] });
+    // The first query checks the shard exists (else the legacy workflow is read) and that a worker polls its queue.
+    let page = await queryWorkflow(client, shardId, healthShardQuery, [], q);
+    if (page.total > page.services.length) page = await queryWorkflow(client, shardId, healthShardQuery, [{ ids: [serviceId] }], { ...q, precheck: false, taskQueue });
     const s = page.services.find((x) => x.serviceId === serviceId);
     if (s) return toView(s, shardId);
   } catch (err) {
     if (!(err instanceof WorkflowNotFoundError)) throw err;
   }
   try {
-    return toView(await client.workflow.getHandle(workflowIds.service(serviceId)).query(serviceHealthQuery));
+    return toView(await queryWorkflow(client, workflowIds.service(serviceId), serviceHealthQuery, [], q));
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return undefined;
     throw err;
@@ -154,24 +159,29 @@ export async function listHealth(client: Client, opts: { queryTimeoutMs?: number
     const polled = await pollingTaskQueues(client, shards.map((f) => f.taskQueue));
     const limit = pLimit(16);
     const missing: string[] = [];
+    const unpolled = new Set<string>();
     const rows = await Promise.all(
       shards.map((f) =>
         limit(async (): Promise<ServiceHealthView[]> => {
           if (!polled.has(f.taskQueue)) {
-            missing.push(`${f.workflowId} (no worker polls task queue ${f.taskQueue})`);
+            missing.push(`${f.workflowId} (no worker polls its task queue)`);
+            unpolled.add(f.taskQueue);
             return [];
           }
-          const h = client.workflow.getHandle(f.workflowId);
           const out: ServiceHealthView[] = [];
+          const q = { timeoutMs: queryTimeoutMs, precheck: false, taskQueue: f.taskQueue };
           try {
             for (let offset = 0; ; offset += 500) {
               // The first page without arguments (one query for a shard of up to 500 services).
-              const page = await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => (offset === 0 ? h.query(healthShardQuery) : h.query(healthShardQuery, { offset, limit: 500 })));
+              const page = await (offset === 0 ? queryWorkflow(client, f.workflowId, healthShardQuery, [], q) : queryWorkflow(client, f.workflowId, healthShardQuery, [{ offset, limit: 500 }], q));
               for (const s of page.services) out.push(toView(s, f.workflowId));
               if (offset + 500 >= page.total) break;
             }
           } catch (err) {
-            missing.push(`${f.workflowId} (${(err as Error).message.split('\n')[0]})`);
+            if (err instanceof NoWorkerError) {
+              missing.push(`${f.workflowId} (no worker polls its task queue)`);
+              unpolled.add(f.taskQueue);
+            } else missing.push(`${f.workflowId} (${(err as Error).message.split('\n')[0]})`);
             return [];
           }
           return out;
@@ -179,7 +189,7 @@ export async function listHealth(client: Client, opts: { queryTimeoutMs?: number
       ),
     );
     const views = rows.flat().sort((a, b) => a.serviceId.localeCompare(b.serviceId));
-    if (missing.length) throw new ListHealthError(missing, views);
+    if (missing.length) throw new ListHealthError(missing, views, { unpolledTaskQueues: [...unpolled], namespace: client.options.namespace });
     return views;
   }
   const found: { workflowId: string; status: HealthStatus; taskQueue: string }[] = [];
@@ -195,8 +205,7 @@ export async function listHealth(client: Client, opts: { queryTimeoutMs?: number
       limit(async (): Promise<ServiceHealthView> => {
         try {
           if (!polled.has(f.taskQueue)) throw new Error('no worker polls its task queue');
-          const h = client.workflow.getHandle(f.workflowId);
-          return toView(await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => h.query(serviceHealthQuery)));
+          return toView(await queryWorkflow(client, f.workflowId, serviceHealthQuery, [], { timeoutMs: queryTimeoutMs, precheck: false, taskQueue: f.taskQueue }));
         } catch {
           const serviceId = f.workflowId.replace(/^service\//, '');
           return { serviceId, workflowId: f.workflowId, status: f.status, since: '', rootCauses: [], impacts: [], alertOpen: false };
@@ -209,11 +218,18 @@ export async function listHealth(client: Client, opts: { queryTimeoutMs?: number
 
 /** Some health shards did not answer: `rows` holds the services of the others. */
 export class ListHealthError extends Error {
+  /**
+   * @param missing one entry per shard: its workflow id and why (`(no worker polls task queue "q")`, or the query's error).
+   * @param noWorker the task queues of those shards that no worker polls, and the namespace: the message then says how to start a worker on the first.
+   */
   constructor(
     readonly missing: string[],
     readonly rows: ServiceHealthView[],
+    noWorker: { unpolledTaskQueues: string[]; namespace: string } = { unpolledTaskQueues: [], namespace: 'default' },
   ) {
-    super(`${missing.length} health shard(s) did not answer, their services are missing: ${missing.slice(0, 3).join('; ')}${missing.length > 3 ? '; ...' : ''}. Check that a worker runs and is not overloaded, then retry.`);
+    const [tq] = noWorker.unpolledTaskQueues;
+    const what = tq === undefined ? 'Check that a worker runs and is not overloaded, then retry.' : `No worker polls task queue "${tq}" in namespace ${noWorker.namespace}: ${startWorkerHint(tq, noWorker.namespace)}.`;
+    super(`${missing.length} health shard(s) did not answer, their services are missing: ${missing.slice(0, 3).join('; ')}${missing.length > 3 ? '; ...' : ''}. ${what}`);
     this.name = 'ListHealthError';
   }
 }
@@ -420,14 +436,16 @@ export async function listOfflineProbers(client: Client, opts: { taskQueue?: str
   const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
   checkInt('queryTimeoutMs', queryTimeoutMs, 1, 600_000);
   const tq = opts.taskQueue ? ` AND TaskQueue = "${opts.taskQueue.replace(/["\\]/g, '')}"` : '';
-  const ids: string[] = [];
-  for await (const wf of client.workflow.list({ query: `WorkflowType = "proberHealth" AND ExecutionStatus = "Running"${tq}` })) ids.push(wf.workflowId);
+  const probers: { workflowId: string; taskQueue: string }[] = [];
+  for await (const wf of client.workflow.list({ query: `WorkflowType = "proberHealth" AND ExecutionStatus = "Running"${tq}` })) probers.push({ workflowId: wf.workflowId, taskQueue: wf.taskQueue });
+  // A prober on a queue nobody polls cannot answer (it would wait out its deadline): left out at once.
+  const polled = await pollingTaskQueues(client, probers.map((p) => p.taskQueue));
   const limit = pLimit(16);
   const found = await Promise.all(
-    ids.map((workflowId) =>
+    probers.filter((p) => polled.has(p.taskQueue)).map(({ workflowId, taskQueue }) =>
       limit(async (): Promise<OfflineProber | undefined> => {
         try {
-          const { state } = await client.connection.withDeadline(Date.now() + queryTimeoutMs, () => client.workflow.getHandle(workflowId).query(proberStateQuery));
+          const { state } = await queryWorkflow(client, workflowId, proberStateQuery, [], { timeoutMs: queryTimeoutMs, precheck: false, taskQueue });
           if (!state.open) return undefined;
           return { identity: state.identity, taskQueue: state.taskQueue, workflowId, since: new Date(state.open.since).toISOString(), incidentId: state.open.incidentId };
         } catch {

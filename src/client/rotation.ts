@@ -22,6 +22,7 @@ import { DEFAULT_TASK_QUEUE, workflowIds } from '../domain/constants';
 import { oneLine, type RotateCredentialInput, type RotationResult } from '../domain/rotation';
 import type { Registry } from '../domain/registry';
 import { endGracePeriodSignal, progressQuery, type RotationProgress } from '../workflows/rotation';
+import { queryWorkflow } from './query';
 
 export type { RotationProgress } from '../workflows/rotation';
 export type { RotationResult, RotateCredentialInput } from '../domain/rotation';
@@ -127,6 +128,8 @@ export interface RotationView {
 /**
  * The latest rotation of a credential: its execution status, progress and result.
  * @returns undefined when the credential was never rotated (no workflow `rotation/<id>`).
+ * @throws NoWorkerError (naming the workflow, its task queue and the command that starts a worker) when the
+ *   rotation runs and no worker polls its task queue to answer the `progress` query.
  */
 export async function getRotation(client: Client, credentialId: string): Promise<RotationView | undefined> {
   const workflowId = workflowIds.rotation(credentialId);
@@ -140,7 +143,8 @@ export async function getRotation(client: Client, credentialId: string): Promise
   }
   const view: RotationView = { credentialId, workflowId, runId: desc.runId, executionStatus: desc.status.name };
   if (desc.status.name === 'RUNNING') {
-    view.progress = await handle.query(progressQuery);
+    // The workflow's own task queue (from the describe): no worker on it is a NoWorkerError naming it, at once.
+    view.progress = await queryWorkflow(client, workflowId, progressQuery, [], { taskQueue: desc.taskQueue });
   } else if (desc.status.name === 'COMPLETED') {
     view.result = heldAfterPromotion((await handle.result()) as RotationResult);
   }
@@ -200,7 +204,7 @@ export async function rotate(
     if (!watch.onProgress) return;
     while (!done) {
       try {
-        const p = await started.handle.query(progressQuery);
+        const p = await queryWorkflow(client, started.workflowId, progressQuery, [], { precheck: false });
         if (!done) watch.onProgress(p);
       } catch {
         // The query fails while the first task has not run yet, or after the end; keep waiting.

@@ -15,6 +15,7 @@ import { createAlertActivities, type AlertWebhook } from '../../src/activities/a
 import { createBreakerActivities } from '../../src/activities/breaker';
 import { requestPermit } from '../../src/activities/breaker-gate';
 import { registerBreakerMetrics } from '../../src/activities/breaker-metrics';
+import { NoWorkerError } from '../../src/client/connect';
 import { BreakerQueryTimeoutError, configureBreaker, disable, forceOpen, getBreaker, listBreakers, reconfigureBreakers, reset } from '../../src/client/breakers';
 import { resolveBreakerOptions, type BreakerOptions } from '../../src/domain/breaker';
 import type { Registry } from '../../src/domain/registry';
@@ -177,24 +178,40 @@ test('an aborted trial frees the one half-open slot at once: the next call is ad
   });
 });
 
-test('getBreaker gives up within its deadline on a breaker no worker answers for, naming the workflow id', async () => {
+test('getBreaker refuses at once a breaker no worker polls for (NoWorkerError naming its queue), and gives up within its deadline on one whose worker just stopped', async () => {
   const client = await testClient();
   const id = serviceId();
   // Started on a task queue nobody polls: the query can never be answered.
-  const handle = await record(client, uniqueTaskQueue('unpolled'), { serviceId: id, options: fast }, failures(1));
+  const unpolled = uniqueTaskQueue('unpolled');
+  const handle = await record(client, unpolled, { serviceId: id, options: fast }, failures(1));
+  // A queue whose only worker stopped a moment ago: Temporal still lists its poller, so the query is tried.
+  const stoppedQueue = uniqueTaskQueue('stopped');
+  await withTestWorker({ taskQueue: stoppedQueue, activities: {} }, () => new Promise((r) => setTimeout(r, 500)));
+  const stoppedId = serviceId();
+  const stopped = await record(client, stoppedQueue, { serviceId: stoppedId, options: fast }, failures(1));
   try {
+    const none = await getBreaker(client, id, { timeoutMs: 500 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(none).toBeInstanceOf(NoWorkerError);
+    expect(none).toMatchObject({ workflowId: `breaker/${id}`, taskQueue: unpolled, namespace: 'default' });
+    expect(String((none as Error).message)).toContain(`TEMPORAL_TASK_QUEUE=${unpolled} integration-agent worker`);
+
     const started = Date.now();
-    const err = await getBreaker(client, id, { timeoutMs: 500 }).then(
+    const err = await getBreaker(client, stoppedId, { timeoutMs: 500 }).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(Date.now() - started).toBeLessThan(3_000);
     expect(err).toBeInstanceOf(BreakerQueryTimeoutError);
-    expect(err).toMatchObject({ workflowId: `breaker/${id}`, timeoutMs: 500 });
-    expect(String((err as Error).message)).toContain(`breaker workflow breaker/${id} did not answer its state query within 500ms`);
+    expect(err).toMatchObject({ workflowId: `breaker/${stoppedId}`, timeoutMs: 500 });
+    expect(String((err as Error).message)).toContain(`breaker workflow breaker/${stoppedId} did not answer its state query within 500ms: its task queue "${stoppedQueue}" in namespace default last saw worker`);
+    expect(String((err as Error).message)).toContain(`TEMPORAL_TASK_QUEUE=${stoppedQueue} integration-agent worker`);
     await expect(getBreaker(client, id, { timeoutMs: 0 })).rejects.toThrow(new RangeError('getBreaker option timeoutMs must be an integer in 1..600000 (ms), got 0'));
   } finally {
     await handle.terminate('test done');
+    await stopped.terminate('test done');
   }
 }, 30_000);
 
