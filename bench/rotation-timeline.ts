@@ -33,9 +33,10 @@ import { createRotationActivities } from '../src/activities/rotation';
 import { openState } from '../src/state';
 import { parseRegistry } from '../src/domain/registry-parse';
 import { rotate } from '../src/client/rotation';
+import { BATCH_STARTED_SIGNAL } from '../src/domain/rotation';
 import { startContractServer } from '../test/fixtures/rotation-contract';
 
-const INSTALLS = new Set(['installVersion', 'installBatch']);
+const INSTALLS = new Set(['installVersion', 'installBatch', 'installBatches']);
 
 async function main(): Promise<void> {
   const chainIds = Array.from({ length: 5 }, (_, l) => `chain${l}`);
@@ -124,6 +125,11 @@ async function main(): Promise<void> {
               actScheduled.set(id, x.t);
               // A level begins with the workflow task that schedules its first install.
               if (INSTALLS.has(typeOf.get(id)!) && levels[levels.length - 1]?.from !== wftDone) levels.push({ from: wftDone, to: x.t });
+            }
+            // installBatches (several levels in one activity): a level ends, and the next begins, at its BatchStarted signal.
+            if (x.type === 'WORKFLOW_EXECUTION_SIGNALED' && x.e.workflowExecutionSignaledEventAttributes?.signalName === BATCH_STARTED_SIGNAL) {
+              levels[levels.length - 1]!.to = x.t;
+              levels.push({ from: x.t, to: x.t });
             }
             if (x.type === 'ACTIVITY_TASK_COMPLETED') {
               const id = String(x.e.activityTaskCompletedEventAttributes!.scheduledEventId);

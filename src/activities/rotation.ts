@@ -9,7 +9,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import pLimit from 'p-limit';
 import type { CredentialSpec, Registry, ServiceSpec } from '../domain/registry';
-import { compactPlan, planRotation, type RotationPlanRef } from '../domain/rotation';
+import { BATCH_STARTED_SIGNAL, compactPlan, planRotation, type BatchStarted, type RotationPlanRef } from '../domain/rotation';
 import type { CredentialStore, CredentialVersion, NewAuditEntry } from '../state/types';
 import type { Coordinator } from './coordinator';
 import { builtInProviders, ProviderError, type ProviderContext, type RotationProvider } from './providers';
@@ -147,6 +147,22 @@ export interface BatchMember {
   timeoutMs: number;
   verifyAttempts: number;
   verifyIntervalMs: number;
+}
+
+/** What `installBatch` and `installBatches` take besides their consumers. */
+export interface BatchInput {
+  credential: CredentialSpec;
+  versionId: string;
+  maxParallel: number;
+  registryVersion?: string;
+  rotationKey?: string;
+  /**
+   * `restore` (compensation, by reference): puts `versionId` (CURRENT) back in every member, without
+   * verify; a failure does not stop the others (every holder must be tried), each outcome says how
+   * its member ended (an error cut to 300 characters), and a member whose registry version is gone
+   * is restored with its entry in the worker's current registry (see specOf). Default `install`.
+   */
+  step?: 'install' | 'restore';
 }
 
 /** What `revokeVersion` did: revoked at the issuer, or not (and why, what to do). */
@@ -406,6 +422,150 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     }));
   };
 
+  /**
+   * The work of `installBatch` and `installBatches`: `batches` one after another (see there), announcing
+   * each batch after the first with `announce` (installBatches only).
+   */
+  async function runBatches(input: BatchInput & { batches: BatchMember[][]; announce?: (batch: number) => Promise<void> }): Promise<BatchOutcome[]> {
+    const { credential, versionId } = input;
+    const restoring = input.step === 'restore';
+    const step = restoring ? 'restore' : 'install';
+    // Every member's spec before any install. Without the run's registry version nobody is touched: the
+    // first member reports why (refused: nothing was sent), the others are skipped (one message, not one per member).
+    // Checked again before each later batch: a batch of `installBatches` refuses as a batch of its own would.
+    const registryGone = () => !restoring && input.registryVersion !== undefined && !registryAt(input.registryVersion);
+    const goneOutcomes = (batch: BatchMember[]) => {
+      const error = goneMessage(input.registryVersion!);
+      return batch.map((m, i): BatchOutcome => {
+        const id = m.id ?? m.service!.id;
+        return i === 0 ? { id, touched: false, ok: false, failedStep: 'install', refused: true, error } : { id, touched: false, ok: false, skipped: true };
+      });
+    };
+    if (registryGone()) return goneOutcomes(input.batches[0]!);
+    const unresolved: BatchOutcome[] = [];
+    /** A batch's members with their specs (read at the batch's start) and idempotency keys. */
+    const resolve = (batch: BatchMember[]) => batch.flatMap((m) => {
+      let service: ServiceSpec;
+      try {
+        service = specOf({ service: m.service, serviceId: m.id, registryVersion: input.registryVersion }, restoring ? 'undo' : 'forward', credential.id);
+      } catch (err) {
+        if (!restoring) throw err;
+        // Nothing was sent to it: it holds what it held.
+        unresolved.push({ id: m.id!, touched: false, ok: false, failedStep: 'install', refused: true, error: (err as Error).message.slice(0, 300) });
+        return [];
+      }
+      const idempotencyKey = m.idempotencyKey ?? `${input.rotationKey}/${step}/${service.id}/${versionId}`;
+      return [{ ...m, service, idempotencyKey }];
+    });
+    let context: Context | undefined;
+    try {
+      context = Context.current();
+    } catch {
+      context = undefined;
+    }
+    const previous = new Map(((context?.info.heartbeatDetails as BatchOutcome[] | undefined) ?? []).filter((o) => o.ok).map((o) => [o.id, o]));
+    const secret = await secretOf(credential.id, versionId);
+    const done: BatchOutcome[] = [...previous.values()];
+    const beat = setInterval(() => context?.heartbeat(done), 1_000);
+    const signal = cancelSignal();
+    let failed = false;
+    const limit = pLimit(Math.max(1, input.maxParallel));
+    const outcomes: BatchOutcome[] = [];
+    try {
+      for (let j = 0; j < input.batches.length; j++) {
+        if (j > 0) {
+          // The next batch starts only after every consumer before it is verified, with the run's registry
+          // version still known, and only once the run knows (the signal is in its history) that it may be touched.
+          if (failed || signal?.aborted) break;
+          if (registryGone()) {
+            outcomes.push(...goneOutcomes(input.batches[j]!));
+            break;
+          }
+        }
+        const members = resolve(input.batches[j]!);
+        if (j > 0) await input.announce!(j);
+        outcomes.push(...(await runBatch(members)));
+      }
+      if (signal?.aborted) throw ApplicationFailure.retryable(`${restoring ? 'installBatch' : 'installBatches'} cancelled`, 'Cancelled');
+      return [...outcomes, ...unresolved];
+    } finally {
+      clearInterval(beat);
+    }
+
+    /** One batch: its consumers, at most `maxParallel` at once. */
+    async function runBatch(members: (BatchMember & { service: ServiceSpec; idempotencyKey: string })[]): Promise<BatchOutcome[]> {
+      return Promise.all(
+        members.map((m) =>
+          limit(async (): Promise<BatchOutcome> => {
+            const id = m.service.id;
+            const prior = previous.get(id);
+            if (prior) return prior;
+            if ((failed && !restoring) || signal?.aborted) return { id, touched: false, ok: false, skipped: true };
+            const p = provider(consumerProviderName(m.service), `services.${id}.rotation.provider`);
+            const c = ctx(credential, m.service, m.timeoutMs);
+            let lastError: unknown;
+            // Whether a request of this member may have applied: any failure but a definitive refusal,
+            // and any earlier attempt of this activity (it may have sent one before the worker died).
+            let mayHaveApplied = (context?.info.attempt ?? 1) > 1;
+            for (let attempt = 0; attempt < 3; attempt++) {
+              try {
+                // An install already sent runs to its answer (or its own timeout) even when the activity is
+                // cancelled: aborting the request would not stop the consumer applying it, and the workflow
+                // restores CURRENT only once this activity has ended (WAIT_CANCELLATION_COMPLETED).
+                await p.install({ ...c, signal: undefined }, { versionId, secret, idempotencyKey: m.idempotencyKey });
+                lastError = undefined;
+                break;
+              } catch (err) {
+                lastError = err;
+                if (!isDefinitiveRefusal(err)) mayHaveApplied = true;
+                if (!(err instanceof ProviderError && err.retryable) || signal?.aborted) break;
+                await sleep(providerRetryDelayMs(err, attempt + 1) ?? 500 * 2 ** attempt, signal);
+              }
+            }
+            if (lastError !== undefined) {
+              failed = true;
+              const message = (lastError as Error).message;
+              await audit({ credentialId: credential.id, step, serviceId: id, versionId, outcome: 'failed', detail: message });
+              return { id, touched: true, ok: false, failedStep: 'install', refused: !mayHaveApplied, error: restoring ? message.slice(0, 300) : message };
+            }
+            await audit({ credentialId: credential.id, step, serviceId: id, versionId, outcome: 'ok', detail: null });
+            if (restoring) {
+              const outcome = { id, touched: true, ok: true };
+              done.push(outcome);
+              return outcome;
+            }
+            let seen: string | undefined;
+            let delay = m.verifyIntervalMs;
+            for (let attempt = 0; attempt < m.verifyAttempts && !signal?.aborted; attempt++) {
+              try {
+                seen = (await p.verify(c, { versionId, secret })).versionId;
+                lastError = undefined;
+              } catch (err) {
+                lastError = err;
+                if (err instanceof ProviderError && !err.retryable) break;
+              }
+              if (seen === versionId) break;
+              if (attempt + 1 < m.verifyAttempts) {
+                await sleep(delay, signal);
+                delay = Math.min(delay * 2, m.verifyIntervalMs * 10);
+              }
+            }
+            if (seen !== versionId) {
+              failed = true;
+              const error = lastError ? (lastError as Error).message : `${id} reports ${credential.id} version ${seen ?? '(none)'} in use, expected ${versionId}`;
+              await audit({ credentialId: credential.id, step: 'verify', serviceId: id, versionId, outcome: 'failed', detail: error });
+              return { id, touched: true, ok: false, failedStep: 'verify', error };
+            }
+            await audit({ credentialId: credential.id, step: 'verify', serviceId: id, versionId, outcome: 'ok', detail: null });
+            const outcome = { id, touched: true, ok: true };
+            done.push(outcome);
+            return outcome;
+          }),
+        ),
+      );
+    }
+  }
+
   return {
     /**
      * Preflight (read-only): CURRENT and leftover PENDING versions, OPEN
@@ -594,138 +754,40 @@ export function createRotationActivities(deps: RotationActivityDeps) {
      * 10x). After the first failure no new consumer starts. Heartbeats every
      * second with the consumers already done, so a retry after a worker crash
      * skips them; the others are redone under the same idempotency keys.
+     * Runs begun before `installBatches` (and restores) use it; see there for several batches in one activity.
      * @returns one outcome per member; consumer failures are outcomes, not errors.
      */
-    async installBatch(input: {
-      credential: CredentialSpec;
-      versionId: string;
-      members: BatchMember[];
-      maxParallel: number;
-      registryVersion?: string;
-      rotationKey?: string;
-      /**
-       * `restore` (compensation, by reference): puts `versionId` (CURRENT) back in every member, without
-       * verify; a failure does not stop the others (every holder must be tried), each outcome says how
-       * its member ended (an error cut to 300 characters), and a member whose registry version is gone
-       * is restored with its entry in the worker's current registry (see specOf). Default `install`.
-       */
-      step?: 'install' | 'restore';
-    }): Promise<BatchOutcome[]> {
-      const { credential, versionId } = input;
-      const restoring = input.step === 'restore';
-      const step = restoring ? 'restore' : 'install';
-      // Every member's spec before any install. Without the run's registry version nobody is touched: the
-      // first member reports why (refused: nothing was sent), the others are skipped (one message, not one per member).
-      const registryGone = !restoring && input.registryVersion !== undefined && !registryAt(input.registryVersion);
-      if (registryGone) {
-        const error = goneMessage(input.registryVersion!);
-        return input.members.map((m, i): BatchOutcome => {
-          const id = m.id ?? m.service!.id;
-          return i === 0 ? { id, touched: false, ok: false, failedStep: 'install', refused: true, error } : { id, touched: false, ok: false, skipped: true };
-        });
-      }
-      const unresolved: BatchOutcome[] = [];
-      const members = input.members.flatMap((m) => {
-        let service: ServiceSpec;
-        try {
-          service = specOf({ service: m.service, serviceId: m.id, registryVersion: input.registryVersion }, restoring ? 'undo' : 'forward', credential.id);
-        } catch (err) {
-          if (!restoring) throw err;
-          // Nothing was sent to it: it holds what it held.
-          unresolved.push({ id: m.id!, touched: false, ok: false, failedStep: 'install', refused: true, error: (err as Error).message.slice(0, 300) });
-          return [];
-        }
-        const idempotencyKey = m.idempotencyKey ?? `${input.rotationKey}/${step}/${service.id}/${versionId}`;
-        return [{ ...m, service, idempotencyKey }];
+    async installBatch(input: BatchInput & { members: BatchMember[] }): Promise<BatchOutcome[]> {
+      return runBatches({ ...input, batches: [input.members] });
+    },
+
+    /**
+     * Several dependency batches of one rotation in one activity (`fanOut:
+     * activity`, a segment of {@link segmentBatches}), one after another, each as
+     * `installBatch` works on one. Before it starts batch j >= 1 it signals the
+     * run {@link BatchStarted} `{ segment, batch: j }` and waits until the
+     * signal is in the run's history (the RPC's answer): the run knows which
+     * batches may have been touched whatever happens to this activity later.
+     * A batch starts only when every consumer before it is installed and
+     * verified and the activity is not cancelled. A retried attempt skips the
+     * consumers its heartbeats report done and signals again (the run ignores a
+     * batch it already knows). Saves, per batch after the first, the activity's
+     * completion, a workflow task and the next activity's dispatch (docs/temporal-overhead.md).
+     * @returns one outcome per consumer of the batches started; none for the batches after a failure.
+     * @throws ApplicationFailure `Cancelled` (retryable) when cancelled, after the installs already sent have ended.
+     */
+    async installBatches(input: BatchInput & { batches: BatchMember[][]; segment: number }): Promise<BatchOutcome[]> {
+      const context = Context.current();
+      const execution = context.info.workflowExecution;
+      if (!execution) throw ApplicationFailure.nonRetryable('installBatches runs only as a workflow\'s activity (it signals its rotation)', 'NotInWorkflow');
+      const run = context.client.workflow.getHandle(execution.workflowId, execution.runId);
+      return runBatches({
+        ...input,
+        announce: async (batch) => {
+          const started: BatchStarted = { segment: input.segment, batch };
+          await run.signal(BATCH_STARTED_SIGNAL, started);
+        },
       });
-      let context: Context | undefined;
-      try {
-        context = Context.current();
-      } catch {
-        context = undefined;
-      }
-      const previous = new Map(((context?.info.heartbeatDetails as BatchOutcome[] | undefined) ?? []).filter((o) => o.ok).map((o) => [o.id, o]));
-      const secret = await secretOf(credential.id, versionId);
-      const done: BatchOutcome[] = [...previous.values()];
-      const beat = setInterval(() => context?.heartbeat(done), 1_000);
-      const signal = cancelSignal();
-      let failed = false;
-      const limit = pLimit(Math.max(1, input.maxParallel));
-      try {
-        const outcomes = await Promise.all(
-          members.map((m) =>
-            limit(async (): Promise<BatchOutcome> => {
-              const id = m.service.id;
-              const prior = previous.get(id);
-              if (prior) return prior;
-              if ((failed && !restoring) || signal?.aborted) return { id, touched: false, ok: false, skipped: true };
-              const p = provider(consumerProviderName(m.service), `services.${id}.rotation.provider`);
-              const c = ctx(credential, m.service, m.timeoutMs);
-              let lastError: unknown;
-              // Whether a request of this member may have applied: any failure but a definitive refusal,
-              // and any earlier attempt of this activity (it may have sent one before the worker died).
-              let mayHaveApplied = (context?.info.attempt ?? 1) > 1;
-              for (let attempt = 0; attempt < 3; attempt++) {
-                try {
-                  // An install already sent runs to its answer (or its own timeout) even when the activity is
-                  // cancelled: aborting the request would not stop the consumer applying it, and the workflow
-                  // restores CURRENT only once this activity has ended (WAIT_CANCELLATION_COMPLETED).
-                  await p.install({ ...c, signal: undefined }, { versionId, secret, idempotencyKey: m.idempotencyKey });
-                  lastError = undefined;
-                  break;
-                } catch (err) {
-                  lastError = err;
-                  if (!isDefinitiveRefusal(err)) mayHaveApplied = true;
-                  if (!(err instanceof ProviderError && err.retryable) || signal?.aborted) break;
-                  await sleep(providerRetryDelayMs(err, attempt + 1) ?? 500 * 2 ** attempt, signal);
-                }
-              }
-              if (lastError !== undefined) {
-                failed = true;
-                const message = (lastError as Error).message;
-                await audit({ credentialId: credential.id, step, serviceId: id, versionId, outcome: 'failed', detail: message });
-                return { id, touched: true, ok: false, failedStep: 'install', refused: !mayHaveApplied, error: restoring ? message.slice(0, 300) : message };
-              }
-              await audit({ credentialId: credential.id, step, serviceId: id, versionId, outcome: 'ok', detail: null });
-              if (restoring) {
-                const outcome = { id, touched: true, ok: true };
-                done.push(outcome);
-                return outcome;
-              }
-              let seen: string | undefined;
-              let delay = m.verifyIntervalMs;
-              for (let attempt = 0; attempt < m.verifyAttempts && !signal?.aborted; attempt++) {
-                try {
-                  seen = (await p.verify(c, { versionId, secret })).versionId;
-                  lastError = undefined;
-                } catch (err) {
-                  lastError = err;
-                  if (err instanceof ProviderError && !err.retryable) break;
-                }
-                if (seen === versionId) break;
-                if (attempt + 1 < m.verifyAttempts) {
-                  await sleep(delay, signal);
-                  delay = Math.min(delay * 2, m.verifyIntervalMs * 10);
-                }
-              }
-              if (seen !== versionId) {
-                failed = true;
-                const error = lastError ? (lastError as Error).message : `${id} reports ${credential.id} version ${seen ?? '(none)'} in use, expected ${versionId}`;
-                await audit({ credentialId: credential.id, step: 'verify', serviceId: id, versionId, outcome: 'failed', detail: error });
-                return { id, touched: true, ok: false, failedStep: 'verify', error };
-              }
-              await audit({ credentialId: credential.id, step: 'verify', serviceId: id, versionId, outcome: 'ok', detail: null });
-              const outcome = { id, touched: true, ok: true };
-              done.push(outcome);
-              return outcome;
-            }),
-          ),
-        );
-        if (signal?.aborted) throw ApplicationFailure.retryable('installBatch cancelled', 'Cancelled');
-        return [...outcomes, ...unresolved];
-      } finally {
-        clearInterval(beat);
-      }
     },
 
     /** finishSecret: PENDING -> CURRENT, CURRENT -> PREVIOUS in one transaction. Idempotent. */

@@ -317,3 +317,60 @@ export function oneLine(err: unknown): string {
   }
   return msg.split('\n')[0]!.slice(0, 500);
 }
+
+/**
+ * Signal name of {@link BatchStarted}: sent by the `installBatches` activity
+ * (`fanOut: activity`) to its rotation before it starts a segment's next batch.
+ */
+export const BATCH_STARTED_SIGNAL = 'rotationBatchStarted';
+
+/**
+ * "Every consumer of the batches before `batch` in segment `segment` is
+ * installed and verified; batch `batch` starts now." The activity sends it,
+ * and waits for the signal to be in the run's history, before it sends any
+ * install of that batch: the run then always knows which batches may have
+ * been touched, even when the activity ends without reporting (a crash, a
+ * timeout, a cancel), and a rollback restores exactly those.
+ * Sent again (same values) by a retried attempt; the run ignores a batch it already knows started.
+ */
+export interface BatchStarted {
+  /** Index of the segment (see {@link segmentBatches}) in the run. */
+  segment: number;
+  /** Index of the batch within the segment, >= 1 (batch 0 starts with the activity). */
+  batch: number;
+}
+
+/**
+ * Groups a plan's batches into segments, one `installBatches` activity each
+ * (`fanOut: activity`): consecutive whole batches while their consumers number
+ * at most `maxMembers` in all, and a batch of more than `maxMembers` as pages
+ * of `maxMembers`, one segment each (pages of one batch run one after another,
+ * as batches do). Keeps order: concatenated, the segments' batches are the
+ * plan's batches with the big ones split into pages.
+ * @param batches consumer ids in dependency batches (`RotationPlan.batches`).
+ * @param maxMembers most consumers in one segment (an activity's input and result stay bounded), >= 1.
+ * @returns segments, each a list of batches (or one page), none empty.
+ */
+export function segmentBatches(batches: readonly (readonly string[])[], maxMembers: number): string[][][] {
+  const segments: string[][][] = [];
+  let open: string[][] = [];
+  let size = 0;
+  const close = () => {
+    if (open.length > 0) segments.push(open);
+    open = [];
+    size = 0;
+  };
+  for (const batch of batches) {
+    if (batch.length === 0) continue;
+    if (batch.length > maxMembers) {
+      close();
+      for (let i = 0; i < batch.length; i += maxMembers) segments.push([batch.slice(i, i + maxMembers)]);
+      continue;
+    }
+    if (size + batch.length > maxMembers) close();
+    open.push([...batch]);
+    size += batch.length;
+  }
+  close();
+  return segments;
+}

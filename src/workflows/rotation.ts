@@ -53,6 +53,7 @@ import { getCredential, getService, type CredentialSpec, type Registry, type Ser
 import { rotationAlert } from '../domain/rotation-alert';
 import { deliverRotationAlert } from './rotation-alert';
 import {
+  BATCH_STARTED_SIGNAL,
   compensationOrder,
   expandPlan,
   initialProgress,
@@ -61,6 +62,8 @@ import {
   planRotation,
   restoreOrder,
   resultServices,
+  segmentBatches,
+  type BatchStarted,
   type ConsumerPlan,
   type RotateCredentialInput,
   type RotationPhase,
@@ -86,6 +89,8 @@ export interface RotationProgress {
 export const progressQuery = defineQuery<RotationProgress>('progress');
 /** Ends the grace period now: PREVIOUS is revoked at once. */
 export const endGracePeriodSignal = defineSignal('endGracePeriod');
+/** Sent by `installBatches` before each batch of a segment after the first (see `BatchStarted`). */
+export const batchStartedSignal = defineSignal<[BatchStarted]>(BATCH_STARTED_SIGNAL);
 
 const CredentialIdKey = defineSearchAttributeKey('CredentialId', SearchAttributeType.KEYWORD);
 const PhaseKey = defineSearchAttributeKey('Phase', SearchAttributeType.KEYWORD);
@@ -142,6 +147,9 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
   setHandler(endGracePeriodSignal, () => {
     graceEnded = true;
   });
+  /** Set while a segment's `installBatches` runs (see rotateSegment). */
+  let onBatchStarted: ((s: BatchStarted) => void) | undefined;
+  setHandler(batchStartedSignal, (s) => onBatchStarted?.(s));
 
   const setPhase = (phase: RotationPhase) => {
     state.phase = phase;
@@ -392,6 +400,62 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       if (i + MAX_BATCH_PAGE < members.length && CancellationScope.current().consideredCancelled) throw new CancelledFailure('cancelled');
     }
   };
+  /**
+   * One segment (`fanOut: activity`, by reference): its batches in one `installBatches` activity. Batch 0's
+   * consumers may be touched from the start; each later batch's from its `BatchStarted` signal on, which
+   * the activity sends (and waits to be recorded) before touching them; so when the activity ends without
+   * reporting, exactly the consumers of the batches started are `unknown` and get restored.
+   */
+  const rotateSegment = async (segment: string[][], index: number): Promise<void> => {
+    const batches = segment.map((b) => b.map((id) => consumerPlan.get(id)!));
+    const members = batches.flat();
+    const before = new Map(members.map((c) => [c.id, svc(c.id, 'consumer').holds]));
+    const touching = (batch: ConsumerPlan[]) => {
+      for (const c of batch) Object.assign(svc(c.id, 'consumer'), { step: 'install', status: 'running', holds: 'unknown' });
+    };
+    touching(batches[0]!);
+    let started = 0;
+    onBatchStarted = (s) => {
+      if (s.segment !== index || s.batch <= started || s.batch >= batches.length) return;
+      // Every consumer of the batches before it is installed and verified: the activity starts a batch only then.
+      for (let j = started; j < s.batch; j++) for (const c of batches[j]!) Object.assign(svc(c.id, 'consumer'), { step: 'verify', status: 'ok', holds: 'pending' });
+      for (let j = started + 1; j <= s.batch; j++) touching(batches[j]!);
+      started = s.batch;
+    };
+    const memberMs = (c: ConsumerPlan) => (3 + c.verifyAttempts) * c.stepTimeoutMs + 10 * c.verifyAttempts * c.verifyIntervalMs + 3_500;
+    const startToCloseTimeout = batches.reduce((ms, b) => ms + Math.ceil(b.length / plan.maxParallel) * Math.max(...b.map(memberMs)), 10_000);
+    let outcomes: BatchOutcome[];
+    try {
+      outcomes = await proxyActivities<Acts>({
+        startToCloseTimeout,
+        heartbeatTimeout: 10_000,
+        retry: { initialInterval: '1s', backoffCoefficient: 2, maximumAttempts: 3 },
+        ...installCancellation(),
+      }).installBatches({
+        credential: credentialRef,
+        versionId,
+        maxParallel: plan.maxParallel,
+        registryVersion,
+        rotationKey,
+        segment: index,
+        batches: batches.map((b) => b.map((c) => ({ id: c.id, timeoutMs: c.stepTimeoutMs, verifyAttempts: c.verifyAttempts, verifyIntervalMs: c.verifyIntervalMs }))),
+      });
+    } finally {
+      onBatchStarted = undefined;
+    }
+    let firstError: string | undefined;
+    for (const o of outcomes) {
+      const p = svc(o.id, 'consumer');
+      if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
+      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: before.get(o.id) });
+      else {
+        const holds = o.failedStep === 'verify' ? 'pending' : o.refused ? before.get(o.id) : 'unknown';
+        Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds, error: o.error });
+        firstError ??= `${o.id}: ${o.error}`;
+      }
+    }
+    if (firstError) throw new Error(firstError);
+  };
   const rotatePage = async (members: ConsumerPlan[]): Promise<void> => {
     // Until the batch reports, each member may have taken the new version (a cancelled or failed batch reports nothing).
     const before = new Map(members.map((c) => [c.id, svc(c.id, 'consumer').holds]));
@@ -441,8 +505,23 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     if (firstError) throw new Error(firstError);
   };
 
+  /**
+   * `fanOut: activity`, by reference: consecutive batches run in one `installBatches` activity (a segment of
+   * at most MAX_BATCH_PAGE consumers, see `segmentBatches`), which signals `BatchStarted` before each next
+   * batch: a batch boundary costs one signal instead of an activity completion, a workflow task and the
+   * next activity's dispatch (docs/temporal-overhead.md). Runs begun before ran an activity per batch
+   * (or page); patched so their histories replay.
+   */
+  const segmented = plan.fanOut === 'activity' && byRef && patched('rotation-batches-in-one-activity');
   try {
-    for (const batch of plan.batches) {
+    if (segmented) {
+      const segments = segmentBatches(plan.batches, MAX_BATCH_PAGE);
+      for (let k = 0; k < segments.length; k++) {
+        await rotateSegment(segments[k]!, k);
+        if (installCancellation().cancellationType && CancellationScope.current().consideredCancelled) throw new CancelledFailure('cancelled');
+      }
+    }
+    for (const batch of segmented ? [] : plan.batches) {
       const members = batch.map((id) => consumerPlan.get(id)!);
       if (plan.fanOut === 'activity') await rotateBatch(members);
       else await boundedAll(members, plan.maxParallel, rotateConsumer);

@@ -100,3 +100,108 @@ test('worker killed mid-batch: the retried batch skips finished consumers and ap
     await fx.close();
   }
 });
+
+/** Three dependency levels: a* first, then b*, then c1. */
+const levels = [{ id: 'a1' }, { id: 'a2' }, { id: 'b1', dependsOn: ['a1'] }, { id: 'b2', dependsOn: ['a2'] }, { id: 'c1', dependsOn: ['b1'] }];
+
+describe('several batches in one activity (installBatches)', () => {
+  const scheduled = (events: { activityTaskScheduledEventAttributes?: { activityType?: { name?: string | null } | null } | null }[]) =>
+    events.map((e) => e.activityTaskScheduledEventAttributes?.activityType?.name).filter((n): n is string => !!n);
+
+  test('one activity for all levels, a BatchStarted signal before each later level; dependency order kept', async () => {
+    const fx = await rotationFixture(levels, { fanOut: 'activity' });
+    try {
+      const order: string[] = [];
+      fx.server.onEvent = (e) => {
+        if (e.kind === 'install' && e.applied) order.push(e.service);
+      };
+      const result = await fx.run(async () => rotate(await testClient(), { credentialId: fx.credentialId, taskQueue: fx.taskQueue }));
+      expect(result.status).toBe('completed');
+      expect([order.slice(0, 2).sort(), order.slice(2, 4).sort(), order.slice(4)]).toEqual([['a1', 'a2'], ['b1', 'b2'], ['c1']]);
+      for (const c of levels) expect(result.services.find((s) => s.id === c.id)).toMatchObject({ step: 'verify', status: 'ok', holds: 'current' });
+      const history = await (await testClient()).workflow.getHandle(result.workflowId).fetchHistory();
+      const events = history.events ?? [];
+      const installs = scheduled(events).filter((n) => n.startsWith('install'));
+      expect(installs).toEqual(['installBatches']);
+      const signals = events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'rotationBatchStarted');
+      expect(signals).toHaveLength(2);
+      // IA_CAPTURE_ROTATION_HISTORIES (see secrets.test.ts): this run's history, for the replay test.
+      const capture = process.env.IA_CAPTURE_ROTATION_HISTORIES;
+      if (capture) {
+        const file = `rotation-completed-batches-in-one-activity${capture === '1' ? '' : `-${capture}`}.json`;
+        writeFileSync(join(__dirname, '..', 'histories', file), JSON.stringify({ workflowId: result.workflowId, history: JSON.parse(historyToJSON(history)) }, null, 1) + '\n');
+      }
+    } finally {
+      await fx.close();
+    }
+  });
+
+  test('a cancel takes effect at the activity\'s next heartbeat: the level in flight ends, no later level starts, every level started is restored', async () => {
+    const fx = await rotationFixture(levels, { fanOut: 'activity' });
+    try {
+      for (const id of ['b1', 'b2']) fx.server.behaviour(id).installDelayMs = 2_000;
+      const client = await testClient();
+      const result = await fx.run(async () => {
+        const { handle } = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+        // The cancel reaches the activity with its first heartbeat (after 1 s), while level 2 (2 s installs) is in flight.
+        let cancelled = false;
+        fx.server.onEvent = (e) => {
+          if (e.kind === 'verify' && e.service === 'a1' && !cancelled) {
+            cancelled = true;
+            void handle.cancel();
+          }
+        };
+        return (await handle.result()) as RotationResult;
+      });
+      expect([result.status, result.cause]).toEqual(['rolled_back', 'cancelled']);
+      for (const c of levels) expect(fx.server.consumer(c.id).versionId).toBe(fx.initialVersionId);
+      // Level 1 was reported verified by the signal, level 2 was in flight: both restored.
+      for (const id of ['a1', 'a2', 'b1', 'b2']) {
+        expect(fx.server.consumer(id).installs).toEqual([result.versionId, fx.initialVersionId]);
+        expect(result.services.find((s) => s.id === id)).toMatchObject({ step: 'restore', status: 'ok', holds: 'current' });
+      }
+      // The activity learnt of the cancel before level 3 could start: c1 got nothing, not even a restore.
+      expect(fx.server.consumer('c1').installRequests).toBe(0);
+      expect(result.services.find((s) => s.id === 'c1')).toMatchObject({ step: 'planned' });
+      expect(fx.server.issuer('issuer').revoked).toEqual([result.versionId]);
+    } finally {
+      await fx.close();
+    }
+  });
+
+  test('worker killed in the second level: the retried attempt skips what is done, signals again, applies nothing twice', async () => {
+    const masterKey = randomBytes(32);
+    const defs = levels.map((c) => ({ ...c, rotation: { stepTimeout: '2s' } }));
+    const fx = await rotationFixture(defs, { fanOut: 'activity', masterKey, issuerRotation: { stepTimeout: '2s' } });
+    for (const id of ['b1', 'b2']) fx.server.behaviour(id).installDelayMs = 300;
+    const registryPath = join(fx.dataDir, 'registry.json');
+    writeFileSync(registryPath, JSON.stringify(fx.registry));
+    const env = { ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath };
+    let worker = await startWorker(env);
+    let killed: Promise<void> | undefined;
+    fx.server.onEvent = (e) => {
+      if (e.kind === 'install' && e.service === 'b1' && e.applied && !killed) killed = kill(worker);
+    };
+    try {
+      const client = await testClient();
+      const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+      for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
+      await killed;
+      worker = await startWorker(env);
+      const result = (await started.handle.result()) as RotationResult;
+      expect(result.status).toBe('completed');
+      for (const c of levels) {
+        expect(fx.server.consumer(c.id).installs).toEqual([result.versionId]);
+        expect(fx.server.consumer(c.id).appliedKeys.size).toBe(1);
+      }
+      const events = (await client.workflow.getHandle(result.workflowId).fetchHistory()).events ?? [];
+      expect(scheduled(events).filter((n) => n.startsWith('install'))).toEqual(['installBatches']);
+      // The level-2 signal came at least once before the kill; the retried attempt announced level 2 again.
+      const announced = events.map((e) => e.workflowExecutionSignaledEventAttributes).filter((a) => a?.signalName === 'rotationBatchStarted');
+      expect(announced.length).toBeGreaterThanOrEqual(3);
+    } finally {
+      await kill(worker);
+      await fx.close();
+    }
+  });
+});

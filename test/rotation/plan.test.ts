@@ -10,6 +10,7 @@ import {
   oneLine,
   planRotation,
   restoreOrder,
+  segmentBatches,
   resultServices,
   type HeldVersion,
   type ServiceProgress,
@@ -147,4 +148,41 @@ test('the result keeps a bounded amount of error text; the rest points to the au
   expect(out.filter((s) => s.error === long)).toHaveLength(2);
   expect(out.slice(2).every((s) => s.error === ERROR_IN_AUDIT_TRAIL)).toBe(true);
   expect(resultServices(progress).every((s) => s.error === long)).toBe(true);
+});
+
+describe('segmentBatches (fanOut: activity: several batches in one activity)', () => {
+  const batchesArb = fc.array(fc.array(fc.integer({ min: 0, max: 10_000 }), { minLength: 0, maxLength: 30 }), { maxLength: 12 }).map((bs) => {
+    let n = 0;
+    return bs.map((b) => b.map(() => `c${n++}`));
+  });
+
+  test('keeps every consumer in order, bounds each segment, and splits only batches larger than the bound', () => {
+    fc.assert(
+      fc.property(batchesArb, fc.integer({ min: 1, max: 40 }), (batches, max) => {
+        const segments = segmentBatches(batches, max);
+        // In order, nothing lost or repeated: the segments' batches concatenated are the batches split into pages.
+        const pages = batches.filter((b) => b.length > 0).flatMap((b) => (b.length > max ? Array.from({ length: Math.ceil(b.length / max) }, (_, i) => b.slice(i * max, (i + 1) * max)) : [b]));
+        expect(segments.flat()).toEqual(pages);
+        for (const s of segments) {
+          expect(s.length).toBeGreaterThan(0);
+          expect(s.flat().length).toBeLessThanOrEqual(max);
+          // A page of a big batch is a segment of its own.
+          if (s.length > 1) for (const b of s) expect(batches.some((whole) => whole.length === b.length && whole[0] === b[0])).toBe(true);
+        }
+        // Greedy: a segment of whole batches is closed only when the next batch does not fit.
+        const isWhole = (b: string[]) => batches.some((whole) => whole.length === b.length && whole[0] === b[0]);
+        for (let i = 0; i + 1 < segments.length; i++) {
+          const next = segments[i + 1]![0]!;
+          if (isWhole(segments[i]![0]!) && isWhole(next)) expect(segments[i]!.flat().length + next.length).toBeGreaterThan(max);
+        }
+      }),
+    );
+  });
+
+  test('the rotation bench fleet (5 batches of 20) is one segment; 2,500 consumers in one batch are three pages', () => {
+    const fleet = Array.from({ length: 5 }, (_, l) => Array.from({ length: 20 }, (_, i) => `c${l}-${i}`));
+    expect(segmentBatches(fleet, 1000)).toEqual([fleet]);
+    const big = [Array.from({ length: 2500 }, (_, i) => `b${i}`)];
+    expect(segmentBatches(big, 1000).map((s) => s.map((b) => b.length))).toEqual([[1000], [1000], [500]]);
+  });
 });
