@@ -449,10 +449,12 @@ export const credentialSchema = z.strictObject({
   /** Consumers worked on at once within one rotation batch; default 32. */
   maxParallel: z.number().int().min(1).max(1000).optional(),
   /**
-   * Where a batch fans out: `workflow` (default: one install and one verify
-   * activity per consumer, each visible and retried by Temporal) or
-   * `activity` (one activity per batch works on its consumers in parallel and
-   * heartbeats its progress: far fewer Temporal round trips for large fleets).
+   * Where a batch fans out: `workflow` (one install and one verify activity
+   * per consumer, each visible and retried by Temporal) or `activity` (one
+   * activity works on consecutive batches, each consumer of a batch in
+   * parallel, and heartbeats its progress: far fewer Temporal round trips for
+   * large fleets). Unset: `workflow` up to 10 consumers, `activity` above
+   * (`defaultFanOut` in src/domain/rotation.ts).
    */
   fanOut: z.enum(['workflow', 'activity']).optional(),
 });

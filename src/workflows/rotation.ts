@@ -224,7 +224,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       credentialRef = ref.credential;
     } else {
       const registry: Registry = await store.snapshotRegistry();
-      plan = planRotation(registry, credentialId, { gracePeriodMs: input.gracePeriodMs });
+      // These runs began when a credential without `fanOut` fanned out as `workflow`, whatever its size.
+      plan = planRotation(registry, credentialId, { gracePeriodMs: input.gracePeriodMs, defaultFanOut: 'workflow' });
       const credential = getCredential(registry, credentialId);
       // Step activities need the credential's id and provider, not its consumer list: keep their inputs small.
       credentialRef = { ...credential, consumers: [] as string[] };

@@ -186,3 +186,20 @@ describe('segmentBatches (fanOut: activity: several batches in one activity)', (
     expect(segmentBatches(big, 1000).map((s) => s.map((b) => b.length))).toEqual([[1000], [1000], [500]]);
   });
 });
+
+test('fan-out: unset is workflow up to 10 consumers and activity above; set is kept; older runs pass their default', () => {
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => `c${i}`);
+  const reg = registry({
+    services: [svc('iss'), ...ids(11).map((id) => svc(id))],
+    credentials: [
+      { id: 'ten', issuer: 'iss', consumers: ids(10) },
+      { id: 'eleven', issuer: 'iss', consumers: ids(11) },
+      { id: 'eleven-per-step', issuer: 'iss', consumers: ids(11), fanOut: 'workflow' },
+      { id: 'one-batched', issuer: 'iss', consumers: ids(1), fanOut: 'activity' },
+    ],
+  });
+  expect(['ten', 'eleven', 'eleven-per-step', 'one-batched'].map((k) => planRotation(reg, k).fanOut)).toEqual(['workflow', 'activity', 'workflow', 'activity']);
+  // Runs begun before the size-dependent default replay with the default they had.
+  expect(planRotation(reg, 'eleven', { defaultFanOut: 'workflow' }).fanOut).toBe('workflow');
+  expect(planRotation(reg, 'one-batched', { defaultFanOut: 'workflow' }).fanOut).toBe('activity');
+});
