@@ -123,18 +123,28 @@ export default async function run(): Promise<Figure[]> {
       maxConcurrentActivityTaskPolls: 20,
       maxEagerActivityReservationsPerWorkflowTask: eagerActivities,
     });
+  const devs: { stop(): Promise<void> }[] = [];
   const rig = async (dynamicConfig?: Record<string, string | number | boolean>, storeStepsAsActivities = false) => {
     const dev = await startDevServer({ uiPort: false, dynamicConfig });
+    devs.push(dev);
     const nc = await NativeConnection.connect({ address: dev.address });
     const worker = await newWorker(nc, taskQueue, storeStepsAsActivities);
     const connection = await Connection.connect({ address: dev.address });
     return { dev, nc, worker, connection, client: new Client({ connection }) };
   };
-  // Before and after side by side (docs/temporal-overhead.md).
-  const stock = await rig({}, true);
-  const activities = await rig(undefined, true);
-  const tuned = await rig();
-  // The fleet (fanOut: workflow) on the tuned server as `worker` and `dev` ran it before
+  // Before and after side by side (docs/temporal-overhead.md). A rig that fails to start leaves no dev server behind.
+  const rigsStarted = async () => {
+    try {
+      return [await rig({}, true), await rig(undefined, true), await rig()] as const;
+    } catch (err) {
+      for (const d of devs) await d.stop();
+      await server.close();
+      await state.close();
+      throw err;
+    }
+  };
+  const [stock, activities, tuned] = await rigsStarted();
+  // The fleet with fanOut: workflow on the tuned server as `worker` and `dev` ran it before
   // WORKER_EAGER_ACTIVITIES: the SDK's 3 eager activities per workflow task (its own task queue).
   const sdkEagerQueue = 'bench-rotation-sdk-eager';
   const sdkEager = await newWorker(tuned.nc, sdkEagerQueue, false, 3);

@@ -108,11 +108,37 @@ function canConnect(port: number): Promise<boolean> {
 }
 
 /**
- * Starts a dev server and waits until its frontend is reachable.
+ * Starts a dev server and waits until its frontend is reachable. When it
+ * exits because a port it chose itself (the HTTP API's, or one picked by
+ * {@link freePort} here) was taken between choosing and binding, it is
+ * started again with fresh ports, at most 3 times in all (seen with several
+ * dev servers starting on one machine, e.g. the rotation benchmark's rigs).
  *
- * @throws Error with the server's last output when it exits or does not come up in time.
+ * @throws Error with the server's last output when it exits or does not come up in time,
+ *   or at once when a port the caller fixed (`port`, `uiPort`) is in use.
  */
 export async function startDevServer(opts: DevServerOptions = {}): Promise<DevServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDevServerOnce(opts);
+    } catch (err) {
+      const taken = portTaken((err as Error).message);
+      const fixed = [opts.port, typeof opts.uiPort === 'number' ? opts.uiPort : undefined];
+      if (taken === undefined || fixed.includes(taken) || attempt >= 3) throw err;
+    }
+  }
+}
+
+/**
+ * The port of a `bind: address already in use` in a dev server's output
+ * (`listen tcp 127.0.0.1:<port>: bind: address already in use`), or undefined.
+ */
+export function portTaken(output: string): number | undefined {
+  const m = /listen tcp [^\s:]*:(\d+): bind: address already in use/.exec(output);
+  return m ? Number(m[1]) : undefined;
+}
+
+async function startDevServerOnce(opts: DevServerOptions): Promise<DevServer> {
   const cli = resolveTemporalCli();
   const port = opts.port || (await freePort());
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', opts.logLevel ?? 'error'];
