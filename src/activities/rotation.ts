@@ -6,7 +6,8 @@
  * provider. Every step is idempotent (keys derived from workflow id + run id +
  * step) and appends to the audit trail.
  */
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { temporal } from '@temporalio/proto';
 import pLimit from 'p-limit';
 import type { CredentialSpec, Registry, ServiceSpec } from '../domain/registry';
 import { BATCH_STARTED_SIGNAL, compactPlan, planRotation, type BatchStarted, type RotationPlanRef } from '../domain/rotation';
@@ -180,6 +181,11 @@ export interface BatchOutcome {
   ok: boolean;
   /** Not started because another consumer of the batch failed first. */
   skipped?: boolean;
+  /**
+   * Skipped in this attempt, but an earlier attempt of the activity may have installed it (a retry
+   * after a worker crash): it may hold the new version, and a rollback must restore it.
+   */
+  mayHold?: boolean;
   /** The step that failed. */
   failedStep?: 'install' | 'verify';
   /**
@@ -343,7 +349,9 @@ export function createRotationActivities(deps: RotationActivityDeps) {
     `Make every worker's registry the same, then rotate again; this run rolls back (restores and revocations use the current registry's entries)`;
   /** The failure of a forward step without its registry version: nothing was sent, so it counts as a refusal ({@link InstallRefusal}). */
   const versionGone = (version: string) => {
-    const details: InstallRefusal[] = [{ refused: true }];
+    // Nothing is sent, but only the first attempt proves the consumer holds what it held: an earlier
+    // attempt, on a worker that had the version, may have applied the install.
+    const details: InstallRefusal[] = currentAttempt() === 1 ? [{ refused: true }] : [];
     return ApplicationFailure.create({ message: goneMessage(version), type: 'RegistryVersionGone', nonRetryable: true, details });
   };
   /**
@@ -426,16 +434,41 @@ export function createRotationActivities(deps: RotationActivityDeps) {
    * The work of `installBatch` and `installBatches`: `batches` one after another (see there), announcing
    * each batch after the first with `announce` (installBatches only).
    */
-  async function runBatches(input: BatchInput & { batches: BatchMember[][]; announce?: (batch: number) => Promise<void> }): Promise<BatchOutcome[]> {
+  async function runBatches(input: BatchInput & { batches: BatchMember[][]; announce?: (batch: number) => Promise<boolean> }): Promise<BatchOutcome[]> {
     const { credential, versionId } = input;
     const restoring = input.step === 'restore';
     const step = restoring ? 'restore' : 'install';
     // Every member's spec before any install. Without the run's registry version nobody is touched: the
     // first member reports why (refused: nothing was sent), the others are skipped (one message, not one per member).
+    let context: Context | undefined;
+    try {
+      context = Context.current();
+    } catch {
+      context = undefined;
+    }
+    // A retried attempt: an earlier one may have sent installs (and reported some done in its heartbeats).
+    const retried = (context?.info.attempt ?? 1) > 1;
+    const previous = new Map(((context?.info.heartbeatDetails as BatchOutcome[] | undefined) ?? []).filter((o) => o.ok).map((o) => [o.id, o]));
     // Checked again before each later batch: a batch of `installBatches` refuses as a batch of its own would.
     const registryGone = () => !restoring && input.registryVersion !== undefined && !registryAt(input.registryVersion);
+    /**
+     * Without the run's registry version nobody is touched. In a first attempt nothing was sent: the first
+     * member refuses (it holds what it held), the others are skipped. In a retried attempt an earlier one
+     * may have installed any member it did not report done: each is a failure that may have applied.
+     */
     const goneOutcomes = (batch: BatchMember[]) => {
       const error = goneMessage(input.registryVersion!);
+      if (retried) {
+        let first = true;
+        return batch.map((m): BatchOutcome => {
+          const id = m.id ?? m.service!.id;
+          const done = previous.get(id);
+          if (done) return done;
+          const message = first ? error : `not retried (the run's registry version is not known to this worker); an earlier attempt may have installed it`;
+          first = false;
+          return { id, touched: true, ok: false, failedStep: 'install', refused: false, error: message };
+        });
+      }
       return batch.map((m, i): BatchOutcome => {
         const id = m.id ?? m.service!.id;
         return i === 0 ? { id, touched: false, ok: false, failedStep: 'install', refused: true, error } : { id, touched: false, ok: false, skipped: true };
@@ -457,13 +490,6 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const idempotencyKey = m.idempotencyKey ?? `${input.rotationKey}/${step}/${service.id}/${versionId}`;
       return [{ ...m, service, idempotencyKey }];
     });
-    let context: Context | undefined;
-    try {
-      context = Context.current();
-    } catch {
-      context = undefined;
-    }
-    const previous = new Map(((context?.info.heartbeatDetails as BatchOutcome[] | undefined) ?? []).filter((o) => o.ok).map((o) => [o.id, o]));
     const secret = await secretOf(credential.id, versionId);
     const done: BatchOutcome[] = [...previous.values()];
     const beat = setInterval(() => context?.heartbeat(done), 1_000);
@@ -483,7 +509,10 @@ export function createRotationActivities(deps: RotationActivityDeps) {
           }
         }
         const members = resolve(input.batches[j]!);
-        if (j > 0) await input.announce!(j);
+        if (j > 0 && !(await input.announce!(j))) {
+          // Cancelled (the server says so before the heartbeat does): the run restores what was started.
+          throw new CancelledFailure('installBatches cancelled at a batch boundary');
+        }
         outcomes.push(...(await runBatch(members)));
       }
       if (signal?.aborted) throw ApplicationFailure.retryable(`${restoring ? 'installBatch' : 'installBatches'} cancelled`, 'Cancelled');
@@ -500,13 +529,13 @@ export function createRotationActivities(deps: RotationActivityDeps) {
             const id = m.service.id;
             const prior = previous.get(id);
             if (prior) return prior;
-            if ((failed && !restoring) || signal?.aborted) return { id, touched: false, ok: false, skipped: true };
+            if ((failed && !restoring) || signal?.aborted) return { id, touched: false, ok: false, skipped: true, ...(retried ? { mayHold: true } : {}) };
             const p = provider(consumerProviderName(m.service), `services.${id}.rotation.provider`);
             const c = ctx(credential, m.service, m.timeoutMs);
             let lastError: unknown;
             // Whether a request of this member may have applied: any failure but a definitive refusal,
             // and any earlier attempt of this activity (it may have sent one before the worker died).
-            let mayHaveApplied = (context?.info.attempt ?? 1) > 1;
+            let mayHaveApplied = retried;
             for (let attempt = 0; attempt < 3; attempt++) {
               try {
                 // An install already sent runs to its answer (or its own timeout) even when the activity is
@@ -781,11 +810,19 @@ export function createRotationActivities(deps: RotationActivityDeps) {
       const execution = context.info.workflowExecution;
       if (!execution) throw ApplicationFailure.nonRetryable('installBatches runs only as a workflow\'s activity (it signals its rotation)', 'NotInWorkflow');
       const run = context.client.workflow.getHandle(execution.workflowId, execution.runId);
+      const { activityId, activityNamespace } = context.info;
       return runBatches({
         ...input,
         announce: async (batch) => {
+          // A cancel reaches this activity only with a heartbeat's answer (the SDK sends one per 8 s here):
+          // ask the server first whether one is requested, so a cancel stops the run at the next batch
+          // boundary, as it did with an activity per batch, instead of touching another batch.
+          const described = await context.client.workflowService.describeWorkflowExecution({ namespace: activityNamespace, execution: { workflowId: execution.workflowId, runId: execution.runId } });
+          const me = described.pendingActivities?.find((a) => a.activityId === activityId);
+          if (me?.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_CANCEL_REQUESTED) return false;
           const started: BatchStarted = { segment: input.segment, batch };
           await run.signal(BATCH_STARTED_SIGNAL, started);
+          return true;
         },
       });
     },

@@ -444,17 +444,29 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     } finally {
       onBatchStarted = undefined;
     }
+    const batchOf = new Map(batches.flatMap((b, j) => b.map((c) => [c.id, j] as const)));
     let firstError: string | undefined;
     for (const o of outcomes) {
       const p = svc(o.id, 'consumer');
+      // A batch before the last one signalled was verified in full: no later report of a retried attempt
+      // (which may not know it) makes its consumers hold less than the new version; its error is the cause.
+      if (batchOf.get(o.id)! < started && !o.ok) {
+        if (o.error) firstError ??= `${o.id}: ${o.error}`;
+        continue;
+      }
       if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
-      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: before.get(o.id) });
+      // mayHold: skipped by a retried attempt, but an earlier one may have installed it.
+      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: o.mayHold ? 'unknown' : before.get(o.id) });
       else {
         const holds = o.failedStep === 'verify' ? 'pending' : o.refused ? before.get(o.id) : 'unknown';
         Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds, error: o.error });
         firstError ??= `${o.id}: ${o.error}`;
       }
     }
+    // Every consumer of the segment must be reported verified: an activity that stopped early without a
+    // failure to report (a retried attempt without the run's registry version) fails the segment too.
+    const unreported = members.find((c) => svc(c.id, 'consumer').status !== 'ok');
+    if (!firstError && unreported) firstError = `${unreported.id}: installBatches ended without reporting it`;
     if (firstError) throw new Error(firstError);
   };
   const rotatePage = async (members: ConsumerPlan[]): Promise<void> => {
@@ -496,7 +508,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     for (const o of outcomes) {
       const p = svc(o.id, 'consumer');
       if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
-      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: before.get(o.id) });
+      // mayHold: skipped by a retried attempt, but an earlier one may have installed it (only newer activities say so).
+      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: o.mayHold ? 'unknown' : before.get(o.id) });
       else {
         const holds = o.failedStep === 'verify' ? 'pending' : o.refused ? before.get(o.id) : 'unknown';
         Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds, error: o.error });

@@ -12,7 +12,7 @@ import { rotate, startRotation } from '../../src/client/rotation';
 import type { RotationResult } from '../../src/domain/rotation';
 import { closeTestClient, testClient } from '../helpers/temporal';
 import { kill, startWorker } from './child-worker';
-import { rotationFixture } from './support';
+import { registryFor, rotationFixture } from './support';
 
 afterAll(closeTestClient);
 
@@ -136,17 +136,17 @@ describe('several batches in one activity (installBatches)', () => {
     }
   });
 
-  test('a cancel takes effect at the activity\'s next heartbeat: the level in flight ends, no later level starts, every level started is restored', async () => {
+  test('a cancel stops the run at the next batch boundary (before any heartbeat told the activity): the batch in flight is restored, later ones get nothing', async () => {
     const fx = await rotationFixture(levels, { fanOut: 'activity' });
     try {
-      for (const id of ['b1', 'b2']) fx.server.behaviour(id).installDelayMs = 2_000;
+      // Level 1 takes ~0.5 s; the activity's first heartbeat goes out 1 s in: only the server knows of the cancel at the boundary.
+      for (const id of ['a1', 'a2']) fx.server.behaviour(id).verifyDelayMs = 500;
       const client = await testClient();
       const result = await fx.run(async () => {
         const { handle } = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
-        // The cancel reaches the activity with its first heartbeat (after 1 s), while level 2 (2 s installs) is in flight.
         let cancelled = false;
         fx.server.onEvent = (e) => {
-          if (e.kind === 'verify' && e.service === 'a1' && !cancelled) {
+          if (e.kind === 'install' && e.service === 'a1' && !cancelled) {
             cancelled = true;
             void handle.cancel();
           }
@@ -155,16 +155,55 @@ describe('several batches in one activity (installBatches)', () => {
       });
       expect([result.status, result.cause]).toEqual(['rolled_back', 'cancelled']);
       for (const c of levels) expect(fx.server.consumer(c.id).versionId).toBe(fx.initialVersionId);
-      // Level 1 was reported verified by the signal, level 2 was in flight: both restored.
-      for (const id of ['a1', 'a2', 'b1', 'b2']) {
+      for (const id of ['a1', 'a2']) {
         expect(fx.server.consumer(id).installs).toEqual([result.versionId, fx.initialVersionId]);
         expect(result.services.find((s) => s.id === id)).toMatchObject({ step: 'restore', status: 'ok', holds: 'current' });
       }
-      // The activity learnt of the cancel before level 3 could start: c1 got nothing, not even a restore.
-      expect(fx.server.consumer('c1').installRequests).toBe(0);
-      expect(result.services.find((s) => s.id === 'c1')).toMatchObject({ step: 'planned' });
+      // No later batch was announced or touched: not even a restore.
+      for (const id of ['b1', 'b2', 'c1']) expect([id, fx.server.consumer(id).installRequests]).toEqual([id, 0]);
+      const events = (await client.workflow.getHandle(result.workflowId).fetchHistory()).events ?? [];
+      expect(events.filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'rotationBatchStarted')).toHaveLength(0);
       expect(fx.server.issuer('issuer').revoked).toEqual([result.versionId]);
     } finally {
+      await fx.close();
+    }
+  });
+
+  test('worker killed in the second level, the retry on a worker without the run\'s registry version: rolled back, and the verified first level is restored too', async () => {
+    const masterKey = randomBytes(32);
+    const defs = levels.map((c) => ({ ...c, rotation: { stepTimeout: '2s' } }));
+    const fx = await rotationFixture(defs, { fanOut: 'activity', masterKey, issuerRotation: { stepTimeout: '2s' } });
+    for (const id of ['b1', 'b2']) fx.server.behaviour(id).installDelayMs = 300;
+    const write = (name: string, registry: unknown) => {
+      const path = join(fx.dataDir, name);
+      writeFileSync(path, JSON.stringify(registry));
+      return path;
+    };
+    // The same services, another registry version: what a worker restarted after the file changed reads.
+    const next = registryFor(fx.server, fx.credentialId, 'issuer', defs, { fanOut: 'activity', gracePeriod: '1m', issuerRotation: { stepTimeout: '2s' } });
+    expect(next.versionHash).not.toBe(fx.registry.versionHash);
+    const env = (registryPath: string) => ({ ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath });
+    let worker = await startWorker(env(write('registry.json', fx.registry)));
+    let killed: Promise<void> | undefined;
+    fx.server.onEvent = (e) => {
+      if (e.kind === 'install' && e.service === 'b1' && e.applied && !killed) killed = kill(worker);
+    };
+    try {
+      const client = await testClient();
+      const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+      for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
+      await killed;
+      worker = await startWorker(env(write('registry-next.json', next)));
+      const result = (await started.handle.result()) as RotationResult;
+      expect(result.status).toBe('rolled_back');
+      expect(result.cause).toContain(`registry version ${fx.registry.versionHash} is not known to this worker`);
+      // Every consumer that took the new version is back on CURRENT (a1 and a2 were verified before the kill).
+      for (const c of levels) expect([c.id, fx.server.consumer(c.id).versionId]).toEqual([c.id, fx.initialVersionId]);
+      for (const id of ['a1', 'a2', 'b1', 'b2']) expect(result.services.find((s) => s.id === id)).toMatchObject({ step: 'restore', status: 'ok', holds: 'current' });
+      expect(fx.server.consumer('c1').installRequests).toBe(0);
+      expect(fx.server.issuer('issuer').revoked).toEqual([result.versionId]);
+    } finally {
+      await kill(worker);
       await fx.close();
     }
   });
