@@ -6,11 +6,16 @@
  * the run, the version and what to do; the rollback still works, with each
  * service's entry in the worker's current registry.
  */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createRegistryActivities, type VersionedRegistry } from '../../src/activities/registry';
 import { createRotationActivities } from '../../src/activities/rotation';
-import { rotate } from '../../src/client/rotation';
+import { rotate, startRotation } from '../../src/client/rotation';
+import type { RotationResult } from '../../src/domain/rotation';
 import type { Registry } from '../../src/domain/registry';
 import { closeTestClient, testClient, withTestWorker } from '../helpers/temporal';
+import { kill, startWorker } from './child-worker';
 import { registryFor, rotationFixture, type RotationFixture } from './support';
 
 afterAll(closeTestClient);
@@ -81,6 +86,41 @@ test('a consumer gone from the registry too cannot be restored: PENDING stays va
     expect(fx.server.issuer('issuer').revoked).toEqual([]);
     expect((await fx.store.labels(fx.credentialId)).PENDING?.versionId).toBe(result.versionId);
   } finally {
+    await fx.close();
+  }
+});
+
+test('fanOut workflow: an install applied by a worker that died, retried on a worker without the run\'s registry version, is restored (an earlier attempt may have applied it)', async () => {
+  const masterKey = randomBytes(32);
+  const defs = [{ id: 'k1', rotation: { stepTimeout: '2s' } }, { id: 'k2', dependsOn: ['k1'], rotation: { stepTimeout: '2s' } }];
+  const fx = await rotationFixture(defs, { fanOut: 'workflow', masterKey, issuerRotation: { stepTimeout: '2s' } });
+  const write = (name: string, registry: unknown) => {
+    const path = join(fx.dataDir, name);
+    writeFileSync(path, JSON.stringify(registry));
+    return path;
+  };
+  const next = registryFor(fx.server, fx.credentialId, 'issuer', defs, { fanOut: 'workflow', gracePeriod: '1m', issuerRotation: { stepTimeout: '2s' } });
+  const env = (registryPath: string) => ({ ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath });
+  let worker = await startWorker(env(write('registry.json', fx.registry)));
+  let killed: Promise<void> | undefined;
+  // k1 applies the install; its worker dies before the activity completes.
+  fx.server.onEvent = (e) => {
+    if (e.kind === 'install' && e.service === 'k1' && e.applied && !killed) killed = kill(worker);
+  };
+  try {
+    const client = await testClient();
+    const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
+    for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
+    await killed;
+    worker = await startWorker(env(write('registry-next.json', next)));
+    const result = (await started.handle.result()) as RotationResult;
+    expect(result.status).toBe('rolled_back');
+    expect(result.cause).toContain(`registry version ${fx.registry.versionHash} is not known to this worker`);
+    expect(fx.server.consumer('k1').versionId).toBe(fx.initialVersionId);
+    expect(result.services.find((s) => s.id === 'k1')).toMatchObject({ step: 'restore', status: 'ok', holds: 'current' });
+    expect(fx.server.consumer('k2').installRequests).toBe(0);
+  } finally {
+    await kill(worker);
     await fx.close();
   }
 });
