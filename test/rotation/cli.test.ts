@@ -101,6 +101,7 @@ test('rotate, credentials import/list, audit: JSON shapes, exit codes, and no se
         expect(dry.code).toBe(0);
         expect(dry.stdout).toContain('batch 1: web');
         expect(dry.stdout).toContain('batch 2: jobs');
+        expect(dry.stdout).toContain('fan-out: workflow (an activity per consumer step)');
 
         const ok = keep(await cli(fx, masterKey, ['rotate', fx.credentialId, '--json']));
         expect(ok.code).toBe(0);

@@ -88,6 +88,9 @@ export function formatRotation(r: RotationResult): string {
   if (r.cause) lines.push(`cause: ${r.cause}`);
   if (r.dryRun && r.plan) {
     lines.push(`issuer ${r.plan.issuer} (${r.plan.provider}) mints; grace period ${formatDuration(r.plan.gracePeriodMs)}; up to ${r.plan.maxParallel} at once`);
+    // The fan-out depends on the number of consumers when the credential sets none (defaultFanOut).
+    const fanOut = r.plan.fanOut === 'activity' ? 'activity (one activity for consecutive batches)' : 'workflow (an activity per consumer step)';
+    lines.push(`fan-out: ${fanOut}`);
     r.plan.batches.forEach((b, i) => lines.push(`batch ${i + 1}: ${b.join(', ')}`));
     if (!r.previousVersionId) lines.push('no CURRENT version: nothing to roll back to if a consumer fails');
     return lines.join('\n');
