@@ -401,6 +401,25 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       if (i + MAX_BATCH_PAGE < members.length && CancellationScope.current().consideredCancelled) throw new CancelledFailure('cancelled');
     }
   };
+  /** Longest one batch member may take in `installBatch(es)`: 3 install tries, its verify attempts and backoff, ms. */
+  const memberMs = (c: ConsumerPlan) => (3 + c.verifyAttempts) * c.stepTimeoutMs + 10 * c.verifyAttempts * c.verifyIntervalMs + 3_500;
+  /**
+   * Records one batch outcome in the progress: ok holds the new version; skipped holds what it held
+   * (`before`), or maybe the new one when a retried attempt skipped it (`mayHold`, only newer activities
+   * say so); a failed verify holds the new version, a refused install what it held, any other failure may
+   * hold either. @returns the failure as `<id>: <error>`, or undefined.
+   */
+  const applyOutcome = (o: BatchOutcome, before: ReadonlyMap<string, ServiceProgress['holds']>): string | undefined => {
+    const p = svc(o.id, 'consumer');
+    if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
+    else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: o.mayHold ? 'unknown' : before.get(o.id) });
+    else {
+      const holds = o.failedStep === 'verify' ? 'pending' : o.refused ? before.get(o.id) : 'unknown';
+      Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds, error: o.error });
+      return `${o.id}: ${o.error}`;
+    }
+    return undefined;
+  };
   /**
    * One segment (`fanOut: activity`, by reference): its batches in one `installBatches` activity. Batch 0's
    * consumers may be touched from the start; each later batch's from its `BatchStarted` signal on, which
@@ -423,7 +442,6 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
       for (let j = started + 1; j <= s.batch; j++) touching(batches[j]!);
       started = s.batch;
     };
-    const memberMs = (c: ConsumerPlan) => (3 + c.verifyAttempts) * c.stepTimeoutMs + 10 * c.verifyAttempts * c.verifyIntervalMs + 3_500;
     const startToCloseTimeout = batches.reduce((ms, b) => ms + Math.ceil(b.length / plan.maxParallel) * Math.max(...b.map(memberMs)), 10_000);
     let outcomes: BatchOutcome[];
     try {
@@ -447,21 +465,15 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     const batchOf = new Map(batches.flatMap((b, j) => b.map((c) => [c.id, j] as const)));
     let firstError: string | undefined;
     for (const o of outcomes) {
-      const p = svc(o.id, 'consumer');
       // A batch before the last one signalled was verified in full: no later report of a retried attempt
       // (which may not know it) makes its consumers hold less than the new version; its error is the cause.
       if (batchOf.get(o.id)! < started && !o.ok) {
         if (o.error) firstError ??= `${o.id}: ${o.error}`;
         continue;
       }
-      if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
-      // mayHold: skipped by a retried attempt, but an earlier one may have installed it.
-      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: o.mayHold ? 'unknown' : before.get(o.id) });
-      else {
-        const holds = o.failedStep === 'verify' ? 'pending' : o.refused ? before.get(o.id) : 'unknown';
-        Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds, error: o.error });
-        firstError ??= `${o.id}: ${o.error}`;
-      }
+      // Every outcome is recorded, also after the first failure (`??=` alone would skip the call).
+      const error = applyOutcome(o, before);
+      firstError ??= error;
     }
     // Every consumer of the segment must be reported verified: an activity that stopped early without a
     // failure to report (a retried attempt without the run's registry version) fails the segment too.
@@ -473,7 +485,7 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     // Until the batch reports, each member may have taken the new version (a cancelled or failed batch reports nothing).
     const before = new Map(members.map((c) => [c.id, svc(c.id, 'consumer').holds]));
     for (const c of members) Object.assign(svc(c.id, 'consumer'), { step: 'install', status: 'running', holds: 'unknown' });
-    const worstMemberMs = Math.max(...members.map((c) => (3 + c.verifyAttempts) * c.stepTimeoutMs + 10 * c.verifyAttempts * c.verifyIntervalMs + 3_500));
+    const worstMemberMs = Math.max(...members.map(memberMs));
     const outcomes = await proxyActivities<Acts>({
       startToCloseTimeout: Math.ceil(members.length / plan.maxParallel) * worstMemberMs + 10_000,
       heartbeatTimeout: 10_000,
@@ -506,15 +518,8 @@ export async function rotateCredential(input: RotateCredentialInput): Promise<Ro
     );
     let firstError: string | undefined;
     for (const o of outcomes) {
-      const p = svc(o.id, 'consumer');
-      if (o.ok) Object.assign(p, { step: 'verify', status: 'ok', holds: 'pending' });
-      // mayHold: skipped by a retried attempt, but an earlier one may have installed it (only newer activities say so).
-      else if (o.skipped) Object.assign(p, { step: 'planned', status: 'skipped', holds: o.mayHold ? 'unknown' : before.get(o.id) });
-      else {
-        const holds = o.failedStep === 'verify' ? 'pending' : o.refused ? before.get(o.id) : 'unknown';
-        Object.assign(p, { step: o.failedStep ?? 'install', status: 'failed', holds, error: o.error });
-        firstError ??= `${o.id}: ${o.error}`;
-      }
+      const error = applyOutcome(o, before);
+      firstError ??= error;
     }
     if (firstError) throw new Error(firstError);
   };

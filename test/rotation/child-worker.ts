@@ -1,6 +1,8 @@
 /** Starting and SIGKILLing the rotation worker of worker-process.ts in a child process. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ContractEvent, ContractServer } from '../fixtures/rotation-contract';
 
 export interface ChildWorker extends ChildProcess {
   /** Everything the worker logged so far. */
@@ -31,4 +33,33 @@ export function kill(child: ChildProcess): Promise<void> {
     child.once('exit', () => r());
     child.kill('SIGKILL');
   });
+}
+
+/**
+ * worker-process.ts's environment for a rotation fixture: its task queue, data dir and master key, and
+ * `registry` written as JSON to `<dataDir>/<file>` (a second file gives a worker another registry version).
+ */
+export function workerEnv(fx: { taskQueue: string; dataDir: string }, masterKey: Buffer, registry: unknown, file = 'registry.json'): Record<string, string> {
+  const path = join(fx.dataDir, file);
+  writeFileSync(path, JSON.stringify(registry));
+  return { ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: path };
+}
+
+/**
+ * SIGKILLs the worker `current()` returns at the first contract request matching `when` (called before
+ * the request is answered, so an install can apply while its activity never completes).
+ * @returns `killed()`: resolves once that worker is gone; rejects when no request matched within 15 s.
+ */
+export function killOnEvent(server: ContractServer, current: () => ChildProcess, when: (e: ContractEvent) => boolean): { killed(): Promise<void> } {
+  let killed: Promise<void> | undefined;
+  server.onEvent = (e) => {
+    if (!killed && when(e)) killed = kill(current());
+  };
+  return {
+    async killed() {
+      for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
+      if (!killed) throw new Error('no contract request matched within 15 s: the worker was not killed');
+      await killed;
+    },
+  };
 }

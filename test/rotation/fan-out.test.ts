@@ -11,7 +11,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { rotate, startRotation } from '../../src/client/rotation';
 import type { RotationResult } from '../../src/domain/rotation';
 import { closeTestClient, testClient } from '../helpers/temporal';
-import { kill, startWorker } from './child-worker';
+import { kill, killOnEvent, startWorker, workerEnv } from './child-worker';
 import { registryFor, rotationFixture } from './support';
 
 afterAll(closeTestClient);
@@ -174,26 +174,16 @@ describe('several batches in one activity (installBatches)', () => {
     const defs = levels.map((c) => ({ ...c, rotation: { stepTimeout: '2s' } }));
     const fx = await rotationFixture(defs, { fanOut: 'activity', masterKey, issuerRotation: { stepTimeout: '2s' } });
     for (const id of ['b1', 'b2']) fx.server.behaviour(id).installDelayMs = 300;
-    const write = (name: string, registry: unknown) => {
-      const path = join(fx.dataDir, name);
-      writeFileSync(path, JSON.stringify(registry));
-      return path;
-    };
     // The same services, another registry version: what a worker restarted after the file changed reads.
     const next = registryFor(fx.server, fx.credentialId, 'issuer', defs, { fanOut: 'activity', gracePeriod: '1m', issuerRotation: { stepTimeout: '2s' } });
     expect(next.versionHash).not.toBe(fx.registry.versionHash);
-    const env = (registryPath: string) => ({ ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath });
-    let worker = await startWorker(env(write('registry.json', fx.registry)));
-    let killed: Promise<void> | undefined;
-    fx.server.onEvent = (e) => {
-      if (e.kind === 'install' && e.service === 'b1' && e.applied && !killed) killed = kill(worker);
-    };
+    let worker = await startWorker(workerEnv(fx, masterKey, fx.registry));
+    const killer = killOnEvent(fx.server, () => worker, (e) => e.kind === 'install' && e.service === 'b1' && e.applied);
     try {
       const client = await testClient();
       const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
-      for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
-      await killed;
-      worker = await startWorker(env(write('registry-next.json', next)));
+      await killer.killed();
+      worker = await startWorker(workerEnv(fx, masterKey, next, 'registry-next.json'));
       const result = (await started.handle.result()) as RotationResult;
       expect(result.status).toBe('rolled_back');
       expect(result.cause).toContain(`registry version ${fx.registry.versionHash} is not known to this worker`);
@@ -213,19 +203,13 @@ describe('several batches in one activity (installBatches)', () => {
     const defs = levels.map((c) => ({ ...c, rotation: { stepTimeout: '2s' } }));
     const fx = await rotationFixture(defs, { fanOut: 'activity', masterKey, issuerRotation: { stepTimeout: '2s' } });
     for (const id of ['b1', 'b2']) fx.server.behaviour(id).installDelayMs = 300;
-    const registryPath = join(fx.dataDir, 'registry.json');
-    writeFileSync(registryPath, JSON.stringify(fx.registry));
-    const env = { ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath };
+    const env = workerEnv(fx, masterKey, fx.registry);
     let worker = await startWorker(env);
-    let killed: Promise<void> | undefined;
-    fx.server.onEvent = (e) => {
-      if (e.kind === 'install' && e.service === 'b1' && e.applied && !killed) killed = kill(worker);
-    };
+    const killer = killOnEvent(fx.server, () => worker, (e) => e.kind === 'install' && e.service === 'b1' && e.applied);
     try {
       const client = await testClient();
       const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
-      for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
-      await killed;
+      await killer.killed();
       worker = await startWorker(env);
       const result = (await started.handle.result()) as RotationResult;
       expect(result.status).toBe('completed');

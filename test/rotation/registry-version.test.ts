@@ -7,15 +7,13 @@
  * service's entry in the worker's current registry.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { createRegistryActivities, type VersionedRegistry } from '../../src/activities/registry';
 import { createRotationActivities } from '../../src/activities/rotation';
 import { rotate, startRotation } from '../../src/client/rotation';
 import type { RotationResult } from '../../src/domain/rotation';
 import type { Registry } from '../../src/domain/registry';
 import { closeTestClient, testClient, withTestWorker } from '../helpers/temporal';
-import { kill, startWorker } from './child-worker';
+import { kill, killOnEvent, startWorker, workerEnv } from './child-worker';
 import { registryFor, rotationFixture, type RotationFixture } from './support';
 
 afterAll(closeTestClient);
@@ -94,25 +92,15 @@ test('fanOut workflow: an install applied by a worker that died, retried on a wo
   const masterKey = randomBytes(32);
   const defs = [{ id: 'k1', rotation: { stepTimeout: '2s' } }, { id: 'k2', dependsOn: ['k1'], rotation: { stepTimeout: '2s' } }];
   const fx = await rotationFixture(defs, { fanOut: 'workflow', masterKey, issuerRotation: { stepTimeout: '2s' } });
-  const write = (name: string, registry: unknown) => {
-    const path = join(fx.dataDir, name);
-    writeFileSync(path, JSON.stringify(registry));
-    return path;
-  };
   const next = registryFor(fx.server, fx.credentialId, 'issuer', defs, { fanOut: 'workflow', gracePeriod: '1m', issuerRotation: { stepTimeout: '2s' } });
-  const env = (registryPath: string) => ({ ROT_TASK_QUEUE: fx.taskQueue, ROT_DATA_DIR: fx.dataDir, ROT_MASTER_KEY: masterKey.toString('base64'), ROT_REGISTRY: registryPath });
-  let worker = await startWorker(env(write('registry.json', fx.registry)));
-  let killed: Promise<void> | undefined;
+  let worker = await startWorker(workerEnv(fx, masterKey, fx.registry));
   // k1 applies the install; its worker dies before the activity completes.
-  fx.server.onEvent = (e) => {
-    if (e.kind === 'install' && e.service === 'k1' && e.applied && !killed) killed = kill(worker);
-  };
+  const killer = killOnEvent(fx.server, () => worker, (e) => e.kind === 'install' && e.service === 'k1' && e.applied);
   try {
     const client = await testClient();
     const started = await startRotation(client, { credentialId: fx.credentialId, taskQueue: fx.taskQueue });
-    for (let i = 0; i < 300 && !killed; i++) await new Promise((r) => setTimeout(r, 50));
-    await killed;
-    worker = await startWorker(env(write('registry-next.json', next)));
+    await killer.killed();
+    worker = await startWorker(workerEnv(fx, masterKey, next, 'registry-next.json'));
     const result = (await started.handle.result()) as RotationResult;
     expect(result.status).toBe('rolled_back');
     expect(result.cause).toContain(`registry version ${fx.registry.versionHash} is not known to this worker`);
